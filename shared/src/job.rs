@@ -1,0 +1,364 @@
+//! The job document stored at `/cron/jobs/<name>` (DESIGN §3).
+//!
+//! The wire form is the original's `{name, command, cronExpr}` plus optional
+//! fields that all have defaults, so a document written by the Go system is
+//! a valid job. [`Job::from_json`] decodes and validates in one step and
+//! reports every problem it finds at once.
+
+use chrono::Utc;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::cron::{Schedule, parse_timezone};
+use crate::name::name_problem;
+use crate::{Error, JobName};
+
+/// Longest accepted command, in bytes.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Longest accepted per-run timeout: 30 days.
+pub const MAX_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+/// Most retries of one failed run.
+pub const MAX_RETRIES: u32 = 100;
+/// Longest accepted backoff between retries: 1 day.
+pub const MAX_RETRY_BACKOFF_SECS: u64 = 24 * 3600;
+/// Most extra alert recipients per job.
+pub const MAX_ALERT_EMAILS: usize = 50;
+
+/// Whether runs of one job may overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// Never two runs of this job at once, cluster-wide.
+    #[default]
+    Forbid,
+    /// Runs may overlap; each tick still runs once.
+    Allow,
+}
+
+/// A validated job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// Unique name; also the etcd key's last segment.
+    pub name: JobName,
+    /// Shell command, run with `sh -c` (the shell is configurable on workers).
+    pub command: String,
+    /// Cron expression in the original's syntax (5, 6 or 7 fields, or a macro).
+    pub cron_expr: String,
+    /// Seconds before a run is killed; 0 means no limit.
+    #[serde(default)]
+    pub timeout_secs: u64,
+    /// Whether runs may overlap.
+    #[serde(default)]
+    pub concurrency: Concurrency,
+    /// How many times a failed run is retried.
+    #[serde(default)]
+    pub retries: u32,
+    /// Seconds to wait before each retry.
+    #[serde(default)]
+    pub retry_backoff_secs: u64,
+    /// IANA zone the expression is evaluated in; `None` means the
+    /// cluster's configured zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<Tz>,
+    /// Paused jobs are kept but never fired.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Extra recipients for this job's alerts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_emails: Vec<String>,
+}
+
+/// The wire form before validation: every field as loosely typed as the
+/// JSON allows, so that validation can report all problems together.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawJob {
+    name: Option<String>,
+    command: Option<String>,
+    cron_expr: Option<String>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    concurrency: Option<Concurrency>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    retry_backoff_secs: Option<u64>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default)]
+    alert_emails: Option<Vec<String>>,
+}
+
+impl Job {
+    /// Decodes a job document and validates it. Unknown fields are ignored
+    /// (forward compatibility); every problem found is listed in the error.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
+            reason: e.to_string(),
+        })?;
+        Self::from_raw(raw)
+    }
+
+    /// The job's schedule, in its own zone or in `default_tz`.
+    pub fn schedule(&self, default_tz: Tz) -> Result<Schedule, Error> {
+        Schedule::parse(&self.cron_expr, self.timezone.unwrap_or(default_tz))
+    }
+
+    /// Checks a job built in code (for example from the REST API's typed
+    /// body) against the same rules as [`Job::from_json`].
+    pub fn validate(&self) -> Result<(), Error> {
+        let raw = RawJob {
+            name: Some(self.name.to_string()),
+            command: Some(self.command.clone()),
+            cron_expr: Some(self.cron_expr.clone()),
+            timeout_secs: Some(self.timeout_secs),
+            concurrency: Some(self.concurrency),
+            retries: Some(self.retries),
+            retry_backoff_secs: Some(self.retry_backoff_secs),
+            timezone: self.timezone.map(|tz| tz.name().to_string()),
+            disabled: Some(self.disabled),
+            alert_emails: Some(self.alert_emails.clone()),
+        };
+        Self::from_raw(raw).map(|_| ())
+    }
+
+    fn from_raw(raw: RawJob) -> Result<Self, Error> {
+        let mut problems = Vec::new();
+
+        let name = match raw.name {
+            None => {
+                problems.push("`name` is required".to_string());
+                None
+            }
+            Some(n) => match name_problem(&n) {
+                Some(reason) => {
+                    problems.push(format!("`name` {reason}"));
+                    None
+                }
+                None => Some(n),
+            },
+        };
+
+        let command = match raw.command {
+            None => {
+                problems.push("`command` is required".to_string());
+                None
+            }
+            Some(c) if c.trim().is_empty() => {
+                problems.push("`command` must not be empty".to_string());
+                None
+            }
+            Some(c) if c.len() > MAX_COMMAND_BYTES => {
+                problems.push(format!(
+                    "`command` must be at most {MAX_COMMAND_BYTES} bytes"
+                ));
+                None
+            }
+            Some(c) if c.contains('\0') => {
+                problems.push("`command` must not contain a NUL character".to_string());
+                None
+            }
+            Some(c) => Some(c),
+        };
+
+        let timezone = match raw.timezone.as_deref() {
+            None | Some("") => None,
+            Some(tz) => match parse_timezone(tz) {
+                Ok(tz) => Some(tz),
+                Err(e) => {
+                    problems.push(format!("`timezone`: {e}"));
+                    None
+                }
+            },
+        };
+
+        let cron_expr = match raw.cron_expr {
+            None => {
+                problems.push("`cronExpr` is required".to_string());
+                None
+            }
+            Some(expr) => match Schedule::parse(&expr, timezone.unwrap_or(Tz::UTC)) {
+                Err(e) => {
+                    problems.push(format!("`cronExpr`: {e}"));
+                    None
+                }
+                Ok(s) if s.next_after(Utc::now()).is_none() => {
+                    problems.push(format!("`cronExpr`: {expr:?} never fires again"));
+                    None
+                }
+                Ok(_) => Some(expr),
+            },
+        };
+
+        let timeout_secs = raw.timeout_secs.unwrap_or(0);
+        if timeout_secs > MAX_TIMEOUT_SECS {
+            problems.push(format!("`timeoutSecs` must be at most {MAX_TIMEOUT_SECS}"));
+        }
+        let retries = raw.retries.unwrap_or(0);
+        if retries > MAX_RETRIES {
+            problems.push(format!("`retries` must be at most {MAX_RETRIES}"));
+        }
+        let retry_backoff_secs = raw.retry_backoff_secs.unwrap_or(0);
+        if retry_backoff_secs > MAX_RETRY_BACKOFF_SECS {
+            problems.push(format!(
+                "`retryBackoffSecs` must be at most {MAX_RETRY_BACKOFF_SECS}"
+            ));
+        }
+        let alert_emails = raw.alert_emails.unwrap_or_default();
+        if alert_emails.len() > MAX_ALERT_EMAILS {
+            problems.push(format!(
+                "`alertEmails` may list at most {MAX_ALERT_EMAILS} addresses"
+            ));
+        }
+        for email in &alert_emails {
+            if !looks_like_email(email) {
+                problems.push(format!("`alertEmails`: {email:?} is not an email address"));
+            }
+        }
+
+        match (name, command, cron_expr) {
+            (Some(name), Some(command), Some(cron_expr)) if problems.is_empty() => Ok(Job {
+                // Checked by `name_problem` above.
+                name: JobName::new(name)?,
+                command,
+                cron_expr,
+                timeout_secs,
+                concurrency: raw.concurrency.unwrap_or_default(),
+                retries,
+                retry_backoff_secs,
+                timezone,
+                disabled: raw.disabled.unwrap_or(false),
+                alert_emails,
+            }),
+            _ => Err(Error::InvalidJob { problems }),
+        }
+    }
+
+    /// The job as the JSON stored in etcd.
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings, numbers and enums cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A deliberately loose check: one `@`, something on each side, no spaces.
+/// Real validation happens when the SMTP server accepts or refuses it.
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+                && s.len() <= 254
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_three_field_document_is_a_valid_job_with_defaults() {
+        let job = Job::from_json(
+            br#"{"name":"job1","command":"echo hello","cronExpr":"*/5 * * * * * *"}"#,
+        )
+        .expect("valid");
+        assert_eq!(job.name.as_str(), "job1");
+        assert_eq!(job.command, "echo hello");
+        assert_eq!(job.cron_expr, "*/5 * * * * * *");
+        assert_eq!(job.timeout_secs, 0);
+        assert_eq!(job.concurrency, Concurrency::Forbid);
+        assert_eq!(job.retries, 0);
+        assert_eq!(job.timezone, None);
+        assert!(!job.disabled);
+        assert!(job.alert_emails.is_empty());
+    }
+
+    #[test]
+    fn all_fields_round_trip_and_unknown_fields_are_ignored() {
+        let json = br#"{"name":"j","command":"true","cronExpr":"@daily","timeoutSecs":30,
+            "concurrency":"allow","retries":2,"retryBackoffSecs":5,"timezone":"Europe/Paris",
+            "disabled":true,"alertEmails":["ops@example.com"],"futureField":{"x":1}}"#;
+        let job = Job::from_json(json).expect("valid");
+        assert_eq!(job.concurrency, Concurrency::Allow);
+        assert_eq!(job.timezone, Some(chrono_tz::Europe::Paris));
+        let again = Job::from_json(job.to_json().as_bytes()).expect("round trip");
+        assert_eq!(again, job);
+        let v: serde_json::Value = serde_json::from_str(&job.to_json()).expect("json");
+        assert_eq!(v["cronExpr"], "@daily");
+        assert_eq!(v["timeoutSecs"], 30);
+        assert_eq!(v["timezone"], "Europe/Paris");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Job::from_json(
+            br#"{"name":"a/b","command":" ","cronExpr":"nope","timezone":"Nowhere/City",
+            "timeoutSecs":99999999,"alertEmails":["not-an-email"]}"#,
+        )
+        .expect_err("invalid");
+        let Error::InvalidJob { problems } = &err else {
+            panic!("unexpected {err:?}");
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "`name`",
+            "`command`",
+            "`cronExpr`",
+            "`timezone`",
+            "`timeoutSecs`",
+            "`alertEmails`",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+        assert!(err.to_string().starts_with("invalid job: "), "{err}");
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let err = Job::from_json(br#"{"name":"x"}"#)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("`command` is required") && err.contains("`cronExpr` is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_json_and_wrong_types_are_clear() {
+        let err = Job::from_json(b"{not json").expect_err("bad").to_string();
+        assert!(err.starts_with("invalid job JSON"), "{err}");
+        let err =
+            Job::from_json(br#"{"name":"x","command":"y","cronExpr":"@daily","timeoutSecs":-1}"#)
+                .expect_err("negative")
+                .to_string();
+        assert!(err.contains("invalid value"), "{err}");
+        assert!(Job::from_json(br#"[1,2]"#).is_err());
+        assert!(Job::from_json(br#"null"#).is_err());
+    }
+
+    #[test]
+    fn expression_that_never_fires_again_is_rejected() {
+        let err = Job::from_json(br#"{"name":"x","command":"y","cronExpr":"0 0 1 1 * 2001"}"#)
+            .expect_err("past")
+            .to_string();
+        assert!(err.contains("never fires again"), "{err}");
+    }
+
+    #[test]
+    fn validate_applies_the_same_rules() {
+        let mut job =
+            Job::from_json(br#"{"name":"x","command":"y","cronExpr":"@daily"}"#).expect("valid");
+        assert!(job.validate().is_ok());
+        job.cron_expr = "bad".into();
+        assert!(job.validate().is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! The etcd key layout (DESIGN §2). This is the only module that knows the
+//! key strings: everything else asks [`Keys`] to build or parse them from
+//! typed names.
+
+use crate::{Error, JobName};
+
+/// Builds and parses rcron's etcd keys under a configurable prefix
+/// (default `/cron/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_string(),
+        }
+    }
+}
+
+/// The prefix every key lives under unless configured otherwise.
+pub const DEFAULT_PREFIX: &str = "/cron/";
+
+impl Keys {
+    /// A layout under `prefix`; a missing trailing `/` is added, so
+    /// `/cron` and `/cron/` mean the same.
+    pub fn new(prefix: &str) -> Result<Self, Error> {
+        if !prefix.starts_with('/') || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::Config(format!(
+                "etcd prefix {prefix:?} must start with `/` and contain no whitespace"
+            )));
+        }
+        let mut prefix = prefix.to_string();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(Self { prefix })
+    }
+
+    /// The prefix itself, ending in `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `/cron/jobs/`: every saved job.
+    pub fn jobs_dir(&self) -> String {
+        format!("{}jobs/", self.prefix)
+    }
+
+    /// `/cron/jobs/<name>`: one job's JSON.
+    pub fn job(&self, name: &JobName) -> String {
+        format!("{}{name}", self.jobs_dir())
+    }
+
+    /// The job a `/cron/jobs/<name>` key belongs to.
+    pub fn parse_job(&self, key: &[u8]) -> Option<JobName> {
+        self.name_under(&self.jobs_dir(), key)
+    }
+
+    /// `/cron/killer/`: kill requests.
+    pub fn killer_dir(&self) -> String {
+        format!("{}killer/", self.prefix)
+    }
+
+    /// `/cron/killer/<name>`: a short-lived kill request for the job's runs.
+    pub fn killer(&self, name: &JobName) -> String {
+        format!("{}{name}", self.killer_dir())
+    }
+
+    /// The job a `/cron/killer/<name>` key asks to kill.
+    pub fn parse_killer(&self, key: &[u8]) -> Option<JobName> {
+        self.name_under(&self.killer_dir(), key)
+    }
+
+    /// `/cron/lock/<name>`: held by the worker running the job.
+    pub fn lock(&self, name: &JobName) -> String {
+        format!("{}lock/{name}", self.prefix)
+    }
+
+    /// `/cron/fired/<name>`: the last plan time (ms) started anywhere in the
+    /// cluster, advanced in the same transaction that takes the lock.
+    pub fn fired(&self, name: &JobName) -> String {
+        format!("{}fired/{name}", self.prefix)
+    }
+
+    /// `/cron/workers/`: the worker registry.
+    pub fn workers_dir(&self) -> String {
+        format!("{}workers/", self.prefix)
+    }
+
+    /// `/cron/workers/<id>`: one worker's record, under its lease.
+    pub fn worker(&self, worker_id: &str) -> String {
+        format!("{}{worker_id}", self.workers_dir())
+    }
+
+    /// `/cron/master`: the election key masters campaign on.
+    pub fn master_election(&self) -> String {
+        format!("{}master", self.prefix)
+    }
+
+    /// `/cron/warn/`: warnings waiting for the leader to deliver.
+    pub fn warn_dir(&self) -> String {
+        format!("{}warn/", self.prefix)
+    }
+
+    /// `/cron/warn/<name>/<runId>`: one failed or timed-out run.
+    pub fn warn(&self, name: &JobName, run_id: &str) -> String {
+        format!("{}{name}/{run_id}", self.warn_dir())
+    }
+
+    /// The job and run id of a `/cron/warn/<name>/<runId>` key.
+    pub fn parse_warn(&self, key: &[u8]) -> Option<(JobName, String)> {
+        let rest = std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.warn_dir())?;
+        let (name, run_id) = rest.split_once('/')?;
+        if run_id.is_empty() || run_id.contains('/') {
+            return None;
+        }
+        Some((JobName::new(name).ok()?, run_id.to_string()))
+    }
+
+    /// The smallest key greater than every key starting with `dir`, for
+    /// range reads and watches.
+    pub fn range_end(dir: &str) -> Vec<u8> {
+        let mut end = dir.as_bytes().to_vec();
+        // `dir` always ends in `/`, so incrementing the last byte cannot overflow.
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        end
+    }
+
+    fn name_under(&self, dir: &str, key: &[u8]) -> Option<JobName> {
+        let rest = std::str::from_utf8(key).ok()?.strip_prefix(dir)?;
+        JobName::new(rest).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> JobName {
+        JobName::new(s).expect("valid")
+    }
+
+    #[test]
+    fn default_layout_matches_the_original() {
+        let k = Keys::default();
+        assert_eq!(k.job(&name("job1")), "/cron/jobs/job1");
+        assert_eq!(k.killer(&name("job1")), "/cron/killer/job1");
+        assert_eq!(k.lock(&name("job1")), "/cron/lock/job1");
+        assert_eq!(k.fired(&name("job1")), "/cron/fired/job1");
+        assert_eq!(k.worker("w1"), "/cron/workers/w1");
+        assert_eq!(k.master_election(), "/cron/master");
+        assert_eq!(k.warn(&name("job1"), "r1"), "/cron/warn/job1/r1");
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let k = Keys::new("/t/x").expect("prefix");
+        assert_eq!(k.prefix(), "/t/x/");
+        assert_eq!(
+            k.parse_job(k.job(&name("a.b")).as_bytes()),
+            Some(name("a.b"))
+        );
+        assert_eq!(
+            k.parse_killer(k.killer(&name("z")).as_bytes()),
+            Some(name("z"))
+        );
+        assert_eq!(
+            k.parse_warn(k.warn(&name("j"), "run-1").as_bytes()),
+            Some((name("j"), "run-1".to_string()))
+        );
+    }
+
+    #[test]
+    fn foreign_keys_do_not_parse() {
+        let k = Keys::default();
+        assert_eq!(k.parse_job(b"/cron/killer/job1"), None);
+        assert_eq!(k.parse_job(b"/cron/jobs/"), None);
+        assert_eq!(k.parse_job(b"/cron/jobs/a/b"), None);
+        assert_eq!(k.parse_warn(b"/cron/warn/job1"), None);
+        assert_eq!(k.parse_warn(b"/cron/warn/job1/"), None);
+        assert_eq!(k.parse_job(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn range_end_covers_the_directory() {
+        assert_eq!(Keys::range_end("/cron/jobs/"), b"/cron/jobs0".to_vec());
+    }
+
+    #[test]
+    fn bad_prefixes_are_rejected() {
+        assert!(Keys::new("cron/").is_err());
+        assert!(Keys::new("/cr on/").is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! rcron-shared: everything the master and the workers agree on.
+//!
+//! - [`name`]: [`JobName`], validated once when built.
+//! - [`job`]: the job document of `/cron/jobs/<name>`, decoded and checked
+//!   in one step ([`Job::from_json`]).
+//! - [`cron`]: cron expressions with the original's meaning, per-zone
+//!   ([`Schedule`]).
+//! - [`keys`]: the etcd key layout, the only place that knows key strings.
+//! - [`records`]: the run log document, warnings and worker records.
+//! - [`config`]: shared config sections and the file → env → flag layering.
+//! - [`etcd`]: connecting, and classifying outages.
+//! - [`telemetry`]: tracing setup.
+//!
+//! The master writes jobs and reads records; workers read jobs, write
+//! records. Neither depends on the other, only on this crate.
+
+pub mod config;
+pub mod cron;
+mod error;
+pub mod etcd;
+pub mod job;
+pub mod keys;
+pub mod name;
+pub mod records;
+pub mod telemetry;
+
+pub use cron::Schedule;
+pub use error::Error;
+pub use job::{Concurrency, Job};
+pub use keys::Keys;
+pub use name::JobName;
+pub use records::{LogRecord, RunStatus, Warning, WorkerInfo};
+
+/// The version every binary reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Milliseconds since the Unix epoch, the unit of every time in the
+/// original's log documents.
+pub fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}

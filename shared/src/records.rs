@@ -1,0 +1,171 @@
+//! Records other programs read: the run log document (DESIGN §5), the
+//! warning a worker leaves for the leader master (DESIGN §4, §7) and the
+//! worker registration record (DESIGN §2).
+
+use serde::{Deserialize, Serialize};
+
+use crate::JobName;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Exit code 0.
+    Success,
+    /// Non-zero exit code, killed by a signal it did not ask for, or could not be spawned.
+    Failed,
+    /// Killed because it ran past the job's `timeoutSecs`.
+    Timeout,
+    /// Killed on request (`/cron/killer/<name>`) or at worker shutdown.
+    Killed,
+}
+
+impl RunStatus {
+    /// The lowercase wire name (`success`, `failed`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+            Self::Killed => "killed",
+        }
+    }
+
+    /// Whether this outcome is reported as a warning for alerting.
+    pub fn warns(self) -> bool {
+        matches!(self, Self::Failed | Self::Timeout)
+    }
+}
+
+/// One run, as stored in MongoDB `cron.log`. Field names and units
+/// (milliseconds since the epoch) of the first eight are the original's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRecord {
+    /// The job's name.
+    pub job_name: String,
+    /// The command as run.
+    pub command: String,
+    /// Why the run did not succeed; empty on success.
+    pub err: String,
+    /// Captured stdout and stderr, capped (see `output_truncated`).
+    pub output: String,
+    /// The tick this run belongs to (ms).
+    pub plan_time: i64,
+    /// When the scheduler fired the tick (ms).
+    pub schedule_time: i64,
+    /// When the process was started (ms).
+    pub start_time: i64,
+    /// When the process ended (ms).
+    pub end_time: i64,
+    /// Unique id of this run (also the warning key's last segment).
+    pub run_id: String,
+    /// Id of the worker that ran it.
+    pub worker: String,
+    /// Exit code, when the process exited normally.
+    pub exit_code: Option<i32>,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// 1 for the first attempt, 2 for the first retry, …
+    pub attempt: u32,
+    /// Whether part of the output was dropped to respect the cap.
+    pub output_truncated: bool,
+}
+
+/// What went wrong, as put under `/cron/warn/<name>/<runId>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Warning {
+    /// The job's name.
+    pub job_name: JobName,
+    /// The run's id; the idempotency key of every alert about it.
+    pub run_id: String,
+    /// `failed` or `timeout`.
+    pub status: RunStatus,
+    /// The command as run.
+    pub command: String,
+    /// Exit code, when the process exited normally.
+    pub exit_code: Option<i32>,
+    /// Why the run did not succeed.
+    pub err: String,
+    /// The end of the captured output.
+    pub output_tail: String,
+    /// The tick (ms).
+    pub plan_time: i64,
+    /// Start of the run (ms).
+    pub start_time: i64,
+    /// End of the run (ms).
+    pub end_time: i64,
+    /// The worker that ran it.
+    pub worker: String,
+    /// Attempt number (1 = first run).
+    pub attempt: u32,
+}
+
+/// A worker's registration at `/cron/workers/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerInfo {
+    /// Unique worker id (default `hostname-pid`).
+    pub id: String,
+    /// Host name of the machine.
+    pub hostname: String,
+    /// The address other machines reach it at.
+    pub ip: String,
+    /// Process id.
+    pub pid: u32,
+    /// rcron version.
+    pub version: String,
+    /// When the worker started (ms).
+    pub start_time: i64,
+    /// Most runs it executes at once.
+    pub capacity: u32,
+    /// Names of the jobs running now.
+    pub running: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_record_uses_the_original_field_names() {
+        let rec = LogRecord {
+            job_name: "job1".into(),
+            command: "echo hello".into(),
+            err: String::new(),
+            output: "hello\n".into(),
+            plan_time: 1,
+            schedule_time: 2,
+            start_time: 3,
+            end_time: 4,
+            run_id: "r".into(),
+            worker: "w".into(),
+            exit_code: Some(0),
+            status: RunStatus::Success,
+            attempt: 1,
+            output_truncated: false,
+        };
+        let v = serde_json::to_value(&rec).expect("serialize");
+        for field in [
+            "jobName",
+            "command",
+            "err",
+            "output",
+            "planTime",
+            "scheduleTime",
+            "startTime",
+            "endTime",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(v["status"], "success");
+        assert_eq!(v["exitCode"], 0);
+    }
+
+    #[test]
+    fn only_failures_and_timeouts_warn() {
+        assert!(RunStatus::Failed.warns() && RunStatus::Timeout.warns());
+        assert!(!RunStatus::Success.warns() && !RunStatus::Killed.warns());
+    }
+}
