@@ -100,7 +100,17 @@ impl Job {
         let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
             reason: e.to_string(),
         })?;
-        Self::from_raw(raw)
+        Self::from_raw(raw, true)
+    }
+
+    /// Decodes a job read back from etcd. The same rules as
+    /// [`Job::from_json`] except the time-dependent one: a stored job whose
+    /// expression no longer fires is still a job (it just never runs).
+    pub fn from_stored(bytes: &[u8]) -> Result<Self, Error> {
+        let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
+            reason: e.to_string(),
+        })?;
+        Self::from_raw(raw, false)
     }
 
     /// The job's schedule, in its own zone or in `default_tz`.
@@ -123,10 +133,10 @@ impl Job {
             disabled: Some(self.disabled),
             alert_emails: Some(self.alert_emails.clone()),
         };
-        Self::from_raw(raw).map(|_| ())
+        Self::from_raw(raw, true).map(|_| ())
     }
 
-    fn from_raw(raw: RawJob) -> Result<Self, Error> {
+    fn from_raw(raw: RawJob, must_fire_again: bool) -> Result<Self, Error> {
         let mut problems = Vec::new();
 
         let name = match raw.name {
@@ -186,7 +196,7 @@ impl Job {
                     problems.push(format!("`cronExpr`: {e}"));
                     None
                 }
-                Ok(s) if s.next_after(Utc::now()).is_none() => {
+                Ok(s) if must_fire_again && s.next_after(Utc::now()).is_none() => {
                     problems.push(format!("`cronExpr`: {expr:?} never fires again"));
                     None
                 }
@@ -351,6 +361,8 @@ mod tests {
             .expect_err("past")
             .to_string();
         assert!(err.contains("never fires again"), "{err}");
+        let stored = Job::from_stored(br#"{"name":"x","command":"y","cronExpr":"0 0 1 1 * 2001"}"#);
+        assert!(stored.is_ok(), "a stored job stays readable: {stored:?}");
     }
 
     #[test]

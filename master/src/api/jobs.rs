@@ -1,0 +1,268 @@
+//! `/api/v1/jobs`: job CRUD and kill, with real status codes.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use rcron_shared::{Concurrency, Job, JobName};
+
+use crate::Error;
+use crate::api::payload::JobPayload;
+use crate::api::{ApiError, ApiTags, AppState};
+
+/// REST operations on jobs.
+pub struct JobsApi {
+    state: Arc<AppState>,
+}
+
+impl JobsApi {
+    /// Operations over the shared state.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+/// Whether runs of a job may overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ConcurrencyDto {
+    /// Never two runs of this job at once, cluster-wide (default).
+    #[default]
+    Forbid,
+    /// Runs may overlap; each tick still runs once.
+    Allow,
+}
+
+/// A job as written by a client. Only `name`, `command` and `cronExpr` are
+/// required; a document of the original system is a valid job.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct JobSpec {
+    /// Unique name: 1–128 letters (any script), digits, `.`, `_`, `-`.
+    pub name: String,
+    /// Shell command, run with `sh -c` on a worker.
+    pub command: String,
+    /// Cron expression: 5 fields `min hour dom month dow`, 6 (plus year),
+    /// 7 (seconds first, then year, e.g. `*/5 * * * * * *`), or a macro
+    /// such as `@daily`.
+    pub cron_expr: String,
+    /// Seconds before a run is killed and logged as `timeout`; 0 = no limit.
+    #[oai(default)]
+    pub timeout_secs: u64,
+    /// Whether runs may overlap.
+    #[oai(default)]
+    pub concurrency: ConcurrencyDto,
+    /// How many times a failed run is retried.
+    #[oai(default)]
+    pub retries: u32,
+    /// Seconds between retries.
+    #[oai(default)]
+    pub retry_backoff_secs: u64,
+    /// IANA time zone of the expression (e.g. `Europe/Berlin`); absent = the
+    /// cluster's zone.
+    pub timezone: Option<String>,
+    /// Paused jobs are kept but never fired.
+    #[oai(default)]
+    pub disabled: bool,
+    /// Extra recipients of this job's alerts.
+    #[oai(default)]
+    pub alert_emails: Vec<String>,
+}
+
+impl From<&Job> for JobSpec {
+    fn from(job: &Job) -> Self {
+        Self {
+            name: job.name.to_string(),
+            command: job.command.clone(),
+            cron_expr: job.cron_expr.clone(),
+            timeout_secs: job.timeout_secs,
+            concurrency: match job.concurrency {
+                Concurrency::Forbid => ConcurrencyDto::Forbid,
+                Concurrency::Allow => ConcurrencyDto::Allow,
+            },
+            retries: job.retries,
+            retry_backoff_secs: job.retry_backoff_secs,
+            timezone: job.timezone.map(|tz| tz.name().to_string()),
+            disabled: job.disabled,
+            alert_emails: job.alert_emails.clone(),
+        }
+    }
+}
+
+/// A stored job with what the cluster computes about it.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct JobView {
+    /// The job.
+    #[oai(flatten)]
+    pub job: JobSpec,
+    /// The next time it fires (absent when disabled or never again).
+    pub next_fire_time: Option<DateTime<Utc>>,
+}
+
+/// Every job.
+#[derive(Debug, Object)]
+pub struct JobList {
+    /// Jobs sorted by name.
+    pub jobs: Vec<JobView>,
+    /// How many there are.
+    pub total: u64,
+}
+
+/// A job saved with `PUT`, and the one it replaced.
+#[derive(Debug, Object)]
+pub struct SavedJob {
+    /// The job as stored.
+    pub job: JobView,
+    /// The job it replaced, if any.
+    pub previous: Option<JobSpec>,
+}
+
+/// Outcome of `PUT /jobs/{name}`.
+#[derive(Debug, ApiResponse)]
+pub enum PutResponse {
+    /// An existing job was replaced.
+    #[oai(status = 200)]
+    Replaced(Json<SavedJob>),
+    /// A new job was created.
+    #[oai(status = 201)]
+    Created(Json<SavedJob>),
+}
+
+/// Outcome of `POST /jobs`.
+#[derive(Debug, ApiResponse)]
+pub enum CreateResponse {
+    /// The job was created.
+    #[oai(status = 201)]
+    Created(Json<JobView>),
+}
+
+/// A kill request was sent.
+#[derive(Debug, Object)]
+pub struct KillAccepted {
+    /// The job whose running runs are being killed.
+    pub name: String,
+}
+
+/// Outcome of `POST /jobs/{name}/kill`.
+#[derive(Debug, ApiResponse)]
+pub enum KillResponse {
+    /// Workers were asked to kill the job's running runs.
+    #[oai(status = 202)]
+    Accepted(Json<KillAccepted>),
+}
+
+impl JobsApi {
+    fn view(&self, job: &Job) -> JobView {
+        let next_fire_time = if job.disabled {
+            None
+        } else {
+            job.schedule(self.state.timezone)
+                .ok()
+                .and_then(|s| s.next_after(Utc::now()))
+        };
+        JobView {
+            job: JobSpec::from(job),
+            next_fire_time,
+        }
+    }
+
+    async fn existing(&self, name: &JobName) -> Result<Job, Error> {
+        self.state
+            .store
+            .get(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Jobs")]
+impl JobsApi {
+    /// List jobs
+    ///
+    /// Every job, sorted by name, with its next fire time.
+    #[oai(path = "/jobs", method = "get", operation_id = "listJobs")]
+    async fn list(&self) -> Result<Json<JobList>, ApiError> {
+        let jobs = self.state.store.list().await?;
+        let jobs: Vec<JobView> = jobs.iter().map(|j| self.view(j)).collect();
+        Ok(Json(JobList {
+            total: jobs.len() as u64,
+            jobs,
+        }))
+    }
+
+    /// Create a job
+    ///
+    /// Fails with 409 when a job of that name exists (use `PUT` to replace).
+    #[oai(path = "/jobs", method = "post", operation_id = "createJob")]
+    async fn create(&self, body: JobPayload) -> Result<CreateResponse, ApiError> {
+        let job = body.0?;
+        self.state.store.create(&job).await?;
+        Ok(CreateResponse::Created(Json(self.view(&job))))
+    }
+
+    /// Get a job
+    #[oai(path = "/jobs/:name", method = "get", operation_id = "getJob")]
+    async fn get(&self, name: Path<String>) -> Result<Json<JobView>, ApiError> {
+        let name = JobName::new(name.0).map_err(Error::from)?;
+        let job = self.existing(&name).await?;
+        Ok(Json(self.view(&job)))
+    }
+
+    /// Create or replace a job
+    ///
+    /// The body's `name` must match the path. Answers 201 for a new job and
+    /// 200 with the replaced job in `previous` otherwise. Pause or resume a
+    /// job by saving it with `disabled` set.
+    #[oai(path = "/jobs/:name", method = "put", operation_id = "putJob")]
+    async fn put(&self, name: Path<String>, body: JobPayload) -> Result<PutResponse, ApiError> {
+        let name = JobName::new(name.0).map_err(Error::from)?;
+        let job = body.0?;
+        if job.name != name {
+            return Err(Error::BadRequest(format!(
+                "the body's name {:?} does not match the path's {:?}",
+                job.name.as_str(),
+                name.as_str()
+            ))
+            .into());
+        }
+        let previous = self.state.store.save(&job).await?;
+        let saved = SavedJob {
+            job: self.view(&job),
+            previous: previous.as_ref().map(JobSpec::from),
+        };
+        Ok(match previous {
+            Some(_) => PutResponse::Replaced(Json(saved)),
+            None => PutResponse::Created(Json(saved)),
+        })
+    }
+
+    /// Delete a job
+    ///
+    /// Answers with the deleted job. A run in progress is not killed (use
+    /// the kill operation first).
+    #[oai(path = "/jobs/:name", method = "delete", operation_id = "deleteJob")]
+    async fn delete(&self, name: Path<String>) -> Result<Json<JobSpec>, ApiError> {
+        let name = JobName::new(name.0).map_err(Error::from)?;
+        match self.state.store.delete(&name).await? {
+            Some(job) => Ok(Json(JobSpec::from(&job))),
+            None => Err(Error::NotFound(name.to_string()).into()),
+        }
+    }
+
+    /// Kill a job's running runs
+    ///
+    /// Every worker running the job kills the run's whole process group;
+    /// the run is logged with status `killed`.
+    #[oai(path = "/jobs/:name/kill", method = "post", operation_id = "killJob")]
+    async fn kill(&self, name: Path<String>) -> Result<KillResponse, ApiError> {
+        let name = JobName::new(name.0).map_err(Error::from)?;
+        self.existing(&name).await?;
+        self.state.store.kill(&name).await?;
+        Ok(KillResponse::Accepted(Json(KillAccepted {
+            name: name.to_string(),
+        })))
+    }
+}

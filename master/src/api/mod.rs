@@ -1,0 +1,188 @@
+//! The HTTP surface of a master: the legacy routes of the original
+//! ([`legacy`]), the REST API under `/api/v1` with its OpenAPI document and
+//! Swagger UI ([`jobs`], [`cron`]), and health probes ([`health`]).
+//!
+//! Every route goes through [`limit_body`] (oversized bodies get 413) and
+//! every error poem itself raises (unknown route, unparsable body) is turned
+//! into the same JSON shape the REST handlers use: `{"error": "..."}`.
+
+pub mod cron;
+mod health;
+pub mod jobs;
+mod legacy;
+mod payload;
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use poem::http::StatusCode;
+use poem::web::headers::{ContentLength, HeaderMapExt};
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, post};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
+use serde::Serialize;
+
+use crate::Error;
+use crate::store::JobStore;
+
+/// What every handler shares.
+pub struct AppState {
+    /// Jobs and kill requests in etcd.
+    pub store: JobStore,
+    /// Zone of jobs that name none.
+    pub timezone: Tz,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// The whole HTTP application of a master.
+pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
+    let api = OpenApiService::new(
+        (
+            jobs::JobsApi::new(state.clone()),
+            cron::CronApi::new(state.clone()),
+        ),
+        "rcron",
+        rcron_shared::VERSION,
+    )
+    .description(
+        "REST API of rcron, a distributed cron. Every error answers with a JSON body \
+         `{\"error\": \"...\"}` (and `problems` listing each issue with a job).",
+    );
+    let max_body = state.max_body_bytes;
+    Route::new()
+        .at("/job/save", post(legacy::save))
+        .at("/job/delete", post(legacy::delete))
+        .at("/job/list", get(legacy::list))
+        .at("/job/kill", post(legacy::kill))
+        .at("/healthz", get(health::healthz))
+        .at("/readyz", get(health::readyz))
+        .at("/api/v1/openapi.json", api.spec_endpoint())
+        .nest("/docs", api.swagger_ui())
+        .nest_no_strip("/api/v1", api)
+        .data(state)
+        .around(move |ep, req| limit_body(ep, req, max_body))
+        .catch_all_error(|err: poem::Error| async move {
+            if err.is_from_response() {
+                // Already a complete answer (an `ApiError`): keep its body.
+                err.into_response()
+            } else {
+                error_response(err.status(), &err.to_string())
+            }
+        })
+}
+
+/// Reads at most `max` bytes of body before calling `ep`, so no handler
+/// ever buffers more than that, whether or not the client sent a length.
+async fn limit_body<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    max: usize,
+) -> poem::Result<Response> {
+    if let Some(ContentLength(len)) = req.headers().typed_get::<ContentLength>()
+        && len > max as u64
+    {
+        return Ok(too_large(max));
+    }
+    let bytes = match req.take_body().into_bytes_limit(max).await {
+        Ok(bytes) => bytes,
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large(max)),
+        Err(e) => {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read body: {e}"),
+            ));
+        }
+    };
+    req.set_body(Body::from_bytes(bytes));
+    Ok(ep.call(req).await?.into_response())
+}
+
+fn too_large(max: usize) -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request body is larger than the limit of {max} bytes"),
+    )
+}
+
+#[derive(Serialize)]
+struct PlainError<'a> {
+    error: &'a str,
+}
+
+/// A JSON error outside the OpenAPI handlers (legacy errors use the
+/// original's envelope instead, see [`legacy`]).
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::to_vec(&PlainError { error: message }).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Groups of REST operations in the OpenAPI document.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Scheduled jobs: create, change, pause, delete, kill.
+    Jobs,
+    /// Cron expression tools.
+    Cron,
+}
+
+/// What went wrong, for a human.
+#[derive(Debug, Object)]
+pub struct ErrorBody {
+    /// One sentence saying what is wrong.
+    pub error: String,
+    /// Each problem found in a job, when there are several.
+    #[oai(skip_serializing_if_is_empty)]
+    pub problems: Vec<String>,
+}
+
+/// Every error a REST operation can answer with.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is invalid (bad job, name, cron expression, zone, field).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The named job does not exist.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The job already exists.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// etcd cannot be reached; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+    /// Something stored is broken; the message says what.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+}
+
+impl From<Error> for ApiError {
+    /// The one place that decides the status code of a domain error.
+    fn from(err: Error) -> Self {
+        let problems = match &err {
+            Error::Invalid(rcron_shared::Error::InvalidJob { problems }) => problems.clone(),
+            _ => Vec::new(),
+        };
+        let body = Json(ErrorBody {
+            error: err.to_string(),
+            problems,
+        });
+        if err.is_unavailable() {
+            tracing::warn!(error = %err, "etcd unavailable");
+            return Self::Unavailable(body);
+        }
+        match err {
+            Error::Invalid(_) | Error::BadRequest(_) => Self::BadRequest(body),
+            Error::NotFound(_) => Self::NotFound(body),
+            Error::Conflict(_) => Self::Conflict(body),
+            Error::EtcdUnavailable(_) => Self::Unavailable(body),
+            Error::Etcd(_) | Error::Corrupt { .. } | Error::Listen(_) => {
+                tracing::error!(error = %body.0.error, "request failed");
+                Self::Internal(body)
+            }
+        }
+    }
+}

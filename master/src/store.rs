@@ -1,0 +1,143 @@
+//! Jobs and kill requests in etcd: the master's only writer of
+//! `/cron/jobs/` and `/cron/killer/`.
+
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+};
+use rcron_shared::{Job, JobName, Keys};
+
+use crate::Error;
+
+/// How long a kill request stays in etcd. Workers react to the put event;
+/// the lease only cleans the key up.
+const KILL_TTL_SECS: i64 = 2;
+
+/// Job CRUD and kill requests over one etcd client.
+#[derive(Clone)]
+pub struct JobStore {
+    client: Client,
+    keys: Keys,
+}
+
+impl JobStore {
+    /// A store using `client` and the key layout `keys`.
+    pub fn new(client: Client, keys: Keys) -> Self {
+        Self { client, keys }
+    }
+
+    /// The key layout in use.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Creates or replaces a job; returns the job it replaced.
+    pub async fn save(&self, job: &Job) -> Result<Option<Job>, Error> {
+        let resp = self
+            .client
+            .clone()
+            .put(
+                self.keys.job(&job.name),
+                job.to_json(),
+                Some(PutOptions::new().with_prev_key()),
+            )
+            .await?;
+        Ok(resp.prev_key().and_then(decode_lenient))
+    }
+
+    /// Creates a job that must not exist yet.
+    pub async fn create(&self, job: &Job) -> Result<(), Error> {
+        let key = self.keys.job(&job.name);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, job.to_json(), None)]);
+        let resp = self.client.clone().txn(txn).await?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(Error::Conflict(job.name.to_string()))
+        }
+    }
+
+    /// The named job, if it exists.
+    pub async fn get(&self, name: &JobName) -> Result<Option<Job>, Error> {
+        let resp = self.client.clone().get(self.keys.job(name), None).await?;
+        resp.kvs().first().map(decode).transpose()
+    }
+
+    /// Every job, sorted by name. A value that is not a valid job (written
+    /// by hand, say) is skipped with a warning rather than hiding the rest.
+    pub async fn list(&self) -> Result<Vec<Job>, Error> {
+        let resp = self
+            .client
+            .clone()
+            .get(self.keys.jobs_dir(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        // etcd returns keys in byte order, which is name order.
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| match decode(kv) {
+                Ok(job) => Some(job),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping invalid stored job");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Deletes a job; returns it, or `None` when it did not exist.
+    pub async fn delete(&self, name: &JobName) -> Result<Option<Job>, Error> {
+        let resp = self
+            .client
+            .clone()
+            .delete(
+                self.keys.job(name),
+                Some(DeleteOptions::new().with_prev_key()),
+            )
+            .await?;
+        Ok(resp.prev_kvs().first().and_then(decode_lenient))
+    }
+
+    /// Asks every worker to kill the job's running run(s): a short-lived
+    /// put under `/cron/killer/<name>`.
+    pub async fn kill(&self, name: &JobName) -> Result<(), Error> {
+        let mut client = self.client.clone();
+        let lease = client.lease_grant(KILL_TTL_SECS, None).await?;
+        client
+            .put(
+                self.keys.killer(name),
+                "",
+                Some(PutOptions::new().with_lease(lease.id())),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether etcd answers (for `/readyz` and cluster status).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.client
+            .clone()
+            .get(
+                self.keys.master_election(),
+                Some(GetOptions::new().with_count_only()),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn decode(kv: &KeyValue) -> Result<Job, Error> {
+    Job::from_stored(kv.value()).map_err(|e| Error::Corrupt {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// For values returned as "the previous job": an unreadable one is reported
+/// as absent rather than failing a write that already happened.
+fn decode_lenient(kv: &KeyValue) -> Option<Job> {
+    decode(kv)
+        .map_err(|e| tracing::warn!(error = %e, "previous value is not a valid job"))
+        .ok()
+}

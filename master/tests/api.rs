@@ -1,0 +1,602 @@
+//! The master's HTTP API against a real etcd (started by
+//! `deploy/test-env.sh`): legacy routes, REST routes, bad input, outages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::GetOptions;
+use poem::endpoint::BoxEndpoint;
+use poem::http::StatusCode;
+use poem::test::TestClient;
+use poem::{EndpointExt, Response};
+use rcron_master::MasterConfig;
+use rcron_master::api::{AppState, routes};
+use rcron_testkit as kit;
+use serde_json::{Value, json};
+
+struct Harness {
+    cli: TestClient<BoxEndpoint<'static, Response>>,
+    etcd: etcd_client::Client,
+    prefix: String,
+}
+
+fn config(endpoint: String) -> (MasterConfig, String) {
+    let prefix = kit::unique_prefix();
+    let mut cfg = MasterConfig::default();
+    cfg.etcd.endpoints = vec![endpoint];
+    cfg.etcd.prefix = prefix.clone();
+    cfg.etcd.request_timeout_secs = 2;
+    cfg.etcd.connect_timeout_secs = 1;
+    cfg.max_body_bytes = 64 * 1024;
+    (cfg, prefix)
+}
+
+async fn harness_at(endpoint: String) -> Harness {
+    let (cfg, prefix) = config(endpoint.clone());
+    let state: Arc<AppState> = rcron_master::state(&cfg).await.expect("state");
+    let etcd = etcd_client::Client::connect([endpoint], None)
+        .await
+        .expect("etcd client");
+    Harness {
+        cli: TestClient::new(routes(state).boxed()),
+        etcd,
+        prefix,
+    }
+}
+
+async fn harness() -> Harness {
+    harness_at(kit::etcd_endpoint()).await
+}
+
+impl Harness {
+    async fn legacy_post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let resp = self.cli.post(path).form(&form).send().await;
+        read(resp.0).await
+    }
+
+    async fn legacy_raw(&self, path: &str, body: &'static [u8]) -> (StatusCode, Value) {
+        let resp = self
+            .cli
+            .post(path)
+            .content_type("application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await;
+        read(resp.0).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        read(self.cli.get(path).send().await.0).await
+    }
+
+    async fn send_json(&self, method: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let req = match method {
+            "POST" => self.cli.post(path),
+            "PUT" => self.cli.put(path),
+            other => panic!("unsupported {other}"),
+        };
+        read(req.body_json(body).send().await.0).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        read(self.cli.delete(path).send().await.0).await
+    }
+
+    async fn etcd_value(&self, key_suffix: &str) -> Option<Vec<u8>> {
+        let resp = self
+            .etcd
+            .clone()
+            .get(format!("{}{key_suffix}", self.prefix), None)
+            .await
+            .expect("etcd get");
+        resp.kvs().first().map(|kv| kv.value().to_vec())
+    }
+}
+
+async fn read(resp: Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.into_body().into_string().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+fn job(name: &str, command: &str) -> Value {
+    json!({"name": name, "command": command, "cronExpr": "*/5 * * * * * *"})
+}
+
+#[tokio::test]
+async fn legacy_save_stores_in_etcd_and_returns_the_previous_job() {
+    let h = harness().await;
+    let first = r#"{"name":"job1","command":"echo hello","cronExpr":"*/5 * * * * * *"}"#;
+    let resp = h.cli.post("/job/save").form(&[("job", first)]).send().await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("application/json");
+    // Byte-compatible with the original for a first save.
+    resp.assert_text(r#"{"errno":0,"msg":"success","data":null}"#)
+        .await;
+
+    let stored: Value =
+        serde_json::from_slice(&h.etcd_value("jobs/job1").await.expect("stored")).expect("json");
+    assert_eq!(stored["name"], "job1");
+    assert_eq!(stored["command"], "echo hello");
+    assert_eq!(stored["cronExpr"], "*/5 * * * * * *");
+
+    let second = r#"{"name":"job1","command":"echo hello2","cronExpr":"*/5 * * * * * *"}"#;
+    let (status, body) = h.legacy_post("/job/save", &[("job", second)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["errno"], 0);
+    assert_eq!(
+        body["data"]["command"], "echo hello",
+        "data is the previous job"
+    );
+
+    let (_, body) = h.get("/job/list").await;
+    assert_eq!(body["errno"], 0);
+    let jobs = body["data"].as_array().expect("list");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["command"], "echo hello2");
+
+    let (_, body) = h.legacy_post("/job/delete", &[("name", "job1")]).await;
+    assert_eq!(body["errno"], 0);
+    assert_eq!(
+        body["data"]["command"], "echo hello2",
+        "data is the deleted job"
+    );
+    assert_eq!(h.etcd_value("jobs/job1").await, None);
+    let (_, body) = h.get("/job/list").await;
+    assert_eq!(body["data"], json!([]));
+}
+
+#[tokio::test]
+async fn legacy_bad_input_gets_errno_and_a_reason_and_stores_nothing() {
+    let h = harness().await;
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "/job/save",
+            vec![(
+                "job",
+                r#"{"name":"j","command":"x","cronExpr":"61 * * * *"}"#,
+            )],
+            "cron",
+        ),
+        (
+            "/job/save",
+            vec![("job", r#"{"name":"a/b","command":"x","cronExpr":"@daily"}"#)],
+            "name",
+        ),
+        (
+            "/job/save",
+            vec![("job", r#"{"name":"j","command":"x""#)],
+            "invalid job JSON",
+        ),
+        (
+            "/job/save",
+            vec![("job", r#"{"name":"j","command":"x"}"#)],
+            "`cronExpr` is required",
+        ),
+        (
+            "/job/save",
+            vec![("other", "x")],
+            "form field `job` is required",
+        ),
+        ("/job/delete", vec![("name", "nope")], "not found"),
+        (
+            "/job/delete",
+            vec![("name", "bad name")],
+            "invalid job name",
+        ),
+        ("/job/kill", vec![("name", "nope")], "not found"),
+        ("/job/kill", vec![], "form field `name` is required"),
+    ];
+    for (path, form, needle) in cases {
+        let (status, body) = h.legacy_post(path, &form).await;
+        assert_eq!(status, StatusCode::OK, "{path} {form:?}: {body}");
+        assert_eq!(body["errno"], -1, "{path} {form:?}: {body}");
+        let msg = body["msg"].as_str().expect("msg");
+        assert!(
+            msg.contains(needle),
+            "{path} {form:?}: {msg:?} lacks {needle:?}"
+        );
+        assert_eq!(body["data"], Value::Null);
+    }
+    let (status, body) = h.legacy_raw("/job/save", b"job=%ZZ%%&&==\xff\xfe").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["errno"], -1, "{body}");
+    let (_, list) = h.get("/job/list").await;
+    assert_eq!(list["data"], json!([]), "nothing was stored");
+}
+
+#[tokio::test]
+async fn kill_puts_a_short_lived_killer_key() {
+    let h = harness().await;
+    let (_, body) = h
+        .send_json("PUT", "/api/v1/jobs/sleepy", &job("sleepy", "sleep 300"))
+        .await;
+    assert_eq!(body["job"]["name"], "sleepy", "{body}");
+
+    let (_, body) = h.legacy_post("/job/kill", &[("name", "sleepy")]).await;
+    assert_eq!(body, json!({"errno": 0, "msg": "success", "data": null}));
+    let resp = h
+        .etcd
+        .clone()
+        .get(
+            format!("{}killer/sleepy", h.prefix),
+            Some(GetOptions::new()),
+        )
+        .await
+        .expect("get");
+    let kv = resp
+        .kvs()
+        .first()
+        .expect("killer key exists right after the kill");
+    let ttl = h
+        .etcd
+        .clone()
+        .lease_time_to_live(kv.lease(), None)
+        .await
+        .expect("ttl")
+        .ttl();
+    assert!((0..=2).contains(&ttl), "killer lease ttl {ttl}");
+
+    kit::eventually(Duration::from_secs(6), "killer key to expire", || async {
+        h.etcd_value("killer/sleepy").await.is_none().then_some(())
+    })
+    .await;
+
+    let (status, body) = read(h.cli.post("/api/v1/jobs/sleepy/kill").send().await.0).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["name"], "sleepy");
+    assert!(h.etcd_value("killer/sleepy").await.is_some());
+    let (status, body) = read(h.cli.post("/api/v1/jobs/ghost/kill").send().await.0).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn rest_job_lifecycle_with_real_status_codes() {
+    let h = harness().await;
+    let (status, body) = h
+        .send_json("POST", "/api/v1/jobs", &job("a", "echo a"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["name"], "a");
+    assert_eq!(body["concurrency"], "forbid");
+    assert!(body["nextFireTime"].is_string(), "{body}");
+
+    let (status, body) = h
+        .send_json("POST", "/api/v1/jobs", &job("a", "echo again"))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("already exists")
+    );
+
+    let (status, body) = h.get("/api/v1/jobs/a").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["command"], "echo a");
+
+    let mut changed = job("a", "echo b");
+    changed["timeoutSecs"] = json!(30);
+    changed["timezone"] = json!("Europe/Berlin");
+    changed["disabled"] = json!(true);
+    let (status, body) = h.send_json("PUT", "/api/v1/jobs/a", &changed).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["previous"]["command"], "echo a");
+    assert_eq!(body["job"]["timeoutSecs"], 30);
+    assert_eq!(body["job"]["timezone"], "Europe/Berlin");
+    assert_eq!(
+        body["job"]["nextFireTime"],
+        Value::Null,
+        "disabled jobs never fire"
+    );
+
+    let (status, body) = h
+        .send_json("PUT", "/api/v1/jobs/b", &job("b", "echo b"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["previous"], Value::Null);
+
+    let (status, body) = h.send_json("PUT", "/api/v1/jobs/c", &job("d", "x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("does not match")
+    );
+
+    let (status, body) = h.get("/api/v1/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["total"], 2);
+    let names: Vec<&str> = body["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, vec!["a", "b"]);
+
+    // The REST and legacy views are of the same store.
+    let (_, legacy) = h.get("/job/list").await;
+    assert_eq!(legacy["data"].as_array().expect("list").len(), 2);
+
+    let (status, body) = h.delete("/api/v1/jobs/a").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["command"], "echo b");
+    let (status, _) = h.delete("/api/v1/jobs/a").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = h.get("/api/v1/jobs/a").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "job \"a\" not found");
+}
+
+#[tokio::test]
+async fn rest_bad_input_is_a_4xx_with_a_message() {
+    let h = harness().await;
+    // Every problem of a job at once.
+    let (status, body) = h
+        .send_json(
+            "POST",
+            "/api/v1/jobs",
+            &json!({"name": "bad/name", "command": "", "cronExpr": "* * *", "timezone": "Nowhere/X"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["problems"].as_array().expect("problems").len(),
+        4,
+        "{body}"
+    );
+
+    // Missing field and malformed JSON, checked by the typed body.
+    let (status, body) = h
+        .send_json(
+            "POST",
+            "/api/v1/jobs",
+            &json!({"name": "x", "command": "y"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("cronExpr"),
+        "{body}"
+    );
+    let resp = h
+        .cli
+        .post("/api/v1/jobs")
+        .content_type("application/json")
+        .body("{\"name\":")
+        .send()
+        .await;
+    let (status, body) = read(resp.0).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let resp = h
+        .cli
+        .post("/api/v1/jobs")
+        .content_type("application/json")
+        .body(&b"\xff\xfe"[..])
+        .send()
+        .await;
+    assert_eq!(resp.0.status(), StatusCode::BAD_REQUEST);
+
+    // Names that cannot be jobs, in the path.
+    for path in [
+        "/api/v1/jobs/a%20b",
+        "/api/v1/jobs/%2E%2E",
+        &format!("/api/v1/jobs/{}", "x".repeat(129)),
+    ] {
+        let (status, body) = h.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .expect("error")
+                .contains("invalid job name"),
+            "{body}"
+        );
+    }
+
+    // Oversized bodies, with and without a length, REST and legacy.
+    let huge = "x".repeat(100 * 1024);
+    let resp = h
+        .cli
+        .post("/api/v1/jobs")
+        .content_type("application/json")
+        .body(huge.clone())
+        .send()
+        .await;
+    let (status, body) = read(resp.0).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("limit"),
+        "{body}"
+    );
+    let stream = futures_util_stream(huge.clone());
+    let resp = h
+        .cli
+        .post("/job/save")
+        .content_type("application/x-www-form-urlencoded")
+        .body(stream)
+        .send()
+        .await;
+    assert_eq!(resp.0.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Unknown routes answer JSON too.
+    let (status, body) = h.get("/api/v1/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string(), "{body}");
+    let (_, list) = h.get("/api/v1/jobs").await;
+    assert_eq!(list["total"], 0, "nothing was stored");
+}
+
+/// A body with no Content-Length (sent as a stream).
+fn futures_util_stream(text: String) -> poem::Body {
+    poem::Body::from_async_read(std::io::Cursor::new(text.into_bytes()))
+}
+
+fn instants(list: &Value) -> Vec<chrono::DateTime<chrono::Utc>> {
+    list.as_array()
+        .expect("list of times")
+        .iter()
+        .map(|t| t.as_str().expect("string").parse().expect("RFC 3339 time"))
+        .collect()
+}
+
+#[tokio::test]
+async fn cron_preview_lists_next_fire_times_or_says_why_not() {
+    let h = harness().await;
+    let (status, body) = h
+        .send_json(
+            "POST",
+            "/api/v1/cron/preview",
+            &json!({"cronExpr": "*/5 * * * * * *", "after": "2024-01-01T00:00:01Z", "count": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["timezone"], "UTC");
+    assert_eq!(
+        instants(&body["next"]),
+        instants(&json!([
+            "2024-01-01T00:00:05Z",
+            "2024-01-01T00:00:10Z",
+            "2024-01-01T00:00:15Z"
+        ]))
+    );
+    let (_, body) = h
+        .send_json(
+            "POST",
+            "/api/v1/cron/preview",
+            &json!({"cronExpr": "0 9 * * *", "timezone": "Asia/Tokyo", "after": "2024-01-01T12:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        body["next"].as_array().expect("next").len(),
+        5,
+        "default count"
+    );
+    assert_eq!(
+        instants(&body["next"])[0],
+        instants(&json!(["2024-01-02T00:00:00Z"]))[0]
+    );
+
+    for (req, needle) in [
+        (json!({"cronExpr": "* * *"}), "expected 5 fields"),
+        (
+            json!({"cronExpr": "@daily", "timezone": "Mars/Base"}),
+            "unknown time zone",
+        ),
+        (json!({"cronExpr": "@daily", "count": 0}), "count"),
+        (json!({"cronExpr": "@daily", "count": 1000}), "count"),
+    ] {
+        let (status, body) = h.send_json("POST", "/api/v1/cron/preview", &req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{req}: {body}");
+        assert!(
+            body["error"].as_str().expect("error").contains(needle),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
+    let h = harness().await;
+    let (status, spec) = h.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = spec["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/api/v1/jobs", vec!["get", "post"]),
+        ("/api/v1/jobs/{name}", vec!["get", "put", "delete"]),
+        ("/api/v1/jobs/{name}/kill", vec!["post"]),
+        ("/api/v1/cron/preview", vec!["post"]),
+    ] {
+        for m in methods {
+            assert!(
+                paths[path][m].is_object(),
+                "{m} {path} missing from the OpenAPI document"
+            );
+        }
+    }
+    for schema in [
+        "JobSpec",
+        "JobView",
+        "JobList",
+        "ErrorBody",
+        "PreviewRequest",
+        "Preview",
+    ] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+    let resp = h.cli.get("/docs").send().await;
+    resp.assert_status_is_ok();
+    let html = resp.0.into_body().into_string().await.expect("html");
+    assert!(html.contains("swagger"), "Swagger UI page");
+    assert!(
+        html.contains("openapi.json") || html.contains("spec"),
+        "Swagger UI points at the spec"
+    );
+    assert_eq!(
+        h.cli.get("/healthz").send().await.0.status(),
+        StatusCode::OK
+    );
+    assert_eq!(h.cli.get("/readyz").send().await.0.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn etcd_outage_answers_503_and_recovers_by_itself() {
+    let mut etcd = kit::ServerProcess::etcd();
+    let h = harness_at(etcd.addr()).await;
+    let (status, _) = h
+        .send_json("PUT", "/api/v1/jobs/x", &job("x", "true"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    etcd.stop();
+    let started = std::time::Instant::now();
+    let (status, body) = h.get("/api/v1/jobs").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("etcd is unavailable"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered, not hung: {:?}",
+        started.elapsed()
+    );
+    let (status, body) = h
+        .legacy_post("/job/save", &[("job", &job("y", "true").to_string())])
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["errno"], -1);
+    assert_eq!(
+        h.cli.get("/readyz").send().await.0.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    etcd.start();
+    kit::eventually(
+        Duration::from_secs(30),
+        "API to recover after etcd restarts",
+        || async {
+            let (status, body) = h.get("/api/v1/jobs").await;
+            (status == StatusCode::OK).then_some(body)
+        },
+    )
+    .await;
+    let (_, body) = h.get("/api/v1/jobs").await;
+    assert_eq!(
+        body["total"], 1,
+        "the job saved before the outage is still there"
+    );
+    assert_eq!(h.cli.get("/readyz").send().await.0.status(), StatusCode::OK);
+}

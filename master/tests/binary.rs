@@ -1,0 +1,93 @@
+//! The real `rcron-master` binary, configured through `RCRON_*` variables,
+//! driven over HTTP as the README's quick start does.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rcron_testkit as kit;
+use serde_json::Value;
+
+#[tokio::test]
+async fn binary_serves_the_legacy_save_of_the_quick_start_and_stops_on_sigterm() {
+    let port = kit::free_port();
+    let prefix = kit::unique_prefix();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rcron-master"))
+        .env("RCRON_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RCRON_ETCD_ENDPOINTS", kit::etcd_endpoint())
+        .env("RCRON_ETCD_PREFIX", &prefix)
+        .env("RCRON_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rcron-master");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = kit::http_client();
+    kit::eventually(
+        Duration::from_secs(20),
+        "master to answer /healthz",
+        || async {
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        },
+    )
+    .await;
+
+    let job = r#"{"name":"job1","command":"echo hello","cronExpr":"*/5 * * * * * *"}"#;
+    let first: Value = http
+        .post(format!("{base}/job/save"))
+        .form(&[("job", job)])
+        .send()
+        .await
+        .expect("save")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        first,
+        serde_json::json!({"errno": 0, "msg": "success", "data": null})
+    );
+    let second: Value = http
+        .post(format!("{base}/job/save"))
+        .form(&[("job", job)])
+        .send()
+        .await
+        .expect("save again")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        second["data"]["name"], "job1",
+        "the same job saved again returns the first one"
+    );
+
+    let mut etcd = kit::etcd_client().await;
+    let stored = etcd
+        .get(format!("{prefix}jobs/job1"), None)
+        .await
+        .expect("get");
+    let value: Value = serde_json::from_slice(stored.kvs()[0].value()).expect("job json in etcd");
+    assert_eq!(value["command"], "echo hello");
+
+    let docs = http.get(format!("{base}/docs")).send().await.expect("docs");
+    assert!(docs.status().is_success());
+
+    // SIGTERM: a clean, prompt exit.
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    let status = kit::eventually(
+        Duration::from_secs(10),
+        "master to exit after SIGTERM",
+        || {
+            let status = child.try_wait().expect("wait");
+            async move { status }
+        },
+    )
+    .await;
+    assert!(status.success(), "exit status {status}");
+}
