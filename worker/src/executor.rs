@@ -1,0 +1,416 @@
+//! Runs one command: `<shell> -c <command>` in its own process group, with
+//! stdout and stderr captured into a capped buffer, a timeout, and a kill
+//! switch. On timeout or kill the whole group gets SIGTERM, then SIGKILL
+//! after a grace period, so no grandchild outlives the run.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use rcron_shared::RunStatus;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// How to run commands.
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    /// Shell binary; commands run as `<shell> -c <command>`.
+    pub shell: String,
+    /// Bytes of output kept (head and tail).
+    pub max_output_bytes: usize,
+    /// Time between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+}
+
+/// Why a run was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// `/cron/killer/<name>` was put.
+    Killed,
+    /// The worker is shutting down and the drain time is over.
+    Shutdown,
+}
+
+/// What happened to one run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// How it ended.
+    pub status: RunStatus,
+    /// Exit code when the process exited normally.
+    pub exit_code: Option<i32>,
+    /// Why it did not succeed; empty on success.
+    pub err: String,
+    /// Captured output (head and tail when truncated).
+    pub output: String,
+    /// Whether output was dropped.
+    pub truncated: bool,
+    /// When the process started (or the spawn was attempted).
+    pub start: DateTime<Utc>,
+    /// When it ended.
+    pub end: DateTime<Utc>,
+}
+
+/// Runs `command` until it exits, `timeout` passes, or `stop` fires.
+/// `stop` carries the reason through a token per reason: `kill` for a kill
+/// request, `shutdown` for the end of the drain time.
+pub async fn execute(
+    settings: &ExecSettings,
+    clock: &dyn Clock,
+    command: &str,
+    timeout: Option<Duration>,
+    kill: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let start = clock.now();
+    let mut child = match Command::new(&settings.shell)
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            return Outcome {
+                status: RunStatus::Failed,
+                exit_code: None,
+                err: format!("cannot start {}: {e}", settings.shell),
+                output: String::new(),
+                truncated: false,
+                start,
+                end: clock.now(),
+            };
+        }
+    };
+    // The child leads its own group: its pid is the group id.
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let mut capture = Capture::new(settings.max_output_bytes);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    let run = async {
+        let (status, (), ()) =
+            tokio::join!(child.wait(), pump(stdout, &capture), pump(stderr, &capture));
+        status
+    };
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+
+    enum End {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        TimedOut,
+        Stopped(StopReason),
+    }
+    let end = tokio::select! {
+        status = run => End::Exited(status),
+        () = deadline => End::TimedOut,
+        () = kill.cancelled() => End::Stopped(StopReason::Killed),
+        () = shutdown.cancelled() => End::Stopped(StopReason::Shutdown),
+    };
+
+    let (status, exit_code, err) = match end {
+        End::Exited(Ok(exit)) => exit_outcome(exit),
+        End::Exited(Err(e)) => (
+            RunStatus::Failed,
+            None,
+            format!("waiting for the process failed: {e}"),
+        ),
+        End::TimedOut => {
+            kill_group(pgid, settings.kill_grace, &mut child).await;
+            let secs = timeout.map(|t| t.as_secs()).unwrap_or_default();
+            (
+                RunStatus::Timeout,
+                None,
+                format!("timed out after {secs} s; process group killed"),
+            )
+        }
+        End::Stopped(reason) => {
+            kill_group(pgid, settings.kill_grace, &mut child).await;
+            let why = match reason {
+                StopReason::Killed => "killed on request",
+                StopReason::Shutdown => "killed: worker shut down before the run finished",
+            };
+            (RunStatus::Killed, None, why.to_string())
+        }
+    };
+    let (output, truncated) = capture.finish();
+    Outcome {
+        status,
+        exit_code,
+        err,
+        output,
+        truncated,
+        start,
+        end: clock.now(),
+    }
+}
+
+fn exit_outcome(exit: std::process::ExitStatus) -> (RunStatus, Option<i32>, String) {
+    use std::os::unix::process::ExitStatusExt;
+    match (exit.code(), exit.signal()) {
+        (Some(0), _) => (RunStatus::Success, Some(0), String::new()),
+        (Some(code), _) => (RunStatus::Failed, Some(code), format!("exit code {code}")),
+        (None, Some(sig)) => (
+            RunStatus::Failed,
+            None,
+            format!("terminated by signal {sig}"),
+        ),
+        (None, None) => (
+            RunStatus::Failed,
+            None,
+            "ended without an exit code".to_string(),
+        ),
+    }
+}
+
+/// SIGTERM to the whole group, then SIGKILL after `grace` if anything is
+/// left. Errors are expected (the group may already be gone) and ignored.
+async fn kill_group(pgid: Option<Pid>, grace: Duration, child: &mut tokio::process::Child) {
+    let Some(pgid) = pgid else { return };
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    // The leader may exit at once while others in the group linger; poll the
+    // group itself (signal 0) until it is empty or the grace is over.
+    loop {
+        let _ = child.try_wait();
+        if killpg(pgid, None).is_err() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let _ = child.wait().await;
+}
+
+async fn pump<R: AsyncRead + Unpin>(reader: Option<R>, capture: &Capture) {
+    let Some(mut reader) = reader else { return };
+    let mut buf = [0u8; 8192];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => capture.push(&buf[..n]),
+        }
+    }
+}
+
+/// Keeps the first and last `max/2` bytes of everything pushed.
+struct Capture {
+    inner: std::sync::Mutex<CaptureInner>,
+}
+
+struct CaptureInner {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    head_cap: usize,
+    tail_cap: usize,
+    dropped: usize,
+}
+
+impl Capture {
+    fn new(max: usize) -> Self {
+        let head_cap = max / 2;
+        Self {
+            inner: std::sync::Mutex::new(CaptureInner {
+                head: Vec::new(),
+                tail: VecDeque::new(),
+                head_cap,
+                tail_cap: max - head_cap,
+                dropped: 0,
+            }),
+        }
+    }
+
+    fn push(&self, mut bytes: &[u8]) {
+        // Held only for a memcpy, never across an await.
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let room = c.head_cap.saturating_sub(c.head.len());
+        let take = room.min(bytes.len());
+        c.head.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+        for &b in bytes {
+            if c.tail.len() == c.tail_cap {
+                if c.tail_cap == 0 {
+                    c.dropped += 1;
+                    continue;
+                }
+                c.tail.pop_front();
+                c.dropped += 1;
+            }
+            c.tail.push_back(b);
+        }
+    }
+
+    fn finish(&mut self) -> (String, bool) {
+        let c = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::from_utf8_lossy(&c.head).into_owned();
+        if c.dropped > 0 {
+            out.push_str(&format!("\n…[{} bytes truncated]…\n", c.dropped));
+        }
+        let tail: Vec<u8> = c.tail.iter().copied().collect();
+        out.push_str(&String::from_utf8_lossy(&tail));
+        (out, c.dropped > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn settings(max: usize) -> ExecSettings {
+        ExecSettings {
+            shell: "/bin/sh".into(),
+            max_output_bytes: max,
+            kill_grace: Duration::from_millis(500),
+        }
+    }
+
+    async fn run(cmd: &str, timeout: Option<Duration>) -> Outcome {
+        execute(
+            &settings(1024),
+            &SystemClock::default(),
+            cmd,
+            timeout,
+            &CancellationToken::new(),
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn success_captures_stdout_and_stderr() {
+        let o = run("echo out; echo err >&2", None).await;
+        assert_eq!(o.status, RunStatus::Success);
+        assert_eq!(o.exit_code, Some(0));
+        assert!(
+            o.output.contains("out\n") && o.output.contains("err\n"),
+            "{:?}",
+            o.output
+        );
+        assert!(o.err.is_empty());
+        assert!(o.end >= o.start);
+    }
+
+    #[tokio::test]
+    async fn non_zero_exit_is_a_failure_with_the_code() {
+        let o = run("echo nope; exit 3", None).await;
+        assert_eq!(o.status, RunStatus::Failed);
+        assert_eq!(o.exit_code, Some(3));
+        assert_eq!(o.err, "exit code 3");
+    }
+
+    #[tokio::test]
+    async fn missing_shell_is_a_failure_not_a_panic() {
+        let mut s = settings(100);
+        s.shell = "/nonexistent/shell".into();
+        let o = execute(
+            &s,
+            &SystemClock::default(),
+            "true",
+            None,
+            &CancellationToken::new(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(o.status, RunStatus::Failed);
+        assert!(o.err.contains("cannot start"), "{}", o.err);
+    }
+
+    #[tokio::test]
+    async fn output_keeps_head_and_tail_and_marks_truncation() {
+        let o = execute(
+            &settings(20),
+            &SystemClock::default(),
+            "printf 'HEAD-----'; head -c 5000 /dev/zero | tr '\\0' x; printf -- '-----TAIL'",
+            None,
+            &CancellationToken::new(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(o.truncated);
+        assert!(o.output.starts_with("HEAD-----"), "{:?}", o.output);
+        assert!(o.output.ends_with("-----TAIL"), "{:?}", o.output);
+        assert!(o.output.contains("bytes truncated"), "{:?}", o.output);
+    }
+
+    fn alive(pid: i32) -> bool {
+        nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_process_group() {
+        let pidfile = std::env::temp_dir().join(format!("rcron-exec-{}", uuid::Uuid::now_v7()));
+        let cmd = format!("sleep 300 & echo $! > {}; sleep 300", pidfile.display());
+        let started = std::time::Instant::now();
+        let o = run(&cmd, Some(Duration::from_millis(500))).await;
+        assert_eq!(o.status, RunStatus::Timeout);
+        assert!(o.err.contains("timed out"), "{}", o.err);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let grandchild: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        // Reaped by init shortly after SIGKILL; give it a moment.
+        for _ in 0..50 {
+            if !alive(grandchild) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !alive(grandchild),
+            "background sleep {grandchild} survived the timeout"
+        );
+        let _ = std::fs::remove_file(pidfile);
+    }
+
+    #[tokio::test]
+    async fn term_ignoring_process_is_killed_after_the_grace() {
+        let started = std::time::Instant::now();
+        let o = run("trap '' TERM; sleep 300", Some(Duration::from_millis(200))).await;
+        assert_eq!(o.status, RunStatus::Timeout);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn kill_token_stops_the_run_as_killed() {
+        let kill = CancellationToken::new();
+        let k = kill.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            k.cancel();
+        });
+        let o = execute(
+            &settings(100),
+            &SystemClock::default(),
+            "sleep 300",
+            None,
+            &kill,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(o.status, RunStatus::Killed);
+        assert_eq!(o.err, "killed on request");
+    }
+}

@@ -1,0 +1,191 @@
+//! The real [`Launcher`]: for each tick, take a slot (at most
+//! `max_concurrency` runs at once), take the cluster lock, run the command
+//! with retries, send each attempt's record to the log sink and a warning
+//! for a final failure, release the lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcron_shared::{LogRecord, RunStatus, Warning};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::executor::{self, ExecSettings, Outcome};
+use crate::lock::{LockOutcome, Locker};
+use crate::log_sink::LogSender;
+use crate::register::SessionLease;
+use crate::scheduler::{Launcher, Run};
+use crate::warn::WarnSender;
+
+/// Bytes of output carried in a warning.
+const WARNING_OUTPUT_TAIL: usize = 2048;
+
+/// What every run needs.
+pub struct RunContext {
+    /// Worker id, written into records.
+    pub worker_id: String,
+    /// Takes the per-run cluster lock.
+    pub locker: Locker,
+    /// The session lease locks hang off.
+    pub lease: SessionLease,
+    /// How to run commands.
+    pub exec: ExecSettings,
+    /// Run records.
+    pub logs: LogSender,
+    /// Warnings for the leader master.
+    pub warns: WarnSender,
+    /// The worker's clock.
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when the drain time at shutdown is over: runs still going are killed.
+    pub stop_runs: CancellationToken,
+}
+
+/// Spawns runs on a task tracker, bounded by a semaphore.
+pub struct Runner {
+    ctx: Arc<RunContext>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+}
+
+impl Runner {
+    /// A runner with `max_concurrency` slots, spawning on `tracker`.
+    pub fn new(ctx: RunContext, max_concurrency: u32, tracker: TaskTracker) -> Self {
+        Self {
+            ctx: Arc::new(ctx),
+            slots: Arc::new(Semaphore::new(max_concurrency as usize)),
+            tracker,
+        }
+    }
+}
+
+impl Launcher for Runner {
+    fn launch(&mut self, run: Run) {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            // Leave the tick to a worker with a free slot rather than queue it.
+            tracing::warn!(job = %run.tick.job.name, "no free run slot; tick left to other workers");
+            let _ = run.done.send(run.id);
+            return;
+        };
+        let ctx = self.ctx.clone();
+        self.tracker.spawn(async move {
+            ctx.run_tick(&run).await;
+            drop(slot);
+            let _ = run.done.send(run.id);
+        });
+    }
+}
+
+impl RunContext {
+    async fn run_tick(&self, run: &Run) {
+        let job = &run.tick.job;
+        let plan_ms = run.tick.plan_time.timestamp_millis();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let Some(lease) = *self.lease.borrow() else {
+            tracing::warn!(job = %job.name, plan_ms, "no etcd session; tick not started here");
+            return;
+        };
+        let guard = match self.locker.acquire(job, plan_ms, &run_id, lease).await {
+            Ok(LockOutcome::Acquired(guard)) => guard,
+            Ok(LockOutcome::AlreadyFired) => {
+                tracing::debug!(job = %job.name, plan_ms, "tick already started by another worker");
+                return;
+            }
+            Ok(LockOutcome::Busy) => {
+                tracing::info!(job = %job.name, plan_ms, "previous run still going (concurrency: forbid); tick skipped");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.name, plan_ms, error = %e, "cannot take the lock; tick not started here");
+                return;
+            }
+        };
+        let span = tracing::info_span!("run", job = %job.name, run_id = %run_id);
+        self.attempts(run, &run_id).instrument(span).await;
+        guard.release().await;
+    }
+
+    async fn attempts(&self, run: &Run, run_id: &str) {
+        let job = &run.tick.job;
+        let timeout = (job.timeout_secs > 0).then(|| Duration::from_secs(job.timeout_secs));
+        let total = job.retries + 1;
+        for attempt in 1..=total {
+            let outcome = executor::execute(
+                &self.exec,
+                self.clock.as_ref(),
+                &job.command,
+                timeout,
+                &run.kill,
+                &self.stop_runs,
+            )
+            .await;
+            tracing::info!(job = %job.name, run_id, attempt, status = outcome.status.as_str(),
+                exit_code = ?outcome.exit_code, "run ended");
+            let retryable = matches!(outcome.status, RunStatus::Failed | RunStatus::Timeout);
+            self.logs
+                .send(self.record(run, run_id, attempt, &outcome))
+                .await;
+            if !retryable {
+                return;
+            }
+            let last = attempt == total;
+            if !last {
+                let backoff = Duration::from_secs(job.retry_backoff_secs);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => continue,
+                    () = run.kill.cancelled() => {}
+                    () = self.stop_runs.cancelled() => {}
+                }
+            }
+            // The final failure (or one cut short by a kill) is reported.
+            self.warns
+                .send(self.warning(run, run_id, attempt, &outcome))
+                .await;
+            return;
+        }
+    }
+
+    fn record(&self, run: &Run, run_id: &str, attempt: u32, o: &Outcome) -> LogRecord {
+        let job = &run.tick.job;
+        LogRecord {
+            job_name: job.name.to_string(),
+            command: job.command.clone(),
+            err: o.err.clone(),
+            output: o.output.clone(),
+            plan_time: run.tick.plan_time.timestamp_millis(),
+            schedule_time: run.tick.schedule_time.timestamp_millis(),
+            start_time: o.start.timestamp_millis(),
+            end_time: o.end.timestamp_millis(),
+            run_id: run_id.to_string(),
+            worker: self.worker_id.clone(),
+            exit_code: o.exit_code,
+            status: o.status,
+            attempt,
+            output_truncated: o.truncated,
+        }
+    }
+
+    fn warning(&self, run: &Run, run_id: &str, attempt: u32, o: &Outcome) -> Warning {
+        let job = &run.tick.job;
+        let tail_start = o.output.len().saturating_sub(WARNING_OUTPUT_TAIL);
+        let tail_start = (tail_start..o.output.len())
+            .find(|&i| o.output.is_char_boundary(i))
+            .unwrap_or(o.output.len());
+        Warning {
+            job_name: job.name.clone(),
+            run_id: run_id.to_string(),
+            status: o.status,
+            command: job.command.clone(),
+            exit_code: o.exit_code,
+            err: o.err.clone(),
+            output_tail: o.output[tail_start..].to_string(),
+            plan_time: run.tick.plan_time.timestamp_millis(),
+            start_time: o.start.timestamp_millis(),
+            end_time: o.end.timestamp_millis(),
+            worker: self.worker_id.clone(),
+            attempt,
+        }
+    }
+}

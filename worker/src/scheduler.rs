@@ -1,0 +1,555 @@
+//! The scheduler: one task that owns the plan (every job's next tick) and
+//! the table of running runs. It selects over job and kill events, run
+//! completions, and a sleep until the earliest due tick; nothing else
+//! touches its state, so there are no shared maps or locks.
+//!
+//! Due ticks are kept in a binary heap of `(time, slot, generation)`;
+//! changing or removing a job bumps its slot's generation, which turns its
+//! old heap entries stale instead of searching the heap for them.
+//! Starting a tick is delegated to a [`Launcher`]: the real one takes the
+//! cluster lock and runs the command (`runner`), the benchmark one only
+//! records the firing lag.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use rcron_shared::{Job, JobName, Schedule};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::watcher::SchedulerEvent;
+
+/// One tick to start.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    /// The job, as it was when the tick fired.
+    pub job: Arc<Job>,
+    /// The instant the expression named.
+    pub plan_time: DateTime<Utc>,
+    /// The instant the scheduler fired it.
+    pub schedule_time: DateTime<Utc>,
+}
+
+/// A run handed to a [`Launcher`].
+pub struct Run {
+    /// Local id in the running table.
+    pub id: u64,
+    /// What to run.
+    pub tick: Tick,
+    /// Cancelled when the job is killed through `/cron/killer/<name>`.
+    pub kill: CancellationToken,
+    /// Report the run's end here (exactly once) with `id`. Unbounded on
+    /// purpose: it carries at most one message per entry of the running
+    /// table, so its length is bounded by that table.
+    pub done: mpsc::UnboundedSender<u64>,
+}
+
+/// Starts runs; must not block (spawn what takes time).
+pub trait Launcher: Send + 'static {
+    /// Starts `run` and reports its end on `run.done`.
+    fn launch(&mut self, run: Run);
+}
+
+/// Counters of what the scheduler did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SchedulerStats {
+    /// Ticks handed to the launcher.
+    pub fired: u64,
+    /// Ticks skipped because the worker was too late to fire them.
+    pub missed: u64,
+}
+
+struct Slot {
+    name: JobName,
+    job: Arc<Job>,
+    schedule: Schedule,
+    generation: u32,
+    live: bool,
+}
+
+/// The scheduler's state; run it with [`Scheduler::run`].
+pub struct Scheduler<L: Launcher> {
+    launcher: L,
+    clock: Arc<dyn Clock>,
+    default_tz: Tz,
+    misfire_grace: chrono::Duration,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    by_name: HashMap<JobName, u32>,
+    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    running: HashMap<u64, (JobName, CancellationToken)>,
+    next_run_id: u64,
+    running_tx: watch::Sender<Vec<String>>,
+    running_dirty: bool,
+    stats: SchedulerStats,
+}
+
+impl<L: Launcher> Scheduler<L> {
+    /// A scheduler with no jobs yet.
+    pub fn new(
+        launcher: L,
+        clock: Arc<dyn Clock>,
+        default_tz: Tz,
+        misfire_grace: Duration,
+        running_tx: watch::Sender<Vec<String>>,
+    ) -> Self {
+        Self {
+            launcher,
+            clock,
+            default_tz,
+            misfire_grace: chrono::Duration::from_std(misfire_grace)
+                .unwrap_or(chrono::Duration::seconds(5)),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_name: HashMap::new(),
+            heap: BinaryHeap::new(),
+            running: HashMap::new(),
+            next_run_id: 0,
+            running_tx,
+            running_dirty: false,
+            stats: SchedulerStats::default(),
+        }
+    }
+
+    /// Fires ticks and applies events until `token` is cancelled or the
+    /// event senders are gone; returns the launcher and the counters.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<SchedulerEvent>,
+        token: CancellationToken,
+    ) -> (L, SchedulerStats) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let mut publish = tokio::time::interval(Duration::from_millis(500));
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = self.next_due().map(|due| {
+                let wait = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::Instant::now() + wait
+            });
+            tokio::select! {
+                biased;
+                () = token.cancelled() => break,
+                () = sleep_until(wake) => self.fire_due(&done_tx),
+                Some(id) = done_rx.recv() => self.finished(id),
+                event = events.recv() => match event {
+                    Some(event) => self.apply(event),
+                    None => break,
+                },
+                _ = publish.tick(), if self.running_dirty => self.publish_running(),
+            }
+        }
+        self.publish_running();
+        (self.launcher, self.stats)
+    }
+
+    fn next_due(&mut self) -> Option<DateTime<Utc>> {
+        // Drop stale entries so the sleep targets a real tick.
+        while let Some(Reverse((ms, slot, generation))) = self.heap.peek().copied() {
+            let s = &self.slots[slot as usize];
+            if s.live && s.generation == generation {
+                return DateTime::from_timestamp_millis(ms);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Applies one watcher event to the plan.
+    pub fn apply(&mut self, event: SchedulerEvent) {
+        match event {
+            SchedulerEvent::Snapshot(jobs) => {
+                let keep: std::collections::HashSet<JobName> =
+                    jobs.iter().map(|j| j.name.clone()).collect();
+                let gone: Vec<JobName> = self
+                    .by_name
+                    .keys()
+                    .filter(|n| !keep.contains(*n))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    self.remove(&name);
+                }
+                for job in jobs {
+                    self.upsert(job);
+                }
+            }
+            SchedulerEvent::Upsert(job) => self.upsert(job),
+            SchedulerEvent::Remove(name) => self.remove(&name),
+            SchedulerEvent::Kill(name) => {
+                let mut killed = 0;
+                for (job, kill) in self.running.values() {
+                    if *job == name {
+                        kill.cancel();
+                        killed += 1;
+                    }
+                }
+                tracing::info!(job = %name, runs = killed, "kill requested");
+            }
+        }
+    }
+
+    fn upsert(&mut self, job: Job) {
+        if job.disabled {
+            self.remove(&job.name);
+            return;
+        }
+        if let Some(&slot) = self.by_name.get(&job.name)
+            && *self.slots[slot as usize].job == job
+        {
+            return; // unchanged (a re-list after a watch error): keep its next tick
+        }
+        let schedule = match job.schedule(self.default_tz) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(job = %job.name, error = %e, "cannot schedule job");
+                self.remove(&job.name);
+                return;
+            }
+        };
+        let name = job.name.clone();
+        let slot = match self.by_name.get(&name) {
+            Some(&slot) => {
+                let s = &mut self.slots[slot as usize];
+                s.job = Arc::new(job);
+                s.schedule = schedule;
+                s.generation = s.generation.wrapping_add(1);
+                slot
+            }
+            None => {
+                let entry = Slot {
+                    name: name.clone(),
+                    job: Arc::new(job),
+                    schedule,
+                    generation: 0,
+                    live: true,
+                };
+                let slot = match self.free_slots.pop() {
+                    Some(free) => {
+                        let generation = self.slots[free as usize].generation.wrapping_add(1);
+                        self.slots[free as usize] = Slot {
+                            generation,
+                            ..entry
+                        };
+                        free
+                    }
+                    None => {
+                        self.slots.push(entry);
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.by_name.insert(name.clone(), slot);
+                slot
+            }
+        };
+        let now = self.clock.now();
+        self.push_next(slot, now);
+        tracing::debug!(job = %name, "scheduled");
+    }
+
+    fn remove(&mut self, name: &JobName) {
+        if let Some(slot) = self.by_name.remove(name) {
+            let s = &mut self.slots[slot as usize];
+            s.live = false;
+            s.generation = s.generation.wrapping_add(1);
+            self.free_slots.push(slot);
+            tracing::debug!(job = %name, "unscheduled");
+        }
+    }
+
+    fn push_next(&mut self, slot: u32, after: DateTime<Utc>) {
+        let s = &self.slots[slot as usize];
+        if let Some(next) = s.schedule.next_after(after) {
+            self.heap
+                .push(Reverse((next.timestamp_millis(), slot, s.generation)));
+        }
+    }
+
+    fn fire_due(&mut self, done: &mpsc::UnboundedSender<u64>) {
+        let now = self.clock.now();
+        let now_ms = now.timestamp_millis();
+        let oldest_allowed = now - self.misfire_grace;
+        while let Some(Reverse((ms, slot, generation))) = self.heap.peek().copied() {
+            if ms > now_ms {
+                break;
+            }
+            self.heap.pop();
+            let s = &self.slots[slot as usize];
+            if !s.live || s.generation != generation {
+                continue;
+            }
+            let Some(plan_time) = DateTime::from_timestamp_millis(ms) else {
+                continue;
+            };
+            if plan_time < oldest_allowed {
+                self.stats.missed += 1;
+                tracing::warn!(job = %s.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
+            } else {
+                let tick = Tick {
+                    job: s.job.clone(),
+                    plan_time,
+                    schedule_time: now,
+                };
+                let name = s.name.clone();
+                self.start(name, tick, done);
+            }
+            // Catch up without replaying a long stall tick by tick.
+            self.push_next(slot, plan_time.max(oldest_allowed));
+        }
+    }
+
+    fn start(&mut self, name: JobName, tick: Tick, done: &mpsc::UnboundedSender<u64>) {
+        let id = self.next_run_id;
+        self.next_run_id += 1;
+        let kill = CancellationToken::new();
+        self.running.insert(id, (name, kill.clone()));
+        self.running_dirty = true;
+        self.stats.fired += 1;
+        self.launcher.launch(Run {
+            id,
+            tick,
+            kill,
+            done: done.clone(),
+        });
+    }
+
+    fn finished(&mut self, id: u64) {
+        if self.running.remove(&id).is_some() {
+            self.running_dirty = true;
+        }
+    }
+
+    fn publish_running(&mut self) {
+        let mut names: Vec<String> = self.running.values().map(|(n, _)| n.to_string()).collect();
+        names.sort();
+        names.dedup();
+        self.running_tx.send_if_modified(|current| {
+            if *current == names {
+                false
+            } else {
+                *current = names;
+                true
+            }
+        });
+        self.running_dirty = false;
+    }
+}
+
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clock that follows tokio's (paused) time, starting at a fixed instant.
+    struct PausedClock {
+        start_wall: DateTime<Utc>,
+        start: tokio::time::Instant,
+    }
+
+    impl Clock for PausedClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.start_wall + chrono::Duration::from_std(self.start.elapsed()).unwrap_or_default()
+        }
+    }
+
+    /// Records every launched tick and reports it done at once.
+    struct Recorder(mpsc::UnboundedSender<(String, DateTime<Utc>, DateTime<Utc>)>);
+
+    impl Launcher for Recorder {
+        fn launch(&mut self, run: Run) {
+            let _ = self.0.send((
+                run.tick.job.name.to_string(),
+                run.tick.plan_time,
+                run.tick.schedule_time,
+            ));
+            let _ = run.done.send(run.id);
+        }
+    }
+
+    fn job(json: &str) -> Job {
+        Job::from_json(json.as_bytes()).expect("valid job")
+    }
+
+    struct Setup {
+        events: mpsc::Sender<SchedulerEvent>,
+        fired: mpsc::UnboundedReceiver<(String, DateTime<Utc>, DateTime<Utc>)>,
+        token: CancellationToken,
+        start: DateTime<Utc>,
+    }
+
+    fn setup() -> Setup {
+        // 2030-01-01T00:00:00.300Z: 300 ms before no tick, so due times are whole seconds.
+        let start = DateTime::from_timestamp_millis(1_893_456_000_300).expect("time");
+        let clock = Arc::new(PausedClock {
+            start_wall: start,
+            start: tokio::time::Instant::now(),
+        });
+        let (fired_tx, fired) = mpsc::unbounded_channel();
+        let (running_tx, _) = watch::channel(Vec::new());
+        let scheduler = Scheduler::new(
+            Recorder(fired_tx),
+            clock,
+            Tz::UTC,
+            Duration::from_secs(5),
+            running_tx,
+        );
+        let (events, rx) = mpsc::channel(16);
+        let token = CancellationToken::new();
+        tokio::spawn(scheduler.run(rx, token.clone()));
+        Setup {
+            events,
+            fired,
+            token,
+            start,
+        }
+    }
+
+    fn drain(
+        rx: &mut mpsc::UnboundedReceiver<(String, DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Vec<(String, i64, i64)> {
+        let mut out = Vec::new();
+        while let Ok((name, plan, fired)) = rx.try_recv() {
+            out.push((
+                name,
+                plan.timestamp_millis(),
+                (fired - plan).num_milliseconds(),
+            ));
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fires_every_due_tick_on_time() {
+        let mut s = setup();
+        let j = job(r#"{"name":"every2","command":"true","cronExpr":"*/2 * * * * * *"}"#);
+        s.events
+            .send(SchedulerEvent::Snapshot(vec![j]))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(6_000)).await;
+        let fired = drain(&mut s.fired);
+        let base = s.start.timestamp_millis() - 300;
+        let plans: Vec<i64> = fired.iter().map(|f| f.1 - base).collect();
+        assert_eq!(plans, vec![2_000, 4_000, 6_000]);
+        assert!(
+            fired.iter().all(|f| f.2 == 0),
+            "fired exactly at the planned instant: {fired:?}"
+        );
+        s.token.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn saving_reschedules_at_once_and_deleting_or_disabling_stops() {
+        let mut s = setup();
+        s.events
+            .send(SchedulerEvent::Snapshot(vec![job(
+                r#"{"name":"a","command":"x","cronExpr":"0 0 * * *"}"#,
+            )]))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(
+            drain(&mut s.fired).is_empty(),
+            "a daily job does not fire within a second"
+        );
+        s.events
+            .send(SchedulerEvent::Upsert(job(
+                r#"{"name":"a","command":"x","cronExpr":"* * * * * * *"}"#,
+            )))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        assert_eq!(
+            drain(&mut s.fired).len(),
+            2,
+            "the new expression applies at once"
+        );
+        s.events
+            .send(SchedulerEvent::Upsert(job(
+                r#"{"name":"a","command":"x","cronExpr":"* * * * * * *","disabled":true}"#,
+            )))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        assert!(drain(&mut s.fired).is_empty(), "disabled jobs never fire");
+        s.events
+            .send(SchedulerEvent::Upsert(job(
+                r#"{"name":"a","command":"x","cronExpr":"* * * * * * *"}"#,
+            )))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(drain(&mut s.fired).len(), 1, "resumed");
+        s.events
+            .send(SchedulerEvent::Remove(JobName::new("a").expect("name")))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        assert!(drain(&mut s.fired).is_empty(), "deleted jobs never fire");
+        s.token.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_keeps_unchanged_jobs_and_drops_missing_ones() {
+        let mut s = setup();
+        let a = job(r#"{"name":"a","command":"x","cronExpr":"* * * * * * *"}"#);
+        let b = job(r#"{"name":"b","command":"x","cronExpr":"* * * * * * *"}"#);
+        s.events
+            .send(SchedulerEvent::Snapshot(vec![a.clone(), b]))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(drain(&mut s.fired).len(), 2);
+        // A re-list after a watch error: `b` was deleted meanwhile, `a` is unchanged.
+        s.events
+            .send(SchedulerEvent::Snapshot(vec![a.clone()]))
+            .await
+            .expect("send");
+        s.events
+            .send(SchedulerEvent::Snapshot(vec![a]))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        let fired = drain(&mut s.fired);
+        assert_eq!(
+            fired.iter().filter(|f| f.0 == "a").count(),
+            3,
+            "no tick doubled: {fired:?}"
+        );
+        assert!(
+            fired.iter().all(|f| f.0 == "a"),
+            "deleted job gone: {fired:?}"
+        );
+        s.token.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_jobs_fire_in_the_same_instant() {
+        let mut s = setup();
+        let jobs: Vec<Job> = (0..1000)
+            .map(|i| {
+                job(&format!(
+                    r#"{{"name":"j{i}","command":"x","cronExpr":"* * * * * * *"}}"#
+                ))
+            })
+            .collect();
+        s.events
+            .send(SchedulerEvent::Snapshot(jobs))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        let fired = drain(&mut s.fired);
+        assert_eq!(fired.len(), 3000);
+        s.token.cancel();
+    }
+}

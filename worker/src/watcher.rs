@@ -1,0 +1,187 @@
+//! Watches etcd for jobs and kill requests and feeds the scheduler.
+//!
+//! Jobs: list every job with the store revision, hand the scheduler the
+//! full set ([`SchedulerEvent::Snapshot`]), then watch from the next
+//! revision. On any watch error or compaction the loop lists again: the
+//! scheduler reconciles a snapshot against its plan, so no update is
+//! missed and an unchanged job keeps its schedule (nothing is doubled).
+//!
+//! Kills: a watch on `/cron/killer/` from "now"; each put kills the named
+//! job's runs on this worker.
+
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use rcron_shared::{Job, JobName, Keys};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the watchers tell the scheduler.
+#[derive(Debug)]
+pub enum SchedulerEvent {
+    /// Every job that exists, replacing the scheduler's view.
+    Snapshot(Vec<Job>),
+    /// A job was created or changed.
+    Upsert(Job),
+    /// A job was deleted (or its stored value became unreadable).
+    Remove(JobName),
+    /// Kill the job's running runs.
+    Kill(JobName),
+}
+
+/// Keeps the scheduler's job set in step with etcd until `token` is cancelled.
+pub async fn watch_jobs(
+    client: Client,
+    keys: Keys,
+    tx: mpsc::Sender<SchedulerEvent>,
+    token: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    while !token.is_cancelled() {
+        match sync_and_watch(&client, &keys, &tx, &token).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "job watch interrupted; listing again");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = token.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn sync_and_watch(
+    client: &Client,
+    keys: &Keys,
+    tx: &mpsc::Sender<SchedulerEvent>,
+    token: &CancellationToken,
+) -> Result<(), etcd_client::Error> {
+    let dir = keys.jobs_dir();
+    let resp = client
+        .clone()
+        .get(dir.clone(), Some(GetOptions::new().with_prefix()))
+        .await?;
+    let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+    let jobs: Vec<Job> = resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| decode(keys, kv.key(), kv.value()))
+        .collect();
+    tracing::info!(jobs = jobs.len(), revision, "job list loaded");
+    if tx.send(SchedulerEvent::Snapshot(jobs)).await.is_err() {
+        return Ok(());
+    }
+
+    let mut stream = client
+        .clone()
+        .watch(
+            dir,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
+        )
+        .await?;
+    loop {
+        let msg = tokio::select! {
+            () = token.cancelled() => return Ok(()),
+            msg = stream.message() => msg?,
+        };
+        let Some(resp) = msg else {
+            return Err(etcd_client::Error::WatchError("watch stream ended".into()));
+        };
+        if resp.canceled() {
+            return Err(etcd_client::Error::WatchError(format!(
+                "watch canceled (compacted at {}): {}",
+                resp.compact_revision(),
+                resp.cancel_reason()
+            )));
+        }
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let Some(name) = keys.parse_job(kv.key()) else {
+                continue;
+            };
+            let ev = match event.event_type() {
+                EventType::Put => match decode(keys, kv.key(), kv.value()) {
+                    Some(job) => SchedulerEvent::Upsert(job),
+                    None => SchedulerEvent::Remove(name),
+                },
+                EventType::Delete => SchedulerEvent::Remove(name),
+            };
+            if tx.send(ev).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn decode(keys: &Keys, key: &[u8], value: &[u8]) -> Option<Job> {
+    let name = keys.parse_job(key)?;
+    match Job::from_stored(value) {
+        Ok(job) if job.name == name => Some(job),
+        Ok(job) => {
+            tracing::warn!(key = %name, inner = %job.name, "job stored under another name's key; ignored");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(job = %name, error = %e, "stored job is not valid; not scheduled");
+            None
+        }
+    }
+}
+
+/// Forwards kill requests until `token` is cancelled. Kills sent while the
+/// watch is down are lost with it, as they would be for a worker that is
+/// down; the killer key lives only ≈2 s anyway.
+pub async fn watch_kills(
+    client: Client,
+    keys: Keys,
+    tx: mpsc::Sender<SchedulerEvent>,
+    token: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    while !token.is_cancelled() {
+        let result: Result<(), etcd_client::Error> = async {
+            let mut stream = client
+                .clone()
+                .watch(keys.killer_dir(), Some(WatchOptions::new().with_prefix()))
+                .await?;
+            loop {
+                let msg = tokio::select! {
+                    () = token.cancelled() => return Ok(()),
+                    msg = stream.message() => msg?,
+                };
+                let Some(resp) = msg else {
+                    return Err(etcd_client::Error::WatchError("watch stream ended".into()));
+                };
+                for event in resp.events() {
+                    if event.event_type() != EventType::Put {
+                        continue;
+                    }
+                    if let Some(name) = event.kv().and_then(|kv| keys.parse_killer(kv.key()))
+                        && tx.send(SchedulerEvent::Kill(name)).await.is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                backoff = Duration::from_millis(200);
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "kill watch interrupted; watching again");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = token.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
