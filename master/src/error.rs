@@ -31,6 +31,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// MongoDB cannot be reached; the request may succeed later.
+    #[error("MongoDB is unavailable: {0}")]
+    MongoUnavailable(mongodb::error::Error),
+    /// MongoDB refused the request.
+    #[error("MongoDB: {0}")]
+    Mongo(mongodb::error::Error),
     /// The HTTP listener could not be opened.
     #[error("cannot listen: {0}")]
     Listen(#[source] std::io::Error),
@@ -46,11 +52,23 @@ impl From<etcd_client::Error> for Error {
     }
 }
 
+impl From<mongodb::error::Error> for Error {
+    fn from(e: mongodb::error::Error) -> Self {
+        use mongodb::error::ErrorKind;
+        match e.kind.as_ref() {
+            ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. } => Self::MongoUnavailable(e),
+            _ => Self::Mongo(e),
+        }
+    }
+}
+
 impl Error {
     /// Whether the same request could succeed once a dependency is back.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::EtcdUnavailable(_) => true,
+            Self::EtcdUnavailable(_) | Self::MongoUnavailable(_) => true,
             Self::Invalid(rcron_shared::Error::Etcd(e)) => is_unavailable(e),
             _ => false,
         }

@@ -3,6 +3,7 @@
 //! - [`config`]: file → env → flag configuration.
 //! - [`store`]: jobs and kill requests in etcd (the only writer of
 //!   `/cron/jobs/` and `/cron/killer/`).
+//! - [`logs`]: run records from MongoDB and the worker registry.
 //! - [`api`]: the legacy routes, the REST API with OpenAPI and Swagger UI,
 //!   and health probes; handlers call [`store`] and map its errors to
 //!   status codes in one place.
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod config;
 mod error;
+pub mod logs;
 pub mod store;
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub use config::{MasterArgs, MasterConfig};
 pub use error::Error;
 
 use crate::api::AppState;
+use crate::logs::LogStore;
 use crate::store::JobStore;
 
 /// How long in-flight requests may finish after shutdown is requested.
@@ -36,8 +39,10 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
     let keys = config.etcd.keys()?;
     let client = rcron_shared::etcd::connect(&config.etcd).await?;
+    let logs = LogStore::connect(&config.mongo, client.clone(), keys.clone()).await?;
     Ok(Arc::new(AppState {
         store: JobStore::new(client, keys),
+        logs,
         timezone: config.timezone,
         max_body_bytes: config.max_body_bytes,
     }))

@@ -18,6 +18,7 @@ struct Harness {
     cli: TestClient<BoxEndpoint<'static, Response>>,
     etcd: etcd_client::Client,
     prefix: String,
+    mongo_db: String,
 }
 
 fn config(endpoint: String) -> (MasterConfig, String) {
@@ -28,6 +29,8 @@ fn config(endpoint: String) -> (MasterConfig, String) {
     cfg.etcd.request_timeout_secs = 2;
     cfg.etcd.connect_timeout_secs = 1;
     cfg.max_body_bytes = 64 * 1024;
+    cfg.mongo.uri = kit::mongo_uri();
+    cfg.mongo.db = kit::unique_db();
     (cfg, prefix)
 }
 
@@ -41,6 +44,7 @@ async fn harness_at(endpoint: String) -> Harness {
         cli: TestClient::new(routes(state).boxed()),
         etcd,
         prefix,
+        mongo_db: cfg.mongo.db,
     }
 }
 
@@ -512,6 +516,9 @@ async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
         ("/api/v1/jobs/{name}", vec!["get", "put", "delete"]),
         ("/api/v1/jobs/{name}/kill", vec!["post"]),
         ("/api/v1/cron/preview", vec!["post"]),
+        ("/api/v1/logs", vec!["get"]),
+        ("/api/v1/jobs/{name}/logs", vec!["get"]),
+        ("/api/v1/workers", vec!["get"]),
     ] {
         for m in methods {
             assert!(
@@ -599,4 +606,145 @@ async fn etcd_outage_answers_503_and_recovers_by_itself() {
         "the job saved before the outage is still there"
     );
     assert_eq!(h.cli.get("/readyz").send().await.0.status(), StatusCode::OK);
+}
+
+async fn log_collection(db: &str) -> mongodb::Collection<mongodb::bson::Document> {
+    mongodb::Client::with_uri_str(kit::mongo_uri())
+        .await
+        .expect("mongo client")
+        .database(db)
+        .collection("log")
+}
+
+#[tokio::test]
+async fn run_logs_newest_first_paged_filtered_legacy_and_rest() {
+    use mongodb::bson::doc;
+    let h = harness().await;
+    let coll = log_collection(&h.mongo_db).await;
+    let mut docs = Vec::new();
+    for i in 0..25i64 {
+        let status = if i % 5 == 0 { "failed" } else { "success" };
+        docs.push(doc! {
+            "jobName": "job1", "command": "echo hello", "err": if status == "failed" { "exit code 1" } else { "" },
+            "output": format!("run {i}\n"), "planTime": 1_000_000 + i * 5000, "scheduleTime": 1_000_001 + i * 5000,
+            "startTime": 1_000_002 + i * 5000, "endTime": 1_000_010 + i * 5000, "runId": format!("r{i}"),
+            "worker": "w1", "exitCode": if status == "failed" { 1 } else { 0 }, "status": status, "attempt": 1,
+            "outputTruncated": false,
+        });
+    }
+    // A document written by the original Go system: only its eight fields.
+    docs.push(
+        doc! {"jobName": "job1", "command": "echo old", "err": "", "output": "old\n",
+        "planTime": 1i64, "scheduleTime": 2i64, "startTime": 3i64, "endTime": 4i64},
+    );
+    docs.push(
+        doc! {"jobName": "other", "command": "x", "err": "", "output": "", "planTime": 5i64,
+        "scheduleTime": 5i64, "startTime": 5i64, "endTime": 5i64, "status": "success"},
+    );
+    coll.insert_many(docs).await.expect("insert");
+
+    let (_, body) = h.get("/job/log?name=job1").await;
+    assert_eq!(body["errno"], 0, "{body}");
+    let logs = body["data"].as_array().expect("list");
+    assert_eq!(logs.len(), 20, "default limit 20");
+    assert_eq!(logs[0]["output"], "run 24\n", "newest first");
+    assert_eq!(logs[0]["planTime"], 1_000_000 + 24 * 5000);
+    let (_, body) = h.get("/job/log?name=job1&skip=20&limit=10").await;
+    let logs = body["data"].as_array().expect("list");
+    assert_eq!(logs.len(), 6);
+    assert_eq!(
+        logs[5]["command"], "echo old",
+        "original documents read back"
+    );
+    assert_eq!(logs[5]["status"], "success");
+    let (_, body) = h.get("/job/log?name=job1&limit=abc").await;
+    assert_eq!(body["errno"], -1);
+    assert!(
+        body["msg"].as_str().expect("msg").contains("limit"),
+        "{body}"
+    );
+    let (_, body) = h.get("/job/log").await;
+    assert_eq!(body["errno"], -1);
+
+    let (status, body) = h.get("/api/v1/jobs/job1/logs?status=failed&limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 5);
+    assert_eq!(body["logs"].as_array().expect("logs").len(), 2);
+    assert_eq!(body["logs"][0]["runId"], "r20");
+    assert_eq!(body["logs"][0]["exitCode"], 1);
+    let (_, body) = h.get("/api/v1/logs").await;
+    assert_eq!(body["total"], 27, "all jobs");
+    let (_, body) = h.get("/api/v1/logs?job=other").await;
+    assert_eq!(body["total"], 1);
+    for bad in [
+        "/api/v1/logs?limit=0",
+        "/api/v1/logs?limit=100000",
+        "/api/v1/logs?status=weird",
+        "/api/v1/logs?skip=-1",
+    ] {
+        let (status, body) = h.get(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn workers_are_listed_from_their_registrations() {
+    let h = harness().await;
+    let info = json!({"id": "w1", "hostname": "host-a", "ip": "10.1.2.3", "pid": 42, "version": "0.1.0",
+        "startTime": 1, "capacity": 8, "running": ["job1"]});
+    h.etcd
+        .clone()
+        .put(format!("{}workers/w1", h.prefix), info.to_string(), None)
+        .await
+        .expect("put");
+    let (_, body) = h.get("/worker/list").await;
+    assert_eq!(
+        body,
+        json!({"errno": 0, "msg": "success", "data": ["10.1.2.3"]})
+    );
+    let (status, body) = h.get("/api/v1/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["workers"][0]["hostname"], "host-a");
+    assert_eq!(body["workers"][0]["running"], json!(["job1"]));
+}
+
+#[tokio::test]
+async fn mongo_outage_makes_log_queries_fail_cleanly() {
+    let mut mongo = kit::ServerProcess::mongo();
+    let (mut cfg, _) = config(kit::etcd_endpoint());
+    cfg.mongo.uri = format!("mongodb://{}", mongo.addr());
+    let state = rcron_master::state(&cfg).await.expect("state");
+    let cli = TestClient::new(routes(state).boxed());
+    let (status, body) = read(cli.get("/api/v1/logs").send().await.0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    mongo.stop();
+    let started = std::time::Instant::now();
+    let (status, body) = read(cli.get("/api/v1/logs").send().await.0).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("MongoDB is unavailable"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, body) = read(cli.get("/job/log?name=x").send().await.0).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["errno"], -1);
+    mongo.start();
+    kit::eventually(
+        Duration::from_secs(30),
+        "log queries to recover",
+        || async {
+            let (status, _) = read(cli.get("/api/v1/logs").send().await.0).await;
+            (status == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
 }

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::web::Data;
+use poem::web::{Data, Query};
 use poem::{Body, Response, handler};
 use rcron_shared::{Job, JobName};
 use serde::Serialize;
 
 use crate::Error;
 use crate::api::AppState;
+use crate::logs::LogQuery;
 
 /// The `errno` of every failed legacy request, as in the original.
 const ERRNO_FAILED: i32 = -1;
@@ -129,6 +130,67 @@ pub(crate) async fn kill(Data(state): Data<&Arc<AppState>>, body: Body) -> Respo
                 return Err(Error::NotFound(name.to_string()));
             }
             state.store.kill(&name).await
+        }
+        .await,
+    )
+}
+
+/// Query of `GET /job/log`.
+#[derive(serde::Deserialize)]
+pub(crate) struct LogParams {
+    name: Option<String>,
+    skip: Option<String>,
+    limit: Option<String>,
+}
+
+fn number(field: &str, value: Option<&str>, default: u64) -> Result<u64, Error> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            Error::BadRequest(format!(
+                "`{field}` must be a non-negative integer, got {v:?}"
+            ))
+        }),
+    }
+}
+
+/// `GET /job/log?name=&skip=&limit=`; data = the job's runs, newest first
+/// (default limit 20).
+#[handler]
+pub(crate) async fn log(
+    Data(state): Data<&Arc<AppState>>,
+    Query(params): Query<LogParams>,
+) -> Response {
+    outcome(
+        async {
+            let name = params
+                .name
+                .ok_or_else(|| Error::BadRequest("query parameter `name` is required".into()))?;
+            let name = JobName::new(name)?;
+            let query = LogQuery {
+                job: Some(name.to_string()),
+                status: None,
+                skip: number("skip", params.skip.as_deref(), 0)?,
+                limit: number("limit", params.limit.as_deref(), 20)?,
+            };
+            Ok(state.logs.query(&query).await?.records)
+        }
+        .await,
+    )
+}
+
+/// `GET /worker/list`; data = the IPs of the live workers, as the original.
+#[handler]
+pub(crate) async fn workers(Data(state): Data<&Arc<AppState>>) -> Response {
+    outcome(
+        async {
+            Ok(state
+                .logs
+                .workers()
+                .await?
+                .into_iter()
+                .map(|w| w.ip)
+                .collect::<Vec<_>>())
         }
         .await,
     )

@@ -10,6 +10,7 @@ pub mod cron;
 mod health;
 pub mod jobs;
 mod legacy;
+pub mod logs;
 mod payload;
 
 use std::sync::Arc;
@@ -23,12 +24,15 @@ use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
 use serde::Serialize;
 
 use crate::Error;
+use crate::logs::LogStore;
 use crate::store::JobStore;
 
 /// What every handler shares.
 pub struct AppState {
     /// Jobs and kill requests in etcd.
     pub store: JobStore,
+    /// Run records in MongoDB and the worker registry.
+    pub logs: LogStore,
     /// Zone of jobs that name none.
     pub timezone: Tz,
     /// Largest accepted request body.
@@ -40,6 +44,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
     let api = OpenApiService::new(
         (
             jobs::JobsApi::new(state.clone()),
+            logs::LogsApi::new(state.clone()),
             cron::CronApi::new(state.clone()),
         ),
         "rcron",
@@ -55,6 +60,8 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .at("/job/delete", post(legacy::delete))
         .at("/job/list", get(legacy::list))
         .at("/job/kill", post(legacy::kill))
+        .at("/job/log", get(legacy::log))
+        .at("/worker/list", get(legacy::workers))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .at("/api/v1/openapi.json", api.spec_endpoint())
@@ -125,6 +132,10 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
 pub enum ApiTags {
     /// Scheduled jobs: create, change, pause, delete, kill.
     Jobs,
+    /// Run logs: what ran, when, how it ended, its output.
+    Logs,
+    /// Workers registered in the cluster.
+    Workers,
     /// Cron expression tools.
     Cron,
 }
@@ -151,7 +162,7 @@ pub enum ApiError {
     /// The job already exists.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
-    /// etcd cannot be reached; retry later.
+    /// etcd or MongoDB cannot be reached; retry later.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
     /// Something stored is broken; the message says what.
@@ -171,15 +182,15 @@ impl From<Error> for ApiError {
             problems,
         });
         if err.is_unavailable() {
-            tracing::warn!(error = %err, "etcd unavailable");
+            tracing::warn!(error = %err, "dependency unavailable");
             return Self::Unavailable(body);
         }
         match err {
             Error::Invalid(_) | Error::BadRequest(_) => Self::BadRequest(body),
             Error::NotFound(_) => Self::NotFound(body),
             Error::Conflict(_) => Self::Conflict(body),
-            Error::EtcdUnavailable(_) => Self::Unavailable(body),
-            Error::Etcd(_) | Error::Corrupt { .. } | Error::Listen(_) => {
+            Error::EtcdUnavailable(_) | Error::MongoUnavailable(_) => Self::Unavailable(body),
+            Error::Etcd(_) | Error::Mongo(_) | Error::Corrupt { .. } | Error::Listen(_) => {
                 tracing::error!(error = %body.0.error, "request failed");
                 Self::Internal(body)
             }

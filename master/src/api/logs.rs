@@ -1,0 +1,273 @@
+//! `/api/v1/logs`, `/api/v1/jobs/{name}/logs` and `/api/v1/workers`: what
+//! ran, how it ended, and who runs things.
+
+use std::sync::Arc;
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+use rcron_shared::{JobName, LogRecord, RunStatus, WorkerInfo};
+
+use crate::Error;
+use crate::api::{ApiError, ApiTags, AppState};
+use crate::logs::LogQuery;
+
+/// REST operations on run logs and workers.
+pub struct LogsApi {
+    state: Arc<AppState>,
+}
+
+impl LogsApi {
+    /// Operations over the shared state.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum StatusDto {
+    /// Exit code 0.
+    Success,
+    /// Non-zero exit, signal, or could not start.
+    Failed,
+    /// Killed after `timeoutSecs`.
+    Timeout,
+    /// Killed on request or at worker shutdown.
+    Killed,
+}
+
+impl From<StatusDto> for RunStatus {
+    fn from(s: StatusDto) -> Self {
+        match s {
+            StatusDto::Success => Self::Success,
+            StatusDto::Failed => Self::Failed,
+            StatusDto::Timeout => Self::Timeout,
+            StatusDto::Killed => Self::Killed,
+        }
+    }
+}
+
+impl From<RunStatus> for StatusDto {
+    fn from(s: RunStatus) -> Self {
+        match s {
+            RunStatus::Success => Self::Success,
+            RunStatus::Failed => Self::Failed,
+            RunStatus::Timeout => Self::Timeout,
+            RunStatus::Killed => Self::Killed,
+        }
+    }
+}
+
+/// One run. Times are milliseconds since the Unix epoch, as in the
+/// original system's log documents.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct LogEntry {
+    /// The job's name.
+    pub job_name: String,
+    /// The command as run.
+    pub command: String,
+    /// Why the run did not succeed; empty on success.
+    pub err: String,
+    /// Captured stdout and stderr (head and tail when truncated).
+    pub output: String,
+    /// The tick the run belongs to.
+    pub plan_time: i64,
+    /// When the scheduler fired it.
+    pub schedule_time: i64,
+    /// When the process started.
+    pub start_time: i64,
+    /// When it ended.
+    pub end_time: i64,
+    /// Unique id of the run.
+    pub run_id: String,
+    /// Id of the worker that ran it.
+    pub worker: String,
+    /// Exit code, when the process exited normally.
+    pub exit_code: Option<i32>,
+    /// How it ended.
+    pub status: StatusDto,
+    /// 1 for the first attempt, 2 for the first retry, …
+    pub attempt: u32,
+    /// Whether part of the output was dropped.
+    pub output_truncated: bool,
+}
+
+impl From<LogRecord> for LogEntry {
+    fn from(r: LogRecord) -> Self {
+        Self {
+            job_name: r.job_name,
+            command: r.command,
+            err: r.err,
+            output: r.output,
+            plan_time: r.plan_time,
+            schedule_time: r.schedule_time,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            run_id: r.run_id,
+            worker: r.worker,
+            exit_code: r.exit_code,
+            status: r.status.into(),
+            attempt: r.attempt,
+            output_truncated: r.output_truncated,
+        }
+    }
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Object)]
+pub struct LogPageDto {
+    /// The runs on this page.
+    pub logs: Vec<LogEntry>,
+    /// How many runs match the filter in all.
+    pub total: u64,
+    /// Runs skipped before this page.
+    pub skip: u64,
+    /// Most runs on a page.
+    pub limit: u64,
+}
+
+/// A registered worker.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct WorkerView {
+    /// Unique worker id.
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Address.
+    pub ip: String,
+    /// Process id.
+    pub pid: u32,
+    /// rcron version.
+    pub version: String,
+    /// Start time (ms since the epoch).
+    pub start_time: i64,
+    /// Most runs at once.
+    pub capacity: u32,
+    /// Jobs running now.
+    pub running: Vec<String>,
+}
+
+impl From<WorkerInfo> for WorkerView {
+    fn from(w: WorkerInfo) -> Self {
+        Self {
+            id: w.id,
+            hostname: w.hostname,
+            ip: w.ip,
+            pid: w.pid,
+            version: w.version,
+            start_time: w.start_time,
+            capacity: w.capacity,
+            running: w.running,
+        }
+    }
+}
+
+/// Every live worker.
+#[derive(Debug, Object)]
+pub struct WorkerList {
+    /// Workers sorted by id; one disappears when its lease expires.
+    pub workers: Vec<WorkerView>,
+}
+
+impl LogsApi {
+    async fn page(
+        &self,
+        job: Option<String>,
+        status: Option<StatusDto>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Json<LogPageDto>, ApiError> {
+        let page = self
+            .state
+            .logs
+            .query(&LogQuery {
+                job,
+                status: status.map(RunStatus::from),
+                skip,
+                limit,
+            })
+            .await?;
+        Ok(Json(LogPageDto {
+            logs: page.records.into_iter().map(LogEntry::from).collect(),
+            total: page.total,
+            skip,
+            limit,
+        }))
+    }
+}
+
+fn default_limit() -> u64 {
+    20
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Logs")]
+impl LogsApi {
+    /// List runs of every job
+    ///
+    /// Newest first; filter by job and status; 503 while MongoDB is unreachable.
+    #[oai(path = "/logs", method = "get", operation_id = "listLogs")]
+    async fn list(
+        &self,
+        /// Only this job's runs.
+        job: Query<Option<String>>,
+        /// Only runs that ended this way.
+        status: Query<Option<StatusDto>>,
+        /// Runs to skip.
+        #[oai(default)]
+        skip: Query<u64>,
+        /// Runs per page (1–1000).
+        #[oai(default = "default_limit")]
+        limit: Query<u64>,
+    ) -> Result<Json<LogPageDto>, ApiError> {
+        let job = match job.0 {
+            Some(name) => Some(JobName::new(name).map_err(Error::from)?.to_string()),
+            None => None,
+        };
+        self.page(job, status.0, skip.0, limit.0).await
+    }
+
+    /// List runs of a job
+    ///
+    /// Newest first; the job need not exist any more.
+    #[oai(
+        path = "/jobs/:name/logs",
+        method = "get",
+        operation_id = "listJobLogs"
+    )]
+    async fn job_logs(
+        &self,
+        name: Path<String>,
+        /// Only runs that ended this way.
+        status: Query<Option<StatusDto>>,
+        /// Runs to skip.
+        #[oai(default)]
+        skip: Query<u64>,
+        /// Runs per page (1–1000).
+        #[oai(default = "default_limit")]
+        limit: Query<u64>,
+    ) -> Result<Json<LogPageDto>, ApiError> {
+        let name = JobName::new(name.0).map_err(Error::from)?;
+        self.page(Some(name.to_string()), status.0, skip.0, limit.0)
+            .await
+    }
+
+    /// List workers
+    ///
+    /// Every worker whose registration lease is alive.
+    #[oai(
+        path = "/workers",
+        method = "get",
+        operation_id = "listWorkers",
+        tag = "ApiTags::Workers"
+    )]
+    async fn workers(&self) -> Result<Json<WorkerList>, ApiError> {
+        let workers = self.state.logs.workers().await?;
+        Ok(Json(WorkerList {
+            workers: workers.into_iter().map(WorkerView::from).collect(),
+        }))
+    }
+}

@@ -1,0 +1,191 @@
+//! Reading run records from MongoDB `cron.log` (written by workers) and the
+//! worker registry from etcd, for the log and worker routes.
+
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions};
+use futures::TryStreamExt;
+use mongodb::Collection;
+use mongodb::bson::{Document, doc};
+use mongodb::options::ClientOptions;
+use rcron_shared::{Keys, LogRecord, RunStatus, WorkerInfo};
+use serde::Deserialize;
+
+use crate::Error;
+
+/// Most records one page may hold.
+pub const MAX_PAGE: u64 = 1000;
+
+/// How long a query waits for a reachable MongoDB before answering 503.
+const MONGO_SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A page of run records.
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    /// Records, newest first.
+    pub records: Vec<LogRecord>,
+    /// How many match the filter in all.
+    pub total: u64,
+}
+
+/// Which records to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Only this job's records.
+    pub job: Option<String>,
+    /// Only records with this status.
+    pub status: Option<RunStatus>,
+    /// Records to skip (newest first).
+    pub skip: u64,
+    /// Records to return.
+    pub limit: u64,
+}
+
+/// The run log and the worker registry.
+#[derive(Clone)]
+pub struct LogStore {
+    logs: Collection<Document>,
+    etcd: Client,
+    keys: Keys,
+}
+
+/// A stored record as read back. Documents written by the original Go
+/// system lack the fields rcron added; they read with defaults.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredLog {
+    job_name: String,
+    #[serde(default)]
+    command: String,
+    #[serde(default)]
+    err: String,
+    #[serde(default)]
+    output: String,
+    #[serde(default)]
+    plan_time: i64,
+    #[serde(default)]
+    schedule_time: i64,
+    #[serde(default)]
+    start_time: i64,
+    #[serde(default)]
+    end_time: i64,
+    #[serde(default)]
+    run_id: String,
+    #[serde(default)]
+    worker: String,
+    #[serde(default)]
+    exit_code: Option<i32>,
+    #[serde(default)]
+    status: Option<RunStatus>,
+    #[serde(default)]
+    attempt: Option<u32>,
+    #[serde(default)]
+    output_truncated: bool,
+}
+
+impl From<StoredLog> for LogRecord {
+    fn from(s: StoredLog) -> Self {
+        let status = s.status.unwrap_or(if s.err.is_empty() {
+            RunStatus::Success
+        } else {
+            RunStatus::Failed
+        });
+        LogRecord {
+            job_name: s.job_name,
+            command: s.command,
+            err: s.err,
+            output: s.output,
+            plan_time: s.plan_time,
+            schedule_time: s.schedule_time,
+            start_time: s.start_time,
+            end_time: s.end_time,
+            run_id: s.run_id,
+            worker: s.worker,
+            exit_code: s.exit_code,
+            status,
+            attempt: s.attempt.unwrap_or(1),
+            output_truncated: s.output_truncated,
+        }
+    }
+}
+
+impl LogStore {
+    /// Connects lazily: the master starts while MongoDB is down and log
+    /// queries answer 503 until it is back.
+    pub async fn connect(
+        mongo: &rcron_shared::config::MongoConfig,
+        etcd: Client,
+        keys: Keys,
+    ) -> Result<Self, Error> {
+        let mut options = ClientOptions::parse(&mongo.uri).await?;
+        options.server_selection_timeout = Some(MONGO_SELECTION_TIMEOUT);
+        options.connect_timeout = Some(MONGO_SELECTION_TIMEOUT);
+        options.app_name = Some("rcron-master".to_string());
+        let client = mongodb::Client::with_options(options)?;
+        Ok(Self {
+            logs: client.database(&mongo.db).collection("log"),
+            etcd,
+            keys,
+        })
+    }
+
+    /// A page of records matching `query`, newest first.
+    pub async fn query(&self, query: &LogQuery) -> Result<LogPage, Error> {
+        if query.limit == 0 || query.limit > MAX_PAGE {
+            return Err(Error::BadRequest(format!(
+                "`limit` must be between 1 and {MAX_PAGE}, got {}",
+                query.limit
+            )));
+        }
+        let mut filter = Document::new();
+        if let Some(job) = &query.job {
+            filter.insert("jobName", job.as_str());
+        }
+        if let Some(status) = query.status {
+            filter.insert("status", status.as_str());
+        }
+        let total = self.logs.count_documents(filter.clone()).await?;
+        let cursor = self
+            .logs
+            .find(filter)
+            .sort(doc! {"startTime": -1})
+            .skip(query.skip)
+            .limit(query.limit as i64)
+            .await?;
+        let docs: Vec<Document> = cursor.try_collect().await?;
+        let records = docs
+            .into_iter()
+            .filter_map(|d| match mongodb::bson::from_document::<StoredLog>(d) {
+                Ok(s) => Some(LogRecord::from(s)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping unreadable log document");
+                    None
+                }
+            })
+            .collect();
+        Ok(LogPage { records, total })
+    }
+
+    /// Every registered worker, sorted by id.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        let resp = self
+            .etcd
+            .clone()
+            .get(
+                self.keys.workers_dir(),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| match serde_json::from_slice::<WorkerInfo>(kv.value()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(kv.key()), error = %e, "skipping unreadable worker record");
+                    None
+                }
+            })
+            .collect())
+    }
+}
