@@ -1,0 +1,214 @@
+//! A master and a worker together, driven through the HTTP API only.
+
+use std::time::Duration;
+
+use rcron_master::MasterConfig;
+use rcron_testkit as kit;
+use rcron_worker::WorkerConfig;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Cluster {
+    base: String,
+    http: reqwest::Client,
+    token: CancellationToken,
+    master: JoinHandle<Result<(), rcron_master::Error>>,
+    worker: JoinHandle<Result<(), rcron_worker::Error>>,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let prefix = kit::unique_prefix();
+        let db = kit::unique_db();
+        let port = kit::free_port();
+        let mut master = MasterConfig {
+            listen: format!("127.0.0.1:{port}").parse().expect("addr"),
+            ..MasterConfig::default()
+        };
+        master.etcd.endpoints = vec![kit::etcd_endpoint()];
+        master.etcd.prefix = prefix.clone();
+        master.mongo.uri = kit::mongo_uri();
+        master.mongo.db = db.clone();
+        let mut worker = WorkerConfig {
+            worker_id: format!("e2e-{port}"),
+            lease_ttl_secs: 3,
+            kill_grace_secs: 1,
+            drain_secs: 2,
+            spill_dir: std::env::temp_dir().join(format!("rcron-e2e-{port}")),
+            ..WorkerConfig::default()
+        };
+        worker.etcd = master.etcd.clone();
+        worker.mongo = master.mongo.clone();
+        let token = CancellationToken::new();
+        let cluster = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            http: kit::http_client(),
+            master: tokio::spawn(rcron_master::run(master, token.child_token())),
+            worker: tokio::spawn(rcron_worker::run(worker, token.child_token())),
+            token,
+        };
+        kit::eventually(Duration::from_secs(20), "master to serve", || async {
+            cluster
+                .http
+                .get(format!("{}/healthz", cluster.base))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        })
+        .await;
+        cluster
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        resp.json().await.expect("json")
+    }
+
+    async fn form(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .expect("POST");
+        resp.json().await.expect("json")
+    }
+
+    async fn stop(self) {
+        self.token.cancel();
+        let (m, w) = tokio::join!(self.master, self.worker);
+        m.expect("master task").expect("master ran");
+        w.expect("worker task").expect("worker ran");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_scenario_echo_hello_every_5s_then_hello2() {
+    let c = Cluster::start().await;
+    let job = r#"{"name":"job1","command":"echo hello","cronExpr":"*/5 * * * * * *"}"#;
+    let saved = c.form("/job/save", &[("job", job)]).await;
+    assert_eq!(saved, json!({"errno": 0, "msg": "success", "data": null}));
+    kit::eventually(Duration::from_secs(15), "a run printing hello", || async {
+        let logs = c.get("/job/log?name=job1").await;
+        logs["data"]
+            .as_array()?
+            .iter()
+            .any(|l| l["output"] == "hello\n")
+            .then_some(())
+    })
+    .await;
+
+    let job2 = r#"{"name":"job1","command":"echo hello2","cronExpr":"*/5 * * * * * *"}"#;
+    let saved = c.form("/job/save", &[("job", job2)]).await;
+    assert_eq!(
+        saved["data"]["command"], "echo hello",
+        "saving again returns the previous job"
+    );
+    let logs = kit::eventually(
+        Duration::from_secs(20),
+        "two runs printing hello2",
+        || async {
+            let logs = c.get("/job/log?name=job1").await;
+            let list = logs["data"].as_array()?.clone();
+            (list.iter().filter(|l| l["output"] == "hello2\n").count() >= 2).then_some(list)
+        },
+    )
+    .await;
+    c.form("/job/delete", &[("name", "job1")]).await;
+
+    assert_eq!(logs[0]["output"], "hello2\n", "newest first");
+    let starts: Vec<i64> = logs
+        .iter()
+        .map(|l| l["startTime"].as_i64().expect("startTime"))
+        .collect();
+    assert!(
+        starts.windows(2).all(|p| p[0] >= p[1]),
+        "sorted newest first: {starts:?}"
+    );
+    for l in &logs {
+        let (plan, sched, start, end) = (
+            l["planTime"].as_i64().expect("planTime"),
+            l["scheduleTime"].as_i64().expect("scheduleTime"),
+            l["startTime"].as_i64().expect("startTime"),
+            l["endTime"].as_i64().expect("endTime"),
+        );
+        assert_eq!(plan % 5000, 0, "ticks on multiples of 5 s: {l}");
+        assert!(
+            (0..1000).contains(&(sched - plan)),
+            "fired within a second of the plan: {l}"
+        );
+        assert!(start >= sched && end >= start, "ordered times: {l}");
+        assert_eq!(l["status"], "success");
+        assert_eq!(l["exitCode"], 0);
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_through_the_api_ends_a_running_sleep_at_once() {
+    let c = Cluster::start().await;
+    let resp = c
+        .http
+        .put(format!("{}/api/v1/jobs/sleeper", c.base))
+        .json(&json!({"name": "sleeper", "command": "sleep 300", "cronExpr": "*/2 * * * * * *"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status(), 201);
+    kit::eventually(
+        Duration::from_secs(15),
+        "the worker to report the job running",
+        || async {
+            let workers = c.get("/api/v1/workers").await;
+            workers["workers"]
+                .as_array()?
+                .iter()
+                .any(|w| w["running"] == json!(["sleeper"]))
+                .then_some(())
+        },
+    )
+    .await;
+    // Pause it first so no new tick starts after the kill.
+    let resp = c
+        .http
+        .put(format!("{}/api/v1/jobs/sleeper", c.base))
+        .json(&json!({"name": "sleeper", "command": "sleep 300", "cronExpr": "*/2 * * * * * *", "disabled": true}))
+        .send()
+        .await
+        .expect("pause");
+    assert_eq!(resp.status(), 200);
+    let killed_at = chrono::Utc::now().timestamp_millis();
+    let resp = c
+        .http
+        .post(format!("{}/api/v1/jobs/sleeper/kill", c.base))
+        .send()
+        .await
+        .expect("kill");
+    assert_eq!(resp.status(), 202);
+    let log = kit::eventually(
+        Duration::from_secs(10),
+        "a killed run in the log",
+        || async {
+            let page = c.get("/api/v1/jobs/sleeper/logs?status=killed").await;
+            page["logs"].as_array()?.first().cloned()
+        },
+    )
+    .await;
+    assert!(
+        log["endTime"].as_i64().expect("endTime") - killed_at < 3000,
+        "ended at once: {log}"
+    );
+    assert_eq!(log["err"], "killed on request");
+
+    let ips = c.get("/worker/list").await;
+    assert_eq!(ips["data"], json!(["127.0.0.1"]));
+    c.stop().await;
+}
