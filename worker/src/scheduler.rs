@@ -67,10 +67,15 @@ pub struct SchedulerStats {
 struct Slot {
     name: JobName,
     job: Arc<Job>,
-    schedule: Schedule,
+    /// Shared by every job with the same expression and zone (a parsed
+    /// expression is ~5 KiB, most of it croner's year table). `None` once
+    /// the job is removed (the slot waits for reuse).
+    schedule: Option<Arc<Schedule>>,
     generation: u32,
-    live: bool,
 }
+
+/// Parsed expressions, shared between jobs.
+type ScheduleKey = (String, Tz);
 
 /// The scheduler's state; run it with [`Scheduler::run`].
 pub struct Scheduler<L: Launcher> {
@@ -81,6 +86,7 @@ pub struct Scheduler<L: Launcher> {
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     by_name: HashMap<JobName, u32>,
+    schedules: HashMap<ScheduleKey, Arc<Schedule>>,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
     running: HashMap<u64, (JobName, CancellationToken)>,
     next_run_id: u64,
@@ -107,6 +113,7 @@ impl<L: Launcher> Scheduler<L> {
             slots: Vec::new(),
             free_slots: Vec::new(),
             by_name: HashMap::new(),
+            schedules: HashMap::new(),
             heap: BinaryHeap::new(),
             running: HashMap::new(),
             next_run_id: 0,
@@ -151,7 +158,7 @@ impl<L: Launcher> Scheduler<L> {
         // Drop stale entries so the sleep targets a real tick.
         while let Some(Reverse((ms, slot, generation))) = self.heap.peek().copied() {
             let s = &self.slots[slot as usize];
-            if s.live && s.generation == generation {
+            if s.schedule.is_some() && s.generation == generation {
                 return DateTime::from_timestamp_millis(ms);
             }
             self.heap.pop();
@@ -203,30 +210,43 @@ impl<L: Launcher> Scheduler<L> {
         {
             return; // unchanged (a re-list after a watch error): keep its next tick
         }
-        let schedule = match job.schedule(self.default_tz) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(job = %job.name, error = %e, "cannot schedule job");
-                self.remove(&job.name);
-                return;
-            }
+        let key: ScheduleKey = (
+            job.cron_expr.clone(),
+            job.timezone.unwrap_or(self.default_tz),
+        );
+        let schedule = match self.schedules.get(&key) {
+            Some(s) => s.clone(),
+            None => match job.schedule(self.default_tz) {
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    self.schedules.insert(key, s.clone());
+                    s
+                }
+                Err(e) => {
+                    tracing::warn!(job = %job.name, error = %e, "cannot schedule job");
+                    self.remove(&job.name);
+                    return;
+                }
+            },
         };
         let name = job.name.clone();
         let slot = match self.by_name.get(&name) {
             Some(&slot) => {
                 let s = &mut self.slots[slot as usize];
-                s.job = Arc::new(job);
-                s.schedule = schedule;
+                let old_job = std::mem::replace(&mut s.job, Arc::new(job));
+                let old = s.schedule.replace(schedule);
                 s.generation = s.generation.wrapping_add(1);
+                if let Some(old) = old {
+                    self.release_schedule(&old_job, old);
+                }
                 slot
             }
             None => {
                 let entry = Slot {
                     name: name.clone(),
                     job: Arc::new(job),
-                    schedule,
+                    schedule: Some(schedule),
                     generation: 0,
-                    live: true,
                 };
                 let slot = match self.free_slots.pop() {
                     Some(free) => {
@@ -254,18 +274,54 @@ impl<L: Launcher> Scheduler<L> {
     fn remove(&mut self, name: &JobName) {
         if let Some(slot) = self.by_name.remove(name) {
             let s = &mut self.slots[slot as usize];
-            s.live = false;
             s.generation = s.generation.wrapping_add(1);
+            let old = s.schedule.take();
+            let job = s.job.clone();
             self.free_slots.push(slot);
+            if let Some(old) = old {
+                self.release_schedule(&job, old);
+            }
             tracing::debug!(job = %name, "unscheduled");
+        }
+    }
+
+    /// Forgets a shared schedule once no job uses it: the map and `old`
+    /// are then its only two references.
+    fn release_schedule(&mut self, job: &Job, old: Arc<Schedule>) {
+        if Arc::strong_count(&old) == 2 {
+            self.schedules.remove(&(
+                job.cron_expr.clone(),
+                job.timezone.unwrap_or(self.default_tz),
+            ));
         }
     }
 
     fn push_next(&mut self, slot: u32, after: DateTime<Utc>) {
         let s = &self.slots[slot as usize];
-        if let Some(next) = s.schedule.next_after(after) {
+        let Some(schedule) = &s.schedule else { return };
+        if let Some(next) = schedule.next_after(after) {
             self.heap
                 .push(Reverse((next.timestamp_millis(), slot, s.generation)));
+        }
+    }
+
+    /// Like [`Self::push_next`], remembering the answer per schedule and
+    /// instant: the many jobs that share an expression and fire together
+    /// compute their next tick once per batch.
+    fn push_next_memo(
+        &mut self,
+        slot: u32,
+        after: DateTime<Utc>,
+        memo: &mut HashMap<(usize, i64), Option<i64>>,
+    ) {
+        let s = &self.slots[slot as usize];
+        let Some(schedule) = &s.schedule else { return };
+        let key = (Arc::as_ptr(schedule) as usize, after.timestamp_millis());
+        let next = *memo
+            .entry(key)
+            .or_insert_with(|| schedule.next_after(after).map(|t| t.timestamp_millis()));
+        if let Some(next) = next {
+            self.heap.push(Reverse((next, slot, s.generation)));
         }
     }
 
@@ -273,13 +329,14 @@ impl<L: Launcher> Scheduler<L> {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
         let oldest_allowed = now - self.misfire_grace;
+        let mut memo = HashMap::new();
         while let Some(Reverse((ms, slot, generation))) = self.heap.peek().copied() {
             if ms > now_ms {
                 break;
             }
             self.heap.pop();
             let s = &self.slots[slot as usize];
-            if !s.live || s.generation != generation {
+            if s.schedule.is_none() || s.generation != generation {
                 continue;
             }
             let Some(plan_time) = DateTime::from_timestamp_millis(ms) else {
@@ -298,7 +355,7 @@ impl<L: Launcher> Scheduler<L> {
                 self.start(name, tick, done);
             }
             // Catch up without replaying a long stall tick by tick.
-            self.push_next(slot, plan_time.max(oldest_allowed));
+            self.push_next_memo(slot, plan_time.max(oldest_allowed), &mut memo);
         }
     }
 
