@@ -7,11 +7,21 @@ use std::time::Duration;
 use rcron_testkit as kit;
 use serde_json::Value;
 
+/// Kills the master if the test fails before stopping it.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn binary_serves_the_legacy_save_of_the_quick_start_and_stops_on_sigterm() {
     let port = kit::free_port();
     let prefix = kit::unique_prefix();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rcron-master"))
+    let child = Command::new(env!("CARGO_BIN_EXE_rcron-master"))
         .env("RCRON_LISTEN", format!("127.0.0.1:{port}"))
         .env("RCRON_ETCD_ENDPOINTS", kit::etcd_endpoint())
         .env("RCRON_ETCD_PREFIX", &prefix)
@@ -20,6 +30,7 @@ async fn binary_serves_the_legacy_save_of_the_quick_start_and_stops_on_sigterm()
         .stderr(Stdio::null())
         .spawn()
         .expect("start rcron-master");
+    let mut child = Guard(child);
     let base = format!("http://127.0.0.1:{port}");
     let http = kit::http_client();
     kit::eventually(
@@ -75,7 +86,7 @@ async fn binary_serves_the_legacy_save_of_the_quick_start_and_stops_on_sigterm()
     assert!(docs.status().is_success());
 
     // SIGTERM: a clean, prompt exit.
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -84,7 +95,7 @@ async fn binary_serves_the_legacy_save_of_the_quick_start_and_stops_on_sigterm()
         Duration::from_secs(10),
         "master to exit after SIGTERM",
         || {
-            let status = child.try_wait().expect("wait");
+            let status = child.0.try_wait().expect("wait");
             async move { status }
         },
     )
