@@ -444,3 +444,121 @@ async fn a_sigkilled_worker_loses_its_lock_with_its_lease_and_another_runs_the_n
     env.delete_job("hog").await;
     survivor.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_restart_resyncs_jobs_and_registration() {
+    let mut etcd = kit::ServerProcess::etcd();
+    let mut env = Env::new();
+    env.etcd_endpoint = etcd.addr();
+    let w = InProcess::start(env.config("phoenix"));
+    env.put_job(r#"{"name":"before","command":"echo before","cronExpr":"* * * * * * *"}"#)
+        .await;
+    kit::eventually(
+        Duration::from_secs(10),
+        "a run before the outage",
+        || async { env.logs("before").await.into_iter().next() },
+    )
+    .await;
+    etcd.stop();
+    // Longer than the 3 s session lease: the worker must register again.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    etcd.start();
+    // Changes made after the outage reach the worker through a fresh list + watch.
+    kit::eventually(
+        Duration::from_secs(30),
+        "etcd to accept writes again",
+        || async {
+            let mut c = etcd_client::Client::connect([env.etcd_endpoint.as_str()], None)
+                .await
+                .ok()?;
+            c.put(
+                format!("{}jobs/after", env.prefix),
+                r#"{"name":"after","command":"echo after","cronExpr":"* * * * * * *"}"#,
+                None,
+            )
+            .await
+            .ok()
+        },
+    )
+    .await;
+    env.delete_job("before").await;
+    kit::eventually(
+        Duration::from_secs(30),
+        "the worker registered again",
+        || async { env.get("workers/phoenix").await },
+    )
+    .await;
+    let after = kit::eventually(
+        Duration::from_secs(30),
+        "runs of the job saved after the outage",
+        || async {
+            let docs = env.logs("after").await;
+            (docs.len() >= 3).then_some(docs)
+        },
+    )
+    .await;
+    env.delete_job("after").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_count = env.logs("before").await.len();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        env.logs("before").await.len(),
+        before_count,
+        "the job deleted after the outage stopped firing"
+    );
+    let plans: Vec<i64> = after.iter().map(|d| int(d, "planTime")).collect();
+    let mut unique = plans.clone();
+    unique.dedup();
+    assert_eq!(plans, unique, "no tick doubled after the re-sync");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_collection_gets_its_query_and_ttl_indexes() {
+    use futures::TryStreamExt;
+    let env = Env::new();
+    let w = InProcess::start(env.config("indexer"));
+    env.put_job(r#"{"name":"ix","command":"true","cronExpr":"* * * * * * *"}"#)
+        .await;
+    let doc = kit::eventually(Duration::from_secs(10), "a run record", || async {
+        env.logs("ix").await.into_iter().next()
+    })
+    .await;
+    env.delete_job("ix").await;
+    w.stop().await;
+    let expire = doc.get_datetime("expireAt").expect("expireAt is a date");
+    let days = (expire.timestamp_millis() - int(&doc, "endTime")) / 86_400_000;
+    assert_eq!(days, 30, "kept for the default retention");
+    let client = mongodb::Client::with_uri_str(&env.mongo_uri)
+        .await
+        .expect("mongo");
+    let indexes: Vec<mongodb::IndexModel> = client
+        .database(&env.db)
+        .collection::<mongodb::bson::Document>("log")
+        .list_indexes()
+        .await
+        .expect("list indexes")
+        .try_collect()
+        .await
+        .expect("indexes");
+    let keys: Vec<String> = indexes.iter().map(|i| i.keys.to_string()).collect();
+    // The index is created as {jobName: 1, startTime: -1}; nx-27017 (the
+    // MongoDB-wire test server) reports every direction as 1, so only the
+    // fields and their order are checked.
+    let query_index = indexes
+        .iter()
+        .find(|i| i.keys.contains_key("jobName"))
+        .unwrap_or_else(|| panic!("{keys:?}"));
+    let fields: Vec<&str> = query_index.keys.keys().map(String::as_str).collect();
+    assert_eq!(fields, vec!["jobName", "startTime"], "{keys:?}");
+    let ttl = indexes
+        .iter()
+        .find(|i| i.keys.contains_key("expireAt"))
+        .unwrap_or_else(|| panic!("no TTL index in {keys:?}"));
+    let after = ttl.options.as_ref().and_then(|o| o.expire_after);
+    assert_eq!(
+        after,
+        Some(Duration::ZERO),
+        "documents expire at their expireAt"
+    );
+}
