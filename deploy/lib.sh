@@ -70,12 +70,13 @@ start_etcd() {
   done
 }
 
-# start_mongo DIR PORT: nx-27017 on loopback, data in DIR (a file, so a
-# restart keeps what was written).
+# start_mongo DIR PORT: nx-27017 on loopback, data in DIR (files, so a
+# restart keeps what was written; one file per database, which nx-27017
+# needs to keep databases apart).
 start_mongo() {
   local dir=$1 port=$2
-  mkdir -p "$dir"
-  "$NX_BIN" --db "$dir/mongo.db" --host 127.0.0.1 -p "$port" \
+  mkdir -p "$dir/data"
+  "$NX_BIN" --data-dir "$dir/data" --host 127.0.0.1 -p "$port" \
     --log-file "$dir/mongo.log" --pid-file "$dir/mongo.pid" >"$dir/mongo.out" 2>&1 &
   MONGO_PID=$!
   wait_port 127.0.0.1 "$port" 30 "MongoDB-wire server"

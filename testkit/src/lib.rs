@@ -120,15 +120,18 @@ impl ServerProcess {
     }
 
     /// A private MongoDB-wire server (binary from `RCRON_TEST_MONGO_BIN`),
-    /// storing to a file so a restart keeps what was written.
+    /// storing to files so a restart keeps what was written (one file per
+    /// database: nx-27017 mixes databases kept in a single file).
     pub fn mongo() -> Self {
         let bin = required_env("RCRON_TEST_MONGO_BIN");
         let dir = temp_dir("mongo");
         let port = free_port();
         let mut command = Command::new(bin);
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("create data dir");
         command
-            .arg("--db")
-            .arg(dir.join("mongo.db"))
+            .arg("--data-dir")
+            .arg(data)
             .args(["--host", "127.0.0.1", "-p", &port.to_string()])
             .arg("--log-file")
             .arg(dir.join("mongo.log"))
