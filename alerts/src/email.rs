@@ -73,7 +73,8 @@ impl EmailSink {
         let tls = match settings.tls {
             SmtpTls::None => Tls::None,
             SmtpTls::Starttls | SmtpTls::Tls => {
-                let params = TlsParameters::new(settings.host.clone()).map_err(|e| Error::Smtp(e.to_string()))?;
+                let params = TlsParameters::new(settings.host.clone())
+                    .map_err(|e| Error::Smtp(e.to_string()))?;
                 if settings.tls == SmtpTls::Tls {
                     Tls::Wrapper(params)
                 } else {
@@ -81,10 +82,11 @@ impl EmailSink {
                 }
             }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
-            .port(settings.port)
-            .tls(tls)
-            .timeout(Some(settings.timeout));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
+                .port(settings.port)
+                .tls(tls)
+                .timeout(Some(settings.timeout));
         if let Some((user, password)) = &settings.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
@@ -107,7 +109,9 @@ impl EmailSink {
             .subject(alert.subject())
             .header(ContentType::TEXT_PLAIN);
         for to in recipients {
-            let mailbox: Mailbox = to.parse().map_err(|e| Error::Message(format!("recipient {to:?}: {e}")))?;
+            let mailbox: Mailbox = to
+                .parse()
+                .map_err(|e| Error::Message(format!("recipient {to:?}: {e}")))?;
             builder = builder.to(mailbox);
         }
         builder

@@ -16,6 +16,8 @@ pub struct Alert {
     pub public_url: Option<String>,
     /// The job's own extra recipients (`alertEmails`).
     pub job_emails: Vec<String>,
+    /// Id of the master that sends it (the leader at the time).
+    pub sent_by: String,
 }
 
 fn time(ms: i64) -> String {
@@ -48,9 +50,13 @@ impl Alert {
 
     /// A link to the job's log in the web admin, when its URL is configured.
     pub fn log_link(&self) -> Option<String> {
-        self.public_url
-            .as_ref()
-            .map(|base| format!("{}/#/logs?job={}", base.trim_end_matches('/'), self.warning.job_name))
+        self.public_url.as_ref().map(|base| {
+            format!(
+                "{}/#/logs?job={}",
+                base.trim_end_matches('/'),
+                self.warning.job_name
+            )
+        })
     }
 
     /// The full text: the facts, the output's end, where to look next.
@@ -94,7 +100,10 @@ impl Alert {
         out.push_str("\nLog: ");
         match self.log_link() {
             Some(link) => out.push_str(&link),
-            None => out.push_str(&format!("GET /api/v1/jobs/{}/logs on any master", w.job_name)),
+            None => out.push_str(&format!(
+                "GET /api/v1/jobs/{}/logs on any master",
+                w.job_name
+            )),
         }
         out.push('\n');
         out
@@ -115,7 +124,10 @@ impl Alert {
             w.run_id
         ));
         if self.suppressed > 0 {
-            text.push_str(&format!("\n({} similar alerts suppressed)", self.suppressed));
+            text.push_str(&format!(
+                "\n({} similar alerts suppressed)",
+                self.suppressed
+            ));
         }
         if let Some(link) = self.log_link() {
             text.push_str(&format!("\n<{link}|log>"));
@@ -143,6 +155,7 @@ impl Alert {
             "suppressed": self.suppressed,
             "subject": self.subject(),
             "logUrl": self.log_link(),
+            "sentBy": self.sent_by,
         })
     }
 }
@@ -172,13 +185,20 @@ mod tests {
             suppressed: 0,
             public_url: None,
             job_emails: vec![],
+            sent_by: "master-1".into(),
         }
     }
 
     #[test]
     fn subject_names_the_job_and_what_happened() {
-        assert_eq!(alert(RunStatus::Failed, Some(2)).subject(), "[rcron] job backup failed (exit code 2)");
-        assert_eq!(alert(RunStatus::Timeout, None).subject(), "[rcron] job backup timed out");
+        assert_eq!(
+            alert(RunStatus::Failed, Some(2)).subject(),
+            "[rcron] job backup failed (exit code 2)"
+        );
+        assert_eq!(
+            alert(RunStatus::Timeout, None).subject(),
+            "[rcron] job backup timed out"
+        );
     }
 
     #[test]
@@ -209,6 +229,10 @@ mod tests {
         assert_eq!(p["job"], "backup");
         assert_eq!(p["exitCode"], serde_json::Value::Null);
         assert_eq!(p["outputTail"], "line one\nline two\n");
-        assert!(alert(RunStatus::Failed, Some(1)).slack_text().starts_with("*[rcron] job backup failed"));
+        assert!(
+            alert(RunStatus::Failed, Some(1))
+                .slack_text()
+                .starts_with("*[rcron] job backup failed")
+        );
     }
 }

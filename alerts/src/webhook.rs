@@ -26,14 +26,21 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     /// A sink posting `kind` payloads to `url` with extra `headers`.
-    pub fn new(url: &str, kind: WebhookKind, headers: &[(String, String)], timeout: Duration) -> Result<Self, Error> {
+    pub fn new(
+        url: &str,
+        kind: WebhookKind,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Self, Error> {
         // reqwest is built without a crypto provider of its own; install the
         // one the whole project uses (ring). A second install is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut map = HeaderMap::new();
         for (name, value) in headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| Error::Message(format!("header {name:?}: {e}")))?;
-            let value = HeaderValue::from_str(value).map_err(|e| Error::Message(format!("header value: {e}")))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| Error::Message(format!("header {name:?}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| Error::Message(format!("header value: {e}")))?;
             map.insert(name, value);
         }
         let client = reqwest::Client::builder()
@@ -74,7 +81,11 @@ impl AlertSink for WebhookSink {
             if resp.status().is_success() {
                 Ok(())
             } else {
-                Err(Error::Webhook(format!("{} answered {}", self.url, resp.status())))
+                Err(Error::Webhook(format!(
+                    "{} answered {}",
+                    self.url,
+                    resp.status()
+                )))
             }
         })
     }

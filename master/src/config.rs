@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use chrono_tz::Tz;
+use rcron_alerts::SmtpTls;
 use rcron_shared::config::{self, EtcdArgs, EtcdConfig, LogFormat, MongoArgs, MongoConfig};
 use serde::{Deserialize, Serialize};
 
@@ -22,10 +25,112 @@ pub struct MasterConfig {
     pub timezone: Tz,
     /// Format of the master's own log lines.
     pub log_format: LogFormat,
+    /// Unique id of this master; empty = `hostname-pid`.
+    pub master_id: String,
+    /// URL other masters and users reach this one at; empty = `http://<listen>`.
+    pub advertise_url: String,
+    /// TTL (seconds) of the leader lease: a dead leader is replaced within it.
+    pub election_ttl_secs: i64,
     /// etcd connection.
     pub etcd: EtcdConfig,
     /// MongoDB connection (run logs).
     pub mongo: MongoConfig,
+    /// Where alerts go (the leader sends them).
+    pub alerts: AlertsConfig,
+}
+
+/// Alert sinks and storm control.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Base URL of the web admin, for links in alerts.
+    pub public_url: Option<String>,
+    /// At most one alert per job per this many seconds; the next says how
+    /// many were suppressed. 0 = no storm control.
+    pub window_secs: u64,
+    /// Recipients of every alert email (jobs add their `alertEmails`).
+    pub emails: Vec<String>,
+    /// Generic JSON webhooks.
+    pub webhook_urls: Vec<String>,
+    /// A Slack-compatible webhook (`{"text": ...}`).
+    pub slack_webhook_url: Option<String>,
+    /// Extra headers on every webhook request (for example authorization).
+    pub webhook_headers: BTreeMap<String, String>,
+    /// Seconds one webhook request may take.
+    pub webhook_timeout_secs: u64,
+    /// SMTP server for email alerts; no host = no email.
+    pub smtp: SmtpConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            window_secs: 60,
+            emails: Vec::new(),
+            webhook_urls: Vec::new(),
+            slack_webhook_url: None,
+            webhook_headers: BTreeMap::new(),
+            webhook_timeout_secs: 10,
+            smtp: SmtpConfig::default(),
+        }
+    }
+}
+
+/// SMTP delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Server host; empty = email alerts off.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub tls: SmtpTls,
+    /// User name, when the server wants authentication.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<String>,
+    /// Sender address.
+    pub from: String,
+    /// Seconds one delivery may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            from: "rcron@localhost".to_string(),
+            timeout_secs: 15,
+        }
+    }
+}
+
+impl MasterConfig {
+    /// The configured id, or `hostname-pid`.
+    pub fn master_id(&self) -> String {
+        if !self.master_id.is_empty() {
+            return self.master_id.clone();
+        }
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "master".to_string());
+        format!("{host}-{}", std::process::id())
+    }
+
+    /// The configured advertised URL, or one built from `listen`.
+    pub fn advertise_url(&self) -> String {
+        if self.advertise_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.advertise_url.clone()
+        }
+    }
 }
 
 impl Default for MasterConfig {
@@ -35,8 +140,12 @@ impl Default for MasterConfig {
             max_body_bytes: 1024 * 1024,
             timezone: Tz::UTC,
             log_format: LogFormat::Text,
+            master_id: String::new(),
+            advertise_url: String::new(),
+            election_ttl_secs: 5,
             etcd: EtcdConfig::default(),
             mongo: MongoConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -64,6 +173,51 @@ pub struct MasterArgs {
     /// Log line format.
     #[arg(long, env = "RCRON_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Unique master id (default hostname-pid).
+    #[arg(long, env = "RCRON_MASTER_ID")]
+    pub master_id: Option<String>,
+    /// URL this master is reached at (shown in cluster status).
+    #[arg(long, env = "RCRON_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Leader lease TTL in seconds.
+    #[arg(long, env = "RCRON_ELECTION_TTL_SECS")]
+    pub election_ttl_secs: Option<i64>,
+    /// Base URL of the web admin, for links in alerts.
+    #[arg(long, env = "RCRON_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Storm control window in seconds.
+    #[arg(long, env = "RCRON_ALERT_WINDOW_SECS")]
+    pub alert_window_secs: Option<u64>,
+    /// Alert email recipients, comma-separated.
+    #[arg(long, env = "RCRON_ALERT_EMAILS", value_delimiter = ',')]
+    pub alert_emails: Option<Vec<String>>,
+    /// Generic JSON webhook URLs, comma-separated.
+    #[arg(long, env = "RCRON_ALERT_WEBHOOK_URLS", value_delimiter = ',')]
+    pub alert_webhook_urls: Option<Vec<String>>,
+    /// Slack-compatible webhook URL.
+    #[arg(long, env = "RCRON_ALERT_SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub alert_slack_webhook_url: Option<String>,
+    /// SMTP host (email alerts off when unset).
+    #[arg(long, env = "RCRON_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port.
+    #[arg(long, env = "RCRON_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+    /// SMTP security: none, starttls or tls.
+    #[arg(long, env = "RCRON_SMTP_TLS")]
+    pub smtp_tls: Option<SmtpTls>,
+    /// SMTP user name.
+    #[arg(long, env = "RCRON_SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "RCRON_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// File holding the SMTP password.
+    #[arg(long, env = "RCRON_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<PathBuf>,
+    /// Sender address of alert emails.
+    #[arg(long, env = "RCRON_SMTP_FROM")]
+    pub smtp_from: Option<String>,
     #[command(flatten)]
     pub etcd: EtcdArgs,
     #[command(flatten)]
@@ -78,8 +232,36 @@ impl MasterArgs {
         config::set(&mut cfg.max_body_bytes, self.max_body_bytes);
         config::set(&mut cfg.timezone, self.timezone);
         config::set(&mut cfg.log_format, self.log_format);
+        config::set(&mut cfg.master_id, self.master_id);
+        config::set(&mut cfg.advertise_url, self.advertise_url);
+        config::set(&mut cfg.election_ttl_secs, self.election_ttl_secs);
+        let a = &mut cfg.alerts;
+        if self.public_url.is_some() {
+            a.public_url = self.public_url;
+        }
+        config::set(&mut a.window_secs, self.alert_window_secs);
+        config::set(&mut a.emails, self.alert_emails);
+        config::set(&mut a.webhook_urls, self.alert_webhook_urls);
+        if self.alert_slack_webhook_url.is_some() {
+            a.slack_webhook_url = self.alert_slack_webhook_url;
+        }
+        config::set(&mut a.smtp.host, self.smtp_host);
+        config::set(&mut a.smtp.port, self.smtp_port);
+        config::set(&mut a.smtp.tls, self.smtp_tls);
+        if self.smtp_username.is_some() {
+            a.smtp.username = self.smtp_username;
+        }
+        if let Some(p) = config::secret(self.smtp_password, self.smtp_password_file)? {
+            a.smtp.password = Some(p);
+        }
+        config::set(&mut a.smtp.from, self.smtp_from);
         self.etcd.apply(&mut cfg.etcd)?;
         self.mongo.apply(&mut cfg.mongo)?;
+        if cfg.election_ttl_secs < 2 {
+            return Err(
+                rcron_shared::Error::Config("election_ttl_secs must be at least 2".into()).into(),
+            );
+        }
         Ok(cfg)
     }
 }

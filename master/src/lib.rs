@@ -1,19 +1,25 @@
-//! rcron-master: the HTTP API and web admin of an rcron cluster.
+//! rcron-master: the HTTP API and alerting of an rcron cluster.
 //!
 //! - [`config`]: file → env → flag configuration.
 //! - [`store`]: jobs and kill requests in etcd (the only writer of
 //!   `/cron/jobs/` and `/cron/killer/`).
 //! - [`logs`]: run records from MongoDB and the worker registry.
 //! - [`api`]: the legacy routes, the REST API with OpenAPI and Swagger UI,
-//!   and health probes; handlers call [`store`] and map its errors to
-//!   status codes in one place.
+//!   and health probes; handlers call [`store`]/[`logs`] and map their
+//!   errors to status codes in one place.
+//! - [`election`]: every master campaigns on `/cron/master`; the leader runs
+//! - [`alerting`]: backlog + watch of `/cron/warn/`, delivery to the sinks of
+//!   `rcron-alerts`, deletion of delivered warnings.
 //!
-//! [`run`] wires them: connect to etcd (lazily, so a master starts while
-//! etcd is down and answers 503 until it is back), then serve until the
-//! shutdown token is cancelled.
+//! [`run`] wires them: connect to etcd and MongoDB (lazily, so a master
+//! starts while they are down and answers 503 until they are back), serve
+//! the API and take part in the election until the shutdown token is
+//! cancelled.
 
+pub mod alerting;
 pub mod api;
 pub mod config;
+pub mod election;
 mod error;
 pub mod logs;
 pub mod store;
@@ -23,12 +29,15 @@ use std::time::Duration;
 
 use poem::Server;
 use poem::listener::TcpListener;
+use rcron_alerts::{AlertSink, EmailSink, SmtpSettings, WebhookKind, WebhookSink};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{MasterArgs, MasterConfig};
 pub use error::Error;
 
+use crate::alerting::{AlertStats, Alerting};
 use crate::api::AppState;
+use crate::election::{ElectionSettings, LeaderState, MasterInfo};
 use crate::logs::LogStore;
 use crate::store::JobStore;
 
@@ -45,19 +54,107 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
         logs,
         timezone: config.timezone,
         max_body_bytes: config.max_body_bytes,
+        master_id: config.master_id(),
+        leader: Arc::new(LeaderState::default()),
+        alert_stats: Arc::new(AlertStats::default()),
     }))
 }
 
-/// Serves the API on `config.listen` until `shutdown` is cancelled.
+/// The alert sinks the configuration names.
+pub fn sinks(config: &MasterConfig) -> Result<Vec<Arc<dyn AlertSink>>, Error> {
+    let a = &config.alerts;
+    let sink_error = |e: rcron_alerts::Error| {
+        Error::Invalid(rcron_shared::Error::Config(format!("alerts: {e}")))
+    };
+    let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+    if !a.smtp.host.is_empty() {
+        let settings = SmtpSettings {
+            host: a.smtp.host.clone(),
+            port: a.smtp.port,
+            tls: a.smtp.tls,
+            credentials: a.smtp.username.clone().zip(a.smtp.password.clone()),
+            from: a.smtp.from.clone(),
+            to: a.emails.clone(),
+            timeout: Duration::from_secs(a.smtp.timeout_secs.max(1)),
+        };
+        sinks.push(Arc::new(EmailSink::new(&settings).map_err(sink_error)?));
+    }
+    let headers: Vec<(String, String)> = a.webhook_headers.clone().into_iter().collect();
+    let timeout = Duration::from_secs(a.webhook_timeout_secs.max(1));
+    for url in &a.webhook_urls {
+        sinks.push(Arc::new(
+            WebhookSink::new(url, WebhookKind::Generic, &headers, timeout).map_err(sink_error)?,
+        ));
+    }
+    if let Some(url) = &a.slack_webhook_url {
+        sinks.push(Arc::new(
+            WebhookSink::new(url, WebhookKind::Slack, &headers, timeout).map_err(sink_error)?,
+        ));
+    }
+    Ok(sinks)
+}
+
+/// Serves the API on `config.listen` and takes part in the election until
+/// `shutdown` is cancelled.
 pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<(), Error> {
     let state = state(&config).await?;
-    tracing::info!(listen = %config.listen, etcd = ?config.etcd.endpoints, "rcron master serving");
-    Server::new(TcpListener::bind(config.listen))
+    let sinks = sinks(&config)?;
+    let keys = config.etcd.keys()?;
+    let election_client = rcron_shared::etcd::connect_blocking(&config.etcd).await?;
+    let alerting = Arc::new(Alerting {
+        client: state.store.client(),
+        watch_client: election_client.clone(),
+        keys: keys.clone(),
+        jobs: state.store.clone(),
+        sinks,
+        window: Duration::from_secs(config.alerts.window_secs),
+        public_url: config.alerts.public_url.clone(),
+        stats: state.alert_stats.clone(),
+        master_id: state.master_id.clone(),
+    });
+    let settings = ElectionSettings {
+        ttl_secs: config.election_ttl_secs,
+        info: MasterInfo {
+            id: state.master_id.clone(),
+            url: config.advertise_url(),
+            start_time: chrono::Utc::now().timestamp_millis(),
+            leader_since: None,
+        },
+    };
+    if alerting.sinks.is_empty() {
+        tracing::warn!(
+            "no alert sink configured: warnings stay pending (GET /api/v1/alerts) until one is"
+        );
+    }
+    let election = tokio::spawn(election::run(
+        election_client,
+        keys,
+        settings,
+        state.leader.clone(),
+        shutdown.child_token(),
+        move |leadership| {
+            let alerting = alerting.clone();
+            async move {
+                if alerting.sinks.is_empty() {
+                    // Keep warnings for when sinks are configured.
+                    leadership.token().cancelled().await;
+                } else {
+                    alerting.run(leadership).await;
+                }
+            }
+        },
+    ));
+
+    tracing::info!(listen = %config.listen, etcd = ?config.etcd.endpoints, master = %state.master_id, "rcron master serving");
+    let served = Server::new(TcpListener::bind(config.listen))
         .run_with_graceful_shutdown(
             api::routes(state),
-            shutdown.cancelled_owned(),
+            shutdown.clone().cancelled_owned(),
             Some(GRACEFUL_SHUTDOWN),
         )
         .await
-        .map_err(Error::Listen)
+        .map_err(Error::Listen);
+    shutdown.cancel();
+    let _ = election.await;
+    served
 }

@@ -166,6 +166,16 @@ impl LogStore {
         Ok(LogPage { records, total })
     }
 
+    /// Whether MongoDB answers a ping.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.logs
+            .client()
+            .database("admin")
+            .run_command(doc! {"ping": 1})
+            .await?;
+        Ok(())
+    }
+
     /// Every registered worker, sorted by id.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
         let resp = self

@@ -30,6 +30,11 @@ impl JobStore {
         &self.keys
     }
 
+    /// A handle on the etcd client, for reads outside job CRUD.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Creates or replaces a job; returns the job it replaced.
     pub async fn save(&self, job: &Job) -> Result<Option<Job>, Error> {
         let resp = self

@@ -6,6 +6,7 @@
 //! every error poem itself raises (unknown route, unparsable body) is turned
 //! into the same JSON shape the REST handlers use: `{"error": "..."}`.
 
+pub mod cluster;
 pub mod cron;
 mod health;
 pub mod jobs;
@@ -24,6 +25,8 @@ use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
 use serde::Serialize;
 
 use crate::Error;
+use crate::alerting::AlertStats;
+use crate::election::LeaderState;
 use crate::logs::LogStore;
 use crate::store::JobStore;
 
@@ -37,6 +40,12 @@ pub struct AppState {
     pub timezone: Tz,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// This master's id.
+    pub master_id: String,
+    /// Whether this master leads.
+    pub leader: Arc<LeaderState>,
+    /// Alert counters.
+    pub alert_stats: Arc<AlertStats>,
 }
 
 /// The whole HTTP application of a master.
@@ -45,6 +54,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         (
             jobs::JobsApi::new(state.clone()),
             logs::LogsApi::new(state.clone()),
+            cluster::ClusterApi::new(state.clone()),
             cron::CronApi::new(state.clone()),
         ),
         "rcron",
@@ -136,6 +146,8 @@ pub enum ApiTags {
     Logs,
     /// Workers registered in the cluster.
     Workers,
+    /// Masters, leader, health, pending alerts.
+    Cluster,
     /// Cron expression tools.
     Cron,
 }

@@ -1,0 +1,358 @@
+//! The leader's alert loop (DESIGN §7): deliver every warning under
+//! `/cron/warn/` to every sink, then delete it.
+//!
+//! On taking over it first reads every existing warning (the backlog a dead
+//! leader left), then watches from the next revision; on a watch error it
+//! reads again. Each warning is handled by its own task: every sink is
+//! retried with backoff independently (a dead SMTP server does not hold back
+//! webhooks), and only when all have accepted it is the key deleted — in a
+//! transaction on its mod revision that also checks this master still holds
+//! the election key. Nothing reported is lost across leader changes; a
+//! duplicate can only come from a crash between delivery and delete and
+//! carries the same idempotency key (the run id).
+//!
+//! Storm control: at most one alert per job per window; the warnings in
+//! between are deleted undelivered and counted, and the next alert says how
+//! many were suppressed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, KeyValue, Txn, TxnOp, WatchOptions,
+};
+use rcron_alerts::{Alert, AlertSink};
+use rcron_shared::{JobName, Keys, Warning};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::election::Leadership;
+use crate::store::JobStore;
+
+/// Warnings delivered at the same time, at most.
+const MAX_IN_FLIGHT: usize = 64;
+/// Longest wait between two tries of one sink.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Counters for the cluster status and metrics.
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    /// Deliveries accepted by a sink.
+    pub sent: AtomicU64,
+    /// Delivery attempts that failed (each is retried).
+    pub failed: AtomicU64,
+    /// Warnings dropped by storm control.
+    pub suppressed: AtomicU64,
+}
+
+/// Everything the alert loop needs.
+pub struct Alerting {
+    /// Request client (with a timeout).
+    pub client: Client,
+    /// Client for the watch (no request timeout).
+    pub watch_client: Client,
+    /// Key layout.
+    pub keys: Keys,
+    /// Jobs, for their `alertEmails`.
+    pub jobs: JobStore,
+    /// Where alerts go.
+    pub sinks: Vec<Arc<dyn AlertSink>>,
+    /// Storm-control window (zero = off).
+    pub window: Duration,
+    /// Base URL of the web admin.
+    pub public_url: Option<String>,
+    /// Counters.
+    pub stats: Arc<AlertStats>,
+    /// This master's id, written into every alert.
+    pub master_id: String,
+}
+
+/// Storm-control memory of one job.
+struct JobWindow {
+    last_sent: Instant,
+    suppressed: u32,
+}
+
+struct Pending {
+    key: String,
+    mod_revision: i64,
+    warning: Warning,
+}
+
+impl Alerting {
+    /// Delivers warnings until leadership ends.
+    pub async fn run(self: Arc<Self>, leadership: Leadership) {
+        let token = leadership.token().clone();
+        let mut windows: HashMap<JobName, JobWindow> = HashMap::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let mut tasks = JoinSet::new();
+        let mut backoff = Duration::from_millis(200);
+
+        'outer: while !token.is_cancelled() {
+            // Backlog first, then changes from the next revision on.
+            let (backlog, revision) = match self.list().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read pending warnings; retrying");
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if !backlog.is_empty() {
+                tracing::info!(warnings = backlog.len(), "delivering pending warnings");
+            }
+            for p in backlog {
+                self.dispatch(
+                    p,
+                    &leadership,
+                    &mut windows,
+                    &mut in_flight,
+                    &slots,
+                    &done_tx,
+                    &mut tasks,
+                )
+                .await;
+            }
+            let mut stream = match self
+                .watch_client
+                .clone()
+                .watch(
+                    self.keys.warn_dir(),
+                    Some(
+                        WatchOptions::new()
+                            .with_prefix()
+                            .with_start_revision(revision + 1),
+                    ),
+                )
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch warnings; reading them again");
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break 'outer,
+                    Some(key) = done_rx.recv() => { in_flight.remove(&key); }
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    msg = stream.message() => match msg {
+                        Ok(Some(resp)) if !resp.canceled() => {
+                            for ev in resp.events() {
+                                if ev.event_type() != EventType::Put {
+                                    continue;
+                                }
+                                if let Some(p) = ev.kv().and_then(|kv| self.pending(kv)) {
+                                    self.dispatch(p, &leadership, &mut windows, &mut in_flight, &slots, &done_tx, &mut tasks).await;
+                                }
+                            }
+                        }
+                        Ok(_) => { tracing::warn!("warning watch ended; reading again"); break; }
+                        Err(e) => { tracing::warn!(error = %e, "warning watch failed; reading again"); break; }
+                    }
+                }
+            }
+        }
+        // Leadership is over: stop every delivery at once.
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn list(&self) -> Result<(Vec<Pending>, i64), etcd_client::Error> {
+        let resp = self
+            .client
+            .clone()
+            .get(self.keys.warn_dir(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        Ok((
+            resp.kvs()
+                .iter()
+                .filter_map(|kv| self.pending(kv))
+                .collect(),
+            revision,
+        ))
+    }
+
+    fn pending(&self, kv: &KeyValue) -> Option<Pending> {
+        let key = String::from_utf8_lossy(kv.key()).into_owned();
+        let (job, run_id) = self.keys.parse_warn(kv.key())?;
+        let warning = match serde_json::from_slice::<Warning>(kv.value()) {
+            Ok(w) => w,
+            Err(e) => {
+                // Still worth telling someone: build what the key says.
+                tracing::warn!(key = %key, error = %e, "unreadable warning; alerting with what its key says");
+                Warning {
+                    job_name: job,
+                    run_id,
+                    status: rcron_shared::RunStatus::Failed,
+                    command: String::new(),
+                    exit_code: None,
+                    err: format!("unreadable warning: {e}"),
+                    output_tail: String::new(),
+                    plan_time: 0,
+                    start_time: 0,
+                    end_time: 0,
+                    worker: String::new(),
+                    attempt: 0,
+                }
+            }
+        };
+        Some(Pending {
+            key,
+            mod_revision: kv.mod_revision(),
+            warning,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch(
+        self: &Arc<Self>,
+        p: Pending,
+        leadership: &Leadership,
+        windows: &mut HashMap<JobName, JobWindow>,
+        in_flight: &mut HashSet<String>,
+        slots: &Arc<Semaphore>,
+        done: &mpsc::UnboundedSender<String>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        if !in_flight.insert(p.key.clone()) {
+            return; // already being delivered
+        }
+        let now = Instant::now();
+        let mut suppressed = 0;
+        if !self.window.is_zero() {
+            match windows.get_mut(&p.warning.job_name) {
+                Some(w) if now.duration_since(w.last_sent) < self.window => {
+                    w.suppressed += 1;
+                    self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(job = %p.warning.job_name, run_id = %p.warning.run_id, "alert suppressed (storm control)");
+                    let this = self.clone();
+                    let leadership = leadership.clone();
+                    let done = done.clone();
+                    tasks.spawn(async move {
+                        this.delete(&p, &leadership).await;
+                        let _ = done.send(p.key);
+                    });
+                    return;
+                }
+                Some(w) => {
+                    suppressed = std::mem::take(&mut w.suppressed);
+                    w.last_sent = now;
+                }
+                None => {
+                    windows.insert(
+                        p.warning.job_name.clone(),
+                        JobWindow {
+                            last_sent: now,
+                            suppressed: 0,
+                        },
+                    );
+                }
+            }
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let this = self.clone();
+        let leadership = leadership.clone();
+        let done = done.clone();
+        tasks.spawn(async move {
+            this.deliver(&p, suppressed, &leadership).await;
+            drop(slot);
+            let _ = done.send(p.key);
+        });
+    }
+
+    /// Delivers to every sink (each retried on its own), then deletes.
+    async fn deliver(&self, p: &Pending, suppressed: u32, leadership: &Leadership) {
+        let job_emails = match self.jobs.get(&p.warning.job_name).await {
+            Ok(Some(job)) => job.alert_emails,
+            _ => Vec::new(),
+        };
+        let alert = Alert {
+            warning: p.warning.clone(),
+            suppressed,
+            public_url: self.public_url.clone(),
+            job_emails,
+            sent_by: self.master_id.clone(),
+        };
+        let all = self
+            .sinks
+            .iter()
+            .map(|sink| self.deliver_to(sink.as_ref(), &alert, leadership));
+        let delivered = futures::future::join_all(all).await;
+        if delivered.iter().all(|ok| *ok) {
+            self.delete(p, leadership).await;
+        }
+    }
+
+    /// Tries one sink until it accepts the alert; false if leadership ended first.
+    async fn deliver_to(
+        &self,
+        sink: &dyn AlertSink,
+        alert: &Alert,
+        leadership: &Leadership,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if !leadership.is_valid() {
+                return false;
+            }
+            match sink.send(alert).await {
+                Ok(()) => {
+                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(sink = sink.name(), job = %alert.warning.job_name, run_id = %alert.warning.run_id, "alert delivered");
+                    return true;
+                }
+                Err(e) if !e.is_retryable() => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(sink = sink.name(), job = %alert.warning.job_name, error = %e, "alert cannot be delivered by this sink; giving up on it");
+                    return true;
+                }
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(sink = sink.name(), job = %alert.warning.job_name, run_id = %alert.warning.run_id,
+                        error = %e, retry_in_ms = backoff.as_millis() as u64, "alert delivery failed; retrying");
+                    tokio::select! {
+                        () = leadership.token().cancelled() => return false,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Deletes the warning if it is unchanged and this master still leads.
+    async fn delete(&self, p: &Pending, leadership: &Leadership) {
+        let key = leadership.key();
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(p.key.clone(), CompareOp::Equal, p.mod_revision),
+                Compare::create_revision(key.key().to_vec(), CompareOp::Equal, key.rev()),
+            ])
+            .and_then([TxnOp::delete(p.key.clone(), None)]);
+        let mut delay = Duration::from_millis(200);
+        while leadership.is_valid() {
+            match self.client.clone().txn(txn.clone()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(key = %p.key, error = %e, "cannot delete delivered warning; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! `/api/v1/cluster` and `/api/v1/alerts`: who leads, what is healthy, what
+//! is waiting to be alerted.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use etcd_client::GetOptions;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use rcron_shared::Warning;
+
+use crate::Error;
+use crate::api::logs::StatusDto;
+use crate::api::{ApiError, ApiTags, AppState};
+use crate::election::MasterInfo;
+
+/// REST operations on the cluster.
+pub struct ClusterApi {
+    state: Arc<AppState>,
+}
+
+impl ClusterApi {
+    /// Operations over the shared state.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+/// A master taking part in the election.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct MasterView {
+    /// Unique master id.
+    pub id: String,
+    /// URL it serves at.
+    pub url: String,
+    /// Start time (ms since the epoch).
+    pub start_time: i64,
+    /// Whether it is the leader (the one sending alerts).
+    pub leader: bool,
+    /// Since when it leads (ms), for the leader.
+    pub leader_since: Option<i64>,
+}
+
+/// Whether a dependency answers.
+#[derive(Debug, Object)]
+pub struct Health {
+    /// It answered.
+    pub healthy: bool,
+    /// Why not, when it did not.
+    pub error: Option<String>,
+}
+
+impl<T> From<Result<T, Error>> for Health {
+    fn from(r: Result<T, Error>) -> Self {
+        match r {
+            Ok(_) => Self {
+                healthy: true,
+                error: None,
+            },
+            Err(e) => Self {
+                healthy: false,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Alert counters of this master (since it started).
+#[derive(Debug, Object)]
+pub struct AlertCounters {
+    /// Deliveries accepted by a sink.
+    pub sent: u64,
+    /// Delivery attempts that failed (and were retried).
+    pub failed: u64,
+    /// Warnings dropped by storm control.
+    pub suppressed: u64,
+}
+
+/// The state of the cluster as this master sees it.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The master that answered.
+    pub this_master: String,
+    /// Every master in the election, the leader first.
+    pub masters: Vec<MasterView>,
+    /// The leader, if there is one.
+    pub leader: Option<String>,
+    /// etcd health.
+    pub etcd: Health,
+    /// MongoDB health.
+    pub mongo: Health,
+    /// Live workers.
+    pub workers: u64,
+    /// Warnings waiting for delivery.
+    pub pending_alerts: u64,
+    /// This master's alert counters.
+    pub alerts: AlertCounters,
+    /// How often this master gained or lost leadership.
+    pub leader_changes: u64,
+}
+
+/// A warning waiting for the leader to deliver it.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PendingAlert {
+    /// The job.
+    pub job_name: String,
+    /// The run.
+    pub run_id: String,
+    /// `failed` or `timeout`.
+    pub status: StatusDto,
+    /// Exit code, if any.
+    pub exit_code: Option<i32>,
+    /// What went wrong.
+    pub err: String,
+    /// The worker that ran it.
+    pub worker: String,
+    /// The tick (ms).
+    pub plan_time: i64,
+    /// End of the run (ms).
+    pub end_time: i64,
+}
+
+/// Pending warnings.
+#[derive(Debug, Object)]
+pub struct PendingAlerts {
+    /// Oldest key first.
+    pub alerts: Vec<PendingAlert>,
+}
+
+impl ClusterApi {
+    async fn masters(&self) -> Result<Vec<MasterView>, Error> {
+        let keys = self.state.store.keys();
+        let resp = self
+            .state
+            .store
+            .client()
+            .get(
+                format!("{}/", keys.master_election()),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await?;
+        let mut kvs: Vec<_> = resp.kvs().iter().collect();
+        // etcd's election: the candidate with the oldest key leads.
+        kvs.sort_by_key(|kv| kv.create_revision());
+        Ok(kvs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, kv)| {
+                let info: MasterInfo = serde_json::from_slice(kv.value()).ok()?;
+                Some(MasterView {
+                    id: info.id,
+                    url: info.url,
+                    start_time: info.start_time,
+                    leader: i == 0,
+                    leader_since: if i == 0 { info.leader_since } else { None },
+                })
+            })
+            .collect())
+    }
+
+    async fn pending(&self) -> Result<Vec<Warning>, Error> {
+        let keys = self.state.store.keys();
+        let resp = self
+            .state
+            .store
+            .client()
+            .get(keys.warn_dir(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Warning>(kv.value()).ok())
+            .collect())
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Cluster")]
+impl ClusterApi {
+    /// Cluster status
+    ///
+    /// Masters and the leader, etcd and MongoDB health, worker count,
+    /// pending alerts. Answers even when etcd or MongoDB is down (with
+    /// `healthy: false`).
+    #[oai(path = "/cluster", method = "get", operation_id = "clusterStatus")]
+    async fn cluster(&self) -> Json<ClusterStatus> {
+        let masters = self.masters().await;
+        let etcd = Health::from(self.state.store.ping().await);
+        let mongo = Health::from(self.state.logs.ping().await);
+        let workers = self
+            .state
+            .logs
+            .workers()
+            .await
+            .map(|w| w.len() as u64)
+            .unwrap_or(0);
+        let pending = self.pending().await.map(|p| p.len() as u64).unwrap_or(0);
+        let masters = masters.unwrap_or_default();
+        let stats = &self.state.alert_stats;
+        Json(ClusterStatus {
+            this_master: self.state.master_id.clone(),
+            leader: masters.iter().find(|m| m.leader).map(|m| m.id.clone()),
+            masters,
+            etcd,
+            mongo,
+            workers,
+            pending_alerts: pending,
+            alerts: AlertCounters {
+                sent: stats.sent.load(Ordering::Relaxed),
+                failed: stats.failed.load(Ordering::Relaxed),
+                suppressed: stats.suppressed.load(Ordering::Relaxed),
+            },
+            leader_changes: self.state.leader.changes(),
+        })
+    }
+
+    /// Pending alerts
+    ///
+    /// Warnings reported by workers that the leader has not delivered yet.
+    #[oai(path = "/alerts", method = "get", operation_id = "listPendingAlerts")]
+    async fn alerts(&self) -> Result<Json<PendingAlerts>, ApiError> {
+        let pending = self.pending().await?;
+        Ok(Json(PendingAlerts {
+            alerts: pending
+                .into_iter()
+                .map(|w| PendingAlert {
+                    job_name: w.job_name.to_string(),
+                    run_id: w.run_id,
+                    status: w.status.into(),
+                    exit_code: w.exit_code,
+                    err: w.err,
+                    worker: w.worker,
+                    plan_time: w.plan_time,
+                    end_time: w.end_time,
+                })
+                .collect(),
+        }))
+    }
+}
