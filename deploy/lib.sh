@@ -40,6 +40,19 @@ ensure_mongo_wire() {
   NX_BIN="$NX_VENV/bin/nx-27017"
 }
 
+# A real SMTP server for alert tests (aiosmtpd, from PyPI, in its own venv).
+AIOSMTPD_VERSION="1.4.6"
+TOOLS_VENV="$RCRON_CACHE/venv-tools-$AIOSMTPD_VERSION"
+ensure_test_tools() {
+  if [ ! -x "$TOOLS_VENV/bin/python" ] || ! "$TOOLS_VENV/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing aiosmtpd==$AIOSMTPD_VERSION into $TOOLS_VENV (pip)"
+    mkdir -p "$RCRON_CACHE"
+    python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION"
+  fi
+  TOOLS_PYTHON="$TOOLS_VENV/bin/python"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

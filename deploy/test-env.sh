@@ -10,6 +10,7 @@
 #   RCRON_TEST_MONGO      mongodb://127.0.0.1:<port> of the shared server
 #   RCRON_TEST_ETCD_BIN   etcd binary, for tests that run a private etcd
 #   RCRON_TEST_MONGO_BIN  nx-27017 binary, for tests that stop/restart MongoDB
+#   RCRON_TEST_PYTHON     a python with aiosmtpd, for tests that run an SMTP server
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -18,6 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 ensure_system_packages
 ensure_mongo_wire
+ensure_test_tools
 
 work=$(mktemp -d /tmp/rcron-test-env.XXXXXX)
 ETCD_PID="" MONGO_PID=""
@@ -37,6 +39,7 @@ export RCRON_TEST_ETCD="127.0.0.1:$etcd_port"
 export RCRON_TEST_MONGO="mongodb://127.0.0.1:$mongo_port"
 export RCRON_TEST_ETCD_BIN="$(command -v etcd)"
 export RCRON_TEST_MONGO_BIN="$NX_BIN"
+export RCRON_TEST_PYTHON="$TOOLS_PYTHON"
 log "etcd at $RCRON_TEST_ETCD, MongoDB-wire at $RCRON_TEST_MONGO"
 
 "$@"

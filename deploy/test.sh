@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 ensure_system_packages
 ensure_mongo_wire
+ensure_test_tools
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

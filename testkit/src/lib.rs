@@ -140,6 +140,35 @@ impl ServerProcess {
         Self::launch("MongoDB-wire server", command, port, dir)
     }
 
+    /// A real SMTP server (aiosmtpd, from `RCRON_TEST_PYTHON`) that stores
+    /// every message it accepts in a Maildir; see [`ServerProcess::mails`].
+    pub fn smtp() -> Self {
+        let python = required_env("RCRON_TEST_PYTHON");
+        let dir = temp_dir("smtp");
+        let port = free_port();
+        let mut command = Command::new(python);
+        command
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.join("maildir"));
+        Self::launch("SMTP server (aiosmtpd)", command, port, dir)
+    }
+
+    /// The raw messages an [`ServerProcess::smtp`] server accepted.
+    pub fn mails(&self) -> Vec<String> {
+        let mut mails = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(self.dir.join("maildir").join(sub)) {
+                for e in entries.flatten() {
+                    if let Ok(text) = std::fs::read_to_string(e.path()) {
+                        mails.push(text);
+                    }
+                }
+            }
+        }
+        mails
+    }
+
     fn launch(what: &'static str, command: Command, port: u16, dir: PathBuf) -> Self {
         let mut server = Self {
             what,
@@ -205,4 +234,123 @@ fn temp_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rcron-{what}-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+/// One request a [`WebhookReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// When it arrived.
+    pub at: Instant,
+    /// Its JSON body.
+    pub body: serde_json::Value,
+    /// Its `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+/// A real HTTP server on loopback that records every POST and answers 500
+/// to the first `fail_first` of them, then 200.
+pub struct WebhookReceiver {
+    /// `http://127.0.0.1:<port>/hook`.
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl WebhookReceiver {
+    /// Starts the receiver on a free port.
+    pub async fn start(fail_first: usize) -> Self {
+        use poem::{EndpointExt, Route, handler, post, web::Data};
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone)]
+        struct Shared {
+            received: Arc<Mutex<Vec<Received>>>,
+            fail_first: usize,
+        }
+
+        #[handler]
+        async fn hook(
+            req: &poem::Request,
+            body: poem::Body,
+            Data(shared): Data<&Shared>,
+        ) -> poem::http::StatusCode {
+            let bytes = body.into_vec().await.unwrap_or_default();
+            let mut list = shared.received.lock().unwrap_or_else(|p| p.into_inner());
+            let status = if list.len() < shared.fail_first {
+                500
+            } else {
+                200
+            };
+            list.push(Received {
+                at: Instant::now(),
+                body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+                idempotency_key: req.header("idempotency-key").map(str::to_string),
+                status,
+            });
+            poem::http::StatusCode::from_u16(status).unwrap_or(poem::http::StatusCode::OK)
+        }
+
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let shared = Shared {
+            received: received.clone(),
+            fail_first,
+        };
+        let port = free_port();
+        let app = Route::new().at("/hook", post(hook)).data(shared);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = poem::Server::new(poem::listener::TcpListener::bind(format!(
+            "127.0.0.1:{port}"
+        )));
+        tokio::spawn(async move {
+            let _ = server
+                .run_with_graceful_shutdown(
+                    app,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    Some(Duration::from_secs(1)),
+                )
+                .await;
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "webhook receiver did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            received,
+            stop: Some(stop),
+        }
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The bodies of the requests answered 200.
+    pub fn accepted(&self) -> Vec<serde_json::Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.status == 200)
+            .map(|r| r.body)
+            .collect()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
