@@ -19,6 +19,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut MasterConfig)) -> Self {
         let prefix = kit::unique_prefix();
         let db = kit::unique_db();
         let port = kit::free_port();
@@ -30,6 +34,7 @@ impl Cluster {
         master.etcd.prefix = prefix.clone();
         master.mongo.uri = kit::mongo_uri();
         master.mongo.db = db.clone();
+        adjust(&mut master);
         let mut worker = WorkerConfig {
             worker_id: format!("e2e-{port}"),
             lease_ttl_secs: 3,
@@ -210,5 +215,90 @@ async fn kill_through_the_api_ends_a_running_sleep_at_once() {
 
     let ips = c.get("/worker/list").await;
     assert_eq!(ips["data"], json!(["127.0.0.1"]));
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_and_a_timing_out_job_each_produce_one_email_and_one_webhook() {
+    let smtp = kit::ServerProcess::smtp();
+    let hook = kit::WebhookReceiver::start(0).await;
+    let c = Cluster::start_with(|m| {
+        m.alerts.webhook_urls = vec![hook.url.clone()];
+        m.alerts.emails = vec!["oncall@example.com".into()];
+        m.alerts.smtp.host = "127.0.0.1".into();
+        m.alerts.smtp.port = smtp.port();
+        m.alerts.smtp.tls = rcron_alerts::SmtpTls::None;
+        m.alerts.window_secs = 0;
+    })
+    .await;
+    for job in [
+        json!({"name": "breaks", "command": "echo oops; exit 3", "cronExpr": "*/10 * * * * * *"}),
+        json!({"name": "hangs", "command": "sleep 30", "cronExpr": "*/10 * * * * * *", "timeoutSecs": 1}),
+    ] {
+        let resp = c
+            .http
+            .post(format!("{}/api/v1/jobs", c.base))
+            .json(&job)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(resp.status(), 201);
+    }
+    // One tick each, then stop them before the next.
+    kit::eventually(Duration::from_secs(20), "a run of each job", || async {
+        let a = c.get("/api/v1/jobs/breaks/logs").await["total"].as_u64()?;
+        let b = c.get("/api/v1/jobs/hangs/logs").await["total"].as_u64()?;
+        (a >= 1 && b >= 1).then_some(())
+    })
+    .await;
+    for name in ["breaks", "hangs"] {
+        c.http
+            .delete(format!("{}/api/v1/jobs/{name}", c.base))
+            .send()
+            .await
+            .expect("delete");
+    }
+    kit::eventually(
+        Duration::from_secs(20),
+        "both alerts delivered and their warnings gone",
+        || async {
+            let pending = c.get("/api/v1/alerts").await;
+            (hook.accepted().len() >= 2
+                && smtp.mails().len() >= 2
+                && pending["alerts"].as_array()?.is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let posts = hook.accepted();
+    assert_eq!(
+        posts.len(),
+        2,
+        "exactly one webhook per failed run: {posts:?}"
+    );
+    let breaks = posts
+        .iter()
+        .find(|p| p["job"] == "breaks")
+        .expect("webhook for breaks");
+    assert_eq!(breaks["kind"], "failed");
+    assert_eq!(breaks["exitCode"], 3);
+    assert_eq!(breaks["outputTail"], "oops\n");
+    let hangs = posts
+        .iter()
+        .find(|p| p["job"] == "hangs")
+        .expect("webhook for hangs");
+    assert_eq!(hangs["kind"], "timeout");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "exactly one email per failed run");
+    assert!(mails.iter().any(
+        |m| m.contains("Subject: [rcron] job breaks failed (exit code 3)") && m.contains("oops")
+    ));
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("Subject: [rcron] job hangs timed out")
+                && m.contains("oncall@example.com"))
+    );
     c.stop().await;
 }
