@@ -292,6 +292,40 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_config_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/master.example.toml");
+        let cfg: MasterConfig = config::load_toml(Some(&path)).expect("example parses");
+        assert_eq!(cfg.alerts.emails, vec!["ops@example.com"]);
+        assert_eq!(cfg.alerts.smtp.tls, SmtpTls::Starttls);
+        assert_eq!(cfg.election_ttl_secs, 5);
+    }
+
+    #[test]
+    fn alert_settings_come_from_flags_and_secret_files() {
+        let secret = std::env::temp_dir().join(format!("rcron-smtp-{}", std::process::id()));
+        std::fs::write(&secret, "hunter2\n").expect("write secret");
+        let cfg = MasterArgs::try_parse_from([
+            "rcron-master",
+            "--alert-webhook-urls",
+            "http://a/1,http://b/2",
+            "--smtp-host",
+            "mail.example.com",
+            "--smtp-tls",
+            "tls",
+            "--smtp-password-file",
+            secret.to_str().expect("utf-8 path"),
+        ])
+        .expect("parses")
+        .load()
+        .expect("loads");
+        assert_eq!(cfg.alerts.webhook_urls, vec!["http://a/1", "http://b/2"]);
+        assert_eq!(cfg.alerts.smtp.tls, SmtpTls::Tls);
+        assert_eq!(cfg.alerts.smtp.password.as_deref(), Some("hunter2"));
+        let _ = std::fs::remove_file(secret);
+    }
+
+    #[test]
     fn bad_flag_values_are_rejected() {
         assert!(MasterArgs::try_parse_from(["rcron-master", "--timezone", "Mars/Base"]).is_err());
         assert!(MasterArgs::try_parse_from(["rcron-master", "--listen", "nope"]).is_err());

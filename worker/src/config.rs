@@ -210,6 +210,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_config_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/worker.example.toml");
+        let cfg: WorkerConfig = config::load_toml(Some(&path)).expect("example parses");
+        assert_eq!(cfg.max_concurrency, WorkerConfig::default().max_concurrency);
+        assert_eq!(cfg.lease_ttl_secs, 10);
+    }
+
+    #[test]
     fn default_id_is_hostname_dash_pid() {
         let id = WorkerConfig::default().worker_id();
         assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
