@@ -311,6 +311,20 @@ async fn storm_control_sends_one_alert_per_job_per_window_and_counts_the_rest() 
         .await
         .expect("cluster");
     assert_eq!(status["alerts"]["suppressed"], 3);
+    let metrics = kit::http_client()
+        .get(format!("{}/metrics", master.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("rcron_alerts_suppressed_total 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rcron_alerts_sent_total 3"), "{metrics}");
+    assert!(metrics.contains("rcron_is_leader 1"), "{metrics}");
     master.stop().await;
 }
 

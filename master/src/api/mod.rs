@@ -74,6 +74,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .at("/worker/list", get(legacy::workers))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
+        .at("/metrics", get(health::metrics))
         .at("/api/v1/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest_no_strip("/api/v1", api)
