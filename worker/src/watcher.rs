@@ -36,12 +36,25 @@ pub async fn watch_jobs(
     tx: mpsc::Sender<SchedulerEvent>,
     token: CancellationToken,
 ) {
+    retry("job watch", &token, || {
+        sync_and_watch(&client, &keys, &tx, &token)
+    })
+    .await;
+}
+
+/// Runs `attempt` until it returns `Ok` or `token` is cancelled, waiting
+/// with a growing backoff after each error.
+async fn retry<F, Fut>(what: &str, token: &CancellationToken, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), etcd_client::Error>>,
+{
     let mut backoff = Duration::from_millis(200);
     while !token.is_cancelled() {
-        match sync_and_watch(&client, &keys, &tx, &token).await {
+        match attempt().await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "job watch interrupted; listing again");
+                tracing::warn!(what, error = %e, retry_in_ms = backoff.as_millis() as u64, "etcd watch interrupted; starting again");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = token.cancelled() => return,
@@ -143,44 +156,38 @@ pub async fn watch_kills(
     tx: mpsc::Sender<SchedulerEvent>,
     token: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(200);
-    while !token.is_cancelled() {
-        let result: Result<(), etcd_client::Error> = async {
-            let mut stream = client
-                .clone()
-                .watch(keys.killer_dir(), Some(WatchOptions::new().with_prefix()))
-                .await?;
-            loop {
-                let msg = tokio::select! {
-                    () = token.cancelled() => return Ok(()),
-                    msg = stream.message() => msg?,
-                };
-                let Some(resp) = msg else {
-                    return Err(etcd_client::Error::WatchError("watch stream ended".into()));
-                };
-                for event in resp.events() {
-                    if event.event_type() != EventType::Put {
-                        continue;
-                    }
-                    if let Some(name) = event.kv().and_then(|kv| keys.parse_killer(kv.key()))
-                        && tx.send(SchedulerEvent::Kill(name)).await.is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-                backoff = Duration::from_millis(200);
+    retry("kill watch", &token, || {
+        watch_kills_once(&client, &keys, &tx, &token)
+    })
+    .await;
+}
+
+async fn watch_kills_once(
+    client: &Client,
+    keys: &Keys,
+    tx: &mpsc::Sender<SchedulerEvent>,
+    token: &CancellationToken,
+) -> Result<(), etcd_client::Error> {
+    let mut stream = client
+        .clone()
+        .watch(keys.killer_dir(), Some(WatchOptions::new().with_prefix()))
+        .await?;
+    loop {
+        let msg = tokio::select! {
+            () = token.cancelled() => return Ok(()),
+            msg = stream.message() => msg?,
+        };
+        let Some(resp) = msg else {
+            return Err(etcd_client::Error::WatchError("watch stream ended".into()));
+        };
+        for event in resp.events() {
+            if event.event_type() != EventType::Put {
+                continue;
             }
-        }
-        .await;
-        match result {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "kill watch interrupted; watching again");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = token.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            if let Some(name) = event.kv().and_then(|kv| keys.parse_killer(kv.key()))
+                && tx.send(SchedulerEvent::Kill(name)).await.is_err()
+            {
+                return Ok(());
             }
         }
     }
