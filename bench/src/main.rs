@@ -150,6 +150,7 @@ async fn measure(n: usize, seconds: u64) -> String {
         chrono_tz::Tz::UTC,
         Duration::from_secs(5),
         running_tx,
+        Arc::new(rcron_worker::metrics::WorkerMetrics::default()),
     );
     let (tx, rx) = mpsc::channel(4);
     let token = CancellationToken::new();

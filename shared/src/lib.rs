@@ -9,6 +9,7 @@
 //! - [`records`]: the run log document, warnings and worker records.
 //! - [`config`]: shared config sections and the file → env → flag layering.
 //! - [`etcd`]: connecting, and classifying outages.
+//! - [`metrics`]: Prometheus text for counters and histograms.
 //! - [`telemetry`]: tracing setup.
 //!
 //! The master writes jobs and reads records; workers read jobs, write
@@ -20,6 +21,7 @@ mod error;
 pub mod etcd;
 pub mod job;
 pub mod keys;
+pub mod metrics;
 pub mod name;
 pub mod records;
 pub mod telemetry;

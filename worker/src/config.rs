@@ -47,6 +47,8 @@ pub struct WorkerConfig {
     pub spill_dir: PathBuf,
     /// TTL (seconds) of the worker's etcd session lease (registration and locks).
     pub lease_ttl_secs: i64,
+    /// Address of the worker's `/metrics`, `/healthz` and `/readyz`; empty = off.
+    pub metrics_listen: String,
     /// Shifts the worker's clock (milliseconds; tests of clock skew only).
     pub clock_offset_ms: i64,
     /// Format of the worker's own log lines.
@@ -74,6 +76,7 @@ impl Default for WorkerConfig {
             log_buffer_records: 10_000,
             spill_dir: PathBuf::new(),
             lease_ttl_secs: 10,
+            metrics_listen: "127.0.0.1:8071".to_string(),
             clock_offset_ms: 0,
             log_format: LogFormat::Text,
             etcd: EtcdConfig::default(),
@@ -141,6 +144,9 @@ pub struct WorkerArgs {
     /// Directory for undelivered records and warnings.
     #[arg(long, env = "RCRON_SPILL_DIR")]
     pub spill_dir: Option<PathBuf>,
+    /// Address of /metrics, /healthz and /readyz (empty = off).
+    #[arg(long, env = "RCRON_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Milliseconds added to the clock (tests of clock skew).
     #[arg(
         long,
@@ -170,6 +176,15 @@ impl WorkerArgs {
         config::set(&mut cfg.timezone, self.timezone);
         config::set(&mut cfg.spill_dir, self.spill_dir);
         config::set(&mut cfg.clock_offset_ms, self.clock_offset_ms);
+        config::set(&mut cfg.metrics_listen, self.metrics_listen);
+        if !cfg.metrics_listen.is_empty()
+            && cfg.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(Error::Config(format!(
+                "metrics_listen {:?} is not an address like 127.0.0.1:8071",
+                cfg.metrics_listen
+            )));
+        }
         config::set(&mut cfg.log_format, self.log_format);
         self.etcd.apply(&mut cfg.etcd)?;
         self.mongo.apply(&mut cfg.mongo)?;

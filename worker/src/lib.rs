@@ -13,6 +13,7 @@
 //! - [`register`] keeps the worker's etcd session lease alive and its
 //!   registration at `/cron/workers/<id>` current; locks hang off that lease.
 //! - [`spill`] holds undelivered records and warnings on disk across restarts.
+//! - [`metrics`] counts what all of them do and serves `/metrics`.
 //!
 //! [`run`] wires them and shuts them down in order: stop firing, let runs
 //! finish for `drain_secs` (then kill them), flush logs and warnings, and
@@ -24,6 +25,7 @@ mod error;
 pub mod executor;
 pub mod lock;
 pub mod log_sink;
+pub mod metrics;
 pub mod register;
 pub mod runner;
 pub mod scheduler;
@@ -48,6 +50,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::executor::ExecSettings;
 use crate::lock::Locker;
 use crate::log_sink::SinkSettings;
+use crate::metrics::WorkerMetrics;
 use crate::runner::{RunContext, Runner};
 use crate::scheduler::Scheduler;
 use crate::spill::Spill;
@@ -89,6 +92,7 @@ pub async fn run_with_clock(
     let spill_dir = config.spill_dir();
     tracing::info!(worker = %worker_id, etcd = ?config.etcd.endpoints, spill_dir = %spill_dir.display(), "rcron worker starting");
 
+    let metrics = Arc::new(WorkerMetrics::default());
     let (logs, log_task) = log_sink::spawn(
         log_collection(&config.mongo).await?,
         SinkSettings {
@@ -98,6 +102,7 @@ pub async fn run_with_clock(
             retention: Duration::from_secs(u64::from(config.log_retention_days) * 86_400),
         },
         Spill::new(&spill_dir, "logs", &worker_id),
+        metrics.clone(),
     );
     let (warns, warn_task) = warn::spawn(
         client.clone(),
@@ -106,6 +111,18 @@ pub async fn run_with_clock(
     );
 
     let (lease_tx, lease_rx) = watch::channel(None);
+    // Like the session, the metrics server stays up until the very end.
+    let metrics_token = CancellationToken::new();
+    let metrics_server = match config.metrics_listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => Some(tokio::spawn(metrics::serve(
+            addr,
+            metrics.clone(),
+            spill_dir.clone(),
+            lease_rx.clone(),
+            metrics_token.clone(),
+        ))),
+        Err(_) => None,
+    };
     let (running_tx, running_rx) = watch::channel(Vec::new());
     let info = WorkerInfo {
         id: worker_id.clone(),
@@ -171,6 +188,7 @@ pub async fn run_with_clock(
             warns,
             clock: clock.clone(),
             stop_runs: stop_runs.clone(),
+            metrics: metrics.clone(),
         },
         config.max_concurrency,
         tracker.clone(),
@@ -181,6 +199,7 @@ pub async fn run_with_clock(
         config.timezone,
         Duration::from_secs(config.misfire_grace_secs),
         running_tx,
+        metrics,
     );
     let (runner, stats) = scheduler.run(events_rx, shutdown.clone()).await;
     drop(runner);
@@ -210,6 +229,10 @@ pub async fn run_with_clock(
     let _ = tokio::join!(log_task, warn_task);
     session_token.cancel();
     let _ = session.await;
+    metrics_token.cancel();
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     tracing::info!(
         fired = stats.fired,
         missed = stats.missed,

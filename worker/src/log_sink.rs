@@ -22,6 +22,7 @@ use rcron_shared::LogRecord;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::metrics::WorkerMetrics;
 use crate::spill::Spill;
 
 /// Duplicate key: the record is already stored.
@@ -84,6 +85,7 @@ pub fn spawn(
     coll: Collection<Document>,
     settings: SinkSettings,
     spill: Spill,
+    metrics: std::sync::Arc<WorkerMetrics>,
 ) -> (LogSender, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.batch_size.max(1) * 4);
     let sink = Sink {
@@ -96,6 +98,7 @@ pub fn spawn(
         indexes_ready: false,
         pending_files: Vec::new(),
         loaded_file: None,
+        metrics,
     };
     (LogSender { tx }, tokio::spawn(sink.run(rx)))
 }
@@ -112,6 +115,7 @@ struct Sink {
     pending_files: Vec<PathBuf>,
     /// The spill file whose records are in `buffer`; deleted once sent.
     loaded_file: Option<PathBuf>,
+    metrics: std::sync::Arc<WorkerMetrics>,
 }
 
 impl Sink {
@@ -142,6 +146,10 @@ impl Sink {
                     self.load_next_spill_file();
                 }
             }
+            self.metrics.log_buffered.store(
+                self.buffer.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         self.shutdown().await;
     }

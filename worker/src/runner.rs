@@ -4,6 +4,7 @@
 //! for a final failure, release the lock.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rcron_shared::{LogRecord, RunStatus, Warning};
@@ -16,6 +17,7 @@ use crate::clock::Clock;
 use crate::executor::{self, ExecSettings, Outcome};
 use crate::lock::{LockOutcome, Locker};
 use crate::log_sink::LogSender;
+use crate::metrics::WorkerMetrics;
 use crate::register::SessionLease;
 use crate::scheduler::{Launcher, Run};
 use crate::warn::WarnSender;
@@ -41,6 +43,8 @@ pub struct RunContext {
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the drain time at shutdown is over: runs still going are killed.
     pub stop_runs: CancellationToken,
+    /// Counters.
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 /// Spawns runs on a task tracker, bounded by a semaphore.
@@ -66,6 +70,10 @@ impl Launcher for Runner {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             // Leave the tick to a worker with a free slot rather than queue it.
             tracing::warn!(job = %run.tick.job.name, "no free run slot; tick left to other workers");
+            self.ctx
+                .metrics
+                .no_slot
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = run.done.send(run.id);
             return;
         };
@@ -85,19 +93,23 @@ impl RunContext {
         let run_id = uuid::Uuid::now_v7().to_string();
         let Some(lease) = *self.lease.borrow() else {
             tracing::warn!(job = %job.name, plan_ms, "no etcd session; tick not started here");
+            self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let guard = match self.locker.acquire(job, plan_ms, &run_id, lease).await {
             Ok(LockOutcome::Acquired(guard)) => guard,
             Ok(LockOutcome::AlreadyFired) => {
+                self.metrics.lock_conflicts.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(job = %job.name, plan_ms, "tick already started by another worker");
                 return;
             }
             Ok(LockOutcome::Busy) => {
+                self.metrics.lock_conflicts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job = %job.name, plan_ms, "previous run still going (concurrency: forbid); tick skipped");
                 return;
             }
             Err(e) => {
+                self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.name, plan_ms, error = %e, "cannot take the lock; tick not started here");
                 return;
             }
@@ -123,6 +135,7 @@ impl RunContext {
             .await;
             tracing::info!(job = %job.name, run_id, attempt, status = outcome.status.as_str(),
                 exit_code = ?outcome.exit_code, "run ended");
+            self.metrics.run_ended(outcome.status);
             let retryable = matches!(outcome.status, RunStatus::Failed | RunStatus::Timeout);
             self.logs
                 .send(self.record(run, run_id, attempt, &outcome))

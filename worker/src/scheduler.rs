@@ -13,6 +13,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::metrics::WorkerMetrics;
 use crate::watcher::SchedulerEvent;
 
 /// One tick to start.
@@ -93,6 +95,7 @@ pub struct Scheduler<L: Launcher> {
     running_tx: watch::Sender<Vec<String>>,
     running_dirty: bool,
     stats: SchedulerStats,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl<L: Launcher> Scheduler<L> {
@@ -103,6 +106,7 @@ impl<L: Launcher> Scheduler<L> {
         default_tz: Tz,
         misfire_grace: Duration,
         running_tx: watch::Sender<Vec<String>>,
+        metrics: Arc<WorkerMetrics>,
     ) -> Self {
         Self {
             launcher,
@@ -120,6 +124,7 @@ impl<L: Launcher> Scheduler<L> {
             running_tx,
             running_dirty: false,
             stats: SchedulerStats::default(),
+            metrics,
         }
     }
 
@@ -188,16 +193,23 @@ impl<L: Launcher> Scheduler<L> {
             SchedulerEvent::Upsert(job) => self.upsert(job),
             SchedulerEvent::Remove(name) => self.remove(&name),
             SchedulerEvent::Kill(name) => {
-                let mut killed = 0;
-                for (job, kill) in self.running.values() {
-                    if *job == name {
-                        kill.cancel();
-                        killed += 1;
-                    }
-                }
-                tracing::info!(job = %name, runs = killed, "kill requested");
+                self.kill(&name);
             }
         }
+        self.metrics
+            .jobs
+            .store(self.by_name.len() as u64, Ordering::Relaxed);
+    }
+
+    fn kill(&mut self, name: &JobName) {
+        let mut killed = 0;
+        for (job, kill) in self.running.values() {
+            if job == name {
+                kill.cancel();
+                killed += 1;
+            }
+        }
+        tracing::info!(job = %name, runs = killed, "kill requested");
     }
 
     fn upsert(&mut self, job: Job) {
@@ -344,6 +356,7 @@ impl<L: Launcher> Scheduler<L> {
             };
             if plan_time < oldest_allowed {
                 self.stats.missed += 1;
+                self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %s.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
             } else {
                 let tick = Tick {
@@ -366,6 +379,13 @@ impl<L: Launcher> Scheduler<L> {
         self.running.insert(id, (name, kill.clone()));
         self.running_dirty = true;
         self.stats.fired += 1;
+        self.metrics.ticks_fired.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .running
+            .store(self.running.len() as u64, Ordering::Relaxed);
+        if let Ok(lag) = (tick.schedule_time - tick.plan_time).to_std() {
+            self.metrics.fire_lag.observe(lag);
+        }
         self.launcher.launch(Run {
             id,
             tick,
@@ -377,6 +397,9 @@ impl<L: Launcher> Scheduler<L> {
     fn finished(&mut self, id: u64) {
         if self.running.remove(&id).is_some() {
             self.running_dirty = true;
+            self.metrics
+                .running
+                .store(self.running.len() as u64, Ordering::Relaxed);
         }
     }
 
@@ -459,6 +482,7 @@ mod tests {
             Tz::UTC,
             Duration::from_secs(5),
             running_tx,
+            Arc::new(WorkerMetrics::default()),
         );
         let (events, rx) = mpsc::channel(16);
         let token = CancellationToken::new();

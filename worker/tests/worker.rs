@@ -392,6 +392,7 @@ async fn a_sigkilled_worker_loses_its_lock_with_its_lease_and_another_runs_the_n
         .env("RCRON_MONGO_URI", &env.mongo_uri)
         .env("RCRON_MONGO_DB", &env.db)
         .env("RCRON_SPILL_DIR", &cfg.spill_dir)
+        .env("RCRON_METRICS_LISTEN", "")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -561,4 +562,95 @@ async fn the_log_collection_gets_its_query_and_ttl_indexes() {
         Some(Duration::ZERO),
         "documents expire at their expireAt"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_runs_and_a_firing_lag_histogram_that_moves() {
+    let env = Env::new();
+    let mut cfg = env.config("metered");
+    let port = kit::free_port();
+    cfg.metrics_listen = format!("127.0.0.1:{port}");
+    let w = InProcess::start(cfg);
+    let http = kit::http_client();
+    let base = format!("http://127.0.0.1:{port}");
+    kit::eventually(
+        Duration::from_secs(10),
+        "ready (etcd session up)",
+        || async {
+            let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    env.put_job(r#"{"name":"metered","command":"true","cronExpr":"* * * * * * *"}"#)
+        .await;
+    env.put_job(r#"{"name":"sad","command":"exit 1","cronExpr":"* * * * * * *"}"#)
+        .await;
+    let count = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let first = kit::eventually(
+        Duration::from_secs(10),
+        "a firing-lag observation",
+        || async {
+            let text = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (count(&text, "rcron_worker_fire_lag_seconds_count") >= 2).then_some(text)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let later = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    env.delete_job("metered").await;
+    env.delete_job("sad").await;
+    assert!(
+        count(&later, "rcron_worker_fire_lag_seconds_count")
+            >= count(&first, "rcron_worker_fire_lag_seconds_count") + 4,
+        "the lag histogram moves as jobs run:\n{later}"
+    );
+    assert!(
+        count(&later, "rcron_worker_runs_total{status=\"success\"}") >= 2,
+        "{later}"
+    );
+    assert!(
+        count(&later, "rcron_worker_runs_total{status=\"failed\"}") >= 2,
+        "{later}"
+    );
+    assert_eq!(count(&later, "rcron_worker_jobs"), 2, "{later}");
+    assert!(
+        later.contains("rcron_worker_fire_lag_seconds_bucket{le=\"0.01\"}"),
+        "{later}"
+    );
+    assert!(
+        later.contains("# TYPE rcron_worker_spill_bytes gauge"),
+        "{later}"
+    );
+    assert!(
+        later.contains("rcron_worker_lock_conflicts_total"),
+        "{later}"
+    );
+    assert!(later.contains("rcron_worker_log_buffer_records"), "{later}");
+    let health = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
+    w.stop().await;
 }

@@ -59,6 +59,8 @@ impl Env {
         cfg.kill_grace_secs = 1;
         cfg.drain_secs = 5;
         cfg.log_flush_interval_ms = 100;
+        // Several workers share this host: only tests that read metrics serve them.
+        cfg.metrics_listen = String::new();
         cfg
     }
 

@@ -1,0 +1,228 @@
+//! What a worker counts, and the small HTTP server that exposes it:
+//! `/metrics` (Prometheus text), `/healthz`, `/readyz` (etcd session live).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
+use rcron_shared::RunStatus;
+use rcron_shared::metrics::{Histogram, LATENCY_BUCKETS, counter, gauge, labelled_counter};
+use tokio_util::sync::CancellationToken;
+
+use crate::register::SessionLease;
+
+/// Counters and gauges of one worker, shared by its subsystems.
+#[derive(Debug)]
+pub struct WorkerMetrics {
+    /// Planned time → moment the run is handed to the runner.
+    pub fire_lag: Histogram,
+    /// Ticks the scheduler fired.
+    pub ticks_fired: AtomicU64,
+    /// Ticks found too late to fire.
+    pub ticks_missed: AtomicU64,
+    /// Ticks another worker started first, or skipped because a `forbid`
+    /// run was still going.
+    pub lock_conflicts: AtomicU64,
+    /// Ticks left to other workers for lack of a free slot.
+    pub no_slot: AtomicU64,
+    /// Ticks not started because etcd could not be asked.
+    pub lock_errors: AtomicU64,
+    runs: [AtomicU64; 4],
+    /// Runs executing now.
+    pub running: AtomicU64,
+    /// Jobs in the plan.
+    pub jobs: AtomicU64,
+    /// Run records waiting in memory for MongoDB.
+    pub log_buffered: AtomicU64,
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        Self {
+            fire_lag: Histogram::new(LATENCY_BUCKETS),
+            ticks_fired: AtomicU64::new(0),
+            ticks_missed: AtomicU64::new(0),
+            lock_conflicts: AtomicU64::new(0),
+            no_slot: AtomicU64::new(0),
+            lock_errors: AtomicU64::new(0),
+            runs: Default::default(),
+            running: AtomicU64::new(0),
+            jobs: AtomicU64::new(0),
+            log_buffered: AtomicU64::new(0),
+        }
+    }
+}
+
+const STATUSES: [RunStatus; 4] = [
+    RunStatus::Success,
+    RunStatus::Failed,
+    RunStatus::Timeout,
+    RunStatus::Killed,
+];
+
+impl WorkerMetrics {
+    /// Counts one finished attempt.
+    pub fn run_ended(&self, status: RunStatus) {
+        if let Some(i) = STATUSES.iter().position(|s| *s == status) {
+            self.runs[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The text exposition; `spill_bytes` is measured by the caller.
+    pub fn render(&self, spill_bytes: u64) -> String {
+        let mut out = String::new();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.fire_lag.render(
+            &mut out,
+            "rcron_worker_fire_lag_seconds",
+            "Delay from a tick's planned time to its start.",
+        );
+        counter(
+            &mut out,
+            "rcron_worker_ticks_fired_total",
+            "Ticks fired by the scheduler.",
+            load(&self.ticks_fired),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_ticks_missed_total",
+            "Ticks skipped because the worker was too late.",
+            load(&self.ticks_missed),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_lock_conflicts_total",
+            "Ticks another worker started first, or a forbid run still held.",
+            load(&self.lock_conflicts),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_no_slot_total",
+            "Ticks left to other workers for lack of a free slot.",
+            load(&self.no_slot),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_lock_errors_total",
+            "Ticks not started because etcd could not be asked.",
+            load(&self.lock_errors),
+        );
+        let runs: Vec<(&str, u64)> = STATUSES
+            .iter()
+            .zip(&self.runs)
+            .map(|(s, n)| (s.as_str(), load(n)))
+            .collect();
+        labelled_counter(
+            &mut out,
+            "rcron_worker_runs_total",
+            "Finished run attempts by status.",
+            "status",
+            &runs,
+        );
+        gauge(
+            &mut out,
+            "rcron_worker_running_jobs",
+            "Runs executing now.",
+            load(&self.running) as f64,
+        );
+        gauge(
+            &mut out,
+            "rcron_worker_jobs",
+            "Jobs scheduled on this worker.",
+            load(&self.jobs) as f64,
+        );
+        gauge(
+            &mut out,
+            "rcron_worker_log_buffer_records",
+            "Run records waiting in memory for MongoDB.",
+            load(&self.log_buffered) as f64,
+        );
+        gauge(
+            &mut out,
+            "rcron_worker_spill_bytes",
+            "Bytes of undelivered records and warnings on disk.",
+            spill_bytes as f64,
+        );
+        out
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<WorkerMetrics>,
+    spill_dir: PathBuf,
+    lease: SessionLease,
+}
+
+fn dir_size(dir: &PathBuf) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[handler]
+fn metrics_text(Data(s): Data<&Shared>) -> Response {
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(s.metrics.render(dir_size(&s.spill_dir)))
+}
+
+#[handler]
+fn health() -> &'static str {
+    "ok"
+}
+
+#[handler]
+fn ready(Data(s): Data<&Shared>) -> Response {
+    if s.lease.borrow().is_some() {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no etcd session",
+        )
+            .into_response()
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `token` is
+/// cancelled. A port that cannot be bound is logged, not fatal: the worker
+/// keeps running jobs.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<WorkerMetrics>,
+    spill_dir: PathBuf,
+    lease: SessionLease,
+    token: CancellationToken,
+) {
+    let app = Route::new()
+        .at("/metrics", get(metrics_text))
+        .at("/healthz", get(health))
+        .at("/readyz", get(ready))
+        .data(Shared {
+            metrics: metrics.clone(),
+            spill_dir,
+            lease,
+        });
+    tracing::info!(listen = %addr, "worker metrics serving");
+    if let Err(e) = poem::Server::new(poem::listener::TcpListener::bind(addr))
+        .run_with_graceful_shutdown(
+            app,
+            token.cancelled_owned(),
+            Some(std::time::Duration::from_secs(1)),
+        )
+        .await
+    {
+        tracing::error!(listen = %addr, error = %e, "cannot serve worker metrics");
+    }
+}
