@@ -57,6 +57,7 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
         master_id: config.master_id(),
         leader: Arc::new(LeaderState::default()),
         alert_stats: Arc::new(AlertStats::default()),
+        api_latency: rcron_shared::metrics::Histogram::new(rcron_shared::metrics::LATENCY_BUCKETS),
     }))
 }
 

@@ -119,6 +119,19 @@ impl JobStore {
         Ok(())
     }
 
+    /// How many jobs exist (a count-only read).
+    pub async fn count(&self) -> Result<u64, Error> {
+        let resp = self
+            .client
+            .clone()
+            .get(
+                self.keys.jobs_dir(),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await?;
+        Ok(resp.count().max(0) as u64)
+    }
+
     /// Whether etcd answers (for `/readyz` and cluster status).
     pub async fn ping(&self) -> Result<(), Error> {
         self.client

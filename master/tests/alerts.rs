@@ -325,6 +325,11 @@ async fn storm_control_sends_one_alert_per_job_per_window_and_counts_the_rest() 
     );
     assert!(metrics.contains("rcron_alerts_sent_total 3"), "{metrics}");
     assert!(metrics.contains("rcron_is_leader 1"), "{metrics}");
+    assert!(metrics.contains("rcron_jobs 0"), "{metrics}");
+    assert!(
+        metrics.contains("rcron_master_api_request_seconds_count"),
+        "{metrics}"
+    );
     master.stop().await;
 }
 

@@ -27,46 +27,56 @@ pub(crate) async fn readyz(Data(state): Data<&Arc<AppState>>) -> Response {
 /// `GET /metrics`: this master's counters in the Prometheus text format.
 #[handler]
 pub(crate) async fn metrics(Data(state): Data<&Arc<AppState>>) -> Response {
-    use std::fmt::Write;
+    use rcron_shared::metrics::{counter, gauge};
     use std::sync::atomic::Ordering;
     let stats = &state.alert_stats;
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    metric(
+    state.api_latency.render(
+        &mut out,
+        "rcron_master_api_request_seconds",
+        "Time to answer HTTP requests.",
+    );
+    counter(
+        &mut out,
         "rcron_alerts_sent_total",
-        "counter",
         "Alert deliveries accepted by a sink.",
         stats.sent.load(Ordering::Relaxed),
     );
-    metric(
+    counter(
+        &mut out,
         "rcron_alerts_failed_total",
-        "counter",
         "Alert delivery attempts that failed (and were retried).",
         stats.failed.load(Ordering::Relaxed),
     );
-    metric(
+    counter(
+        &mut out,
         "rcron_alerts_suppressed_total",
-        "counter",
         "Warnings dropped by storm control.",
         stats.suppressed.load(Ordering::Relaxed),
     );
-    metric(
+    counter(
+        &mut out,
         "rcron_leader_changes_total",
-        "counter",
         "Times this master gained or lost leadership.",
         state.leader.changes(),
     );
-    metric(
+    gauge(
+        &mut out,
         "rcron_is_leader",
-        "gauge",
         "1 while this master is the leader.",
-        u64::from(state.leader.is_leader()),
+        f64::from(u8::from(state.leader.is_leader())),
     );
+    let (etcd_up, jobs) = match state.store.count().await {
+        Ok(n) => (1.0, n as f64),
+        Err(_) => (0.0, f64::NAN),
+    };
+    gauge(
+        &mut out,
+        "rcron_etcd_up",
+        "1 when etcd answered this scrape.",
+        etcd_up,
+    );
+    gauge(&mut out, "rcron_jobs", "Jobs stored in etcd.", jobs);
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(out)

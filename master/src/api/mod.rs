@@ -46,6 +46,8 @@ pub struct AppState {
     pub leader: Arc<LeaderState>,
     /// Alert counters.
     pub alert_stats: Arc<AlertStats>,
+    /// Time to answer API requests.
+    pub api_latency: rcron_shared::metrics::Histogram,
 }
 
 /// The whole HTTP application of a master.
@@ -65,6 +67,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
          `{\"error\": \"...\"}` (and `problems` listing each issue with a job).",
     );
     let max_body = state.max_body_bytes;
+    let timing_state = state.clone();
     Route::new()
         .at("/job/save", post(legacy::save))
         .at("/job/delete", post(legacy::delete))
@@ -80,6 +83,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .nest_no_strip("/api/v1", api)
         .data(state)
         .around(move |ep, req| limit_body(ep, req, max_body))
+        .around(move |ep, req| timed(ep, req, timing_state.clone()))
         .catch_all_error(|err: poem::Error| async move {
             if err.is_from_response() {
                 // Already a complete answer (an `ApiError`): keep its body.
@@ -88,6 +92,18 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
                 error_response(err.status(), &err.to_string())
             }
         })
+}
+
+/// Observes how long every request takes (errors included).
+async fn timed<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    state: Arc<AppState>,
+) -> poem::Result<Response> {
+    let started = std::time::Instant::now();
+    let result = ep.call(req).await.map(IntoResponse::into_response);
+    state.api_latency.observe(started.elapsed());
+    result
 }
 
 /// Reads at most `max` bytes of body before calling `ep`, so no handler
