@@ -83,6 +83,33 @@ start_etcd() {
   done
 }
 
+# start_etcd_cluster DIR N FIRST_PORT: an N-member etcd cluster on loopback;
+# member i serves clients on FIRST_PORT+2i and peers on FIRST_PORT+2i+1.
+# Sets ETCD_PIDS and ETCD_ENDPOINTS (comma-separated).
+start_etcd_cluster() {
+  local dir=$1 n=$2 first=$3 i initial="" pids=() eps=()
+  for ((i = 0; i < n; i++)); do
+    initial+="${initial:+,}e$i=http://127.0.0.1:$((first + 2 * i + 1))"
+  done
+  for ((i = 0; i < n; i++)); do
+    local client=$((first + 2 * i)) peer=$((first + 2 * i + 1))
+    mkdir -p "$dir/e$i"
+    etcd --name "e$i" --data-dir "$dir/e$i/data" \
+      --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "$initial" --initial-cluster-token rcron-local >"$dir/e$i/etcd.log" 2>&1 &
+    pids+=($!)
+    eps+=("127.0.0.1:$client")
+  done
+  ETCD_PIDS="${pids[*]}"
+  ETCD_ENDPOINTS=$(IFS=,; echo "${eps[*]}")
+  local deadline=$((SECONDS + 60))
+  until ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" endpoint health >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && die "etcd cluster not healthy; see $dir/e*/etcd.log"
+    sleep 0.3
+  done
+}
+
 # start_mongo DIR PORT: nx-27017 on loopback, data in DIR (files, so a
 # restart keeps what was written; one file per database, which nx-27017
 # needs to keep databases apart).

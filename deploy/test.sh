@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test, as CI does: formatting, lints (warnings fail), then the
-# whole workspace's tests against a real etcd and MongoDB-wire server that
+# Runs every test, as CI does: formatting, lints (warnings fail), the
+# deployment files (systemd units, nginx config), then the whole workspace's tests against a real etcd and MongoDB-wire server that
 # deploy/test-env.sh starts (and installs first, if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +14,7 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "deployment files (systemd-analyze verify, nginx -t)"
+deploy/check-deploy.sh
 log "cargo test against real etcd + MongoDB-wire"
 deploy/test-env.sh cargo test --workspace --all-targets --locked

@@ -96,7 +96,7 @@ impl Launcher for LagRecorder {
             let lag = (now - plan).num_microseconds().unwrap_or(i64::MAX).max(0) as u64;
             self.histogram.record(lag);
         }
-        let _ = run.done.send(run.id);
+        run.finished();
     }
 }
 

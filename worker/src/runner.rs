@@ -74,14 +74,14 @@ impl Launcher for Runner {
                 .metrics
                 .no_slot
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = run.done.send(run.id);
+            run.finished();
             return;
         };
         let ctx = self.ctx.clone();
         self.tracker.spawn(async move {
             ctx.run_tick(&run).await;
             drop(slot);
-            let _ = run.done.send(run.id);
+            run.finished();
         });
     }
 }
@@ -114,6 +114,7 @@ impl RunContext {
                 return;
             }
         };
+        run.started();
         let span = tracing::info_span!("run", job = %job.name, run_id = %run_id);
         self.attempts(run, &run_id).instrument(span).await;
         guard.release().await;

@@ -45,15 +45,37 @@ pub struct Run {
     pub tick: Tick,
     /// Cancelled when the job is killed through `/cron/killer/<name>`.
     pub kill: CancellationToken,
-    /// Report the run's end here (exactly once) with `id`. Unbounded on
-    /// purpose: it carries at most one message per entry of the running
-    /// table, so its length is bounded by that table.
-    pub done: mpsc::UnboundedSender<u64>,
+    /// Report [`RunEvent::Started`] once the command really starts (the
+    /// cluster lock is held) and [`RunEvent::Finished`] exactly once at the
+    /// end. Unbounded on purpose: it carries at most two messages per entry
+    /// of the running table, so its length is bounded by that table.
+    pub events: mpsc::UnboundedSender<RunEvent>,
+}
+
+impl Run {
+    /// Reports that the command runs on this worker.
+    pub fn started(&self) {
+        let _ = self.events.send(RunEvent::Started(self.id));
+    }
+
+    /// Reports the end of the run (or that it never started here).
+    pub fn finished(&self) {
+        let _ = self.events.send(RunEvent::Finished(self.id));
+    }
+}
+
+/// What a launched run tells the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub enum RunEvent {
+    /// The command runs here (the tick was not taken by another worker).
+    Started(u64),
+    /// The run ended, or was not started here.
+    Finished(u64),
 }
 
 /// Starts runs; must not block (spawn what takes time).
 pub trait Launcher: Send + 'static {
-    /// Starts `run` and reports its end on `run.done`.
+    /// Starts `run`, reporting through [`Run::started`] and [`Run::finished`].
     fn launch(&mut self, run: Run);
 }
 
@@ -90,7 +112,9 @@ pub struct Scheduler<L: Launcher> {
     by_name: HashMap<JobName, u32>,
     schedules: HashMap<ScheduleKey, Arc<Schedule>>,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
-    running: HashMap<u64, (JobName, CancellationToken)>,
+    /// Launched runs: job, kill switch, and whether the command really
+    /// started here (only those count as running).
+    running: HashMap<u64, (JobName, CancellationToken, bool)>,
     next_run_id: u64,
     running_tx: watch::Sender<Vec<String>>,
     running_dirty: bool,
@@ -135,7 +159,7 @@ impl<L: Launcher> Scheduler<L> {
         mut events: mpsc::Receiver<SchedulerEvent>,
         token: CancellationToken,
     ) -> (L, SchedulerStats) {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let (events_tx, mut run_events) = mpsc::unbounded_channel();
         let mut publish = tokio::time::interval(Duration::from_millis(500));
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -146,8 +170,8 @@ impl<L: Launcher> Scheduler<L> {
             tokio::select! {
                 biased;
                 () = token.cancelled() => break,
-                () = sleep_until(wake) => self.fire_due(&done_tx),
-                Some(id) = done_rx.recv() => self.finished(id),
+                () = sleep_until(wake) => self.fire_due(&events_tx),
+                Some(event) = run_events.recv() => self.run_event(event),
                 event = events.recv() => match event {
                     Some(event) => self.apply(event),
                     None => break,
@@ -203,7 +227,7 @@ impl<L: Launcher> Scheduler<L> {
 
     fn kill(&mut self, name: &JobName) {
         let mut killed = 0;
-        for (job, kill) in self.running.values() {
+        for (job, kill, _) in self.running.values() {
             if job == name {
                 kill.cancel();
                 killed += 1;
@@ -337,7 +361,7 @@ impl<L: Launcher> Scheduler<L> {
         }
     }
 
-    fn fire_due(&mut self, done: &mpsc::UnboundedSender<u64>) {
+    fn fire_due(&mut self, events: &mpsc::UnboundedSender<RunEvent>) {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
         let oldest_allowed = now - self.misfire_grace;
@@ -365,24 +389,20 @@ impl<L: Launcher> Scheduler<L> {
                     schedule_time: now,
                 };
                 let name = s.name.clone();
-                self.start(name, tick, done);
+                self.start(name, tick, events);
             }
             // Catch up without replaying a long stall tick by tick.
             self.push_next_memo(slot, plan_time.max(oldest_allowed), &mut memo);
         }
     }
 
-    fn start(&mut self, name: JobName, tick: Tick, done: &mpsc::UnboundedSender<u64>) {
+    fn start(&mut self, name: JobName, tick: Tick, events: &mpsc::UnboundedSender<RunEvent>) {
         let id = self.next_run_id;
         self.next_run_id += 1;
         let kill = CancellationToken::new();
-        self.running.insert(id, (name, kill.clone()));
-        self.running_dirty = true;
+        self.running.insert(id, (name, kill.clone(), false));
         self.stats.fired += 1;
         self.metrics.ticks_fired.fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .running
-            .store(self.running.len() as u64, Ordering::Relaxed);
         if let Ok(lag) = (tick.schedule_time - tick.plan_time).to_std() {
             self.metrics.fire_lag.observe(lag);
         }
@@ -390,21 +410,35 @@ impl<L: Launcher> Scheduler<L> {
             id,
             tick,
             kill,
-            done: done.clone(),
+            events: events.clone(),
         });
     }
 
-    fn finished(&mut self, id: u64) {
-        if self.running.remove(&id).is_some() {
+    fn run_event(&mut self, event: RunEvent) {
+        // Whether the set of runs really executing here changed.
+        let changed = match event {
+            RunEvent::Started(id) => self
+                .running
+                .get_mut(&id)
+                .is_some_and(|entry| !std::mem::replace(&mut entry.2, true)),
+            RunEvent::Finished(id) => self.running.remove(&id).is_some_and(|entry| entry.2),
+        };
+        if changed {
             self.running_dirty = true;
+            let running = self.running.values().filter(|e| e.2).count();
             self.metrics
                 .running
-                .store(self.running.len() as u64, Ordering::Relaxed);
+                .store(running as u64, Ordering::Relaxed);
         }
     }
 
     fn publish_running(&mut self) {
-        let mut names: Vec<String> = self.running.values().map(|(n, _)| n.to_string()).collect();
+        let mut names: Vec<String> = self
+            .running
+            .values()
+            .filter(|e| e.2)
+            .map(|e| e.0.to_string())
+            .collect();
         names.sort();
         names.dedup();
         self.running_tx.send_if_modified(|current| {
@@ -452,7 +486,7 @@ mod tests {
                 run.tick.plan_time,
                 run.tick.schedule_time,
             ));
-            let _ = run.done.send(run.id);
+            run.finished();
         }
     }
 

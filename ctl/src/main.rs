@@ -1,0 +1,583 @@
+//! `rcronctl`: the command-line client of rcron's REST API.
+//!
+//! Every command is one or a few REST calls; errors from the API are shown
+//! as the API words them. Output is a table for people or JSON (`-o json`)
+//! for scripts.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "rcronctl",
+    version,
+    about = "Manage an rcron cluster through its REST API"
+)]
+struct Cli {
+    /// Base URL of any master.
+    #[arg(
+        long,
+        env = "RCRON_SERVER",
+        default_value = "http://127.0.0.1:8070",
+        global = true
+    )]
+    server: String,
+    /// API token (sent as a bearer token).
+    #[arg(long, env = "RCRON_API_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Jobs: list, get, save, delete, kill, pause, resume.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Runs of one job or of all jobs, newest first.
+    Logs {
+        /// Only this job's runs.
+        job: Option<String>,
+        /// Only runs that ended this way (success, failed, timeout, killed).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Keep printing new runs as they are logged.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Live workers.
+    Workers,
+    /// Masters, leader, health, pending alerts.
+    Cluster,
+    /// The next fire times of a cron expression.
+    Preview {
+        /// The expression, e.g. "*/5 * * * * * *".
+        expr: String,
+        /// IANA time zone.
+        #[arg(long)]
+        timezone: Option<String>,
+        /// How many fire times.
+        #[arg(long, default_value_t = 5)]
+        count: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Every job.
+    List,
+    /// One job.
+    Get { name: String },
+    /// Create or replace a job from a JSON file (`-` = stdin) or from flags.
+    Save {
+        /// Job JSON file, or `-` for stdin.
+        #[arg(long, short, conflicts_with_all = ["name", "command", "cron"])]
+        file: Option<String>,
+        /// Job name.
+        #[arg(long, requires_all = ["command", "cron"])]
+        name: Option<String>,
+        /// Shell command.
+        #[arg(long)]
+        command: Option<String>,
+        /// Cron expression.
+        #[arg(long)]
+        cron: Option<String>,
+        /// Seconds before a run is killed (0 = none).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// IANA time zone of the expression.
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Let runs overlap.
+        #[arg(long)]
+        allow_overlap: bool,
+        /// Retries of a failed run.
+        #[arg(long)]
+        retries: Option<u32>,
+        /// Seconds between retries.
+        #[arg(long)]
+        retry_backoff: Option<u64>,
+        /// Save it paused.
+        #[arg(long)]
+        disabled: bool,
+        /// Extra alert recipient (repeatable).
+        #[arg(long = "alert-email")]
+        alert_emails: Vec<String>,
+    },
+    /// Delete a job.
+    Delete { name: String },
+    /// Kill a job's running runs.
+    Kill { name: String },
+    /// Pause a job (kept, never fired).
+    Pause { name: String },
+    /// Resume a paused job.
+    Resume { name: String },
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let msg = value["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            let problems: Vec<String> = value["problems"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .filter_map(|x| x.as_str().map(|s| format!("\n  - {s}")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            bail!("{method} {path}: {status}: {msg}{}", problems.concat());
+        }
+        Ok(value)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn time(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+fn jobs_table(jobs: &[Value]) -> String {
+    table(
+        &["NAME", "CRON", "TIMEZONE", "NEXT", "ENABLED", "COMMAND"],
+        jobs.iter()
+            .map(|j| {
+                vec![
+                    s(&j["name"]),
+                    s(&j["cronExpr"]),
+                    s(&j["timezone"]),
+                    s(&j["nextFireTime"]),
+                    if j["disabled"] == true {
+                        "no".into()
+                    } else {
+                        "yes".into()
+                    },
+                    s(&j["command"]),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn logs_rows(logs: &[Value]) -> Vec<Vec<String>> {
+    logs.iter()
+        .map(|l| {
+            let dur = l["endTime"].as_i64().unwrap_or(0) - l["startTime"].as_i64().unwrap_or(0);
+            vec![
+                time(&l["startTime"]),
+                s(&l["jobName"]),
+                s(&l["status"]),
+                s(&l["exitCode"]),
+                format!("{dur} ms"),
+                s(&l["worker"]),
+                l["output"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .to_string(),
+            ]
+        })
+        .collect()
+}
+
+const LOG_HEADERS: &[&str] = &[
+    "START",
+    "JOB",
+    "STATUS",
+    "EXIT",
+    "DURATION",
+    "WORKER",
+    "LAST OUTPUT LINE",
+];
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // reqwest is built without a crypto provider; use the project's one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = Api {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        base: cli.server.clone(),
+        token: cli.token.clone(),
+    };
+    let json_out = cli.output == Output::Json;
+    let print = |v: &Value, human: String| {
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            println!("{human}");
+        }
+    };
+    match cli.command {
+        Command::Job(cmd) => match cmd {
+            JobCommand::List => {
+                let v = api.get("/api/v1/jobs").await?;
+                print(
+                    &v,
+                    jobs_table(v["jobs"].as_array().map(Vec::as_slice).unwrap_or_default()),
+                );
+            }
+            JobCommand::Get { name } => {
+                let v = api.get(&format!("/api/v1/jobs/{name}")).await?;
+                print(&v, serde_json::to_string_pretty(&v)?);
+            }
+            JobCommand::Save {
+                file,
+                name,
+                command,
+                cron,
+                timeout,
+                timezone,
+                allow_overlap,
+                retries,
+                retry_backoff,
+                disabled,
+                alert_emails,
+            } => {
+                let job: Value = match (file, name) {
+                    (Some(path), _) => {
+                        let mut text = String::new();
+                        if path == "-" {
+                            std::io::stdin().read_to_string(&mut text)?;
+                        } else {
+                            text = std::fs::read_to_string(&path)
+                                .with_context(|| format!("cannot read {path}"))?;
+                        }
+                        serde_json::from_str(&text)
+                            .with_context(|| format!("{path} is not JSON"))?
+                    }
+                    (None, Some(name)) => {
+                        let mut j = json!({"name": name, "command": command, "cronExpr": cron});
+                        if let Some(t) = timeout {
+                            j["timeoutSecs"] = json!(t);
+                        }
+                        if let Some(tz) = timezone {
+                            j["timezone"] = json!(tz);
+                        }
+                        if allow_overlap {
+                            j["concurrency"] = json!("allow");
+                        }
+                        if let Some(r) = retries {
+                            j["retries"] = json!(r);
+                        }
+                        if let Some(b) = retry_backoff {
+                            j["retryBackoffSecs"] = json!(b);
+                        }
+                        if disabled {
+                            j["disabled"] = json!(true);
+                        }
+                        if !alert_emails.is_empty() {
+                            j["alertEmails"] = json!(alert_emails);
+                        }
+                        j
+                    }
+                    (None, None) => bail!("give --file, or --name with --command and --cron"),
+                };
+                let name = job["name"]
+                    .as_str()
+                    .context("the job has no \"name\"")?
+                    .to_string();
+                let v = api
+                    .call(
+                        reqwest::Method::PUT,
+                        &format!("/api/v1/jobs/{name}"),
+                        Some(&job),
+                    )
+                    .await?;
+                let what = if v["previous"].is_null() {
+                    "created"
+                } else {
+                    "replaced"
+                };
+                print(
+                    &v,
+                    format!(
+                        "job {name} {what}; next run {}",
+                        s(&v["job"]["nextFireTime"])
+                    ),
+                );
+            }
+            JobCommand::Delete { name } => {
+                let v = api
+                    .call(
+                        reqwest::Method::DELETE,
+                        &format!("/api/v1/jobs/{name}"),
+                        None,
+                    )
+                    .await?;
+                print(&v, format!("job {name} deleted"));
+            }
+            JobCommand::Kill { name } => {
+                let v = api
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/api/v1/jobs/{name}/kill"),
+                        None,
+                    )
+                    .await?;
+                print(&v, format!("kill sent to the running runs of {name}"));
+            }
+            JobCommand::Pause { name } => set_disabled(&api, &name, true, &print).await?,
+            JobCommand::Resume { name } => set_disabled(&api, &name, false, &print).await?,
+        },
+        Command::Logs {
+            job,
+            status,
+            limit,
+            follow,
+        } => {
+            let mut query = format!("?limit={limit}");
+            if let Some(j) = &job {
+                query.push_str(&format!("&job={j}"));
+            }
+            if let Some(st) = &status {
+                query.push_str(&format!("&status={st}"));
+            }
+            let v = api.get(&format!("/api/v1/logs{query}")).await?;
+            let mut logs: Vec<Value> = v["logs"].as_array().cloned().unwrap_or_default();
+            logs.reverse(); // oldest first, so the newest is at the bottom as with `tail`
+            if json_out {
+                for l in &logs {
+                    println!("{l}");
+                }
+            } else {
+                println!("{}", table(LOG_HEADERS, logs_rows(&logs)));
+            }
+            if follow {
+                let mut seen: std::collections::HashSet<String> = logs
+                    .iter()
+                    .map(|l| format!("{}-{}", s(&l["runId"]), s(&l["attempt"])))
+                    .collect();
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let v = match api.get(&format!("/api/v1/logs{query}")).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            eprintln!("rcronctl: {e:#}; retrying");
+                            continue;
+                        }
+                    };
+                    let mut fresh: Vec<Value> = v["logs"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|l| seen.insert(format!("{}-{}", s(&l["runId"]), s(&l["attempt"]))))
+                        .collect();
+                    fresh.reverse();
+                    for l in &fresh {
+                        if json_out {
+                            println!("{l}");
+                        } else {
+                            let rows = logs_rows(std::slice::from_ref(l));
+                            println!("{}", rows[0].join("  "));
+                        }
+                    }
+                }
+            }
+        }
+        Command::Workers => {
+            let v = api.get("/api/v1/workers").await?;
+            let rows = v["workers"]
+                .as_array()
+                .map(|ws| {
+                    ws.iter()
+                        .map(|w| {
+                            let running = w["running"].as_array().map(|r| r.len()).unwrap_or(0);
+                            vec![
+                                s(&w["id"]),
+                                s(&w["ip"]),
+                                s(&w["hostname"]),
+                                s(&w["version"]),
+                                time(&w["startTime"]),
+                                format!("{running}/{}", s(&w["capacity"])),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            print(
+                &v,
+                table(&["ID", "IP", "HOST", "VERSION", "STARTED", "RUNNING"], rows),
+            );
+        }
+        Command::Cluster => {
+            let v = api.get("/api/v1/cluster").await?;
+            let mut human = String::new();
+            for m in v["masters"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let role = if m["leader"] == true {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                human.push_str(&format!(
+                    "master {} ({role}) {}\n",
+                    s(&m["id"]),
+                    s(&m["url"])
+                ));
+            }
+            let health = |h: &Value| {
+                if h["healthy"] == true {
+                    "ok".to_string()
+                } else {
+                    format!("DOWN: {}", s(&h["error"]))
+                }
+            };
+            human.push_str(&format!(
+                "etcd: {}\nmongodb: {}\n",
+                health(&v["etcd"]),
+                health(&v["mongo"])
+            ));
+            human.push_str(&format!(
+                "workers: {}\npending alerts: {}",
+                s(&v["workers"]),
+                s(&v["pendingAlerts"])
+            ));
+            print(&v, human);
+        }
+        Command::Preview {
+            expr,
+            timezone,
+            count,
+        } => {
+            let body = json!({"cronExpr": expr, "timezone": timezone, "count": count});
+            let v = api
+                .call(reqwest::Method::POST, "/api/v1/cron/preview", Some(&body))
+                .await?;
+            let times: Vec<String> = v["next"]
+                .as_array()
+                .map(|n| n.iter().map(s).collect())
+                .unwrap_or_default();
+            print(
+                &v,
+                format!("{} in {}:\n{}", expr, s(&v["timezone"]), times.join("\n")),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn set_disabled(
+    api: &Api,
+    name: &str,
+    disabled: bool,
+    print: &impl Fn(&Value, String),
+) -> anyhow::Result<()> {
+    let mut job = api.get(&format!("/api/v1/jobs/{name}")).await?;
+    if let Some(obj) = job.as_object_mut() {
+        obj.remove("nextFireTime");
+        obj.insert("disabled".into(), json!(disabled));
+    }
+    let v = api
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/jobs/{name}"),
+            Some(&job),
+        )
+        .await?;
+    print(
+        &v,
+        format!("job {name} {}", if disabled { "paused" } else { "resumed" }),
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("rcronctl: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,142 @@
+//! `rcronctl` (the real binary) against a real master on a real etcd.
+
+use std::process::Command;
+use std::time::Duration;
+
+use rcron_master::MasterConfig;
+use rcron_testkit as kit;
+use tokio_util::sync::CancellationToken;
+
+fn ctl(base: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rcronctl"))
+        .arg("--server")
+        .arg(base)
+        .args(args)
+        .output()
+        .expect("run rcronctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rcronctl_manages_jobs_and_reads_the_cluster() {
+    let mut cfg = MasterConfig {
+        listen: format!("127.0.0.1:{}", kit::free_port())
+            .parse()
+            .expect("addr"),
+        ..MasterConfig::default()
+    };
+    cfg.etcd.endpoints = vec![kit::etcd_endpoint()];
+    cfg.etcd.prefix = kit::unique_prefix();
+    cfg.mongo.uri = kit::mongo_uri();
+    cfg.mongo.db = kit::unique_db();
+    let base = format!("http://{}", cfg.listen);
+    let token = CancellationToken::new();
+    let master = tokio::spawn(rcron_master::run(cfg, token.clone()));
+    let http = kit::http_client();
+    kit::eventually(Duration::from_secs(20), "master to serve", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+
+    let b = base.clone();
+    tokio::task::spawn_blocking(move || {
+        let (ok, out, err) = ctl(
+            &b,
+            &[
+                "job",
+                "save",
+                "--name",
+                "nightly",
+                "--command",
+                "echo hi",
+                "--cron",
+                "0 3 * * *",
+                "--timezone",
+                "Europe/Berlin",
+                "--timeout",
+                "60",
+            ],
+        );
+        assert!(ok, "{err}");
+        assert!(out.starts_with("job nightly created"), "{out}");
+
+        let (ok, out, _) = ctl(&b, &["job", "list"]);
+        assert!(ok);
+        assert!(
+            out.lines().next().is_some_and(|h| h.starts_with("NAME")),
+            "{out}"
+        );
+        assert!(
+            out.contains("nightly") && out.contains("0 3 * * *") && out.contains("Europe/Berlin"),
+            "{out}"
+        );
+
+        let (ok, out, _) = ctl(&b, &["-o", "json", "job", "get", "nightly"]);
+        assert!(ok);
+        let job: serde_json::Value = serde_json::from_str(&out).expect("json output");
+        assert_eq!(job["timeoutSecs"], 60);
+
+        let (ok, out, _) = ctl(&b, &["job", "pause", "nightly"]);
+        assert!(ok && out.contains("paused"), "{out}");
+        let (_, out, _) = ctl(&b, &["-o", "json", "job", "get", "nightly"]);
+        assert!(out.contains("\"disabled\": true"), "{out}");
+        let (ok, _, _) = ctl(&b, &["job", "resume", "nightly"]);
+        assert!(ok);
+
+        let file = std::env::temp_dir().join(format!("rcronctl-job-{}.json", std::process::id()));
+        std::fs::write(
+            &file,
+            r#"{"name":"fromfile","command":"true","cronExpr":"@hourly"}"#,
+        )
+        .expect("write");
+        let (ok, out, err) = ctl(&b, &["job", "save", "--file", file.to_str().expect("path")]);
+        assert!(ok && out.contains("fromfile created"), "{out}{err}");
+        let _ = std::fs::remove_file(file);
+
+        let (ok, _, err) = ctl(
+            &b,
+            &[
+                "job",
+                "save",
+                "--name",
+                "bad",
+                "--command",
+                "x",
+                "--cron",
+                "61 * * * *",
+            ],
+        );
+        assert!(!ok, "invalid jobs fail");
+        assert!(err.contains("400") && err.contains("cronExpr"), "{err}");
+        let (ok, _, err) = ctl(&b, &["job", "delete", "ghost"]);
+        assert!(!ok && err.contains("not found"), "{err}");
+
+        let (ok, out, _) = ctl(&b, &["logs", "nightly"]);
+        assert!(ok && out.starts_with("START"), "{out}");
+        let (ok, out, _) = ctl(&b, &["preview", "*/5 * * * * * *", "--count", "3"]);
+        assert!(ok && out.lines().count() == 4, "{out}");
+        let (ok, out, _) = ctl(&b, &["cluster"]);
+        assert!(
+            ok && out.contains("etcd: ok") && out.contains("mongodb: ok"),
+            "{out}"
+        );
+        let (ok, out, _) = ctl(&b, &["workers"]);
+        assert!(ok && out.starts_with("ID"), "{out}");
+        let (ok, out, _) = ctl(&b, &["job", "delete", "nightly"]);
+        assert!(ok && out.contains("deleted"), "{out}");
+        let (ok, _, err) = ctl("http://127.0.0.1:1", &["job", "list"]);
+        assert!(!ok && err.contains("cannot reach"), "{err}");
+    })
+    .await
+    .expect("rcronctl checks");
+    token.cancel();
+    master.await.expect("master task").expect("master ran");
+}
