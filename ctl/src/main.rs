@@ -44,7 +44,7 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Jobs: list, get, save, delete, kill, pause, resume.
+    /// Jobs: list, get, save, delete, kill, run, pause, resume.
     #[command(subcommand)]
     Job(JobCommand),
     /// Runs of one job or of all jobs, newest first.
@@ -124,6 +124,8 @@ enum JobCommand {
     Delete { name: String },
     /// Kill a job's running runs.
     Kill { name: String },
+    /// Run a job once, now (paused jobs too).
+    Run { name: String },
     /// Pause a job (kept, never fired).
     Pause { name: String },
     /// Resume a paused job.
@@ -403,6 +405,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                     .await?;
                 print(&v, format!("kill sent to the running runs of {name}"));
+            }
+            JobCommand::Run { name } => {
+                let v = api
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/api/v1/jobs/{name}/run"),
+                        None,
+                    )
+                    .await?;
+                print(
+                    &v,
+                    format!("{name} will run once, now (see `rcronctl logs {name}`)"),
+                );
             }
             JobCommand::Pause { name } => set_disabled(&api, &name, true, &print).await?,
             JobCommand::Resume { name } => set_disabled(&api, &name, false, &print).await?,

@@ -119,6 +119,8 @@ async fn rcronctl_manages_jobs_and_reads_the_cluster() {
         let (ok, _, err) = ctl(&b, &["job", "delete", "ghost"]);
         assert!(!ok && err.contains("not found"), "{err}");
 
+        let (ok, out, _) = ctl(&b, &["job", "run", "nightly"]);
+        assert!(ok && out.contains("will run once"), "{out}");
         let (ok, out, _) = ctl(&b, &["logs", "nightly"]);
         assert!(ok && out.starts_with("START"), "{out}");
         let (ok, out, _) = ctl(&b, &["preview", "*/5 * * * * * *", "--count", "3"]);

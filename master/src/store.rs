@@ -12,6 +12,9 @@ use crate::Error;
 /// the lease only cleans the key up.
 const KILL_TTL_SECS: i64 = 2;
 
+/// How long a run-now request waits for a worker to claim it.
+const RUN_REQUEST_TTL_SECS: i64 = 30;
+
 /// Job CRUD and kill requests over one etcd client.
 #[derive(Clone)]
 pub struct JobStore {
@@ -130,6 +133,23 @@ impl JobStore {
             )
             .await?;
         Ok(resp.count().max(0) as u64)
+    }
+
+    /// Asks the workers to run the job once, now: a put under
+    /// `/cron/run/<name>` that one worker claims (and deletes) in its lock
+    /// transaction; unclaimed requests expire with their lease.
+    pub async fn run_now(&self, name: &JobName) -> Result<(), Error> {
+        let mut client = self.client.clone();
+        let lease = client.lease_grant(RUN_REQUEST_TTL_SECS, None).await?;
+        let requested = chrono::Utc::now().timestamp_millis().to_string();
+        client
+            .put(
+                self.keys.run(name),
+                requested,
+                Some(PutOptions::new().with_lease(lease.id())),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Whether etcd answers (for `/readyz` and cluster status).

@@ -252,6 +252,14 @@ async fn kill_puts_a_short_lived_killer_key() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["name"], "sleepy");
     assert!(h.etcd_value("killer/sleepy").await.is_some());
+    let (status, body) = read(h.cli.post("/api/v1/jobs/sleepy/run").send().await.0).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(
+        h.etcd_value("run/sleepy").await.is_some(),
+        "run-now request stored for the workers"
+    );
+    let (status, _) = read(h.cli.post("/api/v1/jobs/ghost/run").send().await.0).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = read(h.cli.post("/api/v1/jobs/ghost/kill").send().await.0).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
@@ -515,6 +523,9 @@ async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
         ("/api/v1/jobs", vec!["get", "post"]),
         ("/api/v1/jobs/{name}", vec!["get", "put", "delete"]),
         ("/api/v1/jobs/{name}/kill", vec!["post"]),
+        ("/api/v1/jobs/{name}/run", vec!["post"]),
+        ("/api/v1/cluster", vec!["get"]),
+        ("/api/v1/alerts", vec!["get"]),
         ("/api/v1/cron/preview", vec!["post"]),
         ("/api/v1/logs", vec!["get"]),
         ("/api/v1/jobs/{name}/logs", vec!["get"]),

@@ -73,6 +73,21 @@ impl Keys {
         self.name_under(&self.killer_dir(), key)
     }
 
+    /// `/cron/run/`: run-now requests.
+    pub fn run_dir(&self) -> String {
+        format!("{}run/", self.prefix)
+    }
+
+    /// `/cron/run/<name>`: a short-lived request to run the job once, now.
+    pub fn run(&self, name: &JobName) -> String {
+        format!("{}{name}", self.run_dir())
+    }
+
+    /// The job a `/cron/run/<name>` key asks to run.
+    pub fn parse_run(&self, key: &[u8]) -> Option<JobName> {
+        self.name_under(&self.run_dir(), key)
+    }
+
     /// `/cron/lock/<name>`: held by the worker running the job.
     pub fn lock(&self, name: &JobName) -> String {
         format!("{}lock/{name}", self.prefix)

@@ -166,6 +166,12 @@ pub async fn run_with_clock(
         watch_token.clone(),
     ));
     let kill_watch = tokio::spawn(watcher::watch_kills(
+        stream_client.clone(),
+        keys.clone(),
+        events_tx.clone(),
+        watch_token.clone(),
+    ));
+    let run_watch = tokio::spawn(watcher::watch_run_requests(
         stream_client,
         keys.clone(),
         events_tx,
@@ -204,7 +210,7 @@ pub async fn run_with_clock(
     let (runner, stats) = scheduler.run(events_rx, shutdown.clone()).await;
     drop(runner);
     watch_token.cancel();
-    let _ = tokio::join!(job_watch, kill_watch);
+    let _ = tokio::join!(job_watch, kill_watch, run_watch);
 
     tracker.close();
     if !tracker.is_empty() {

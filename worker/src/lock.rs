@@ -48,6 +48,78 @@ impl Locker {
         }
     }
 
+    /// Claims a run-now request (`/cron/run/<name>` at `revision`) for run
+    /// `run_id`: deletes the request and, for `forbid`, takes the lock, in
+    /// one transaction, so one worker runs it. Leaves the fired tick alone.
+    pub async fn acquire_request(
+        &self,
+        job: &Job,
+        revision: i64,
+        run_id: &str,
+        lease: i64,
+    ) -> Result<LockOutcome, etcd_client::Error> {
+        let request = self.keys.run(&job.name);
+        let lock = self.keys.lock(&job.name);
+        let forbid = job.concurrency == Concurrency::Forbid;
+        let mut when = vec![Compare::mod_revision(
+            request.clone(),
+            CompareOp::Equal,
+            revision,
+        )];
+        let mut then = vec![TxnOp::delete(request.clone(), None)];
+        if forbid {
+            when.push(Compare::create_revision(lock.clone(), CompareOp::Equal, 0));
+            then.push(TxnOp::put(
+                lock.clone(),
+                self.holder(run_id, chrono::Utc::now().timestamp_millis()),
+                Some(PutOptions::new().with_lease(lease)),
+            ));
+        }
+        let resp = self
+            .client
+            .clone()
+            .txn(
+                Txn::new()
+                    .when(when)
+                    .and_then(then)
+                    .or_else([TxnOp::get(request, None)]),
+            )
+            .await?;
+        if resp.succeeded() {
+            return Ok(LockOutcome::Acquired(Box::new(self.guard(
+                job,
+                forbid.then_some(lock),
+                &resp,
+            ))));
+        }
+        let still_pending = matches!(resp.op_responses().first(), Some(TxnOpResponse::Get(g))
+            if g.kvs().first().is_some_and(|kv| kv.mod_revision() == revision));
+        Ok(if still_pending {
+            LockOutcome::Busy
+        } else {
+            LockOutcome::AlreadyFired
+        })
+    }
+
+    fn holder(&self, run_id: &str, plan_time: i64) -> String {
+        serde_json::to_string(&Holder {
+            worker: &self.worker_id,
+            run_id,
+            plan_time,
+        })
+        .unwrap_or_default()
+    }
+
+    fn guard(&self, job: &Job, key: Option<String>, resp: &etcd_client::TxnResponse) -> LockGuard {
+        LockGuard {
+            client: self.client.clone(),
+            key,
+            revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+            name: job.name.clone(),
+            released: false,
+        }
+    }
+
     /// Tries to start tick `plan_ms` of `job` as run `run_id`, attaching a
     /// `forbid` lock to `lease`.
     pub async fn acquire(
@@ -111,14 +183,11 @@ impl Locker {
             .txn(Txn::new().when(when).and_then(then).or_else(otherwise))
             .await?;
         if resp.succeeded() {
-            let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-            return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(LockGuard {
-                client: self.client.clone(),
-                key: forbid.then_some(lock),
-                revision,
-                name: job.name.clone(),
-                released: false,
-            }))));
+            return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(self.guard(
+                job,
+                forbid.then_some(lock),
+                &resp,
+            )))));
         }
         let mut fired_value = None;
         if let Some(TxnOpResponse::Get(get)) = resp.op_responses().first() {

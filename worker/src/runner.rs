@@ -96,7 +96,15 @@ impl RunContext {
             self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let guard = match self.locker.acquire(job, plan_ms, &run_id, lease).await {
+        let claimed = match run.tick.manual {
+            Some(revision) => {
+                self.locker
+                    .acquire_request(job, revision, &run_id, lease)
+                    .await
+            }
+            None => self.locker.acquire(job, plan_ms, &run_id, lease).await,
+        };
+        let guard = match claimed {
             Ok(LockOutcome::Acquired(guard)) => guard,
             Ok(LockOutcome::AlreadyFired) => {
                 self.metrics.lock_conflicts.fetch_add(1, Ordering::Relaxed);

@@ -35,6 +35,9 @@ pub struct Tick {
     pub plan_time: DateTime<Utc>,
     /// The instant the scheduler fired it.
     pub schedule_time: DateTime<Utc>,
+    /// For a run-now request: the mod revision of `/cron/run/<name>`, which
+    /// the worker that runs it claims instead of advancing the fired tick.
+    pub manual: Option<i64>,
 }
 
 /// A run handed to a [`Launcher`].
@@ -110,6 +113,8 @@ pub struct Scheduler<L: Launcher> {
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     by_name: HashMap<JobName, u32>,
+    /// Disabled jobs: never fired, but they can be run on request.
+    paused: HashMap<JobName, Arc<Job>>,
     schedules: HashMap<ScheduleKey, Arc<Schedule>>,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
     /// Launched runs: job, kill switch, and whether the command really
@@ -120,6 +125,9 @@ pub struct Scheduler<L: Launcher> {
     running_dirty: bool,
     stats: SchedulerStats,
     metrics: Arc<WorkerMetrics>,
+    /// Where launched runs report (see [`Run::events`]).
+    run_tx: mpsc::UnboundedSender<RunEvent>,
+    run_rx: mpsc::UnboundedReceiver<RunEvent>,
 }
 
 impl<L: Launcher> Scheduler<L> {
@@ -132,7 +140,10 @@ impl<L: Launcher> Scheduler<L> {
         running_tx: watch::Sender<Vec<String>>,
         metrics: Arc<WorkerMetrics>,
     ) -> Self {
+        let (run_tx, run_rx) = mpsc::unbounded_channel();
         Self {
+            run_tx,
+            run_rx,
             launcher,
             clock,
             default_tz,
@@ -141,6 +152,7 @@ impl<L: Launcher> Scheduler<L> {
             slots: Vec::new(),
             free_slots: Vec::new(),
             by_name: HashMap::new(),
+            paused: HashMap::new(),
             schedules: HashMap::new(),
             heap: BinaryHeap::new(),
             running: HashMap::new(),
@@ -159,7 +171,8 @@ impl<L: Launcher> Scheduler<L> {
         mut events: mpsc::Receiver<SchedulerEvent>,
         token: CancellationToken,
     ) -> (L, SchedulerStats) {
-        let (events_tx, mut run_events) = mpsc::unbounded_channel();
+        // Moved out so the select below can borrow `self` in its handlers.
+        let mut run_events = std::mem::replace(&mut self.run_rx, mpsc::unbounded_channel().1);
         let mut publish = tokio::time::interval(Duration::from_millis(500));
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -170,7 +183,7 @@ impl<L: Launcher> Scheduler<L> {
             tokio::select! {
                 biased;
                 () = token.cancelled() => break,
-                () = sleep_until(wake) => self.fire_due(&events_tx),
+                () = sleep_until(wake) => self.fire_due(),
                 Some(event) = run_events.recv() => self.run_event(event),
                 event = events.recv() => match event {
                     Some(event) => self.apply(event),
@@ -196,7 +209,7 @@ impl<L: Launcher> Scheduler<L> {
     }
 
     /// Applies one watcher event to the plan.
-    pub fn apply(&mut self, event: SchedulerEvent) {
+    fn apply(&mut self, event: SchedulerEvent) {
         match event {
             SchedulerEvent::Snapshot(jobs) => {
                 let keep: std::collections::HashSet<JobName> =
@@ -215,10 +228,14 @@ impl<L: Launcher> Scheduler<L> {
                 }
             }
             SchedulerEvent::Upsert(job) => self.upsert(job),
-            SchedulerEvent::Remove(name) => self.remove(&name),
+            SchedulerEvent::Remove(name) => {
+                self.remove(&name);
+                self.paused.remove(&name);
+            }
             SchedulerEvent::Kill(name) => {
                 self.kill(&name);
             }
+            SchedulerEvent::RunNow { name, revision } => self.run_now(&name, revision),
         }
         self.metrics
             .jobs
@@ -236,11 +253,35 @@ impl<L: Launcher> Scheduler<L> {
         tracing::info!(job = %name, runs = killed, "kill requested");
     }
 
+    /// Starts a run-now request's tick, for a scheduled or a paused job.
+    fn run_now(&mut self, name: &JobName, revision: i64) {
+        let job = match self.by_name.get(name) {
+            Some(&slot) => self.slots[slot as usize].job.clone(),
+            None => match self.paused.get(name) {
+                Some(job) => job.clone(),
+                None => {
+                    tracing::warn!(job = %name, "run requested for a job this worker does not know");
+                    return;
+                }
+            },
+        };
+        let now = self.clock.now();
+        let tick = Tick {
+            job,
+            plan_time: now,
+            schedule_time: now,
+            manual: Some(revision),
+        };
+        self.start(name.clone(), tick);
+    }
+
     fn upsert(&mut self, job: Job) {
         if job.disabled {
             self.remove(&job.name);
+            self.paused.insert(job.name.clone(), Arc::new(job));
             return;
         }
+        self.paused.remove(&job.name);
         if let Some(&slot) = self.by_name.get(&job.name)
             && *self.slots[slot as usize].job == job
         {
@@ -361,7 +402,7 @@ impl<L: Launcher> Scheduler<L> {
         }
     }
 
-    fn fire_due(&mut self, events: &mpsc::UnboundedSender<RunEvent>) {
+    fn fire_due(&mut self) {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
         let oldest_allowed = now - self.misfire_grace;
@@ -387,16 +428,17 @@ impl<L: Launcher> Scheduler<L> {
                     job: s.job.clone(),
                     plan_time,
                     schedule_time: now,
+                    manual: None,
                 };
                 let name = s.name.clone();
-                self.start(name, tick, events);
+                self.start(name, tick);
             }
             // Catch up without replaying a long stall tick by tick.
             self.push_next_memo(slot, plan_time.max(oldest_allowed), &mut memo);
         }
     }
 
-    fn start(&mut self, name: JobName, tick: Tick, events: &mpsc::UnboundedSender<RunEvent>) {
+    fn start(&mut self, name: JobName, tick: Tick) {
         let id = self.next_run_id;
         self.next_run_id += 1;
         let kill = CancellationToken::new();
@@ -410,7 +452,7 @@ impl<L: Launcher> Scheduler<L> {
             id,
             tick,
             kill,
-            events: events.clone(),
+            events: self.run_tx.clone(),
         });
     }
 

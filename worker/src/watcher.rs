@@ -6,12 +6,13 @@
 //! scheduler reconciles a snapshot against its plan, so no update is
 //! missed and an unchanged job keeps its schedule (nothing is doubled).
 //!
-//! Kills: a watch on `/cron/killer/` from "now"; each put kills the named
-//! job's runs on this worker.
+//! Kills and run-now requests: watches on `/cron/killer/` and `/cron/run/`
+//! from "now"; each put kills the named job's runs on this worker, or asks
+//! it to compete for running the job once.
 
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use rcron_shared::{Job, JobName, Keys};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,14 @@ pub enum SchedulerEvent {
     Remove(JobName),
     /// Kill the job's running runs.
     Kill(JobName),
+    /// Run the job once now; `revision` identifies the request key's
+    /// version, which the worker that runs it claims in its lock transaction.
+    RunNow {
+        /// The job.
+        name: JobName,
+        /// Mod revision of `/cron/run/<name>`.
+        revision: i64,
+    },
 }
 
 /// Keeps the scheduler's job set in step with etcd until `token` is cancelled.
@@ -156,21 +165,45 @@ pub async fn watch_kills(
     tx: mpsc::Sender<SchedulerEvent>,
     token: CancellationToken,
 ) {
+    let dir = keys.killer_dir();
+    let event = |kv: &KeyValue| keys.parse_killer(kv.key()).map(SchedulerEvent::Kill);
     retry("kill watch", &token, || {
-        watch_kills_once(&client, &keys, &tx, &token)
+        watch_requests(&client, &dir, &event, &tx, &token)
     })
     .await;
 }
 
-async fn watch_kills_once(
+/// Forwards run-now requests (`/cron/run/<name>`) until `token` is cancelled.
+pub async fn watch_run_requests(
+    client: Client,
+    keys: Keys,
+    tx: mpsc::Sender<SchedulerEvent>,
+    token: CancellationToken,
+) {
+    let dir = keys.run_dir();
+    let event = |kv: &KeyValue| {
+        keys.parse_run(kv.key()).map(|name| SchedulerEvent::RunNow {
+            name,
+            revision: kv.mod_revision(),
+        })
+    };
+    retry("run-now watch", &token, || {
+        watch_requests(&client, &dir, &event, &tx, &token)
+    })
+    .await;
+}
+
+/// Turns every put under `dir` into a scheduler event, from now on.
+async fn watch_requests(
     client: &Client,
-    keys: &Keys,
+    dir: &str,
+    event: &impl Fn(&KeyValue) -> Option<SchedulerEvent>,
     tx: &mpsc::Sender<SchedulerEvent>,
     token: &CancellationToken,
 ) -> Result<(), etcd_client::Error> {
     let mut stream = client
         .clone()
-        .watch(keys.killer_dir(), Some(WatchOptions::new().with_prefix()))
+        .watch(dir, Some(WatchOptions::new().with_prefix()))
         .await?;
     loop {
         let msg = tokio::select! {
@@ -180,12 +213,12 @@ async fn watch_kills_once(
         let Some(resp) = msg else {
             return Err(etcd_client::Error::WatchError("watch stream ended".into()));
         };
-        for event in resp.events() {
-            if event.event_type() != EventType::Put {
+        for ev in resp.events() {
+            if ev.event_type() != EventType::Put {
                 continue;
             }
-            if let Some(name) = event.kv().and_then(|kv| keys.parse_killer(kv.key()))
-                && tx.send(SchedulerEvent::Kill(name)).await.is_err()
+            if let Some(ev) = ev.kv().and_then(event)
+                && tx.send(ev).await.is_err()
             {
                 return Ok(());
             }

@@ -654,3 +654,40 @@ async fn metrics_show_runs_and_a_firing_lag_histogram_that_moves() {
     assert!(health.status().is_success());
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_now_request_runs_a_paused_job_once_on_one_of_two_workers() {
+    let env = Env::new();
+    let a = InProcess::start(env.config("ra"));
+    let b = InProcess::start(env.config("rb"));
+    env.put_job(
+        r#"{"name":"adhoc","command":"echo by hand","cronExpr":"0 0 1 1 * 2099","disabled":true}"#,
+    )
+    .await;
+    kit::eventually(
+        Duration::from_secs(10),
+        "both workers registered",
+        || async { (env.keys_under("workers/").await.len() == 2).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut etcd = env.etcd().await;
+    let lease = etcd.lease_grant(30, None).await.expect("lease").id();
+    etcd.put(
+        format!("{}run/adhoc", env.prefix),
+        "",
+        Some(etcd_client::PutOptions::new().with_lease(lease)),
+    )
+    .await
+    .expect("request");
+    let doc = kit::eventually(Duration::from_secs(10), "the requested run", || async {
+        env.logs("adhoc").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(string(&doc, "output"), "by hand\n");
+    assert_eq!(env.get("run/adhoc").await, None, "the request was claimed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.logs("adhoc").await.len(), 1, "run once, by one worker");
+    a.stop().await;
+    b.stop().await;
+}

@@ -139,11 +139,19 @@ pub enum CreateResponse {
     Created(Json<JobView>),
 }
 
-/// A kill request was sent.
+/// A kill or run request was sent.
 #[derive(Debug, Object)]
 pub struct KillAccepted {
-    /// The job whose running runs are being killed.
+    /// The job the request is about.
     pub name: String,
+}
+
+/// Outcome of `POST /jobs/{name}/run`.
+#[derive(Debug, ApiResponse)]
+pub enum RunResponse {
+    /// A worker will run the job once, now.
+    #[oai(status = 202)]
+    Accepted(Json<KillAccepted>),
 }
 
 /// Outcome of `POST /jobs/{name}/kill`.
@@ -250,6 +258,21 @@ impl JobsApi {
             Some(job) => Ok(Json(JobSpec::from(&job))),
             None => Err(Error::NotFound(name.to_string()).into()),
         }
+    }
+
+    /// Run a job now
+    ///
+    /// One worker runs the job once, right away, outside its schedule (paused
+    /// jobs too). With `concurrency: forbid` the request is dropped while a
+    /// run of the job is going. The run is logged like any other.
+    #[oai(path = "/jobs/:name/run", method = "post", operation_id = "runJob")]
+    async fn run_now(&self, name: Path<String>) -> Result<RunResponse, ApiError> {
+        let name = JobName::new(name.0).map_err(Error::from)?;
+        self.existing(&name).await?;
+        self.state.store.run_now(&name).await?;
+        Ok(RunResponse::Accepted(Json(KillAccepted {
+            name: name.to_string(),
+        })))
     }
 
     /// Kill a job's running runs
