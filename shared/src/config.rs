@@ -28,6 +28,13 @@ pub struct EtcdConfig {
     pub username: Option<String>,
     /// Password for `username`.
     pub password: Option<String>,
+    /// CA certificate (PEM) that signed etcd's server certificates. With it
+    /// (or with `https://` endpoints) rcron talks TLS to etcd.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), when etcd requires client certificates.
+    pub cert_file: Option<PathBuf>,
+    /// Key (PEM) of `cert_file`.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for EtcdConfig {
@@ -39,11 +46,19 @@ impl Default for EtcdConfig {
             request_timeout_secs: 3,
             username: None,
             password: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
 
 impl EtcdConfig {
+    /// Whether the connection to etcd is encrypted.
+    pub fn uses_tls(&self) -> bool {
+        self.ca_file.is_some() || self.endpoints.iter().any(|e| e.starts_with("https://"))
+    }
+
     /// The key layout under the configured prefix.
     pub fn keys(&self) -> Result<Keys, Error> {
         Keys::new(&self.prefix)
@@ -106,6 +121,15 @@ pub struct EtcdArgs {
     /// File holding the etcd password.
     #[arg(long = "etcd-password-file", env = "RCRON_ETCD_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
+    /// CA certificate (PEM) of etcd's server certificates; turns TLS on.
+    #[arg(long = "etcd-ca-file", env = "RCRON_ETCD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long = "etcd-cert-file", env = "RCRON_ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Key (PEM) of the etcd client certificate.
+    #[arg(long = "etcd-key-file", env = "RCRON_ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 impl EtcdArgs {
@@ -123,6 +147,20 @@ impl EtcdArgs {
         }
         if let Some(p) = secret(self.password, self.password_file)? {
             cfg.password = Some(p);
+        }
+        if self.ca_file.is_some() {
+            cfg.ca_file = self.ca_file;
+        }
+        if self.cert_file.is_some() {
+            cfg.cert_file = self.cert_file;
+        }
+        if self.key_file.is_some() {
+            cfg.key_file = self.key_file;
+        }
+        if cfg.cert_file.is_some() != cfg.key_file.is_some() {
+            return Err(Error::Config(
+                "etcd cert_file and key_file go together".into(),
+            ));
         }
         if cfg.endpoints.is_empty() {
             return Err(Error::Config("etcd endpoints must not be empty".into()));
