@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test, as CI does: formatting, lints (warnings fail), the
-# deployment files (systemd units, nginx config), then the whole workspace's tests against a real etcd and MongoDB-wire server that
+# deployment files (systemd units, nginx config), the whole workspace's tests,
+# and the web admin's browser tests against a real etcd and MongoDB-wire server that
 # deploy/test-env.sh starts (and installs first, if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,3 +19,5 @@ log "deployment files (systemd-analyze verify, nginx -t)"
 deploy/check-deploy.sh
 log "cargo test against real etcd + MongoDB-wire"
 deploy/test-env.sh cargo test --workspace --all-targets --locked
+log "web admin in a real browser (chromium + playwright-core)"
+deploy/test-env.sh ui/run-e2e.sh

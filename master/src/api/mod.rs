@@ -13,6 +13,7 @@ pub mod jobs;
 mod legacy;
 pub mod logs;
 mod payload;
+mod ui;
 
 use std::sync::Arc;
 
@@ -69,6 +70,8 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
     let max_body = state.max_body_bytes;
     let timing_state = state.clone();
     Route::new()
+        .at("/", get(ui::index))
+        .at("/ui/*path", get(ui::asset))
         .at("/job/save", post(legacy::save))
         .at("/job/delete", post(legacy::delete))
         .at("/job/list", get(legacy::list))

@@ -1,0 +1,357 @@
+// rcron web admin. Uses only the public REST API (/api/v1); no framework,
+// no build step. Pages: #/jobs, #/logs?job=NAME, #/workers, #/cluster.
+'use strict';
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const PAGE_SIZE = 20;
+const REFRESH_MS = 2000;
+
+// ---- API ------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `HTTP ${status}`);
+    this.status = status;
+    this.problems = (body && body.problems) || [];
+  }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  const token = sessionStorage.getItem('rcron-token');
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let resp;
+  try {
+    resp = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, { error: `cannot reach the master: ${e.message}` });
+  }
+  if (resp.status === 401) {
+    const entered = prompt('This rcron API needs a token:');
+    if (entered) {
+      sessionStorage.setItem('rcron-token', entered.trim());
+      return api(method, path, body);
+    }
+  }
+  const text = await resp.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+// ---- helpers --------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') node.className = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(c ?? ''));
+  return node;
+}
+
+function toast(message, kind = 'danger') {
+  const t = el('div', { class: `toast align-items-center text-bg-${kind} border-0`, role: 'alert' },
+    el('div', { class: 'd-flex' }, el('div', { class: 'toast-body' }, message),
+      el('button', { type: 'button', class: 'btn-close btn-close-white me-2 m-auto', 'data-bs-dismiss': 'toast', 'aria-label': 'Close' })));
+  $('#toasts').append(t);
+  const b = new bootstrap.Toast(t, { delay: kind === 'danger' ? 8000 : 3000 });
+  t.addEventListener('hidden.bs.toast', () => t.remove());
+  b.show();
+}
+
+const fmtTime = (ms) => (ms ? new Date(ms).toLocaleString() : '–');
+const fmtIso = (iso) => (iso ? new Date(iso).toLocaleString() : '–');
+function fmtDuration(ms) {
+  if (ms < 1000) return `${ms} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m} min ${Math.round(s % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+const statusBadge = (status) => el('span', { class: `status-${status}` }, status);
+
+// ---- jobs -----------------------------------------------------------------
+
+let jobs = [];
+let lastRuns = {};
+let editing = null; // name of the job being edited, or null for a new one
+const modal = () => bootstrap.Modal.getOrCreateInstance($('#job-modal'));
+
+async function loadJobs() {
+  const [list, logs] = await Promise.all([api('GET', '/jobs'), api('GET', '/logs?limit=500')]);
+  jobs = list.jobs;
+  lastRuns = {};
+  for (const l of logs.logs) if (!lastRuns[l.jobName]) lastRuns[l.jobName] = l;
+  renderJobs();
+}
+
+function renderJobs() {
+  const q = $('#job-search').value.trim().toLowerCase();
+  const shown = jobs.filter((j) => !q || j.name.toLowerCase().includes(q) || j.command.toLowerCase().includes(q));
+  const body = $('#jobs-table tbody');
+  body.replaceChildren(...shown.map((j) => {
+    const last = lastRuns[j.name];
+    const act = (label, cls, fn) => el('button', { class: `btn btn-sm btn-outline-${cls}`, 'data-action': label.toLowerCase(), onclick: fn }, label);
+    return el('tr', { 'data-job': j.name },
+      el('td', {}, el('a', { href: `#/logs?job=${encodeURIComponent(j.name)}` }, j.name)),
+      el('td', { class: 'command font-monospace small', title: j.command }, j.command),
+      el('td', { class: 'font-monospace small' }, j.cronExpr),
+      el('td', {}, j.timezone || 'cluster'),
+      el('td', {}, fmtIso(j.nextFireTime)),
+      el('td', {}, last ? statusBadge(last.status) : '–'),
+      el('td', {}, j.disabled ? el('span', { class: 'badge text-bg-secondary' }, 'paused') : el('span', { class: 'badge text-bg-success' }, 'yes')),
+      el('td', { class: 'text-end text-nowrap' },
+        el('div', { class: 'btn-group' },
+          act('Edit', 'primary', () => openEditor(j)),
+          act('Run', 'success', () => jobAction(j.name, 'run', `${j.name} will run now`)),
+          act('Kill', 'warning', () => jobAction(j.name, 'kill', `kill sent to ${j.name}`)),
+          act(j.disabled ? 'Resume' : 'Pause', 'secondary', () => setPaused(j, !j.disabled)),
+          act('Delete', 'danger', () => deleteJob(j.name)))));
+  }));
+  $('#jobs-empty').classList.toggle('d-none', jobs.length > 0);
+}
+
+async function jobAction(name, action, done) {
+  try { await api('POST', `/jobs/${encodeURIComponent(name)}/${action}`); toast(done, 'success'); }
+  catch (e) { toast(`${action} ${name}: ${e.message}`); }
+}
+
+async function setPaused(job, paused) {
+  const spec = { ...job, disabled: paused };
+  delete spec.nextFireTime;
+  try { await api('PUT', `/jobs/${encodeURIComponent(job.name)}`, spec); toast(`${job.name} ${paused ? 'paused' : 'resumed'}`, 'success'); await loadJobs(); }
+  catch (e) { toast(`${job.name}: ${e.message}`); }
+}
+
+async function deleteJob(name) {
+  if (!confirm(`Delete job ${name}? Its logs are kept.`)) return;
+  try { await api('DELETE', `/jobs/${encodeURIComponent(name)}`); toast(`${name} deleted`, 'success'); await loadJobs(); }
+  catch (e) { toast(`delete ${name}: ${e.message}`); }
+}
+
+function openEditor(job) {
+  editing = job ? job.name : null;
+  const f = $('#job-form');
+  f.reset();
+  clearErrors();
+  $('#job-modal-title').textContent = job ? `Edit ${job.name}` : 'New job';
+  f.name.readOnly = !!job;
+  if (job) {
+    f.name.value = job.name;
+    f.command.value = job.command;
+    f.cronExpr.value = job.cronExpr;
+    f.timezone.value = job.timezone || '';
+    f.timeoutSecs.value = job.timeoutSecs;
+    f.concurrency.value = job.concurrency;
+    f.retries.value = job.retries;
+    f.retryBackoffSecs.value = job.retryBackoffSecs;
+    f.alertEmails.value = (job.alertEmails || []).join(', ');
+    f.disabled.checked = job.disabled;
+  }
+  $('#cron-preview').textContent = '';
+  modal().show();
+  if (job) previewCron();
+}
+
+function clearErrors() {
+  for (const i of $('#job-form').querySelectorAll('.is-invalid')) i.classList.remove('is-invalid');
+  $('#form-error').classList.add('d-none');
+}
+
+function showFieldError(field, message) {
+  const input = $('#job-form').elements[field];
+  const fb = $(`.invalid-feedback[data-for="${field}"]`);
+  if (!input || !fb) return false;
+  input.classList.add('is-invalid');
+  fb.textContent = message;
+  return true;
+}
+
+// Problems look like "`cronExpr`: ..." or "`name` may contain ...": put each
+// next to its field, the rest in the form's alert.
+function showProblems(err) {
+  const rest = [];
+  for (const p of err.problems.length ? err.problems : [err.message]) {
+    const m = /^`(\w+)`:?\s*(.*)$/.exec(p);
+    if (!(m && showFieldError(m[1], m[2] || p))) rest.push(p);
+  }
+  if (rest.length) {
+    $('#form-error').textContent = rest.join('\n');
+    $('#form-error').classList.remove('d-none');
+  }
+}
+
+let previewTimer = null;
+let previewSeq = 0;
+async function previewCron() {
+  const f = $('#job-form');
+  const expr = f.cronExpr.value.trim();
+  f.cronExpr.classList.remove('is-invalid');
+  $('#cron-preview').textContent = '';
+  if (!expr) return;
+  const seq = ++previewSeq;
+  try {
+    const body = { cronExpr: expr, count: 5 };
+    if (f.timezone.value.trim()) body.timezone = f.timezone.value.trim();
+    const p = await api('POST', '/cron/preview', body);
+    if (seq !== previewSeq) return;
+    $('#cron-preview').textContent = p.next.length
+      ? `Next runs (your time): ${p.next.map((t) => new Date(t).toLocaleString()).join(' · ')}`
+      : 'This expression never fires again.';
+  } catch (e) {
+    if (seq !== previewSeq) return;
+    showFieldError(/time zone/.test(e.message) ? 'timezone' : 'cronExpr', e.message);
+  }
+}
+
+async function saveJob(ev) {
+  ev.preventDefault();
+  clearErrors();
+  const f = $('#job-form');
+  const num = (v) => (v === '' ? 0 : Number(v));
+  const spec = {
+    name: f.name.value.trim(),
+    command: f.command.value,
+    cronExpr: f.cronExpr.value.trim(),
+    timeoutSecs: num(f.timeoutSecs.value),
+    concurrency: f.concurrency.value,
+    retries: num(f.retries.value),
+    retryBackoffSecs: num(f.retryBackoffSecs.value),
+    disabled: f.disabled.checked,
+    alertEmails: f.alertEmails.value.split(',').map((s) => s.trim()).filter(Boolean),
+  };
+  if (f.timezone.value.trim()) spec.timezone = f.timezone.value.trim();
+  try {
+    if (editing) await api('PUT', `/jobs/${encodeURIComponent(editing)}`, spec);
+    else await api('POST', '/jobs', spec);
+    modal().hide();
+    toast(`${spec.name} saved`, 'success');
+    await loadJobs();
+  } catch (e) {
+    showProblems(e);
+  }
+}
+
+// ---- logs -----------------------------------------------------------------
+
+let logSkip = 0;
+let logTotal = 0;
+let selectedRun = null;
+
+async function loadLogs() {
+  const job = $('#log-job').value.trim();
+  const status = $('#log-status').value;
+  const q = new URLSearchParams({ skip: logSkip, limit: PAGE_SIZE });
+  if (job) q.set('job', job);
+  if (status) q.set('status', status);
+  const page = await api('GET', `/logs?${q}`);
+  logTotal = page.total;
+  const body = $('#logs-table tbody');
+  body.replaceChildren(...page.logs.map((l) => {
+    const key = `${l.runId}-${l.attempt}`;
+    const row = el('tr', { 'data-run': key, 'data-status': l.status, class: key === selectedRun ? 'table-active' : '', onclick: () => showOutput(l, key) },
+      el('td', {}, fmtTime(l.startTime)),
+      el('td', {}, l.jobName),
+      el('td', {}, statusBadge(l.status)),
+      el('td', {}, fmtDuration(Math.max(0, l.endTime - l.startTime))),
+      el('td', {}, l.exitCode ?? '–'),
+      el('td', {}, l.attempt),
+      el('td', {}, l.worker));
+    return row;
+  }));
+  const first = page.total ? logSkip + 1 : 0;
+  $('#log-summary').textContent = `${first}–${logSkip + page.logs.length} of ${page.total}, newest first`;
+  $('#log-newer').disabled = logSkip === 0;
+  $('#log-older').disabled = logSkip + PAGE_SIZE >= logTotal;
+}
+
+function showOutput(l, key) {
+  selectedRun = key;
+  for (const r of document.querySelectorAll('#logs-table tbody tr')) r.classList.toggle('table-active', r.dataset.run === key);
+  $('#log-output').classList.remove('d-none');
+  $('#log-output-title').textContent = `${l.jobName} · ${fmtTime(l.startTime)} · ${l.status}${l.err ? ` · ${l.err}` : ''}`;
+  $('#log-output-text').textContent = l.output || '(no output)';
+  $('#log-truncated').classList.toggle('d-none', !l.outputTruncated);
+}
+
+// ---- workers and cluster --------------------------------------------------
+
+async function loadWorkers() {
+  const { workers } = await api('GET', '/workers');
+  $('#workers-table tbody').replaceChildren(...workers.map((w) => el('tr', { 'data-worker': w.id },
+    el('td', {}, w.id), el('td', {}, w.ip), el('td', {}, w.hostname), el('td', {}, w.version),
+    el('td', {}, fmtDuration(Date.now() - w.startTime)),
+    el('td', {}, w.running.length ? w.running.join(', ') : '–'), el('td', {}, w.capacity))));
+  $('#workers-empty').classList.toggle('d-none', workers.length > 0);
+}
+
+async function loadCluster() {
+  const [c, pending] = await Promise.all([api('GET', '/cluster'), api('GET', '/alerts')]);
+  $('#masters').replaceChildren(...c.masters.map((m) => el('li', { class: 'list-group-item' },
+    m.leader ? el('span', { class: 'badge text-bg-primary me-2' }, 'leader') : '', `${m.id} `,
+    el('a', { href: m.url }, m.url),
+    m.leader && m.leaderSince ? el('span', { class: 'text-muted small ms-2' }, `since ${fmtTime(m.leaderSince)}`) : '')));
+  const health = (name, h) => el('li', { class: 'list-group-item' },
+    el('span', { class: `badge me-2 text-bg-${h.healthy ? 'success' : 'danger'}` }, h.healthy ? 'ok' : 'down'), name, h.error ? ` — ${h.error}` : '');
+  $('#health').replaceChildren(health('etcd', c.etcd), health('MongoDB', c.mongo),
+    el('li', { class: 'list-group-item' }, `${c.workers} worker(s), ${c.pendingAlerts} pending alert(s)`));
+  $('#alerts-table tbody').replaceChildren(...pending.alerts.map((a) => el('tr', {},
+    el('td', {}, a.jobName), el('td', {}, statusBadge(a.status)), el('td', {}, a.err), el('td', {}, a.worker), el('td', {}, fmtTime(a.endTime)))));
+  renderLeader(c);
+}
+
+function renderLeader(c) {
+  $('#leader-badge').textContent = c.leader ? `leader: ${c.leader}` : 'no leader';
+}
+
+// ---- routing and refresh ----------------------------------------------------
+
+const loaders = { jobs: loadJobs, logs: loadLogs, workers: loadWorkers, cluster: loadCluster };
+let current = 'jobs';
+let failing = false;
+
+async function refresh() {
+  try {
+    await loaders[current]();
+    if (failing) toast('the master answers again', 'success');
+    failing = false;
+  } catch (e) {
+    if (!failing) toast(`${current}: ${e.message}`);
+    failing = true;
+  }
+}
+
+function route() {
+  const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
+  current = loaders[path] ? path : 'jobs';
+  for (const p of document.querySelectorAll('.page')) p.classList.toggle('d-none', p.id !== `page-${current}`);
+  for (const a of document.querySelectorAll('.nav-link')) a.classList.toggle('active', a.dataset.page === current);
+  if (current === 'logs') {
+    const job = new URLSearchParams(query || '').get('job') || '';
+    if ($('#log-job').value !== job) { $('#log-job').value = job; logSkip = 0; selectedRun = null; $('#log-output').classList.add('d-none'); }
+  }
+  refresh();
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('#job-search').addEventListener('input', renderJobs);
+  $('#new-job').addEventListener('click', () => openEditor(null));
+  $('#job-form').addEventListener('submit', saveJob);
+  for (const id of ['#f-cron', '#f-timezone']) {
+    $(id).addEventListener('input', () => { clearTimeout(previewTimer); previewTimer = setTimeout(previewCron, 250); });
+  }
+  $('#log-status').addEventListener('change', () => { logSkip = 0; refresh(); });
+  $('#log-job').addEventListener('change', () => { location.hash = `#/logs?job=${encodeURIComponent($('#log-job').value.trim())}`; });
+  $('#log-newer').addEventListener('click', () => { logSkip = Math.max(0, logSkip - PAGE_SIZE); refresh(); });
+  $('#log-older').addEventListener('click', () => { logSkip += PAGE_SIZE; refresh(); });
+  window.addEventListener('hashchange', route);
+  route();
+  api('GET', '/cluster').then(renderLeader).catch(() => {});
+  // Keep the page current; never while the job dialog is open.
+  setInterval(() => { if (!$('#job-modal').classList.contains('show')) refresh(); }, REFRESH_MS);
+});

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the browser tests of the web admin: starts a master and a worker on
+# the etcd and MongoDB-wire server of deploy/test-env.sh, then
+# `node --test ui/tests/` with Debian's chromium. Screenshots go to
+# target/ui-artifacts/.
+#   deploy/test-env.sh ui/run-e2e.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+. "$root/deploy/lib.sh"
+[ -n "${RCRON_TEST_ETCD:-}" ] || die "RCRON_TEST_ETCD is not set: run through deploy/test-env.sh"
+
+apt_install chromium
+# The machine image ships node and npm; Debian's packages only when they are missing.
+command -v npm >/dev/null || apt_install nodejs npm
+command -v node >/dev/null || die "node is needed"
+(cd "$here" && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent)
+(cd "$root" && cargo build -q -p rcron-master -p rcron-worker)
+
+work=$(mktemp -d /tmp/rcron-ui-e2e.XXXXXX)
+MASTER_PID="" WORKER_PID=""
+cleanup() { stop_pid "$WORKER_PID"; stop_pid "$MASTER_PID"; rm -rf "$work"; }
+trap cleanup EXIT
+
+port=$(free_port)
+export RCRON_ETCD_ENDPOINTS="$RCRON_TEST_ETCD" RCRON_ETCD_PREFIX="/rcron-ui-$$-$RANDOM/"
+export RCRON_MONGO_URI="$RCRON_TEST_MONGO" RCRON_MONGO_DB="rcron_ui_$$_$RANDOM"
+RCRON_LISTEN="127.0.0.1:$port" "$root/target/debug/rcron-master" >"$work/master.log" 2>&1 &
+MASTER_PID=$!
+RCRON_SPILL_DIR="$work/spill" RCRON_METRICS_LISTEN="" RCRON_DRAIN_SECS=1 "$root/target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
+WORKER_PID=$!
+wait_port 127.0.0.1 "$port" 30 rcron-master
+
+export RCRON_UI_URL="http://127.0.0.1:$port" RCRON_UI_ARTIFACTS="$root/target/ui-artifacts"
+if ! (cd "$here" && node --test tests/); then
+  log "master log:"; tail -20 "$work/master.log" >&2
+  log "worker log:"; tail -20 "$work/worker.log" >&2
+  exit 1
+fi
