@@ -31,6 +31,12 @@ pub struct MasterConfig {
     pub advertise_url: String,
     /// TTL (seconds) of the leader lease: a dead leader is replaced within it.
     pub election_ttl_secs: i64,
+    /// Admin API token; with no token at all the API is open.
+    pub api_token: Option<String>,
+    /// Read-only API token.
+    pub api_read_token: Option<String>,
+    /// Allow an open API on a non-loopback address.
+    pub insecure: bool,
     /// etcd connection.
     pub etcd: EtcdConfig,
     /// MongoDB connection (run logs).
@@ -123,6 +129,23 @@ impl MasterConfig {
         format!("{host}-{}", std::process::id())
     }
 
+    /// Refuses an open API (no admin token) on a non-loopback address
+    /// unless `insecure` is set: the API runs shell commands.
+    pub fn check_exposure(&self) -> Result<(), Error> {
+        if self.api_token.is_none() && !self.listen.ip().is_loopback() {
+            if !self.insecure {
+                return Err(rcron_shared::Error::Config(format!(
+                    "refusing to serve the API on {} without an admin token: it runs shell commands. \
+                     Set RCRON_API_TOKEN (or RCRON_API_TOKEN_FILE), or pass --insecure",
+                    self.listen
+                ))
+                .into());
+            }
+            tracing::warn!(listen = %self.listen, "serving an open API on a non-loopback address (--insecure)");
+        }
+        Ok(())
+    }
+
     /// The configured advertised URL, or one built from `listen`.
     pub fn advertise_url(&self) -> String {
         if self.advertise_url.is_empty() {
@@ -143,6 +166,9 @@ impl Default for MasterConfig {
             master_id: String::new(),
             advertise_url: String::new(),
             election_ttl_secs: 5,
+            api_token: None,
+            api_read_token: None,
+            insecure: false,
             etcd: EtcdConfig::default(),
             mongo: MongoConfig::default(),
             alerts: AlertsConfig::default(),
@@ -179,6 +205,21 @@ pub struct MasterArgs {
     /// URL this master is reached at (shown in cluster status).
     #[arg(long, env = "RCRON_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
+    /// Admin API token (may do everything).
+    #[arg(long, env = "RCRON_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// File holding the admin API token.
+    #[arg(long, env = "RCRON_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Read-only API token.
+    #[arg(long, env = "RCRON_API_READ_TOKEN", hide_env_values = true)]
+    pub api_read_token: Option<String>,
+    /// File holding the read-only API token.
+    #[arg(long, env = "RCRON_API_READ_TOKEN_FILE")]
+    pub api_read_token_file: Option<PathBuf>,
+    /// Serve an open API (no token) on a non-loopback address anyway.
+    #[arg(long, env = "RCRON_INSECURE")]
+    pub insecure: bool,
     /// Leader lease TTL in seconds.
     #[arg(long, env = "RCRON_ELECTION_TTL_SECS")]
     pub election_ttl_secs: Option<i64>,
@@ -235,6 +276,21 @@ impl MasterArgs {
         config::set(&mut cfg.master_id, self.master_id);
         config::set(&mut cfg.advertise_url, self.advertise_url);
         config::set(&mut cfg.election_ttl_secs, self.election_ttl_secs);
+        if let Some(t) = config::secret(self.api_token, self.api_token_file)? {
+            cfg.api_token = Some(t);
+        }
+        if let Some(t) = config::secret(self.api_read_token, self.api_read_token_file)? {
+            cfg.api_read_token = Some(t);
+        }
+        cfg.insecure |= self.insecure;
+        for token in [&cfg.api_token, &cfg.api_read_token].into_iter().flatten() {
+            if token.len() < 16 {
+                return Err(rcron_shared::Error::Config(
+                    "API tokens must be at least 16 characters".into(),
+                )
+                .into());
+            }
+        }
         let a = &mut cfg.alerts;
         if self.public_url.is_some() {
             a.public_url = self.public_url;

@@ -58,6 +58,10 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
         leader: Arc::new(LeaderState::default()),
         alert_stats: Arc::new(AlertStats::default()),
         api_latency: rcron_shared::metrics::Histogram::new(rcron_shared::metrics::LATENCY_BUCKETS),
+        tokens: Arc::new(api::Tokens {
+            admin: config.api_token.clone(),
+            read: config.api_read_token.clone(),
+        }),
     }))
 }
 
@@ -98,6 +102,7 @@ pub fn sinks(config: &MasterConfig) -> Result<Vec<Arc<dyn AlertSink>>, Error> {
 /// Serves the API on `config.listen` and takes part in the election until
 /// `shutdown` is cancelled.
 pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<(), Error> {
+    config.check_exposure()?;
     let state = state(&config).await?;
     let sinks = sinks(&config)?;
     let keys = config.etcd.keys()?;

@@ -759,3 +759,113 @@ async fn mongo_outage_makes_log_queries_fail_cleanly() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn with_tokens_configured_only_the_admin_token_changes_anything() {
+    let (mut cfg, prefix) = config(kit::etcd_endpoint());
+    cfg.api_token = Some("admin-token-0123456789".into());
+    cfg.api_read_token = Some("read-token-0123456789".into());
+    let state = rcron_master::state(&cfg).await.expect("state");
+    let cli = TestClient::new(routes(state).boxed());
+    let etcd = etcd_client::Client::connect([kit::etcd_endpoint()], None)
+        .await
+        .expect("etcd");
+    let job = r#"{"name":"job1","command":"echo hello","cronExpr":"*/5 * * * * * *"}"#;
+
+    // Unauthenticated legacy save: 401, nothing stored.
+    let resp = cli.post("/job/save").form(&[("job", job)]).send().await;
+    resp.assert_status(StatusCode::UNAUTHORIZED);
+    resp.assert_header("www-authenticate", "Bearer realm=\"rcron\"");
+    let (_, body) = read(resp.0).await;
+    assert!(
+        body["error"].as_str().expect("error").contains("API token"),
+        "{body}"
+    );
+    let stored = etcd
+        .clone()
+        .get(format!("{prefix}jobs/job1"), None)
+        .await
+        .expect("get");
+    assert!(stored.kvs().is_empty(), "nothing stored");
+
+    // A wrong token, a read token on a write: refused.
+    let resp = cli
+        .post("/job/save")
+        .header("Authorization", "Bearer nope")
+        .form(&[("job", job)])
+        .send()
+        .await;
+    resp.assert_status(StatusCode::UNAUTHORIZED);
+    let resp = cli
+        .post("/job/save")
+        .header("Authorization", "Bearer read-token-0123456789")
+        .form(&[("job", job)])
+        .send()
+        .await;
+    resp.assert_status(StatusCode::FORBIDDEN);
+    let resp = cli
+        .put("/api/v1/jobs/job1")
+        .header("Authorization", "Bearer read-token-0123456789")
+        .body_json(&job_value())
+        .send()
+        .await;
+    resp.assert_status(StatusCode::FORBIDDEN);
+
+    // The admin token writes; the read token reads; reads need a token too.
+    let resp = cli
+        .post("/job/save")
+        .header("Authorization", "Bearer admin-token-0123456789")
+        .form(&[("job", job)])
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let resp = cli
+        .get("/api/v1/jobs")
+        .header("Authorization", "Bearer read-token-0123456789")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    cli.get("/api/v1/jobs")
+        .send()
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED);
+    cli.get("/job/list")
+        .send()
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED);
+    cli.get("/metrics")
+        .send()
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED);
+
+    // Probes, the admin page and the API description stay public.
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/",
+        "/ui/app.js",
+        "/api/v1/openapi.json",
+        "/docs",
+    ] {
+        cli.get(path).send().await.assert_status_is_ok();
+    }
+}
+
+fn job_value() -> Value {
+    job("job1", "echo hello")
+}
+
+#[tokio::test]
+async fn an_open_api_is_refused_on_a_public_address_unless_insecure() {
+    let (mut cfg, _) = config(kit::etcd_endpoint());
+    cfg.listen = "0.0.0.0:0".parse().expect("addr");
+    let err = rcron_master::run(cfg.clone(), tokio_util::sync::CancellationToken::new())
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("without an admin token"), "{err}");
+    cfg.api_token = Some("admin-token-0123456789".into());
+    assert!(cfg.check_exposure().is_ok());
+    cfg.api_token = None;
+    cfg.insecure = true;
+    assert!(cfg.check_exposure().is_ok());
+}

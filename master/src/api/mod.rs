@@ -6,6 +6,7 @@
 //! every error poem itself raises (unknown route, unparsable body) is turned
 //! into the same JSON shape the REST handlers use: `{"error": "..."}`.
 
+mod auth;
 pub mod cluster;
 pub mod cron;
 mod health;
@@ -49,7 +50,11 @@ pub struct AppState {
     pub alert_stats: Arc<AlertStats>,
     /// Time to answer API requests.
     pub api_latency: rcron_shared::metrics::Histogram,
+    /// API tokens (none = open API).
+    pub tokens: Arc<auth::Tokens>,
 }
+
+pub use auth::Tokens;
 
 /// The whole HTTP application of a master.
 pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
@@ -69,6 +74,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
     );
     let max_body = state.max_body_bytes;
     let timing_state = state.clone();
+    let tokens = state.tokens.clone();
     Route::new()
         .at("/", get(ui::index))
         .at("/ui/*path", get(ui::asset))
@@ -85,6 +91,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .nest("/docs", api.swagger_ui())
         .nest_no_strip("/api/v1", api)
         .data(state)
+        .around(move |ep, req| auth::check(ep, req, tokens.clone()))
         .around(move |ep, req| limit_body(ep, req, max_body))
         .around(move |ep, req| timed(ep, req, timing_state.clone()))
         .catch_all_error(|err: poem::Error| async move {

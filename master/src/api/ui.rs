@@ -7,9 +7,21 @@ use poem::{IntoResponse, Response, handler};
 
 /// (path under `/ui/`, content type, bytes)
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/app.js")),
-    ("app.css", "text/css; charset=utf-8", include_bytes!("../../../ui/app.css")),
-    ("vendor/bootstrap.min.css", "text/css; charset=utf-8", include_bytes!("../../../ui/vendor/bootstrap.min.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../ui/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../ui/app.css"),
+    ),
+    (
+        "vendor/bootstrap.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../ui/vendor/bootstrap.min.css"),
+    ),
     (
         "vendor/bootstrap.bundle.min.js",
         "text/javascript; charset=utf-8",
@@ -38,6 +50,7 @@ pub(crate) fn index() -> Response {
 pub(crate) fn asset(Path(path): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == path) {
         Some((_, content_type, bytes)) => file(content_type, bytes),
-        None => super::error_response(StatusCode::NOT_FOUND, &format!("no such file: /ui/{path}")).into_response(),
+        None => super::error_response(StatusCode::NOT_FOUND, &format!("no such file: /ui/{path}"))
+            .into_response(),
     }
 }
