@@ -43,15 +43,19 @@ ensure_mongo_wire() {
 
 # A real SMTP server for alert tests (aiosmtpd, from PyPI, in its own venv).
 AIOSMTPD_VERSION="1.4.6"
-TOOLS_VENV="$RCRON_CACHE/venv-tools-$AIOSMTPD_VERSION"
+TOOLS_VENV="$RCRON_CACHE/venv-tools-2"
+# Schemathesis checks the REST API against its own OpenAPI document.
+SCHEMATHESIS_VERSION="4.32.5"
 ensure_test_tools() {
-  if [ ! -x "$TOOLS_VENV/bin/python" ] || ! "$TOOLS_VENV/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
-    log "installing aiosmtpd==$AIOSMTPD_VERSION into $TOOLS_VENV (pip)"
+  if [ ! -x "$TOOLS_VENV/bin/python" ] || ! "$TOOLS_VENV/bin/python" -c 'import aiosmtpd' 2>/dev/null \
+    || [ ! -x "$TOOLS_VENV/bin/schemathesis" ]; then
+    log "installing aiosmtpd==$AIOSMTPD_VERSION and schemathesis==$SCHEMATHESIS_VERSION into $TOOLS_VENV (pip)"
     mkdir -p "$RCRON_CACHE"
     python3 -m venv "$TOOLS_VENV"
-    "$TOOLS_VENV/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION"
+    "$TOOLS_VENV/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
   fi
   TOOLS_PYTHON="$TOOLS_VENV/bin/python"
+  SCHEMATHESIS="$TOOLS_VENV/bin/schemathesis"
 }
 
 free_port() {

@@ -19,5 +19,7 @@ log "deployment files (systemd-analyze verify, nginx -t)"
 deploy/check-deploy.sh
 log "cargo test against real etcd + MongoDB-wire"
 deploy/test-env.sh cargo test --workspace --all-targets --locked
+log "schemathesis against the OpenAPI document"
+deploy/test-env.sh deploy/schemathesis.sh
 log "web admin in a real browser (chromium + playwright-core)"
 deploy/test-env.sh ui/run-e2e.sh

@@ -39,6 +39,7 @@ pub struct MasterView {
     /// Whether it is the leader (the one sending alerts).
     pub leader: bool,
     /// Since when it leads (ms), for the leader.
+    #[oai(skip_serializing_if_is_none)]
     pub leader_since: Option<i64>,
 }
 
@@ -48,6 +49,7 @@ pub struct Health {
     /// It answered.
     pub healthy: bool,
     /// Why not, when it did not.
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
 }
 
@@ -86,6 +88,7 @@ pub struct ClusterStatus {
     /// Every master in the election, the leader first.
     pub masters: Vec<MasterView>,
     /// The leader, if there is one.
+    #[oai(skip_serializing_if_is_none)]
     pub leader: Option<String>,
     /// etcd health.
     pub etcd: Health,
@@ -112,6 +115,7 @@ pub struct PendingAlert {
     /// `failed` or `timeout`.
     pub status: StatusDto,
     /// Exit code, if any.
+    #[oai(skip_serializing_if_is_none)]
     pub exit_code: Option<i32>,
     /// What went wrong.
     pub err: String,

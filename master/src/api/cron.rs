@@ -37,11 +37,13 @@ pub struct PreviewRequest {
     /// Cron expression, in the same syntax as a job's `cronExpr`.
     pub cron_expr: String,
     /// IANA zone to evaluate it in; absent = the cluster's zone.
+    #[oai(skip_serializing_if_is_none)]
     pub timezone: Option<String>,
     /// How many fire times to return (1–100, default 5).
     #[oai(default = "default_count")]
     pub count: u32,
     /// Start after this instant (default: now).
+    #[oai(skip_serializing_if_is_none)]
     pub after: Option<DateTime<Utc>>,
 }
 

@@ -62,6 +62,7 @@ pub struct JobSpec {
     pub retry_backoff_secs: u64,
     /// IANA time zone of the expression (e.g. `Europe/Berlin`); absent = the
     /// cluster's zone.
+    #[oai(skip_serializing_if_is_none)]
     pub timezone: Option<String>,
     /// Paused jobs are kept but never fired.
     #[oai(default)]
@@ -99,6 +100,7 @@ pub struct JobView {
     #[oai(flatten)]
     pub job: JobSpec,
     /// The next time it fires (absent when disabled or never again).
+    #[oai(skip_serializing_if_is_none)]
     pub next_fire_time: Option<DateTime<Utc>>,
 }
 
@@ -117,6 +119,7 @@ pub struct SavedJob {
     /// The job as stored.
     pub job: JobView,
     /// The job it replaced, if any.
+    #[oai(skip_serializing_if_is_none)]
     pub previous: Option<JobSpec>,
 }
 

@@ -86,6 +86,7 @@ pub struct LogEntry {
     /// Id of the worker that ran it.
     pub worker: String,
     /// Exit code, when the process exited normally.
+    #[oai(skip_serializing_if_is_none)]
     pub exit_code: Option<i32>,
     /// How it ended.
     pub status: StatusDto,
@@ -212,7 +213,7 @@ impl LogsApi {
     #[oai(path = "/logs", method = "get", operation_id = "listLogs")]
     async fn list(
         &self,
-        /// Only this job's runs.
+        /// Only this job's runs (an exact name).
         job: Query<Option<String>>,
         /// Only runs that ended this way.
         status: Query<Option<StatusDto>>,
@@ -223,11 +224,8 @@ impl LogsApi {
         #[oai(default = "default_limit")]
         limit: Query<u64>,
     ) -> Result<Json<LogPageDto>, ApiError> {
-        let job = match job.0 {
-            Some(name) => Some(JobName::new(name).map_err(Error::from)?.to_string()),
-            None => None,
-        };
-        self.page(job, status.0, skip.0, limit.0).await
+        // A filter, not a reference: a name no job has simply matches nothing.
+        self.page(job.0, status.0, skip.0, limit.0).await
     }
 
     /// List runs of a job

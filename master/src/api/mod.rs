@@ -184,8 +184,8 @@ pub enum ApiTags {
 pub struct ErrorBody {
     /// One sentence saying what is wrong.
     pub error: String,
-    /// Each problem found in a job, when there are several.
-    #[oai(skip_serializing_if_is_empty)]
+    /// Each problem found in a job (absent for other errors).
+    #[oai(default, skip_serializing_if_is_empty)]
     pub problems: Vec<String>,
 }
 
@@ -201,6 +201,12 @@ pub enum ApiError {
     /// The job already exists.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The request body is larger than the master accepts.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The request body is not JSON (`Content-Type: application/json`).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// etcd or MongoDB cannot be reached; retry later.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
