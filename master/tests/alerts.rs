@@ -1,9 +1,11 @@
 //! Leader election and alerting against real etcd, a real SMTP server
 //! (aiosmtpd) and real HTTP receivers on loopback.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{MasterProcess, agreed_leader, get_json};
 use rcron_master::MasterConfig;
 use rcron_testkit::{self as kit, ServerProcess, WebhookReceiver};
 use serde_json::{Value, json};
@@ -94,17 +96,6 @@ impl InProcessMaster {
         self.token.cancel();
         self.handle.await.expect("master task").expect("master ran");
     }
-}
-
-async fn get_json(url: &str) -> Option<Value> {
-    kit::http_client()
-        .get(url)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
 }
 
 fn header(mail: &str, name: &str) -> String {
@@ -331,111 +322,6 @@ async fn storm_control_sends_one_alert_per_job_per_window_and_counts_the_rest() 
         "{metrics}"
     );
     master.stop().await;
-}
-
-/// A master binary, killed on drop.
-struct MasterProcess {
-    id: String,
-    base: String,
-    child: Child,
-}
-
-impl MasterProcess {
-    fn spawn(id: &str, prefix: &str, hook: &str) -> Self {
-        let port = kit::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_rcron-master"))
-            .env("RCRON_MASTER_ID", id)
-            .env("RCRON_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RCRON_ETCD_ENDPOINTS", kit::etcd_endpoint())
-            .env("RCRON_ETCD_PREFIX", prefix)
-            .env("RCRON_MONGO_URI", kit::mongo_uri())
-            .env("RCRON_ELECTION_TTL_SECS", "2")
-            .env("RCRON_ALERT_WINDOW_SECS", "0")
-            .env("RCRON_ALERT_WEBHOOK_URLS", hook)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rcron-master");
-        Self {
-            id: id.to_string(),
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-        }
-    }
-
-    async fn leader(&self) -> Option<String> {
-        let status = get_json(&format!("{}/api/v1/cluster", self.base)).await?;
-        status["leader"].as_str().map(str::to_string)
-    }
-}
-
-impl Drop for MasterProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The leader all `masters` agree on, once they do and it is one of them
-/// (a killed leader is still named until its lease expires).
-async fn agreed_leader(masters: &[MasterProcess]) -> String {
-    kit::eventually(
-        Duration::from_secs(20),
-        "all masters to agree on one live leader",
-        || async {
-            let mut seen = Vec::new();
-            for m in masters {
-                seen.push(m.leader().await?);
-            }
-            seen.dedup();
-            (seen.len() == 1 && masters.iter().any(|m| m.id == seen[0])).then(|| seen.remove(0))
-        },
-    )
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_masters_elect_one_leader_and_a_killed_leader_is_replaced_within_ttl() {
-    let prefix = kit::unique_prefix();
-    let hook = WebhookReceiver::start(0).await;
-    let mut masters: Vec<MasterProcess> = (0..3)
-        .map(|i| MasterProcess::spawn(&format!("m{i}"), &prefix, &hook.url))
-        .collect();
-    let leader = agreed_leader(&masters).await;
-    let status = get_json(&format!("{}/api/v1/cluster", masters[0].base))
-        .await
-        .expect("status");
-    let leaders: Vec<&Value> = status["masters"]
-        .as_array()
-        .expect("masters")
-        .iter()
-        .filter(|m| m["leader"] == true)
-        .collect();
-    assert_eq!(status["masters"].as_array().map(Vec::len), Some(3));
-    assert_eq!(leaders.len(), 1, "exactly one leader");
-    assert!(leaders[0]["leaderSince"].is_i64(), "{status}");
-
-    let i = masters
-        .iter()
-        .position(|m| m.id == leader)
-        .expect("leader is one of them");
-    let mut dead = masters.remove(i);
-    dead.child.kill().expect("SIGKILL");
-    let killed = Instant::now();
-    let _ = dead.child.wait();
-    let new_leader = kit::eventually(Duration::from_secs(10), "a new leader", || async {
-        let l = masters[0].leader().await?;
-        (l != leader).then_some(l)
-    })
-    .await;
-    let took = killed.elapsed();
-    println!("failover: {took:?} (TTL 2 s)");
-    assert!(
-        took < Duration::from_secs(3),
-        "replaced within TTL + 1 s, took {took:?}"
-    );
-    assert!(masters.iter().any(|m| m.id == new_leader));
-    assert_eq!(agreed_leader(&masters).await, new_leader);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
