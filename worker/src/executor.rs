@@ -56,9 +56,25 @@ pub struct Outcome {
     pub end: DateTime<Utc>,
 }
 
+impl Outcome {
+    /// What is known of a run that has just started.
+    pub fn started(start: DateTime<Utc>) -> Self {
+        Self {
+            status: RunStatus::Failed,
+            exit_code: None,
+            err: String::new(),
+            output: String::new(),
+            truncated: false,
+            start,
+            end: start,
+        }
+    }
+}
+
 /// Runs `command` until it exits, `timeout` passes, or `stop` fires.
 /// `stop` carries the reason through a token per reason: `kill` for a kill
-/// request, `shutdown` for the end of the drain time.
+/// request, `shutdown` for the end of the drain time. `on_spawn` gets the
+/// process group id and start time once the process runs.
 pub async fn execute(
     settings: &ExecSettings,
     clock: &dyn Clock,
@@ -66,6 +82,7 @@ pub async fn execute(
     timeout: Option<Duration>,
     kill: &CancellationToken,
     shutdown: &CancellationToken,
+    on_spawn: &(dyn Fn(u32, DateTime<Utc>) + Sync),
 ) -> Outcome {
     let start = clock.now();
     let mut child = match Command::new(&settings.shell)
@@ -93,6 +110,9 @@ pub async fn execute(
     };
     // The child leads its own group: its pid is the group id.
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let Some(id) = child.id() {
+        on_spawn(id, start);
+    }
     let mut capture = Capture::new(settings.max_output_bytes);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -289,6 +309,7 @@ mod tests {
             timeout,
             &CancellationToken::new(),
             &CancellationToken::new(),
+            &|_, _| {},
         )
         .await
     }
@@ -326,6 +347,7 @@ mod tests {
             None,
             &CancellationToken::new(),
             &CancellationToken::new(),
+            &|_, _| {},
         )
         .await;
         assert_eq!(o.status, RunStatus::Failed);
@@ -341,6 +363,7 @@ mod tests {
             None,
             &CancellationToken::new(),
             &CancellationToken::new(),
+            &|_, _| {},
         )
         .await;
         assert!(o.truncated);
@@ -416,6 +439,7 @@ mod tests {
             None,
             &kill,
             &CancellationToken::new(),
+            &|_, _| {},
         )
         .await;
         assert_eq!(o.status, RunStatus::Killed);

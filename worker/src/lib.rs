@@ -13,6 +13,9 @@
 //! - [`register`] keeps the worker's etcd session lease alive and its
 //!   registration at `/cron/workers/<id>` current; locks hang off that lease.
 //! - [`spill`] holds undelivered records and warnings on disk across restarts.
+//! - [`journal`] keeps each run, record and warning on disk until it is
+//!   delivered, so a worker killed mid-run loses nothing a restart cannot
+//!   recover (and ends the run it left behind).
 //! - [`metrics`] counts what all of them do and serves `/metrics`.
 //!
 //! [`run`] wires them and shuts them down in order: stop firing, let runs
@@ -23,6 +26,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod executor;
+pub mod journal;
 pub mod lock;
 pub mod log_sink;
 pub mod metrics;
@@ -48,6 +52,7 @@ pub use error::Error;
 
 use crate::clock::{Clock, SystemClock};
 use crate::executor::ExecSettings;
+use crate::journal::Journal;
 use crate::lock::Locker;
 use crate::log_sink::SinkSettings;
 use crate::metrics::WorkerMetrics;
@@ -92,6 +97,14 @@ pub async fn run_with_clock(
     let spill_dir = config.spill_dir();
     tracing::info!(worker = %worker_id, etcd = ?config.etcd.endpoints, spill_dir = %spill_dir.display(), "rcron worker starting");
 
+    let (journal, recovered) = Journal::open(
+        &spill_dir,
+        &worker_id,
+        Duration::from_secs(config.kill_grace_secs),
+        clock.now().timestamp_millis(),
+    )
+    .await?;
+    let journal = Arc::new(journal);
     let metrics = Arc::new(WorkerMetrics::default());
     let (logs, log_task) = log_sink::spawn(
         log_collection(&config.mongo).await?,
@@ -102,13 +115,21 @@ pub async fn run_with_clock(
             retention: Duration::from_secs(u64::from(config.log_retention_days) * 86_400),
         },
         Spill::new(&spill_dir, "logs", &worker_id),
+        journal.clone(),
         metrics.clone(),
     );
     let (warns, warn_task) = warn::spawn(
         client.clone(),
         keys.clone(),
         Spill::new(&spill_dir, "warnings", &worker_id),
+        journal.clone(),
     );
+    for record in recovered.records {
+        logs.send(record).await;
+    }
+    for warning in recovered.warnings {
+        warns.send(warning).await;
+    }
 
     let (lease_tx, lease_rx) = watch::channel(None);
     // Like the session, the metrics server stays up until the very end.
@@ -192,6 +213,7 @@ pub async fn run_with_clock(
             },
             logs,
             warns,
+            journal: journal.clone(),
             clock: clock.clone(),
             stop_runs: stop_runs.clone(),
             metrics: metrics.clone(),
@@ -233,6 +255,9 @@ pub async fn run_with_clock(
     }
     // Every run (and with it every sender) is gone: the sinks flush and end.
     let _ = tokio::join!(log_task, warn_task);
+    if let Ok(journal) = Arc::try_unwrap(journal) {
+        journal.close();
+    }
     session_token.cancel();
     let _ = session.await;
     metrics_token.cancel();

@@ -22,6 +22,7 @@ use rcron_shared::LogRecord;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::journal::Journal;
 use crate::metrics::WorkerMetrics;
 use crate::spill::Spill;
 
@@ -85,6 +86,7 @@ pub fn spawn(
     coll: Collection<Document>,
     settings: SinkSettings,
     spill: Spill,
+    journal: std::sync::Arc<Journal>,
     metrics: std::sync::Arc<WorkerMetrics>,
 ) -> (LogSender, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.batch_size.max(1) * 4);
@@ -98,6 +100,7 @@ pub fn spawn(
         indexes_ready: false,
         pending_files: Vec::new(),
         loaded_file: None,
+        journal,
         metrics,
     };
     (LogSender { tx }, tokio::spawn(sink.run(rx)))
@@ -115,6 +118,8 @@ struct Sink {
     pending_files: Vec<PathBuf>,
     /// The spill file whose records are in `buffer`; deleted once sent.
     loaded_file: Option<PathBuf>,
+    /// Forgets each record once it is stored or spilled.
+    journal: std::sync::Arc<Journal>,
     metrics: std::sync::Arc<WorkerMetrics>,
 }
 
@@ -178,7 +183,9 @@ impl Sink {
                 Err(e) if only_duplicates(&e) => {}
                 Err(e) => return self.failed(&e),
             }
-            self.buffer.drain(..n);
+            for record in self.buffer.drain(..n) {
+                self.journal.logged(&record);
+            }
         }
         if self.backoff > Duration::ZERO {
             tracing::info!("MongoDB is back; buffered run records written");
@@ -207,7 +214,10 @@ impl Sink {
         let oldest: Vec<LogRecord> = self.buffer.drain(..n).collect();
         match self.spill.write(&oldest) {
             Ok(path) => {
-                tracing::warn!(records = n, file = %path.display(), "log buffer full; spilled to disk")
+                tracing::warn!(records = n, file = %path.display(), "log buffer full; spilled to disk");
+                for record in &oldest {
+                    self.journal.logged(record);
+                }
             }
             Err(e) => {
                 // The disk failed too: keep them in memory rather than drop them.
@@ -248,8 +258,13 @@ impl Sink {
         if !self.buffer.is_empty() {
             let records: Vec<LogRecord> = self.buffer.drain(..).collect();
             match self.spill.write(&records) {
-                Ok(path) => tracing::warn!(records = records.len(), file = %path.display(),
-                    "MongoDB unreachable at shutdown; records spilled, sent at next start"),
+                Ok(path) => {
+                    tracing::warn!(records = records.len(), file = %path.display(),
+                    "MongoDB unreachable at shutdown; records spilled, sent at next start");
+                    for record in &records {
+                        self.journal.logged(record);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, records = records.len(), "cannot spill run records at shutdown")
                 }

@@ -15,15 +15,13 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::executor::{self, ExecSettings, Outcome};
+use crate::journal::{Journal, WARNING_OUTPUT_TAIL};
 use crate::lock::{LockOutcome, Locker};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
 use crate::register::SessionLease;
 use crate::scheduler::{Launcher, Run};
 use crate::warn::WarnSender;
-
-/// Bytes of output carried in a warning.
-const WARNING_OUTPUT_TAIL: usize = 2048;
 
 /// What every run needs.
 pub struct RunContext {
@@ -39,6 +37,8 @@ pub struct RunContext {
     pub logs: LogSender,
     /// Warnings for the leader master.
     pub warns: WarnSender,
+    /// Keeps runs, records and warnings on disk until they are delivered.
+    pub journal: Arc<Journal>,
     /// The worker's clock.
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the drain time at shutdown is over: runs still going are killed.
@@ -133,6 +133,10 @@ impl RunContext {
         let timeout = (job.timeout_secs > 0).then(|| Duration::from_secs(job.timeout_secs));
         let total = job.retries + 1;
         for attempt in 1..=total {
+            let on_spawn = |pgid: u32, start: chrono::DateTime<chrono::Utc>| {
+                let record = self.record(run, run_id, attempt, &Outcome::started(start));
+                self.journal.started(&job.name, &record, pgid);
+            };
             let outcome = executor::execute(
                 &self.exec,
                 self.clock.as_ref(),
@@ -140,15 +144,16 @@ impl RunContext {
                 timeout,
                 &run.kill,
                 &self.stop_runs,
+                &on_spawn,
             )
             .await;
             tracing::info!(job = %job.name, run_id, attempt, status = outcome.status.as_str(),
                 exit_code = ?outcome.exit_code, "run ended");
             self.metrics.run_ended(outcome.status);
             let retryable = matches!(outcome.status, RunStatus::Failed | RunStatus::Timeout);
-            self.logs
-                .send(self.record(run, run_id, attempt, &outcome))
-                .await;
+            let record = self.record(run, run_id, attempt, &outcome);
+            self.journal.finished(&record);
+            self.logs.send(record).await;
             if !retryable {
                 return;
             }
@@ -162,9 +167,9 @@ impl RunContext {
                 }
             }
             // The final failure (or one cut short by a kill) is reported.
-            self.warns
-                .send(self.warning(run, run_id, attempt, &outcome))
-                .await;
+            let warning = self.warning(run, run_id, attempt, &outcome);
+            self.journal.warning(&warning);
+            self.warns.send(warning).await;
             return;
         }
     }

@@ -10,6 +10,7 @@ use etcd_client::Client;
 use rcron_shared::{Keys, Warning};
 use tokio::sync::mpsc;
 
+use crate::journal::Journal;
 use crate::spill::Spill;
 
 /// Warnings kept in memory before spilling.
@@ -37,15 +38,22 @@ pub fn spawn(
     client: Client,
     keys: Keys,
     spill: Spill,
+    journal: std::sync::Arc<Journal>,
 ) -> (WarnSender, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
     (
         WarnSender { tx },
-        tokio::spawn(run(client, keys, spill, rx)),
+        tokio::spawn(run(client, keys, spill, journal, rx)),
     )
 }
 
-async fn run(client: Client, keys: Keys, spill: Spill, mut rx: mpsc::Receiver<Warning>) {
+async fn run(
+    client: Client,
+    keys: Keys,
+    spill: Spill,
+    journal: std::sync::Arc<Journal>,
+    mut rx: mpsc::Receiver<Warning>,
+) {
     let mut queue: VecDeque<Warning> = VecDeque::new();
     for file in spill.claim() {
         match Spill::read::<Warning>(&file) {
@@ -65,6 +73,7 @@ async fn run(client: Client, keys: Keys, spill: Spill, mut rx: mpsc::Receiver<Wa
         while let Some(w) = queue.front() {
             match put(&client, &keys, w).await {
                 Ok(()) => {
+                    journal.warned(w);
                     queue.pop_front();
                     backoff = Duration::ZERO;
                 }
@@ -79,10 +88,13 @@ async fn run(client: Client, keys: Keys, spill: Spill, mut rx: mpsc::Receiver<Wa
         if queue.len() > MAX_QUEUED {
             let n = queue.len() - MAX_QUEUED / 2;
             let oldest: Vec<Warning> = queue.drain(..n).collect();
-            if let Err(e) = spill.write(&oldest) {
-                tracing::error!(error = %e, "cannot spill warnings; keeping them in memory");
-                for w in oldest.into_iter().rev() {
-                    queue.push_front(w);
+            match spill.write(&oldest) {
+                Ok(_) => oldest.iter().for_each(|w| journal.warned(w)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot spill warnings; keeping them in memory");
+                    for w in oldest.into_iter().rev() {
+                        queue.push_front(w);
+                    }
                 }
             }
         }
@@ -104,13 +116,15 @@ async fn run(client: Client, keys: Keys, spill: Spill, mut rx: mpsc::Receiver<Wa
         if tokio::time::Instant::now() >= deadline || put(&client, &keys, w).await.is_err() {
             break;
         }
+        journal.warned(w);
         queue.pop_front();
     }
     if !queue.is_empty() {
         let left: Vec<Warning> = queue.into_iter().collect();
         match spill.write(&left) {
             Ok(path) => {
-                tracing::warn!(warnings = left.len(), file = %path.display(), "etcd unreachable at shutdown; warnings spilled")
+                tracing::warn!(warnings = left.len(), file = %path.display(), "etcd unreachable at shutdown; warnings spilled");
+                left.iter().for_each(|w| journal.warned(w));
             }
             Err(e) => {
                 tracing::error!(error = %e, warnings = left.len(), "cannot spill warnings at shutdown")

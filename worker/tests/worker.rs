@@ -691,3 +691,99 @@ async fn a_run_now_request_runs_a_paused_job_once_on_one_of_two_workers() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Whether `pid` is a live process (a zombie awaiting its reaper is not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+fn spawn_worker_binary(env: &Env, spill_dir: &std::path::Path) -> std::process::Child {
+    // No worker id: like a default install, each start gets `hostname-pid`.
+    Command::new(env!("CARGO_BIN_EXE_rcron-worker"))
+        .env("RCRON_ETCD_ENDPOINTS", &env.etcd_endpoint)
+        .env("RCRON_ETCD_PREFIX", &env.prefix)
+        .env("RCRON_MONGO_URI", &env.mongo_uri)
+        .env("RCRON_MONGO_DB", &env.db)
+        .env("RCRON_SPILL_DIR", spill_dir)
+        .env("RCRON_METRICS_LISTEN", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rcron-worker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_sigkilled_mid_run_has_the_run_killed_and_logged_by_its_next_start() {
+    let env = Env::new();
+    let spill_dir = env.spill_root.join("shared");
+    std::fs::create_dir_all(&env.spill_root).expect("dir");
+    let pidfile = env.spill_root.join("sleeper.pid");
+    let mut first = spawn_worker_binary(&env, &spill_dir);
+    let job = format!(
+        r#"{{"name":"orphan","command":"sleep 300 & echo $! > {}; wait","cronExpr":"*/2 * * * * * *"}}"#,
+        pidfile.display()
+    );
+    env.put_job(&job).await;
+    let pid: i32 = kit::eventually(Duration::from_secs(15), "the run to start", || async {
+        std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+    })
+    .await;
+    // No further tick: only the interrupted run is in play.
+    env.put_job(&job.replace(r#""cronExpr""#, r#""disabled":true,"cronExpr""#))
+        .await;
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    assert!(
+        alive(pid),
+        "the command outlives a SIGKILLed worker (its own process group)"
+    );
+    assert!(
+        env.logs("orphan").await.is_empty(),
+        "nothing logged by the dead worker"
+    );
+
+    let mut second = spawn_worker_binary(&env, &spill_dir);
+    let docs = kit::eventually(
+        Duration::from_secs(20),
+        "the interrupted run in the log",
+        || async {
+            let docs = env.logs("orphan").await;
+            (!docs.is_empty()).then_some(docs)
+        },
+    )
+    .await;
+    kit::eventually(
+        Duration::from_secs(10),
+        "the leftover command to be killed",
+        || async { (!alive(pid)).then_some(()) },
+    )
+    .await;
+    let warnings = kit::eventually(Duration::from_secs(10), "a warning", || async {
+        let keys = env.keys_under("warn/orphan/").await;
+        (!keys.is_empty()).then_some(keys)
+    })
+    .await;
+    second.kill().expect("SIGKILL");
+    let _ = second.wait();
+
+    assert_eq!(docs.len(), 1, "one record for the one run: {docs:?}");
+    let doc = &docs[0];
+    assert_eq!(string(doc, "status"), "failed");
+    assert!(
+        string(doc, "err").contains("interrupted") && string(doc, "err").contains("was killed"),
+        "{doc:?}"
+    );
+    assert_eq!(int(doc, "planTime") % 2000, 0);
+    assert!(int(doc, "endTime") >= int(doc, "startTime"));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].ends_with(&string(doc, "runId")),
+        "the warning is about that run: {warnings:?}"
+    );
+}
