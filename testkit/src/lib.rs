@@ -119,6 +119,58 @@ impl ServerProcess {
         Self::launch("etcd", command, port, dir)
     }
 
+    /// A private etcd cluster of `n` members on loopback, for tests that
+    /// take its leader away. Returns once every member accepts connections.
+    pub fn etcd_cluster(n: usize) -> Vec<Self> {
+        let bin = required_env("RCRON_TEST_ETCD_BIN");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = uuid::Uuid::now_v7().simple().to_string();
+        let mut members: Vec<Self> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(port, peer))| {
+                let dir = temp_dir("etcd-member");
+                let mut command = Command::new(&bin);
+                command
+                    .args(["--name", &format!("m{i}"), "--data-dir"])
+                    .arg(dir.join("data"))
+                    .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
+                    .args([
+                        "--advertise-client-urls",
+                        &format!("http://127.0.0.1:{port}"),
+                    ])
+                    .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                    .args([
+                        "--initial-advertise-peer-urls",
+                        &format!("http://127.0.0.1:{peer}"),
+                    ])
+                    .args(["--initial-cluster", &initial])
+                    .args(["--initial-cluster-token", &token]);
+                Self {
+                    what: "etcd cluster member",
+                    command,
+                    child: None,
+                    port,
+                    dir,
+                }
+            })
+            .collect();
+        // A member serves clients only once a quorum is up: start all first.
+        for member in &mut members {
+            member.spawn();
+        }
+        for member in &members {
+            member.wait_listening();
+        }
+        members
+    }
+
     /// A private MongoDB-wire server (binary from `RCRON_TEST_MONGO_BIN`),
     /// storing to files so a restart keeps what was written (one file per
     /// database: nx-27017 mixes databases kept in a single file).
@@ -193,6 +245,16 @@ impl ServerProcess {
 
     /// Starts it (again) and waits until it accepts connections.
     pub fn start(&mut self) {
+        self.spawn();
+        self.wait_listening();
+    }
+
+    /// Whether its process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("out.log")).expect("create server log");
         let err = log.try_clone().expect("clone log handle");
         let child = self
@@ -202,6 +264,9 @@ impl ServerProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}: {HOW_TO_RUN}", self.what));
         self.child = Some(child);
+    }
+
+    fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(

@@ -1,0 +1,415 @@
+//! A cluster of real processes for the chaos suite: masters and workers
+//! started from `rcron-node` (the code of `rcron-master` and
+//! `rcron-worker`), a real webhook receiver for alerts, and what the
+//! scenarios measure: ticks run, duplicated and missed, read from MongoDB,
+//! and alerts delivered, read from the receiver.
+
+#![allow(unreachable_pub)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use rcron_testkit::{self as kit, WebhookReceiver};
+use serde_json::Value;
+
+/// One master or worker process; SIGKILLed on drop.
+pub struct Node {
+    role: &'static str,
+    pub name: String,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts (or restarts) the process.
+    pub fn start(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open node log");
+        let err = log.try_clone().expect("clone log handle");
+        let child = Command::new(env!("CARGO_BIN_EXE_rcron-node"))
+            .arg(self.role)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start rcron-node");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Where the cluster's services are.
+pub struct Services {
+    pub etcd: Vec<String>,
+    pub mongo_uri: String,
+}
+
+impl Services {
+    /// The shared etcd and MongoDB-wire server of `deploy/test-env.sh`.
+    pub fn shared() -> Self {
+        Self {
+            etcd: vec![kit::etcd_endpoint()],
+            mongo_uri: kit::mongo_uri(),
+        }
+    }
+}
+
+pub struct Cluster {
+    pub prefix: String,
+    pub db: String,
+    pub mongo_uri: String,
+    pub masters: Vec<Node>,
+    pub master_urls: Vec<String>,
+    pub workers: Vec<Node>,
+    pub hook: WebhookReceiver,
+    pub dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+/// Lease of a worker's session (and so of its locks): a SIGKILLed
+/// worker's locks stay this long.
+pub const WORKER_LEASE_SECS: u64 = 3;
+/// Lease of the masters' election.
+pub const ELECTION_TTL_SECS: u64 = 2;
+
+impl Cluster {
+    /// Starts `masters` masters and `workers` workers and waits until every
+    /// master serves and every worker is registered.
+    pub async fn start(services: Services, masters: usize, workers: usize) -> Self {
+        let prefix = kit::unique_prefix();
+        let db = kit::unique_db();
+        let dir =
+            std::env::temp_dir().join(format!("rcron-chaos-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("create cluster dir");
+        let hook = WebhookReceiver::start(0).await;
+        let endpoints = services.etcd.join(",");
+        let mut cluster = Self {
+            prefix: prefix.clone(),
+            db: db.clone(),
+            mongo_uri: services.mongo_uri.clone(),
+            masters: Vec::new(),
+            master_urls: Vec::new(),
+            workers: Vec::new(),
+            hook,
+            dir: dir.clone(),
+            http: kit::http_client(),
+        };
+        for i in 1..=masters {
+            let port = kit::free_port();
+            let env = [
+                ("RCRON_MASTER_ID", format!("m{i}")),
+                ("RCRON_LISTEN", format!("127.0.0.1:{port}")),
+                ("RCRON_ETCD_ENDPOINTS", endpoints.clone()),
+                ("RCRON_ETCD_PREFIX", prefix.clone()),
+                ("RCRON_MONGO_URI", services.mongo_uri.clone()),
+                ("RCRON_MONGO_DB", db.clone()),
+                ("RCRON_ELECTION_TTL_SECS", ELECTION_TTL_SECS.to_string()),
+                ("RCRON_ALERT_WINDOW_SECS", "0".to_string()),
+                ("RCRON_ALERT_WEBHOOK_URLS", cluster.hook.url.clone()),
+            ];
+            cluster.masters.push(Node {
+                role: "master",
+                name: format!("m{i}"),
+                env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                log: dir.join(format!("m{i}.log")),
+                child: None,
+            });
+            cluster.master_urls.push(format!("http://127.0.0.1:{port}"));
+        }
+        for i in 1..=workers {
+            let name = format!("w{i}");
+            let config = dir.join(format!("{name}.toml"));
+            let etcd_list = services
+                .etcd
+                .iter()
+                .map(|e| format!("{e:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            std::fs::write(
+                &config,
+                format!(
+                    r#"worker_id = "{name}"
+max_concurrency = 256
+kill_grace_secs = 1
+drain_secs = 2
+log_flush_interval_ms = 200
+lease_ttl_secs = {WORKER_LEASE_SECS}
+spill_dir = {spill:?}
+metrics_listen = ""
+
+[etcd]
+endpoints = [{etcd_list}]
+prefix = {prefix:?}
+request_timeout_secs = 2
+
+[mongo]
+uri = {mongo:?}
+db = {db:?}
+"#,
+                    spill = dir.join(format!("{name}-state")),
+                    mongo = services.mongo_uri,
+                ),
+            )
+            .expect("write worker config");
+            cluster.workers.push(Node {
+                role: "worker",
+                name: name.clone(),
+                env: vec![("RCRON_CONFIG".to_string(), config.display().to_string())],
+                log: dir.join(format!("{name}.log")),
+                child: None,
+            });
+        }
+        for node in cluster.masters.iter_mut().chain(cluster.workers.iter_mut()) {
+            node.start();
+        }
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    /// Every master answers and sees every running worker.
+    pub async fn wait_ready(&self) {
+        let running = self.workers.iter().filter(|w| w.is_running()).count() as u64;
+        kit::eventually(
+            Duration::from_secs(60),
+            "masters to serve and workers to register",
+            || async {
+                for (i, url) in self.master_urls.iter().enumerate() {
+                    if !self.masters[i].is_running() {
+                        continue;
+                    }
+                    let status = self.get_json(&format!("{url}/api/v1/cluster")).await?;
+                    (status["workers"].as_u64()? == running && status["leader"].is_string())
+                        .then_some(())?;
+                }
+                Some(())
+            },
+        )
+        .await;
+    }
+
+    async fn get_json(&self, url: &str) -> Option<Value> {
+        let resp = self.http.get(url).send().await.ok()?;
+        resp.status().is_success().then_some(())?;
+        resp.json().await.ok()
+    }
+
+    /// The URL of a master that is running.
+    pub fn api(&self) -> &str {
+        let i = self
+            .masters
+            .iter()
+            .position(Node::is_running)
+            .expect("a running master");
+        &self.master_urls[i]
+    }
+
+    /// Creates or replaces jobs through the REST API (PUT), retrying while
+    /// the API is unavailable.
+    pub async fn put_jobs(&self, jobs: &[Value]) {
+        for job in jobs {
+            let name = job["name"].as_str().expect("job name");
+            kit::eventually(Duration::from_secs(30), "the job to be saved", || async {
+                let resp = self
+                    .http
+                    .put(format!("{}/api/v1/jobs/{name}", self.api()))
+                    .json(job)
+                    .send()
+                    .await
+                    .ok()?;
+                resp.status().is_success().then_some(())
+            })
+            .await;
+        }
+    }
+
+    /// Pauses every job (so no tick after this one's second is planned).
+    pub async fn pause(&self, jobs: &[Value]) {
+        let paused: Vec<Value> = jobs
+            .iter()
+            .map(|j| {
+                let mut j = j.clone();
+                j["disabled"] = Value::Bool(true);
+                j
+            })
+            .collect();
+        self.put_jobs(&paused).await;
+    }
+
+    /// Index of the master every running master names as leader.
+    pub async fn leader(&self) -> usize {
+        kit::eventually(
+            Duration::from_secs(30),
+            "running masters to agree on a running leader",
+            || async {
+                let mut seen = BTreeSet::new();
+                for (i, url) in self.master_urls.iter().enumerate() {
+                    if self.masters[i].is_running() {
+                        let status = self.get_json(&format!("{url}/api/v1/cluster")).await?;
+                        seen.insert(status["leader"].as_str()?.to_string());
+                    }
+                }
+                let name = (seen.len() == 1).then(|| seen.pop_first())??;
+                self.masters
+                    .iter()
+                    .position(|m| m.name == name && m.is_running())
+            },
+        )
+        .await
+    }
+
+    /// Run records with a plan time in `[from_ms, to_ms)`.
+    pub async fn records(&self, from_ms: i64, to_ms: i64) -> Vec<Document> {
+        let client = mongodb::Client::with_uri_str(&self.mongo_uri)
+            .await
+            .expect("mongo client");
+        client
+            .database(&self.db)
+            .collection::<Document>("log")
+            .find(doc! {"planTime": {"$gte": from_ms, "$lt": to_ms}})
+            .await
+            .expect("query the run log")
+            .try_collect()
+            .await
+            .expect("read the run log")
+    }
+
+    /// Waits until the log holds at least `want` records in the window.
+    pub async fn records_settled(&self, from_ms: i64, to_ms: i64, want: usize) -> Vec<Document> {
+        let mut last = 0;
+        let mut stable_since = std::time::Instant::now();
+        loop {
+            let docs = self.records(from_ms, to_ms).await;
+            if docs.len() >= want {
+                return docs;
+            }
+            // Short of the goal: give buffers and restarts time, but stop
+            // once nothing has arrived for a while (the shortfall is the finding).
+            if docs.len() != last {
+                last = docs.len();
+                stable_since = std::time::Instant::now();
+            } else if stable_since.elapsed() > Duration::from_secs(15) {
+                return docs;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("chaos cluster logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Ticks of jobs firing every second, read from the run log.
+#[derive(Debug, Default)]
+pub struct Ticks {
+    pub expected: usize,
+    pub ran: usize,
+    /// Records beyond the first for one (job, planTime).
+    pub duplicates: usize,
+    /// (job, planTime) with no record.
+    pub missed: Vec<(String, i64)>,
+    /// Records with each status.
+    pub statuses: BTreeMap<String, usize>,
+}
+
+impl Ticks {
+    /// Every whole second in `[from_ms, to_ms)` of each of `jobs`.
+    pub fn count(docs: &[Document], jobs: &[String], from_ms: i64, to_ms: i64) -> Self {
+        let mut seen: BTreeMap<(String, i64), usize> = BTreeMap::new();
+        let mut ticks = Self::default();
+        for d in docs {
+            let job = d.get_str("jobName").unwrap_or_default().to_string();
+            let plan = plan_time(d);
+            *seen.entry((job, plan)).or_default() += 1;
+            let status = d.get_str("status").unwrap_or_default().to_string();
+            *ticks.statuses.entry(status).or_default() += 1;
+        }
+        let first = (from_ms + 999) / 1000 * 1000;
+        for job in jobs {
+            for plan in (first..to_ms).step_by(1000) {
+                ticks.expected += 1;
+                match seen.get(&(job.clone(), plan)) {
+                    Some(&n) => {
+                        ticks.ran += 1;
+                        ticks.duplicates += n - 1;
+                    }
+                    None => ticks.missed.push((job.clone(), plan)),
+                }
+            }
+        }
+        ticks
+    }
+}
+
+pub fn plan_time(d: &Document) -> i64 {
+    d.get_i64("planTime")
+        .or_else(|_| d.get_i32("planTime").map(i64::from))
+        .unwrap_or_default()
+}
+
+/// Webhook deliveries by run id.
+pub fn deliveries(hook: &WebhookReceiver) -> BTreeMap<String, usize> {
+    let mut by_run = BTreeMap::new();
+    for body in hook.accepted() {
+        if let Some(run) = body["runId"].as_str() {
+            *by_run.entry(run.to_string()).or_default() += 1;
+        }
+    }
+    by_run
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `n` jobs named `<stem>-<i>` running `command` every second.
+pub fn every_second(stem: &str, n: usize, command: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("{stem}-{i}"),
+                "command": command,
+                "cronExpr": "* * * * * * *",
+            })
+        })
+        .collect()
+}
+
+pub fn names(jobs: &[Value]) -> Vec<String> {
+    jobs.iter()
+        .map(|j| j["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
