@@ -46,6 +46,8 @@ AIOSMTPD_VERSION="1.4.6"
 TOOLS_VENV="$RCRON_CACHE/venv-tools-2"
 # Schemathesis checks the REST API against its own OpenAPI document.
 SCHEMATHESIS_VERSION="4.32.5"
+BENCH_VENV="$RCRON_CACHE/venv-bench-1"
+APSCHEDULER_VERSION="3.11.0"
 ensure_test_tools() {
   if [ ! -x "$TOOLS_VENV/bin/python" ] || ! "$TOOLS_VENV/bin/python" -c 'import aiosmtpd' 2>/dev/null \
     || [ ! -x "$TOOLS_VENV/bin/schemathesis" ]; then
@@ -56,6 +58,17 @@ ensure_test_tools() {
   fi
   TOOLS_PYTHON="$TOOLS_VENV/bin/python"
   SCHEMATHESIS="$TOOLS_VENV/bin/schemathesis"
+}
+
+# ensure_bench_tools: APScheduler, the peer rcron-bench compares against.
+ensure_bench_tools() {
+  if [ ! -x "$BENCH_VENV/bin/python" ] || ! "$BENCH_VENV/bin/python" -c 'import apscheduler' 2>/dev/null; then
+    log "installing apscheduler==$APSCHEDULER_VERSION into $BENCH_VENV (pip)"
+    mkdir -p "$RCRON_CACHE"
+    python3 -m venv "$BENCH_VENV"
+    "$BENCH_VENV/bin/pip" install -q "apscheduler==$APSCHEDULER_VERSION"
+  fi
+  BENCH_PYTHON="$BENCH_VENV/bin/python"
 }
 
 free_port() {

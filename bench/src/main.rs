@@ -1,31 +1,34 @@
-//! `rcron-bench`: how precisely and how leanly one worker fires ticks.
+//! `rcron-bench`: how fast and how lean rcron is, side by side with a peer.
 //!
-//! For each job count N, a fresh child process loads N jobs that fire every
-//! second into the worker's real scheduler, with a launcher that only
-//! records the lag from a tick's planned time to the moment its run would
-//! be spawned (no command runs, no etcd or MongoDB is involved: this
-//! isolates the scheduler). It prints p50/p99/max lag and the process's
-//! resident memory, and writes a Markdown report. Figures are measured,
-//! never asserted: machines are noisy.
+//! 1. Firing lag: for each job count N, a fresh child process loads N jobs
+//!    that fire every second into the worker's real scheduler with a
+//!    launcher that only records when each run would be spawned ([`lag`]).
+//! 2. The peer: APScheduler (PyPI) with the same load in the same run
+//!    (`bench/peer_apscheduler.py`, with `--peer-python`).
+//! 3. With `--cluster` (real etcd and MongoDB-wire server, from
+//!    `RCRON_TEST_ETCD`/`RCRON_TEST_MONGO`, as `deploy/test-env.sh` sets):
+//!    the raw etcd transaction rate and the end-to-end run rate of two
+//!    workers ([`cluster`]).
+//! 4. With `--api` (same services): latency of job saves, the job list and
+//!    log queries with concurrent clients against a real master ([`api`]).
+//!
+//! It prints the figures and writes a Markdown report. Figures are
+//! measured, never asserted: machines are noisy.
+
+mod api;
+mod cluster;
+mod lag;
 
 use std::io::Write;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Parser;
-use rcron_shared::Job;
-use rcron_worker::clock::SystemClock;
-use rcron_worker::scheduler::{Launcher, Run, Scheduler};
-use rcron_worker::watcher::SchedulerEvent;
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
     name = "rcron-bench",
-    about = "Firing lag and memory of the rcron worker's scheduler"
+    about = "Firing lag, memory and end-to-end rate of rcron, beside APScheduler"
 )]
 struct Args {
     /// Job counts to measure, comma-separated.
@@ -37,151 +40,60 @@ struct Args {
     /// Where to write the Markdown report.
     #[arg(long, default_value = "target/bench-report.md")]
     report: std::path::PathBuf,
+    /// A Python with APScheduler installed: measure the peer too.
+    #[arg(long, env = "RCRON_BENCH_PYTHON")]
+    peer_python: Option<std::path::PathBuf>,
+    /// Largest job count given to the peer (it falls far behind sooner).
+    #[arg(long, default_value_t = 100_000)]
+    peer_max_jobs: usize,
+    /// Skip the firing-lag rows (to re-measure only the cluster or the API).
+    #[arg(long)]
+    no_lag: bool,
+    /// Also measure etcd's limit and the end-to-end run rate.
+    #[arg(long)]
+    cluster: bool,
+    /// Job counts of the end-to-end steps (each until ticks are missed).
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200,400,800")]
+    e2e_jobs: Vec<usize>,
+    /// Also measure the HTTP API (job save, job list, log query).
+    #[arg(long)]
+    api: bool,
+    /// Jobs saved and then listed by the API benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    api_jobs: usize,
+    /// Run records loaded for the API benchmark's log queries.
+    #[arg(long, default_value_t = 1_000_000)]
+    api_logs: usize,
+    /// Concurrent HTTP clients of the API benchmark.
+    #[arg(long, default_value_t = 8)]
+    api_clients: usize,
     /// Internal: measure one job count in this process and print one line.
     #[arg(long, hide = true)]
     single: Option<usize>,
 }
 
-/// Lags in microseconds, bucketed by 10 µs up to 10 s, so memory use does
-/// not grow with the number of ticks measured.
-struct Histogram {
-    buckets: Vec<u32>,
-    max_us: u64,
-    count: u64,
-}
+type Row = Vec<String>;
 
-const BUCKET_US: u64 = 10;
-const BUCKETS: usize = 1_000_000;
-
-impl Histogram {
-    fn new() -> Self {
-        Self {
-            buckets: vec![0; BUCKETS],
-            max_us: 0,
-            count: 0,
-        }
+fn run_line(mut command: Command, what: &str) -> anyhow::Result<Row> {
+    let out = command.output()?;
+    if !out.status.success() {
+        anyhow::bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-
-    fn record(&mut self, us: u64) {
-        let i = ((us / BUCKET_US) as usize).min(BUCKETS - 1);
-        self.buckets[i] += 1;
-        self.max_us = self.max_us.max(us);
-        self.count += 1;
-    }
-
-    fn percentile(&self, p: f64) -> u64 {
-        let target = ((self.count as f64) * p).ceil() as u64;
-        let mut seen = 0;
-        for (i, n) in self.buckets.iter().enumerate() {
-            seen += u64::from(*n);
-            if seen >= target.max(1) {
-                return (i as u64 + 1) * BUCKET_US;
-            }
-        }
-        self.max_us
-    }
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let row: Row = line.split('\t').map(str::to_string).collect();
+    anyhow::ensure!(row.len() == 9, "{what}: unexpected output {line:?}");
+    Ok(row)
 }
 
-struct LagRecorder {
-    histogram: Histogram,
-    measure_from: chrono::DateTime<Utc>,
-    measure_until: chrono::DateTime<Utc>,
-}
-
-impl Launcher for LagRecorder {
-    fn launch(&mut self, run: Run) {
-        let now = Utc::now();
-        let plan = run.tick.plan_time;
-        if plan >= self.measure_from && plan < self.measure_until {
-            let lag = (now - plan).num_microseconds().unwrap_or(i64::MAX).max(0) as u64;
-            self.histogram.record(lag);
-        }
-        run.finished();
-    }
-}
-
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_secs() -> f64 {
-    // utime + stime of this process, in clock ticks (100 Hz on Linux).
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-async fn measure(n: usize, seconds: u64) -> String {
-    let jobs: Vec<Job> = (0..n)
-        .map(|i| {
-            Job::from_json(
-                format!(r#"{{"name":"bench-{i}","command":"true","cronExpr":"* * * * * * *"}}"#)
-                    .as_bytes(),
-            )
-            .expect("valid benchmark job")
-        })
-        .collect();
-    let start = Utc::now();
-    let measure_from = start + chrono::Duration::seconds(2);
-    let measure_until = measure_from + chrono::Duration::seconds(seconds as i64);
-    let recorder = LagRecorder {
-        histogram: Histogram::new(),
-        measure_from,
-        measure_until,
-    };
-    let (running_tx, _running_rx) = watch::channel(Vec::new());
-    let scheduler = Scheduler::new(
-        recorder,
-        Arc::new(SystemClock::default()),
-        chrono_tz::Tz::UTC,
-        Duration::from_secs(5),
-        running_tx,
-        Arc::new(rcron_worker::metrics::WorkerMetrics::default()),
+fn print_row(who: &str, f: &[String]) {
+    println!(
+        "{:>12} {:>7} {:>9} {:>6} {:>9} {:>9} {:>9} {:>6} {:>8} {:>8}",
+        who, f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
     );
-    let (tx, rx) = mpsc::channel(4);
-    let token = CancellationToken::new();
-    let task = tokio::spawn(scheduler.run(rx, token.clone()));
-    let loaded = Instant::now();
-    tx.send(SchedulerEvent::Snapshot(jobs))
-        .await
-        .expect("scheduler alive");
-    let wait = (measure_from - Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait).await;
-    let cpu_before = cpu_secs();
-    let wall_before = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let cpu = (cpu_secs() - cpu_before) / wall_before.elapsed().as_secs_f64() * 100.0;
-    let rss = rss_kib("VmRSS:");
-    let hwm = rss_kib("VmHWM:");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    token.cancel();
-    let (recorder, stats) = task.await.expect("scheduler task");
-    let h = &recorder.histogram;
-    let _ = loaded;
-    format!(
-        "{n}\t{}\t{}\t{:.3}\t{:.3}\t{:.3}\t{cpu:.1}\t{}\t{}",
-        h.count,
-        stats.missed,
-        h.percentile(0.50) as f64 / 1000.0,
-        h.percentile(0.99) as f64 / 1000.0,
-        h.max_us as f64 / 1000.0,
-        rss / 1024,
-        hwm / 1024,
-    )
+}
+
+fn ms(f: &str) -> f64 {
+    f.parse().unwrap_or(f64::NAN)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -190,50 +102,142 @@ fn main() -> anyhow::Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        println!("{}", rt.block_on(measure(n, args.seconds)));
+        println!("{}", rt.block_on(lag::measure(n, args.seconds)));
         return Ok(());
     }
     let exe = std::env::current_exe()?;
-    let mut rows = Vec::new();
+    let peer_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peer_apscheduler.py");
     println!(
         "jobs firing every second, {} s measured each (lag = plan time -> spawn)",
         args.seconds
     );
     println!(
-        "{:>7} {:>9} {:>6} {:>9} {:>9} {:>9} {:>6} {:>8} {:>8}",
-        "jobs", "ticks", "missed", "p50 ms", "p99 ms", "max ms", "cpu %", "RSS MiB", "peak MiB"
+        "{:>12} {:>7} {:>9} {:>6} {:>9} {:>9} {:>9} {:>6} {:>8} {:>8}",
+        "scheduler",
+        "jobs",
+        "ticks",
+        "missed",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "cpu %",
+        "RSS MiB",
+        "peak MiB"
     );
-    for &n in &args.jobs {
-        let out = Command::new(&exe)
-            .args([
-                "--single",
-                &n.to_string(),
-                "--seconds",
-                &args.seconds.to_string(),
-            ])
-            .output()?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "measuring {n} jobs failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+    let mut rows: Vec<(String, Row)> = Vec::new();
+    let lag_jobs = if args.no_lag { &[][..] } else { &args.jobs[..] };
+    for &n in lag_jobs {
+        let mut own = Command::new(&exe);
+        own.args([
+            "--single",
+            &n.to_string(),
+            "--seconds",
+            &args.seconds.to_string(),
+        ]);
+        let row = run_line(own, &format!("measuring rcron with {n} jobs"))?;
+        print_row("rcron", &row);
+        rows.push(("rcron".into(), row));
+        if let Some(python) = &args.peer_python
+            && n <= args.peer_max_jobs
+        {
+            let mut peer = Command::new(python);
+            peer.arg(&peer_script)
+                .args([n.to_string(), args.seconds.to_string()]);
+            let row = run_line(peer, &format!("measuring APScheduler with {n} jobs"))?;
+            print_row("APScheduler", &row);
+            rows.push(("APScheduler".into(), row));
+        }
+    }
+
+    let mut limit = None;
+    let mut steps = Vec::new();
+    let mut api_figures = None;
+    let services = if args.cluster || args.api {
+        let need = |var: &str| {
+            std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "--cluster and --api need RCRON_TEST_ETCD and RCRON_TEST_MONGO: run under deploy/test-env.sh (or use deploy/bench.sh)"
+                )
+            })
+        };
+        Some(cluster::Services {
+            etcd: need("RCRON_TEST_ETCD")?,
+            mongo: need("RCRON_TEST_MONGO")?,
+        })
+    } else {
+        None
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Some(services) = services.as_ref().filter(|_| args.cluster) {
+        let l = rt.block_on(cluster::etcd_limit(services, 5, 64))?;
+        println!(
+            "etcd write txn/s with rcron's client: {:.0} sequential, {:.0} with {} in flight",
+            l.sequential, l.concurrent, l.in_flight
+        );
+        limit = Some(l);
+        println!(
+            "{:>6} {:>8} {:>8} {:>10} {:>7} {:>8} {:>11} {:>13}",
+            "jobs",
+            "planned",
+            "ran",
+            "duplicates",
+            "missed",
+            "runs/s",
+            "records/s",
+            "etcd writes/run"
+        );
+        for &n in &args.e2e_jobs {
+            let step = rt.block_on(cluster::end_to_end(services, n, args.seconds))?;
+            println!(
+                "{:>6} {:>8} {:>8} {:>10} {:>7} {:>8.0} {:>11.0} {:>13.2}",
+                step.jobs,
+                step.planned,
+                step.ran,
+                step.duplicates,
+                step.missed,
+                step.runs_per_sec,
+                step.records_per_sec,
+                step.etcd_writes_per_run
+            );
+            let saturated = step.missed * 100 > step.planned;
+            steps.push(step);
+            if saturated {
+                break;
+            }
+        }
+    }
+    if let Some(services) = services.as_ref().filter(|_| args.api) {
+        let f = rt.block_on(api::api(
+            services,
+            args.api_jobs,
+            args.api_logs,
+            args.api_clients,
+            args.seconds,
+        ))?;
+        println!("run records bulk-loaded at {:.0}/s", f.log_inserts_per_sec);
+        println!(
+            "{:>44} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8}",
+            "request", "clients", "requests", "p50 ms", "p99 ms", "max ms", "req/s"
+        );
+        for r in &f.rows {
+            println!(
+                "{:>44} {:>7} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>8.1}",
+                r.what, r.clients, r.requests, r.p50_ms, r.p99_ms, r.max_ms, r.per_sec
             );
         }
-        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let f: Vec<&str> = line.split('\t').collect();
-        println!(
-            "{:>7} {:>9} {:>6} {:>9} {:>9} {:>9} {:>6} {:>8} {:>8}",
-            f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
-        );
-        rows.push(f.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        api_figures = Some(f);
     }
+
     if let Some(dir) = args.report.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let mut report = std::fs::File::create(&args.report)?;
-    writeln!(report, "# rcron-bench: worker firing lag and memory\n")?;
+    writeln!(report, "# rcron-bench\n")?;
     writeln!(
         report,
-        "Run {} on {} cores; {} s measured per row; lag = planned time to spawn.\n",
+        "Run {} on {} cores; {} s measured per row.\n",
         Utc::now().format("%Y-%m-%d %H:%M UTC"),
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -242,11 +246,95 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(
         report,
-        "| jobs | ticks | missed | p50 lag ms | p99 lag ms | max lag ms | CPU % | RSS MiB | peak RSS MiB |"
+        "## Firing lag (planned time to spawn), N jobs every second\n"
     )?;
-    writeln!(report, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    for r in &rows {
-        writeln!(report, "| {} |", r.join(" | "))?;
+    writeln!(
+        report,
+        "| scheduler | jobs | ticks | missed | p50 lag ms | p99 lag ms | max lag ms | CPU % | RSS MiB | peak RSS MiB |"
+    )?;
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    for (who, r) in &rows {
+        writeln!(report, "| {who} | {} |", r.join(" | "))?;
+    }
+    let ratios: Vec<String> = rows
+        .iter()
+        .filter(|(who, _)| who == "APScheduler")
+        .filter_map(|(_, peer)| {
+            let own = rows
+                .iter()
+                .find(|(who, r)| who == "rcron" && r[0] == peer[0])?;
+            Some(format!(
+                "{} jobs: p99 {:.1}x lower, p50 {:.1}x lower",
+                peer[0],
+                ms(&peer[4]) / ms(&own.1[4]),
+                ms(&peer[3]) / ms(&own.1[3])
+            ))
+        })
+        .collect();
+    if !ratios.is_empty() {
+        writeln!(
+            report,
+            "\nrcron against APScheduler: {}.",
+            ratios.join("; ")
+        )?;
+        println!("rcron against APScheduler: {}", ratios.join("; "));
+    }
+    if let Some(l) = &limit {
+        writeln!(report, "\n## etcd write transactions with rcron's client\n")?;
+        writeln!(report, "| mode | txn/s |\n|---|---:|")?;
+        writeln!(report, "| sequential | {:.0} |", l.sequential)?;
+        writeln!(
+            report,
+            "| {} in flight | {:.0} |",
+            l.in_flight, l.concurrent
+        )?;
+        writeln!(
+            report,
+            "\n## End to end: two workers, jobs running `true` every second\n"
+        )?;
+        writeln!(
+            report,
+            "| jobs | planned | ran | duplicates | missed | runs/s | records/s | etcd writes/run | runs/s ÷ (txn/s ÷ writes/run) |"
+        )?;
+        writeln!(report, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        for s in &steps {
+            let bound = l.concurrent / s.etcd_writes_per_run.max(1.0);
+            writeln!(
+                report,
+                "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                s.jobs,
+                s.planned,
+                s.ran,
+                s.duplicates,
+                s.missed,
+                s.runs_per_sec,
+                s.records_per_sec,
+                s.etcd_writes_per_run,
+                s.runs_per_sec / bound
+            )?;
+        }
+    }
+    if let Some(f) = &api_figures {
+        writeln!(
+            report,
+            "\n## HTTP API, concurrent clients against one master\n"
+        )?;
+        writeln!(
+            report,
+            "| request | clients | requests | p50 ms | p99 ms | max ms | req/s |\n|---|---:|---:|---:|---:|---:|---:|"
+        )?;
+        for r in &f.rows {
+            writeln!(
+                report,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                r.what, r.clients, r.requests, r.p50_ms, r.p99_ms, r.max_ms, r.per_sec
+            )?;
+        }
+        writeln!(
+            report,
+            "\nRun records bulk-loaded into the log store at {:.0}/s.",
+            f.log_inserts_per_sec
+        )?;
     }
     println!("report written to {}", args.report.display());
     Ok(())

@@ -144,15 +144,17 @@ impl LogStore {
         if let Some(status) = query.status {
             filter.insert("status", status.as_str());
         }
-        let total = self.logs.count_documents(filter.clone()).await?;
-        let cursor = self
-            .logs
-            .find(filter)
-            .sort(doc! {"startTime": -1})
-            .skip(query.skip)
-            .limit(query.limit as i64)
-            .await?;
-        let docs: Vec<Document> = cursor.try_collect().await?;
+        let page = async {
+            let cursor = self
+                .logs
+                .find(filter.clone())
+                .sort(doc! {"startTime": -1})
+                .skip(query.skip)
+                .limit(query.limit as i64)
+                .await?;
+            cursor.try_collect::<Vec<Document>>().await
+        };
+        let (total, docs) = tokio::try_join!(self.count(&filter), page)?;
         let records = docs
             .into_iter()
             .filter_map(|d| match mongodb::bson::from_document::<StoredLog>(d) {
@@ -164,6 +166,29 @@ impl LogStore {
             })
             .collect();
         Ok(LogPage { records, total })
+    }
+
+    /// How many records match `filter`. The `count` command, not
+    /// `count_documents`: the latter is an aggregation that reads every
+    /// matching document, the former counts from the index (measured in
+    /// BENCHMARKS.md). Exact for a filtered count on a replica set; the
+    /// unfiltered total comes from collection metadata, which only an
+    /// unclean shutdown can leave off (it is a page total, not a tally).
+    async fn count(&self, filter: &Document) -> mongodb::error::Result<u64> {
+        let reply = self
+            .logs
+            .client()
+            .database(self.logs.namespace().db.as_str())
+            .run_command(doc! {"count": self.logs.name(), "query": filter.clone()})
+            .await?;
+        let n = match reply.get("n") {
+            Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+            Some(mongodb::bson::Bson::Int64(n)) => *n,
+            Some(mongodb::bson::Bson::Double(n)) => *n as i64,
+            // A server whose reply has no count: the slow, sure way.
+            _ => return self.logs.count_documents(filter.clone()).await,
+        };
+        Ok(n.max(0) as u64)
     }
 
     /// Whether MongoDB answers a ping.

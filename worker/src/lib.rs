@@ -31,6 +31,7 @@ pub mod lock;
 pub mod log_sink;
 pub mod metrics;
 pub mod register;
+pub mod run_table;
 pub mod runner;
 pub mod scheduler;
 pub mod spill;

@@ -71,6 +71,9 @@ pub async fn ensure_indexes(coll: &Collection<Document>) -> mongodb::error::Resu
             .build(),
     )
     .await?;
+    // The log list of every job, newest first (the admin's front page).
+    coll.create_index(IndexModel::builder().keys(doc! {"startTime": -1}).build())
+        .await?;
     coll.create_index(
         IndexModel::builder()
             .keys(doc! {"expireAt": 1})

@@ -6,6 +6,10 @@
 //! Due ticks are kept in a binary heap of `(time, slot, generation)`;
 //! changing or removing a job bumps its slot's generation, which turns its
 //! old heap entries stale instead of searching the heap for them.
+//! The ticks of the next due instant are taken off the heap ahead of it
+//! (a "batch", prepared as long before as the previous one took to
+//! prepare), so at the instant itself only the launches remain: with 100k
+//! jobs due together, the heap work no longer delays the last of them.
 //! Starting a tick is delegated to a [`Launcher`]: the real one takes the
 //! cluster lock and runs the command (`runner`), the benchmark one only
 //! records the firing lag.
@@ -24,7 +28,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::metrics::WorkerMetrics;
+use crate::run_table::RunTable;
 use crate::watcher::SchedulerEvent;
+
+/// How long before a due tick the scheduler stops sleeping and spins
+/// (at most once per distinct due instant, so at most ~0.2% of a core).
+const SPIN_BEFORE_DUE: Duration = Duration::from_millis(2);
+
+/// Run events handled per turn of the scheduler loop after the first.
+const RUN_EVENT_BURST: usize = 1024;
+
+/// The most a batch is prepared ahead of its instant.
+const MAX_PREPARE_LEAD: Duration = Duration::from_millis(250);
 
 /// One tick to start.
 #[derive(Debug, Clone)]
@@ -47,7 +62,7 @@ pub struct Run {
     /// What to run.
     pub tick: Tick,
     /// Cancelled when the job is killed through `/cron/killer/<name>`.
-    pub kill: CancellationToken,
+    pub kill: Arc<CancellationToken>,
     /// Report [`RunEvent::Started`] once the command really starts (the
     /// cluster lock is held) and [`RunEvent::Finished`] exactly once at the
     /// end. Unbounded on purpose: it carries at most two messages per entry
@@ -92,13 +107,39 @@ pub struct SchedulerStats {
 }
 
 struct Slot {
-    name: JobName,
     job: Arc<Job>,
     /// Shared by every job with the same expression and zone (a parsed
     /// expression is ~5 KiB, most of it croner's year table). `None` once
     /// the job is removed (the slot waits for reuse).
     schedule: Option<Arc<Schedule>>,
     generation: u32,
+    /// Shared by the job's runs (a kill ends every run of the job), and
+    /// replaced once cancelled so later runs do not start killed; one
+    /// token per job instead of one allocation per tick.
+    kill: Arc<CancellationToken>,
+}
+
+/// A tick of the next batch, with what its run needs already in hand.
+struct Prepared {
+    slot: u32,
+    /// A job changed or removed since it was prepared has another
+    /// generation, and its tick is dropped at launch.
+    generation: u32,
+    job: Arc<Job>,
+    kill: Arc<CancellationToken>,
+}
+
+/// The ticks of the next due instant, taken off the heap ahead of it.
+#[derive(Default)]
+struct Batch {
+    /// The instant (ms) every tick in it is due.
+    at: Option<i64>,
+    ticks: Vec<Prepared>,
+    /// How long before its instant the next batch is prepared.
+    lead: Duration,
+    /// The tick the scheduler last spun for (a clock that stands still
+    /// makes a spin give up; the next wait then sleeps to the tick).
+    spun_for: Option<i64>,
 }
 
 /// Parsed expressions, shared between jobs.
@@ -117,10 +158,9 @@ pub struct Scheduler<L: Launcher> {
     paused: HashMap<JobName, Arc<Job>>,
     schedules: HashMap<ScheduleKey, Arc<Schedule>>,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
-    /// Launched runs: job, kill switch, and whether the command really
-    /// started here (only those count as running).
-    running: HashMap<u64, (JobName, CancellationToken, bool)>,
-    next_run_id: u64,
+    batch: Batch,
+    /// Launched runs (only those whose command started count as running).
+    running: RunTable,
     running_tx: watch::Sender<Vec<String>>,
     running_dirty: bool,
     stats: SchedulerStats,
@@ -155,8 +195,11 @@ impl<L: Launcher> Scheduler<L> {
             paused: HashMap::new(),
             schedules: HashMap::new(),
             heap: BinaryHeap::new(),
-            running: HashMap::new(),
-            next_run_id: 0,
+            batch: Batch {
+                lead: SPIN_BEFORE_DUE,
+                ..Batch::default()
+            },
+            running: RunTable::default(),
             running_tx,
             running_dirty: false,
             stats: SchedulerStats::default(),
@@ -176,15 +219,22 @@ impl<L: Launcher> Scheduler<L> {
         let mut publish = tokio::time::interval(Duration::from_millis(500));
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wake = self.next_due().map(|due| {
-                let wait = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
-                tokio::time::Instant::now() + wait
-            });
+            let wake = self.wake_at();
             tokio::select! {
                 biased;
                 () = token.cancelled() => break,
-                () = sleep_until(wake) => self.fire_due(),
-                Some(event) = run_events.recv() => self.run_event(event),
+                () = sleep_until(wake) => self.on_wake(),
+                Some(event) = run_events.recv() => {
+                    self.run_event(event);
+                    // The rest of a burst in one go: 100k runs ending
+                    // together are not 100k turns of this loop.
+                    for _ in 0..RUN_EVENT_BURST {
+                        match run_events.try_recv() {
+                            Ok(event) => self.run_event(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 event = events.recv() => match event {
                     Some(event) => self.apply(event),
                     None => break,
@@ -194,6 +244,128 @@ impl<L: Launcher> Scheduler<L> {
         }
         self.publish_running();
         (self.launcher, self.stats)
+    }
+
+    /// When to wake next: to prepare the next batch, or to spin the last
+    /// stretch before a prepared one.
+    fn wake_at(&mut self) -> Option<tokio::time::Instant> {
+        let (due, lead) = match self.batch.at {
+            Some(at) => (at, SPIN_BEFORE_DUE),
+            None => (self.next_due()?.timestamp_millis(), self.batch.lead),
+        };
+        let lead = if self.batch.spun_for == Some(due) {
+            Duration::ZERO
+        } else {
+            lead
+        };
+        let wait = (due - self.clock.now().timestamp_millis()).max(0) as u64;
+        Some(tokio::time::Instant::now() + Duration::from_millis(wait).saturating_sub(lead))
+    }
+
+    fn on_wake(&mut self) {
+        let now_ms = self.clock.now().timestamp_millis();
+        if self.batch.at.is_none()
+            && let Some(due) = self.next_due().map(|d| d.timestamp_millis())
+            && due > now_ms
+        {
+            self.prepare(due);
+            let left = Duration::from_millis((due - now_ms) as u64);
+            if left > SPIN_BEFORE_DUE {
+                return; // back to the loop: events keep flowing until then
+            }
+        }
+        if let Some(at) = self.batch.at {
+            self.spin_until(at);
+            if self.clock.now().timestamp_millis() < at {
+                return; // the clock stands still (tests): sleep to the tick
+            }
+            self.launch_batch();
+        }
+        self.fire_due();
+    }
+
+    /// Takes the ticks due at `due` off the heap and queues their next ones.
+    fn prepare(&mut self, due: i64) {
+        let started = std::time::Instant::now();
+        let mut memo = HashMap::new();
+        let mut ticks = std::mem::take(&mut self.batch.ticks);
+        while let Some(Reverse((ms, slot, generation))) = self.heap.peek().copied() {
+            if ms != due {
+                break;
+            }
+            self.heap.pop();
+            let s = &self.slots[slot as usize];
+            if s.schedule.is_none() || s.generation != generation {
+                continue;
+            }
+            ticks.push(Prepared {
+                slot,
+                generation,
+                job: s.job.clone(),
+                kill: s.kill.clone(),
+            });
+            if let Some(plan_time) = DateTime::from_timestamp_millis(ms) {
+                self.push_next_memo(slot, plan_time, &mut memo);
+            }
+        }
+        self.batch.ticks = ticks;
+        self.batch.at = Some(due);
+        // Twice the last preparation, so the next one is done in time.
+        self.batch.lead = (SPIN_BEFORE_DUE + 2 * started.elapsed()).min(MAX_PREPARE_LEAD);
+    }
+
+    /// tokio's timer rounds a sleep up to the next millisecond and wakes
+    /// up to a millisecond after it; the last stretch before a tick is
+    /// spun instead, so a tick fires within microseconds of its instant.
+    /// Bounded, so a clock that stands still (tests) cannot hang it.
+    fn spin_until(&mut self, due_ms: i64) {
+        self.batch.spun_for = Some(due_ms);
+        let give_up = std::time::Instant::now() + 2 * SPIN_BEFORE_DUE;
+        while self.clock.now().timestamp_millis() < due_ms && std::time::Instant::now() < give_up {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Starts the prepared ticks (their instant has come).
+    fn launch_batch(&mut self) {
+        let Some(at) = self.batch.at.take() else {
+            return;
+        };
+        let Some(plan_time) = DateTime::from_timestamp_millis(at) else {
+            return;
+        };
+        let now = self.clock.now();
+        let missed = plan_time < now - self.misfire_grace;
+        let mut ticks = std::mem::take(&mut self.batch.ticks);
+        let mut fired = 0;
+        for p in ticks.drain(..) {
+            let s = &self.slots[p.slot as usize];
+            if s.schedule.is_none() || s.generation != p.generation {
+                continue;
+            }
+            if missed {
+                self.stats.missed += 1;
+                self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
+                continue;
+            }
+            // A kill since preparing replaced the job's switch.
+            let kill = if Arc::ptr_eq(&p.kill, &s.kill) {
+                p.kill
+            } else {
+                s.kill.clone()
+            };
+            let tick = Tick {
+                job: p.job,
+                plan_time,
+                schedule_time: now,
+                manual: None,
+            };
+            self.start(tick, kill);
+            fired += 1;
+        }
+        self.count_fired(now - plan_time, fired);
+        self.batch.ticks = ticks; // keeps its capacity for the next batch
     }
 
     fn next_due(&mut self) -> Option<DateTime<Utc>> {
@@ -244,21 +416,27 @@ impl<L: Launcher> Scheduler<L> {
 
     fn kill(&mut self, name: &JobName) {
         let mut killed = 0;
-        for (job, kill, _) in self.running.values() {
-            if job == name {
-                kill.cancel();
+        for run in self.running.iter() {
+            if run.job.name == *name {
+                run.kill.cancel();
                 killed += 1;
             }
+        }
+        if let Some(&slot) = self.by_name.get(name) {
+            self.slots[slot as usize].kill = Arc::new(CancellationToken::new());
         }
         tracing::info!(job = %name, runs = killed, "kill requested");
     }
 
     /// Starts a run-now request's tick, for a scheduled or a paused job.
     fn run_now(&mut self, name: &JobName, revision: i64) {
-        let job = match self.by_name.get(name) {
-            Some(&slot) => self.slots[slot as usize].job.clone(),
+        let (job, kill) = match self.by_name.get(name) {
+            Some(&slot) => {
+                let s = &self.slots[slot as usize];
+                (s.job.clone(), s.kill.clone())
+            }
             None => match self.paused.get(name) {
-                Some(job) => job.clone(),
+                Some(job) => (job.clone(), Arc::new(CancellationToken::new())),
                 None => {
                     tracing::warn!(job = %name, "run requested for a job this worker does not know");
                     return;
@@ -272,7 +450,8 @@ impl<L: Launcher> Scheduler<L> {
             schedule_time: now,
             manual: Some(revision),
         };
-        self.start(name.clone(), tick);
+        self.count_fired(chrono::Duration::zero(), 1);
+        self.start(tick, kill);
     }
 
     fn upsert(&mut self, job: Job) {
@@ -320,10 +499,10 @@ impl<L: Launcher> Scheduler<L> {
             }
             None => {
                 let entry = Slot {
-                    name: name.clone(),
                     job: Arc::new(job),
                     schedule: Some(schedule),
                     generation: 0,
+                    kill: Arc::new(CancellationToken::new()),
                 };
                 let slot = match self.free_slots.pop() {
                     Some(free) => {
@@ -422,7 +601,7 @@ impl<L: Launcher> Scheduler<L> {
             if plan_time < oldest_allowed {
                 self.stats.missed += 1;
                 self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(job = %s.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
+                tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
             } else {
                 let tick = Tick {
                     job: s.job.clone(),
@@ -430,24 +609,27 @@ impl<L: Launcher> Scheduler<L> {
                     schedule_time: now,
                     manual: None,
                 };
-                let name = s.name.clone();
-                self.start(name, tick);
+                let kill = s.kill.clone();
+                self.count_fired(now - plan_time, 1);
+                self.start(tick, kill);
             }
             // Catch up without replaying a long stall tick by tick.
             self.push_next_memo(slot, plan_time.max(oldest_allowed), &mut memo);
         }
     }
 
-    fn start(&mut self, name: JobName, tick: Tick) {
-        let id = self.next_run_id;
-        self.next_run_id += 1;
-        let kill = CancellationToken::new();
-        self.running.insert(id, (name, kill.clone(), false));
-        self.stats.fired += 1;
-        self.metrics.ticks_fired.fetch_add(1, Ordering::Relaxed);
-        if let Ok(lag) = (tick.schedule_time - tick.plan_time).to_std() {
-            self.metrics.fire_lag.observe(lag);
-        }
+    /// Counts `n` ticks fired `lag` after their instant.
+    fn count_fired(&mut self, lag: chrono::Duration, n: u64) {
+        self.stats.fired += n;
+        self.metrics.ticks_fired.fetch_add(n, Ordering::Relaxed);
+        self.metrics
+            .fire_lag
+            .observe_n(lag.to_std().unwrap_or(Duration::ZERO), n);
+    }
+
+    /// Hands a tick to the launcher (the caller counts it).
+    fn start(&mut self, tick: Tick, kill: Arc<CancellationToken>) {
+        let id = self.running.insert(tick.job.clone(), kill.clone());
         self.launcher.launch(Run {
             id,
             tick,
@@ -459,27 +641,23 @@ impl<L: Launcher> Scheduler<L> {
     fn run_event(&mut self, event: RunEvent) {
         // Whether the set of runs really executing here changed.
         let changed = match event {
-            RunEvent::Started(id) => self
-                .running
-                .get_mut(&id)
-                .is_some_and(|entry| !std::mem::replace(&mut entry.2, true)),
-            RunEvent::Finished(id) => self.running.remove(&id).is_some_and(|entry| entry.2),
+            RunEvent::Started(id) => self.running.mark_started(id),
+            RunEvent::Finished(id) => self.running.remove(id),
         };
         if changed {
             self.running_dirty = true;
-            let running = self.running.values().filter(|e| e.2).count();
             self.metrics
                 .running
-                .store(running as u64, Ordering::Relaxed);
+                .store(self.running.started() as u64, Ordering::Relaxed);
         }
     }
 
     fn publish_running(&mut self) {
         let mut names: Vec<String> = self
             .running
-            .values()
-            .filter(|e| e.2)
-            .map(|e| e.0.to_string())
+            .iter()
+            .filter(|e| e.started)
+            .map(|e| e.job.name.to_string())
             .collect();
         names.sort();
         names.dedup();
@@ -518,17 +696,25 @@ mod tests {
         }
     }
 
-    /// Records every launched tick and reports it done at once.
-    struct Recorder(mpsc::UnboundedSender<(String, DateTime<Utc>, DateTime<Utc>)>);
+    /// A launched tick: job, command, plan time, fire time, born killed.
+    type Fired = (String, String, DateTime<Utc>, DateTime<Utc>, bool);
+
+    /// Records every launched tick and reports it done at once, except
+    /// runs of `hold` commands, which stay running.
+    struct Recorder(mpsc::UnboundedSender<Fired>);
 
     impl Launcher for Recorder {
         fn launch(&mut self, run: Run) {
             let _ = self.0.send((
                 run.tick.job.name.to_string(),
+                run.tick.job.command.clone(),
                 run.tick.plan_time,
                 run.tick.schedule_time,
+                run.kill.is_cancelled(),
             ));
-            run.finished();
+            if run.tick.job.command != "hold" {
+                run.finished();
+            }
         }
     }
 
@@ -538,7 +724,7 @@ mod tests {
 
     struct Setup {
         events: mpsc::Sender<SchedulerEvent>,
-        fired: mpsc::UnboundedReceiver<(String, DateTime<Utc>, DateTime<Utc>)>,
+        fired: mpsc::UnboundedReceiver<Fired>,
         token: CancellationToken,
         start: DateTime<Utc>,
     }
@@ -571,11 +757,17 @@ mod tests {
         }
     }
 
-    fn drain(
-        rx: &mut mpsc::UnboundedReceiver<(String, DateTime<Utc>, DateTime<Utc>)>,
-    ) -> Vec<(String, i64, i64)> {
+    fn drain_all(rx: &mut mpsc::UnboundedReceiver<Fired>) -> Vec<Fired> {
         let mut out = Vec::new();
-        while let Ok((name, plan, fired)) = rx.try_recv() {
+        while let Ok(f) = rx.try_recv() {
+            out.push(f);
+        }
+        out
+    }
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<Fired>) -> Vec<(String, i64, i64)> {
+        let mut out = Vec::new();
+        while let Ok((name, _, plan, fired, _)) = rx.try_recv() {
             out.push((
                 name,
                 plan.timestamp_millis(),
@@ -707,6 +899,60 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(3_000)).await;
         let fired = drain(&mut s.fired);
         assert_eq!(fired.len(), 3000);
+        s.token.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_between_preparing_a_batch_and_its_instant_apply() {
+        let mut s = setup();
+        let every = |name: &str, command: &str| {
+            job(&format!(
+                r#"{{"name":"{name}","command":"{command}","cronExpr":"* * * * * * *"}}"#
+            ))
+        };
+        s.events
+            .send(SchedulerEvent::Snapshot(vec![
+                every("gone", "x"),
+                every("changed", "old"),
+                every("killed", "hold"),
+            ]))
+            .await
+            .expect("send");
+        // The first instant is 700 ms away; its batch is prepared a few
+        // milliseconds before it. 1 ms before it, remove and change jobs.
+        tokio::time::sleep(Duration::from_millis(699)).await;
+        for event in [
+            SchedulerEvent::Remove(JobName::new("gone").expect("name")),
+            SchedulerEvent::Upsert(every("changed", "new")),
+        ] {
+            s.events.send(event).await.expect("send");
+        }
+        // 1 ms before the second instant, kill the job whose first run
+        // still runs: the prepared tick must not inherit the killed switch.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        s.events
+            .send(SchedulerEvent::Kill(JobName::new("killed").expect("name")))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let fired = drain_all(&mut s.fired);
+        let base = s.start.timestamp_millis() - 300;
+        let seen: Vec<(String, String, i64, bool)> = fired
+            .into_iter()
+            .map(|f| (f.0, f.1, f.2.timestamp_millis() - base, f.4))
+            .collect();
+        let mut expected = Vec::new();
+        for plan in [1_000, 2_000] {
+            expected.push(("changed".to_string(), "new".to_string(), plan, false));
+            expected.push(("killed".to_string(), "hold".to_string(), plan, false));
+        }
+        let mut sorted = seen.clone();
+        sorted.sort_by_key(|f| (f.2, f.0.clone()));
+        assert_eq!(
+            sorted, expected,
+            "the removed job never fired, the changed one fired once per tick with its new command, \
+             and a kill before the instant did not kill the next run"
+        );
         s.token.cancel();
     }
 }

@@ -1,0 +1,290 @@
+//! The API benchmark: a real master (in this process) on a real etcd and
+//! MongoDB-wire server, hit by concurrent HTTP clients. Job saves fill etcd
+//! with `jobs` jobs, then the job list is read whole; run records are
+//! bulk-loaded straight into MongoDB, then pages of them are queried.
+
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{self, Document};
+use rcron_master::MasterConfig;
+use rcron_shared::{LogRecord, RunStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Services;
+
+/// Latency figures of one kind of request.
+pub(crate) struct ApiRow {
+    pub(crate) what: String,
+    pub(crate) clients: usize,
+    pub(crate) requests: usize,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+    pub(crate) per_sec: f64,
+}
+
+/// What the API benchmark measured.
+pub(crate) struct ApiFigures {
+    pub(crate) rows: Vec<ApiRow>,
+    /// Run records bulk-inserted per second (the log store's write rate).
+    pub(crate) log_inserts_per_sec: f64,
+}
+
+/// Jobs the bulk-loaded run records are spread over.
+const LOG_JOBS: usize = 1000;
+/// Records per `insert_many`.
+const INSERT_BATCH: usize = 10_000;
+
+fn row(what: &str, clients: usize, mut lat: Vec<Duration>, wall: Duration) -> ApiRow {
+    lat.sort_unstable();
+    let at = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    ApiRow {
+        what: what.to_string(),
+        clients,
+        requests: lat.len(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: lat.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
+        per_sec: lat.len() as f64 / wall.as_secs_f64(),
+    }
+}
+
+/// Runs `clients` loops of `request(client, i)` until `secs` have passed
+/// (every client makes at least one request); returns every latency.
+async fn hammer<F, Fut>(
+    clients: usize,
+    secs: u64,
+    request: F,
+) -> anyhow::Result<(Vec<Duration>, Duration)>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0;
+                loop {
+                    let t = Instant::now();
+                    request(c, i).await?;
+                    lat.push(t.elapsed());
+                    i += 1;
+                    if Instant::now() >= until {
+                        return anyhow::Ok(lat);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+async fn expect_ok(resp: reqwest::Response, what: &str) -> anyhow::Result<()> {
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    anyhow::ensure!(
+        status.is_success(),
+        "{what}: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A run record as a worker stores it.
+fn log_document(i: usize) -> anyhow::Result<Document> {
+    let plan = 1_700_000_000_000 + i as i64 * 1000;
+    let record = LogRecord {
+        job_name: format!("api-log-{}", i % LOG_JOBS),
+        command: "echo hello".into(),
+        err: String::new(),
+        output: "hello\n".into(),
+        plan_time: plan,
+        schedule_time: plan + 1,
+        start_time: plan + 2,
+        end_time: plan + 12,
+        run_id: format!("bench-{i}"),
+        worker: "bench".into(),
+        exit_code: Some(0),
+        status: RunStatus::Success,
+        attempt: 1,
+        output_truncated: false,
+    };
+    let mut doc = bson::to_document(&record)?;
+    doc.insert("_id", format!("bench-{i}-1"));
+    Ok(doc)
+}
+
+/// Saves `jobs` jobs, lists them, loads `logs` run records and queries
+/// them, each with `clients` concurrent clients (`secs` per query kind).
+pub(crate) async fn api(
+    s: &Services,
+    jobs: usize,
+    logs: usize,
+    clients: usize,
+    secs: u64,
+) -> anyhow::Result<ApiFigures> {
+    let prefix = format!("/rcron-bench-{}/", uuid::Uuid::now_v7().simple());
+    let db = format!("rcron_bench_{}", uuid::Uuid::now_v7().simple());
+    let port = free_port()?;
+    let mut cfg = MasterConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        master_id: "bench-master".into(),
+        ..MasterConfig::default()
+    };
+    cfg.etcd.endpoints = vec![s.etcd.clone()];
+    cfg.etcd.prefix = prefix.clone();
+    cfg.mongo.uri = s.mongo.clone();
+    cfg.mongo.db = db.clone();
+    let token = CancellationToken::new();
+    let master = tokio::spawn(rcron_master::run(cfg, token.child_token()));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let ready = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(30),
+            "the benchmark's master did not become healthy in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut rows = Vec::new();
+    // Saves: every client saves its share of the jobs once.
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, base) = (http.clone(), base.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in (c..jobs).step_by(clients) {
+                    let body = format!(
+                        r#"{{"name":"api-{i}","command":"echo {i}","cronExpr":"*/5 * * * * * *"}}"#
+                    );
+                    let t = Instant::now();
+                    let resp = http
+                        .put(format!("{base}/api/v1/jobs/api-{i}"))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    expect_ok(resp, "job save").await?;
+                    lat.push(t.elapsed());
+                }
+                anyhow::Ok(lat)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    rows.push(row("job save", clients, lat, started.elapsed()));
+
+    let list = {
+        let (http, base) = (http.clone(), base.clone());
+        move |_c: usize, _i: usize| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let resp = http.get(format!("{base}/api/v1/jobs")).send().await?;
+                expect_ok(resp, "job list").await
+            }
+        }
+    };
+    let (lat, wall) = hammer(clients, secs, list).await?;
+    rows.push(row(&format!("job list ({jobs} jobs)"), clients, lat, wall));
+
+    let mongo = mongodb::Client::with_uri_str(&s.mongo).await?;
+    let coll = mongo.database(&db).collection::<Document>("log");
+    rcron_worker::log_sink::ensure_indexes(&coll).await?;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < logs {
+        let end = (i + INSERT_BATCH).min(logs);
+        let batch = (i..end)
+            .map(log_document)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        coll.insert_many(batch).await?;
+        i = end;
+    }
+    let log_inserts_per_sec = logs as f64 / started.elapsed().as_secs_f64();
+
+    let one_job = {
+        let (http, base) = (http.clone(), base.clone());
+        move |c: usize, i: usize| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let job = (c * 7919 + i * 104_729) % LOG_JOBS;
+                let resp = http
+                    .get(format!("{base}/api/v1/jobs/api-log-{job}/logs?limit=20"))
+                    .send()
+                    .await?;
+                expect_ok(resp, "log query of one job").await
+            }
+        }
+    };
+    let (lat, wall) = hammer(clients, secs, one_job).await?;
+    rows.push(row(
+        &format!("log page of one job ({logs} records)"),
+        clients,
+        lat,
+        wall,
+    ));
+    let all_jobs = {
+        let (http, base) = (http.clone(), base.clone());
+        move |_c: usize, _i: usize| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let resp = http
+                    .get(format!("{base}/api/v1/logs?limit=20"))
+                    .send()
+                    .await?;
+                expect_ok(resp, "log query of every job").await
+            }
+        }
+    };
+    let (lat, wall) = hammer(clients, secs, all_jobs).await?;
+    rows.push(row(
+        &format!("log page of every job ({logs} records)"),
+        clients,
+        lat,
+        wall,
+    ));
+
+    token.cancel();
+    master.await??;
+    let _ = mongo.database(&db).drop().await;
+    let mut etcd = etcd_client::Client::connect([s.etcd.as_str()], None).await?;
+    etcd.delete(
+        prefix.as_str(),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await?;
+    Ok(ApiFigures {
+        rows,
+        log_inserts_per_sec,
+    })
+}

@@ -1,0 +1,210 @@
+//! The cluster benchmarks, against a real etcd and MongoDB-wire server:
+//! the raw etcd write-transaction rate with rcron's own client, and the
+//! end-to-end run rate of two workers raised step by step until ticks are
+//! missed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use rcron_worker::WorkerConfig;
+use tokio_util::sync::CancellationToken;
+
+/// Where the services are.
+pub(crate) struct Services {
+    pub(crate) etcd: String,
+    pub(crate) mongo: String,
+}
+
+/// Write transactions per second, one at a time and with `in_flight` at once.
+pub(crate) struct EtcdLimit {
+    pub(crate) sequential: f64,
+    pub(crate) concurrent: f64,
+    pub(crate) in_flight: usize,
+}
+
+/// One step of the end-to-end run.
+pub(crate) struct Step {
+    pub(crate) jobs: usize,
+    pub(crate) planned: u64,
+    pub(crate) ran: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) missed: u64,
+    pub(crate) runs_per_sec: f64,
+    pub(crate) records_per_sec: f64,
+    pub(crate) etcd_writes_per_run: f64,
+}
+
+async fn connect(endpoint: &str) -> anyhow::Result<Client> {
+    Ok(Client::connect([endpoint], None).await?)
+}
+
+/// The lock transaction's shape (compare on a key, put on success, read
+/// on failure), on keys of its own, for `secs` seconds per mode.
+pub(crate) async fn etcd_limit(
+    s: &Services,
+    secs: u64,
+    in_flight: usize,
+) -> anyhow::Result<EtcdLimit> {
+    let client = connect(&s.etcd).await?;
+    let prefix = format!("/rcron-bench-{}/", uuid::Uuid::now_v7().simple());
+    let run = |client: Client, worker: usize, until: Instant, count: Arc<AtomicU64>| {
+        let prefix = prefix.clone();
+        async move {
+            let mut kv = client.kv_client();
+            let mut i = 0u64;
+            while Instant::now() < until {
+                let key = format!("{prefix}{worker}-{i}");
+                let txn = Txn::new()
+                    .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.clone(), "x", None)])
+                    .or_else([TxnOp::get(key, None)]);
+                if kv.txn(txn).await.is_ok() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }
+    };
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    run(
+        client.clone(),
+        0,
+        started + Duration::from_secs(secs),
+        count.clone(),
+    )
+    .await;
+    let sequential = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let tasks: Vec<_> = (1..=in_flight)
+        .map(|w| tokio::spawn(run(client.clone(), w, until, count.clone())))
+        .collect();
+    for t in tasks {
+        t.await?;
+    }
+    let concurrent = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    client
+        .clone()
+        .delete(
+            prefix.as_str(),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await?;
+    Ok(EtcdLimit {
+        sequential,
+        concurrent,
+        in_flight,
+    })
+}
+
+async fn revision(client: &mut Client) -> anyhow::Result<i64> {
+    let resp = client
+        .get("/", Some(GetOptions::new().with_count_only()))
+        .await?;
+    Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+}
+
+/// `jobs` jobs running `true` every second on two workers for `seconds`.
+pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyhow::Result<Step> {
+    let prefix = format!("/rcron-bench-{}/", uuid::Uuid::now_v7().simple());
+    let db = format!("rcron_bench_{}", uuid::Uuid::now_v7().simple());
+    let mut etcd = connect(&s.etcd).await?;
+    let token = CancellationToken::new();
+    let spill = std::env::temp_dir().join(format!("rcron-bench-{}", uuid::Uuid::now_v7().simple()));
+    let mut workers = Vec::new();
+    for w in 1..=2 {
+        let mut cfg = WorkerConfig {
+            worker_id: format!("bench-{w}"),
+            max_concurrency: 4096,
+            spill_dir: spill.join(format!("w{w}")),
+            metrics_listen: String::new(),
+            log_batch_size: 500,
+            ..WorkerConfig::default()
+        };
+        cfg.etcd.endpoints = vec![s.etcd.clone()];
+        cfg.etcd.prefix = prefix.clone();
+        cfg.mongo.uri = s.mongo.clone();
+        cfg.mongo.db = db.clone();
+        workers.push(tokio::spawn(rcron_worker::run(cfg, token.child_token())));
+    }
+    for i in 0..jobs {
+        etcd.put(
+            format!("{prefix}jobs/e2e-{i}"),
+            format!(r#"{{"name":"e2e-{i}","command":"true","cronExpr":"* * * * * * *"}}"#),
+            None,
+        )
+        .await?;
+    }
+    // Let both workers load the jobs and settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let from = (now / 1000 + 1) * 1000;
+    tokio::time::sleep(Duration::from_millis((from - now) as u64)).await;
+    let rev_before = revision(&mut etcd).await?;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let to = from + seconds as i64 * 1000;
+    // Runs of the last measured second end a little later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rev_after = revision(&mut etcd).await?;
+    etcd.delete(
+        format!("{prefix}jobs/"),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    token.cancel();
+    for w in workers {
+        w.await??;
+    }
+    let mongo = mongodb::Client::with_uri_str(&s.mongo).await?;
+    let docs: Vec<Document> = mongo
+        .database(&db)
+        .collection::<Document>("log")
+        .find(doc! {"planTime": {"$gte": from, "$lt": to}})
+        .await?
+        .try_collect()
+        .await?;
+    let _ = mongo.database(&db).drop().await;
+    etcd.delete(
+        prefix.as_str(),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await?;
+    let _ = std::fs::remove_dir_all(&spill);
+
+    let mut per_tick: HashMap<(String, i64), u64> = HashMap::new();
+    for d in &docs {
+        let job = d.get_str("jobName").unwrap_or_default().to_string();
+        let plan = d
+            .get_i64("planTime")
+            .or_else(|_| d.get_i32("planTime").map(i64::from))
+            .unwrap_or_default();
+        *per_tick.entry((job, plan)).or_default() += 1;
+    }
+    let planned = jobs as u64 * seconds;
+    let ran = per_tick.len() as u64;
+    let duplicates = per_tick.values().map(|n| n - 1).sum();
+    let runs = docs.len() as f64;
+    Ok(Step {
+        jobs,
+        planned,
+        ran,
+        duplicates,
+        missed: planned.saturating_sub(ran),
+        runs_per_sec: ran as f64 / seconds as f64,
+        records_per_sec: runs / seconds as f64,
+        etcd_writes_per_run: if ran > 0 {
+            (rev_after - rev_before) as f64 / ran as f64
+        } else {
+            0.0
+        },
+    })
+}

@@ -1,0 +1,131 @@
+//! The scheduler's table of launched runs: a slab indexed by run id, so
+//! launching one of 100k runs due together costs a vector write instead of
+//! a hash-map insert.
+//!
+//! An id is reused only after its run reported [`RunEvent::Finished`], and
+//! a run reports nothing after that, so a late event never reaches the
+//! wrong run.
+//!
+//! [`RunEvent::Finished`]: crate::scheduler::RunEvent::Finished
+
+use std::sync::Arc;
+
+use rcron_shared::Job;
+use tokio_util::sync::CancellationToken;
+
+/// One launched run.
+pub struct Entry {
+    /// The job, as it was when the tick fired.
+    pub job: Arc<Job>,
+    /// The run's kill switch.
+    pub kill: Arc<CancellationToken>,
+    /// Whether the command really started here (the cluster lock is held).
+    pub started: bool,
+}
+
+/// Launched runs by id.
+#[derive(Default)]
+pub struct RunTable {
+    entries: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    started: usize,
+}
+
+impl RunTable {
+    /// Adds a launched run; returns its id.
+    pub fn insert(&mut self, job: Arc<Job>, kill: Arc<CancellationToken>) -> u64 {
+        let entry = Some(Entry {
+            job,
+            kill,
+            started: false,
+        });
+        match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = entry;
+                u64::from(i)
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u64
+            }
+        }
+    }
+
+    /// Marks run `id` as started; whether that changed anything.
+    pub fn mark_started(&mut self, id: u64) -> bool {
+        match self.entry_mut(id) {
+            Some(e) if !e.started => {
+                e.started = true;
+                self.started += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes run `id`; whether it had started.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let Ok(i) = u32::try_from(id) else {
+            return false;
+        };
+        match self.entries.get_mut(i as usize).and_then(Option::take) {
+            Some(e) => {
+                self.free.push(i);
+                if e.started {
+                    self.started -= 1;
+                }
+                e.started
+            }
+            None => false,
+        }
+    }
+
+    /// Runs whose command started here.
+    pub fn started(&self) -> usize {
+        self.started
+    }
+
+    /// Every launched run.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().flatten()
+    }
+
+    fn entry_mut(&mut self, id: u64) -> Option<&mut Entry> {
+        self.entries.get_mut(usize::try_from(id).ok()?)?.as_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str) -> Arc<Job> {
+        let json = format!(r#"{{"name":"{name}","command":"true","cronExpr":"* * * * * *"}}"#);
+        Arc::new(Job::from_json(json.as_bytes()).expect("valid job"))
+    }
+
+    #[test]
+    fn ids_are_reused_only_after_removal_and_started_runs_are_counted() {
+        let mut table = RunTable::default();
+        let kill = Arc::new(CancellationToken::new());
+        let a = table.insert(job("a"), kill.clone());
+        let b = table.insert(job("b"), kill.clone());
+        assert_ne!(a, b);
+        assert!(table.mark_started(a));
+        assert!(!table.mark_started(a), "a second start changes nothing");
+        assert_eq!(table.started(), 1);
+        assert!(table.remove(a), "a had started");
+        assert!(!table.remove(a), "a is gone");
+        assert_eq!(table.started(), 0);
+        assert!(
+            !table.mark_started(a),
+            "an event for a finished run is ignored"
+        );
+        let c = table.insert(job("c"), kill);
+        assert_eq!(c, a, "the freed id is reused");
+        let names: Vec<String> = table.iter().map(|e| e.job.name.to_string()).collect();
+        assert_eq!(names, ["c", "b"]);
+        assert!(!table.remove(b), "b never started");
+        assert!(!table.remove(u64::MAX));
+    }
+}
