@@ -17,6 +17,10 @@ pub(crate) struct ApiRow {
     pub(crate) what: String,
     pub(crate) clients: usize,
     pub(crate) requests: usize,
+    /// Requests that failed (any non-2xx answer or transport error).
+    pub(crate) errors: usize,
+    /// The first failure, as the client saw it.
+    pub(crate) first_error: Option<String>,
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) max_ms: f64,
@@ -35,7 +39,36 @@ const LOG_JOBS: usize = 1000;
 /// Records per `insert_many`.
 const INSERT_BATCH: usize = 10_000;
 
-fn row(what: &str, clients: usize, mut lat: Vec<Duration>, wall: Duration) -> ApiRow {
+/// Latencies of the requests that succeeded and the failures.
+#[derive(Default)]
+struct Outcomes {
+    ok: Vec<Duration>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+impl Outcomes {
+    fn add(&mut self, took: Duration, result: anyhow::Result<()>) {
+        match result {
+            Ok(()) => self.ok.push(took),
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Outcomes) {
+        self.ok.extend(other.ok);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+fn row(what: &str, clients: usize, outcomes: Outcomes, wall: Duration) -> ApiRow {
+    let mut lat = outcomes.ok;
     lat.sort_unstable();
     let at = |q: f64| {
         lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
@@ -44,7 +77,9 @@ fn row(what: &str, clients: usize, mut lat: Vec<Duration>, wall: Duration) -> Ap
     ApiRow {
         what: what.to_string(),
         clients,
-        requests: lat.len(),
+        requests: lat.len() + outcomes.errors,
+        errors: outcomes.errors,
+        first_error: outcomes.first_error,
         p50_ms: at(0.50),
         p99_ms: at(0.99),
         max_ms: lat.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
@@ -53,12 +88,12 @@ fn row(what: &str, clients: usize, mut lat: Vec<Duration>, wall: Duration) -> Ap
 }
 
 /// Runs `clients` loops of `request(client, i)` until `secs` have passed
-/// (every client makes at least one request); returns every latency.
+/// (every client makes at least one request); returns what happened.
 async fn hammer<F, Fut>(
     clients: usize,
     secs: u64,
     request: F,
-) -> anyhow::Result<(Vec<Duration>, Duration)>
+) -> anyhow::Result<(Outcomes, Duration)>
 where
     F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -69,23 +104,23 @@ where
         .map(|c| {
             let request = request.clone();
             tokio::spawn(async move {
-                let mut lat = Vec::new();
+                let mut outcomes = Outcomes::default();
                 let mut i = 0;
                 loop {
                     let t = Instant::now();
-                    request(c, i).await?;
-                    lat.push(t.elapsed());
+                    let result = request(c, i).await;
+                    outcomes.add(t.elapsed(), result);
                     i += 1;
                     if Instant::now() >= until {
-                        return anyhow::Ok(lat);
+                        return outcomes;
                     }
                 }
             })
         })
         .collect();
-    let mut all = Vec::new();
+    let mut all = Outcomes::default();
     for t in tasks {
-        all.extend(t.await??);
+        all.merge(t.await?);
     }
     Ok((all, started.elapsed()))
 }
@@ -155,6 +190,9 @@ pub(crate) async fn api(
     let token = CancellationToken::new();
     let master = tokio::spawn(rcron_master::run(cfg, token.child_token()));
     let base = format!("http://127.0.0.1:{port}");
+    // reqwest is built without a TLS provider of its own (one for the
+    // whole workspace); plain HTTP here, but the builder wants one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
@@ -179,30 +217,33 @@ pub(crate) async fn api(
         .map(|c| {
             let (http, base) = (http.clone(), base.clone());
             tokio::spawn(async move {
-                let mut lat = Vec::new();
+                let mut outcomes = Outcomes::default();
                 for i in (c..jobs).step_by(clients) {
                     let body = format!(
                         r#"{{"name":"api-{i}","command":"echo {i}","cronExpr":"*/5 * * * * * *"}}"#
                     );
                     let t = Instant::now();
-                    let resp = http
-                        .put(format!("{base}/api/v1/jobs/api-{i}"))
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await?;
-                    expect_ok(resp, "job save").await?;
-                    lat.push(t.elapsed());
+                    let result = async {
+                        let resp = http
+                            .put(format!("{base}/api/v1/jobs/api-{i}"))
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await?;
+                        expect_ok(resp, "job save").await
+                    }
+                    .await;
+                    outcomes.add(t.elapsed(), result);
                 }
-                anyhow::Ok(lat)
+                outcomes
             })
         })
         .collect();
-    let mut lat = Vec::new();
+    let mut saves = Outcomes::default();
     for t in tasks {
-        lat.extend(t.await??);
+        saves.merge(t.await?);
     }
-    rows.push(row("job save", clients, lat, started.elapsed()));
+    rows.push(row("job save", clients, saves, started.elapsed()));
 
     let list = {
         let (http, base) = (http.clone(), base.clone());
@@ -214,8 +255,13 @@ pub(crate) async fn api(
             }
         }
     };
-    let (lat, wall) = hammer(clients, secs, list).await?;
-    rows.push(row(&format!("job list ({jobs} jobs)"), clients, lat, wall));
+    let (outcomes, wall) = hammer(clients, secs, list).await?;
+    rows.push(row(
+        &format!("job list ({jobs} jobs)"),
+        clients,
+        outcomes,
+        wall,
+    ));
 
     let mongo = mongodb::Client::with_uri_str(&s.mongo).await?;
     let coll = mongo.database(&db).collection::<Document>("log");
@@ -246,11 +292,11 @@ pub(crate) async fn api(
             }
         }
     };
-    let (lat, wall) = hammer(clients, secs, one_job).await?;
+    let (outcomes, wall) = hammer(clients, secs, one_job).await?;
     rows.push(row(
         &format!("log page of one job ({logs} records)"),
         clients,
-        lat,
+        outcomes,
         wall,
     ));
     let all_jobs = {
@@ -266,11 +312,11 @@ pub(crate) async fn api(
             }
         }
     };
-    let (lat, wall) = hammer(clients, secs, all_jobs).await?;
+    let (outcomes, wall) = hammer(clients, secs, all_jobs).await?;
     rows.push(row(
         &format!("log page of every job ({logs} records)"),
         clients,
-        lat,
+        outcomes,
         wall,
     ));
 

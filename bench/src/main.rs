@@ -218,14 +218,17 @@ fn main() -> anyhow::Result<()> {
         ))?;
         println!("run records bulk-loaded at {:.0}/s", f.log_inserts_per_sec);
         println!(
-            "{:>44} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8}",
-            "request", "clients", "requests", "p50 ms", "p99 ms", "max ms", "req/s"
+            "{:>44} {:>7} {:>8} {:>6} {:>9} {:>9} {:>9} {:>8}",
+            "request", "clients", "requests", "errors", "p50 ms", "p99 ms", "max ms", "req/s"
         );
         for r in &f.rows {
             println!(
-                "{:>44} {:>7} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>8.1}",
-                r.what, r.clients, r.requests, r.p50_ms, r.p99_ms, r.max_ms, r.per_sec
+                "{:>44} {:>7} {:>8} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>8.1}",
+                r.what, r.clients, r.requests, r.errors, r.p50_ms, r.p99_ms, r.max_ms, r.per_sec
             );
+            if let Some(e) = &r.first_error {
+                println!("    first error: {e}");
+            }
         }
         api_figures = Some(f);
     }
@@ -321,13 +324,21 @@ fn main() -> anyhow::Result<()> {
         )?;
         writeln!(
             report,
-            "| request | clients | requests | p50 ms | p99 ms | max ms | req/s |\n|---|---:|---:|---:|---:|---:|---:|"
+            "| request | clients | requests | errors | p50 ms | p99 ms | max ms | req/s (ok) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         for r in &f.rows {
             writeln!(
                 report,
-                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                r.what, r.clients, r.requests, r.p50_ms, r.p99_ms, r.max_ms, r.per_sec
+                "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                r.what, r.clients, r.requests, r.errors, r.p50_ms, r.p99_ms, r.max_ms, r.per_sec
+            )?;
+        }
+        for r in f.rows.iter().filter(|r| r.first_error.is_some()) {
+            writeln!(
+                report,
+                "\nFirst failure of {}: `{}`",
+                r.what,
+                r.first_error.as_deref().unwrap_or_default()
             )?;
         }
         writeln!(

@@ -4,7 +4,7 @@
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
 };
-use rcron_shared::{Job, JobName, Keys};
+use rcron_shared::{Job, JobName, Keys, ScheduleCache};
 
 use crate::Error;
 
@@ -81,10 +81,11 @@ impl JobStore {
             .get(self.keys.jobs_dir(), Some(GetOptions::new().with_prefix()))
             .await?;
         // etcd returns keys in byte order, which is name order.
+        let mut schedules = ScheduleCache::default();
         Ok(resp
             .kvs()
             .iter()
-            .filter_map(|kv| match decode(kv) {
+            .filter_map(|kv| match decode_cached(kv, &mut schedules) {
                 Ok(job) => Some(job),
                 Err(e) => {
                     tracing::warn!(error = %e, "skipping invalid stored job");
@@ -166,7 +167,11 @@ impl JobStore {
 }
 
 fn decode(kv: &KeyValue) -> Result<Job, Error> {
-    Job::from_stored(kv.value()).map_err(|e| Error::Corrupt {
+    decode_cached(kv, &mut ScheduleCache::default())
+}
+
+fn decode_cached(kv: &KeyValue, schedules: &mut ScheduleCache) -> Result<Job, Error> {
+    Job::from_stored_cached(kv.value(), schedules).map_err(|e| Error::Corrupt {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
         reason: e.to_string(),
     })

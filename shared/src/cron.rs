@@ -18,12 +18,41 @@
 //! simply follow the clock: they have no run in the missing hour and fire
 //! through both halves of a repeated one.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 use crate::Error;
+
+/// Expressions parsed once per text and zone, for decoding many jobs at
+/// once (a job list, a watch snapshot): jobs mostly share a handful of
+/// expressions, and a parse costs far more than the lookup.
+#[derive(Default)]
+pub struct ScheduleCache {
+    parsed: HashMap<(String, Tz), Result<Arc<Schedule>, String>>,
+}
+
+impl ScheduleCache {
+    /// [`Schedule::parse`], remembered.
+    pub fn parse(&mut self, expr: &str, tz: Tz) -> Result<Arc<Schedule>, Error> {
+        let parsed = self
+            .parsed
+            .entry((expr.to_string(), tz))
+            .or_insert_with(|| match Schedule::parse(expr, tz) {
+                Ok(s) => Ok(Arc::new(s)),
+                Err(Error::InvalidCron { reason, .. }) => Err(reason),
+                Err(e) => Err(e.to_string()),
+            });
+        parsed.clone().map_err(|reason| Error::InvalidCron {
+            expr: expr.to_string(),
+            reason,
+        })
+    }
+}
 
 /// A parsed cron expression bound to the time zone it is evaluated in.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::cron::{Schedule, parse_timezone};
+use crate::cron::{Schedule, ScheduleCache, parse_timezone};
 use crate::name::name_problem;
 use crate::{Error, JobName};
 
@@ -100,7 +100,7 @@ impl Job {
         let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
             reason: e.to_string(),
         })?;
-        Self::from_raw(raw, true)
+        Self::from_raw(raw, true, &mut ScheduleCache::default())
     }
 
     /// Decodes a job read back from etcd. The same rules as
@@ -110,7 +110,16 @@ impl Job {
         let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
             reason: e.to_string(),
         })?;
-        Self::from_raw(raw, false)
+        Self::from_raw(raw, false, &mut ScheduleCache::default())
+    }
+
+    /// [`Job::from_stored`] for one of many jobs read together: `cache`
+    /// parses each distinct expression once.
+    pub fn from_stored_cached(bytes: &[u8], cache: &mut ScheduleCache) -> Result<Self, Error> {
+        let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
+            reason: e.to_string(),
+        })?;
+        Self::from_raw(raw, false, cache)
     }
 
     /// The job's schedule, in its own zone or in `default_tz`.
@@ -133,10 +142,14 @@ impl Job {
             disabled: Some(self.disabled),
             alert_emails: Some(self.alert_emails.clone()),
         };
-        Self::from_raw(raw, true).map(|_| ())
+        Self::from_raw(raw, true, &mut ScheduleCache::default()).map(|_| ())
     }
 
-    fn from_raw(raw: RawJob, must_fire_again: bool) -> Result<Self, Error> {
+    fn from_raw(
+        raw: RawJob,
+        must_fire_again: bool,
+        schedules: &mut ScheduleCache,
+    ) -> Result<Self, Error> {
         let mut problems = Vec::new();
 
         let name = match raw.name {
@@ -191,7 +204,7 @@ impl Job {
                 problems.push("`cronExpr` is required".to_string());
                 None
             }
-            Some(expr) => match Schedule::parse(&expr, timezone.unwrap_or(Tz::UTC)) {
+            Some(expr) => match schedules.parse(&expr, timezone.unwrap_or(Tz::UTC)) {
                 Err(e) => {
                     problems.push(format!("`cronExpr`: {e}"));
                     None

@@ -26,7 +26,7 @@ pub mod name;
 pub mod records;
 pub mod telemetry;
 
-pub use cron::Schedule;
+pub use cron::{Schedule, ScheduleCache};
 pub use error::Error;
 pub use job::{Concurrency, Job};
 pub use keys::Keys;

@@ -167,17 +167,36 @@ pub enum KillResponse {
 
 impl JobsApi {
     fn view(&self, job: &Job) -> JobView {
-        let next_fire_time = if job.disabled {
-            None
-        } else {
-            job.schedule(self.state.timezone)
-                .ok()
-                .and_then(|s| s.next_after(Utc::now()))
-        };
-        JobView {
-            job: JobSpec::from(job),
-            next_fire_time,
-        }
+        self.views(std::slice::from_ref(job))
+            .pop()
+            .unwrap_or_else(|| JobView {
+                job: JobSpec::from(job),
+                next_fire_time: None,
+            })
+    }
+
+    /// Views of many jobs, each distinct expression and zone evaluated once.
+    fn views(&self, jobs: &[Job]) -> Vec<JobView> {
+        let now = Utc::now();
+        let mut next = std::collections::HashMap::new();
+        jobs.iter()
+            .map(|job| {
+                let tz = job.timezone.unwrap_or(self.state.timezone);
+                let next_fire_time = if job.disabled {
+                    None
+                } else {
+                    *next.entry((job.cron_expr.as_str(), tz)).or_insert_with(|| {
+                        job.schedule(self.state.timezone)
+                            .ok()
+                            .and_then(|s| s.next_after(now))
+                    })
+                };
+                JobView {
+                    job: JobSpec::from(job),
+                    next_fire_time,
+                }
+            })
+            .collect()
     }
 
     async fn existing(&self, name: &JobName) -> Result<Job, Error> {
@@ -197,7 +216,7 @@ impl JobsApi {
     #[oai(path = "/jobs", method = "get", operation_id = "listJobs")]
     async fn list(&self) -> Result<Json<JobList>, ApiError> {
         let jobs = self.state.store.list().await?;
-        let jobs: Vec<JobView> = jobs.iter().map(|j| self.view(j)).collect();
+        let jobs = self.views(&jobs);
         Ok(Json(JobList {
             total: jobs.len() as u64,
             jobs,
