@@ -37,6 +37,20 @@ pub(crate) struct Step {
     pub(crate) runs_per_sec: f64,
     pub(crate) records_per_sec: f64,
     pub(crate) etcd_writes_per_run: f64,
+    /// Planned time to process start, p50 and p99 (ms).
+    pub(crate) start_lag_ms: (i64, i64),
+    /// Process start to end, p50 and p99 (ms).
+    pub(crate) duration_ms: (i64, i64),
+}
+
+fn p50_p99(mut v: Vec<i64>) -> (i64, i64) {
+    v.sort_unstable();
+    let at = |q: f64| {
+        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(-1)
+    };
+    (at(0.5), at(0.99))
 }
 
 async fn connect(endpoint: &str) -> anyhow::Result<Client> {
@@ -181,12 +195,18 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
     let _ = std::fs::remove_dir_all(&spill);
 
     let mut per_tick: HashMap<(String, i64), u64> = HashMap::new();
+    let (mut start_lags, mut durations) = (Vec::new(), Vec::new());
+    let millis = |d: &Document, field: &str| {
+        d.get_i64(field)
+            .or_else(|_| d.get_i32(field).map(i64::from))
+            .unwrap_or_default()
+    };
     for d in &docs {
         let job = d.get_str("jobName").unwrap_or_default().to_string();
-        let plan = d
-            .get_i64("planTime")
-            .or_else(|_| d.get_i32("planTime").map(i64::from))
-            .unwrap_or_default();
+        let plan = millis(d, "planTime");
+        let (start, end) = (millis(d, "startTime"), millis(d, "endTime"));
+        start_lags.push(start - plan);
+        durations.push(end - start);
         *per_tick.entry((job, plan)).or_default() += 1;
     }
     let planned = jobs as u64 * seconds;
@@ -206,5 +226,7 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
         } else {
             0.0
         },
+        start_lag_ms: p50_p99(start_lags),
+        duration_ms: p50_p99(durations),
     })
 }

@@ -178,7 +178,7 @@ fn main() -> anyhow::Result<()> {
         );
         limit = Some(l);
         println!(
-            "{:>6} {:>8} {:>8} {:>10} {:>7} {:>8} {:>11} {:>13}",
+            "{:>6} {:>8} {:>8} {:>10} {:>7} {:>8} {:>11} {:>13} {:>16} {:>16}",
             "jobs",
             "planned",
             "ran",
@@ -186,12 +186,14 @@ fn main() -> anyhow::Result<()> {
             "missed",
             "runs/s",
             "records/s",
-            "etcd writes/run"
+            "etcd writes/run",
+            "start lag p50/99",
+            "run ms p50/99"
         );
         for &n in &args.e2e_jobs {
             let step = rt.block_on(cluster::end_to_end(services, n, args.seconds))?;
             println!(
-                "{:>6} {:>8} {:>8} {:>10} {:>7} {:>8.0} {:>11.0} {:>13.2}",
+                "{:>6} {:>8} {:>8} {:>10} {:>7} {:>8.0} {:>11.0} {:>13.2} {:>16} {:>16}",
                 step.jobs,
                 step.planned,
                 step.ran,
@@ -199,7 +201,9 @@ fn main() -> anyhow::Result<()> {
                 step.missed,
                 step.runs_per_sec,
                 step.records_per_sec,
-                step.etcd_writes_per_run
+                step.etcd_writes_per_run,
+                format!("{}/{}", step.start_lag_ms.0, step.start_lag_ms.1),
+                format!("{}/{}", step.duration_ms.0, step.duration_ms.1)
             );
             let saturated = step.missed * 100 > step.planned;
             steps.push(step);
@@ -297,14 +301,17 @@ fn main() -> anyhow::Result<()> {
         )?;
         writeln!(
             report,
-            "| jobs | planned | ran | duplicates | missed | runs/s | records/s | etcd writes/run | runs/s ÷ (txn/s ÷ writes/run) |"
+            "| jobs | planned | ran | duplicates | missed | runs/s | records/s | etcd writes/run | runs/s ÷ (txn/s ÷ writes/run) | start lag ms p50/p99 | run ms p50/p99 |"
         )?;
-        writeln!(report, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        writeln!(
+            report,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
         for s in &steps {
             let bound = l.concurrent / s.etcd_writes_per_run.max(1.0);
             writeln!(
                 report,
-                "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {}/{} | {}/{} |",
                 s.jobs,
                 s.planned,
                 s.ran,
@@ -313,7 +320,11 @@ fn main() -> anyhow::Result<()> {
                 s.runs_per_sec,
                 s.records_per_sec,
                 s.etcd_writes_per_run,
-                s.runs_per_sec / bound
+                s.runs_per_sec / bound,
+                s.start_lag_ms.0,
+                s.start_lag_ms.1,
+                s.duration_ms.0,
+                s.duration_ms.1
             )?;
         }
     }
