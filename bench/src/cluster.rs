@@ -57,6 +57,15 @@ async fn connect(endpoint: &str) -> anyhow::Result<Client> {
     Ok(Client::connect([endpoint], None).await?)
 }
 
+/// A client configured as the worker configures its own.
+async fn rcron_client(endpoint: &str) -> anyhow::Result<Client> {
+    let cfg = rcron_shared::config::EtcdConfig {
+        endpoints: vec![endpoint.to_string()],
+        ..Default::default()
+    };
+    Ok(rcron_shared::etcd::connect(&cfg).await?)
+}
+
 /// The lock transaction's shape (compare on a key, put on success, read
 /// on failure), on keys of its own, for `secs` seconds per mode.
 pub(crate) async fn etcd_limit(
@@ -64,7 +73,7 @@ pub(crate) async fn etcd_limit(
     secs: u64,
     in_flight: usize,
 ) -> anyhow::Result<EtcdLimit> {
-    let client = connect(&s.etcd).await?;
+    let client = rcron_client(&s.etcd).await?;
     let prefix = format!("/rcron-bench-{}/", uuid::Uuid::now_v7().simple());
     let run = |client: Client, worker: usize, until: Instant, count: Arc<AtomicU64>| {
         let prefix = prefix.clone();

@@ -6,10 +6,12 @@
 //! reads again. Each warning is handled by its own task: every sink is
 //! retried with backoff independently (a dead SMTP server does not hold back
 //! webhooks), and only when all have accepted it is the key deleted — in a
-//! transaction on its mod revision that also checks this master still holds
-//! the election key. Nothing reported is lost across leader changes; a
-//! duplicate can only come from a crash between delivery and delete and
-//! carries the same idempotency key (the run id).
+//! transaction on its mod revision, retried even after leadership ends (an
+//! etcd failover can end it between delivery and delete; the master then
+//! skips the warning if it leads again). Nothing reported is lost across
+//! leader changes; a duplicate can only come from a crash, or a *new*
+//! leader listing the warning, between delivery and delete, and carries
+//! the same idempotency key (the run id).
 //!
 //! Storm control: at most one alert per job per window; the warnings in
 //! between are deleted undelivered and counted, and the next alert says how
@@ -67,7 +69,15 @@ pub struct Alerting {
     pub stats: Arc<AlertStats>,
     /// This master's id, written into every alert.
     pub master_id: String,
+    /// Delivered warnings whose key is still being deleted. The deletion
+    /// goes on after leadership ends (see [`Alerting::forget_delivered`]),
+    /// and a master that leads again skips these instead of sending them
+    /// twice.
+    pub undeleted: Arc<std::sync::Mutex<HashSet<String>>>,
 }
+
+/// How long a delivered warning's deletion is retried (etcd unreachable).
+const DELETE_DELIVERED_FOR: Duration = Duration::from_secs(120);
 
 /// Storm-control memory of one job.
 struct JobWindow {
@@ -226,6 +236,9 @@ impl Alerting {
         done: &mpsc::UnboundedSender<String>,
         tasks: &mut JoinSet<()>,
     ) {
+        if self.is_undeleted(&p.key) {
+            return; // delivered already; its deletion is under way
+        }
         if !in_flight.insert(p.key.clone()) {
             return; // already being delivered
         }
@@ -274,8 +287,15 @@ impl Alerting {
         });
     }
 
+    fn is_undeleted(&self, key: &str) -> bool {
+        self.undeleted
+            .lock()
+            .map(|set| set.contains(key))
+            .unwrap_or(false)
+    }
+
     /// Delivers to every sink (each retried on its own), then deletes.
-    async fn deliver(&self, p: &Pending, suppressed: u32, leadership: &Leadership) {
+    async fn deliver(self: &Arc<Self>, p: &Pending, suppressed: u32, leadership: &Leadership) {
         let job_emails = match self.jobs.get(&p.warning.job_name).await {
             Ok(Some(job)) => job.alert_emails,
             _ => Vec::new(),
@@ -293,7 +313,47 @@ impl Alerting {
             .map(|sink| self.deliver_to(sink.as_ref(), &alert, leadership));
         let delivered = futures::future::join_all(all).await;
         if delivered.iter().all(|ok| *ok) {
-            self.delete(p, leadership).await;
+            if let Ok(mut set) = self.undeleted.lock() {
+                set.insert(p.key.clone());
+            }
+            // Not tied to this leadership: etcd failing over can end it
+            // right after the alert went out, and the next leader (this
+            // master again, or another) would send it a second time.
+            let this = self.clone();
+            let (key, mod_revision) = (p.key.clone(), p.mod_revision);
+            tokio::spawn(async move { this.forget_delivered(key, mod_revision).await });
+        }
+    }
+
+    /// Deletes a delivered warning unless it changed since, retrying for
+    /// [`DELETE_DELIVERED_FOR`] whoever leads meanwhile; past that the key
+    /// stays and is delivered again (twice rather than never).
+    async fn forget_delivered(&self, key: String, mod_revision: i64) {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                mod_revision,
+            )])
+            .and_then([TxnOp::delete(key.clone(), None)]);
+        let give_up = Instant::now() + DELETE_DELIVERED_FOR;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.client.clone().txn(txn.clone()).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() < give_up => {
+                    tracing::warn!(key = %key, error = %e, "cannot delete delivered warning; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(key = %key, error = %e, "delivered warning not deleted; it will be delivered again");
+                    break;
+                }
+            }
+        }
+        if let Ok(mut set) = self.undeleted.lock() {
+            set.remove(&key);
         }
     }
 

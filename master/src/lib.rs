@@ -117,6 +117,7 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         public_url: config.alerts.public_url.clone(),
         stats: state.alert_stats.clone(),
         master_id: state.master_id.clone(),
+        undeleted: Default::default(),
     });
     let settings = ElectionSettings {
         ttl_secs: config.election_ttl_secs,
