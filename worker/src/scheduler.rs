@@ -7,8 +7,8 @@
 //! changing or removing a job bumps its slot's generation, which turns its
 //! old heap entries stale instead of searching the heap for them.
 //! The ticks of the next due instant are taken off the heap ahead of it
-//! (a "batch", prepared as long before as the previous one took to
-//! prepare), so at the instant itself only the launches remain: with 100k
+//! (a "batch", prepared twice as long before as the previous one took
+//! to prepare), so at the instant itself only the launches remain: with 100k
 //! jobs due together, the heap work no longer delays the last of them.
 //! Starting a tick is delegated to a [`Launcher`]: the real one takes the
 //! cluster lock and runs the command (`runner`), the benchmark one only
