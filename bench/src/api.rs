@@ -10,7 +10,7 @@ use rcron_master::MasterConfig;
 use rcron_shared::{LogRecord, RunStatus};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::Services;
+use crate::cluster::{self, Services};
 
 /// Latency figures of one kind of request.
 pub(crate) struct ApiRow {
@@ -123,6 +123,31 @@ where
         all.merge(t.await?);
     }
     Ok((all, started.elapsed()))
+}
+
+/// `clients` clients GETting `path(client, i)` for `secs` seconds: one row.
+async fn get_row(
+    http: &reqwest::Client,
+    base: &str,
+    clients: usize,
+    secs: u64,
+    what: &str,
+    path: fn(usize, usize) -> String,
+) -> anyhow::Result<ApiRow> {
+    let (http, base, what_owned) = (http.clone(), base.to_string(), what.to_string());
+    let request = move |c: usize, i: usize| {
+        let (http, url, what) = (
+            http.clone(),
+            format!("{base}{}", path(c, i)),
+            what_owned.clone(),
+        );
+        async move {
+            let resp = http.get(url).send().await?;
+            expect_ok(resp, &what).await
+        }
+    };
+    let (outcomes, wall) = hammer(clients, secs, request).await?;
+    Ok(row(what, clients, outcomes, wall))
 }
 
 async fn expect_ok(resp: reqwest::Response, what: &str) -> anyhow::Result<()> {
@@ -245,23 +270,17 @@ pub(crate) async fn api(
     }
     rows.push(row("job save", clients, saves, started.elapsed()));
 
-    let list = {
-        let (http, base) = (http.clone(), base.clone());
-        move |_c: usize, _i: usize| {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let resp = http.get(format!("{base}/api/v1/jobs")).send().await?;
-                expect_ok(resp, "job list").await
-            }
-        }
-    };
-    let (outcomes, wall) = hammer(clients, secs, list).await?;
-    rows.push(row(
-        &format!("job list ({jobs} jobs)"),
-        clients,
-        outcomes,
-        wall,
-    ));
+    rows.push(
+        get_row(
+            &http,
+            &base,
+            clients,
+            secs,
+            &format!("job list ({jobs} jobs)"),
+            |_, _| "/api/v1/jobs".to_string(),
+        )
+        .await?,
+    );
 
     let mongo = mongodb::Client::with_uri_str(&s.mongo).await?;
     let coll = mongo.database(&db).collection::<Document>("log");
@@ -278,57 +297,36 @@ pub(crate) async fn api(
     }
     let log_inserts_per_sec = logs as f64 / started.elapsed().as_secs_f64();
 
-    let one_job = {
-        let (http, base) = (http.clone(), base.clone());
-        move |c: usize, i: usize| {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
+    rows.push(
+        get_row(
+            &http,
+            &base,
+            clients,
+            secs,
+            &format!("log page of one job ({logs} records)"),
+            |c, i| {
                 let job = (c * 7919 + i * 104_729) % LOG_JOBS;
-                let resp = http
-                    .get(format!("{base}/api/v1/jobs/api-log-{job}/logs?limit=20"))
-                    .send()
-                    .await?;
-                expect_ok(resp, "log query of one job").await
-            }
-        }
-    };
-    let (outcomes, wall) = hammer(clients, secs, one_job).await?;
-    rows.push(row(
-        &format!("log page of one job ({logs} records)"),
-        clients,
-        outcomes,
-        wall,
-    ));
-    let all_jobs = {
-        let (http, base) = (http.clone(), base.clone());
-        move |_c: usize, _i: usize| {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let resp = http
-                    .get(format!("{base}/api/v1/logs?limit=20"))
-                    .send()
-                    .await?;
-                expect_ok(resp, "log query of every job").await
-            }
-        }
-    };
-    let (outcomes, wall) = hammer(clients, secs, all_jobs).await?;
-    rows.push(row(
-        &format!("log page of every job ({logs} records)"),
-        clients,
-        outcomes,
-        wall,
-    ));
+                format!("/api/v1/jobs/api-log-{job}/logs?limit=20")
+            },
+        )
+        .await?,
+    );
+    rows.push(
+        get_row(
+            &http,
+            &base,
+            clients,
+            secs,
+            &format!("log page of every job ({logs} records)"),
+            |_, _| "/api/v1/logs?limit=20".to_string(),
+        )
+        .await?,
+    );
 
     token.cancel();
     master.await??;
     let _ = mongo.database(&db).drop().await;
-    let mut etcd = etcd_client::Client::connect([s.etcd.as_str()], None).await?;
-    etcd.delete(
-        prefix.as_str(),
-        Some(etcd_client::DeleteOptions::new().with_prefix()),
-    )
-    .await?;
+    cluster::delete_prefix(&s.etcd, &prefix).await?;
     Ok(ApiFigures {
         rows,
         log_inserts_per_sec,

@@ -57,6 +57,18 @@ async fn connect(endpoint: &str) -> anyhow::Result<Client> {
     Ok(Client::connect([endpoint], None).await?)
 }
 
+/// Removes what a benchmark wrote under `prefix`.
+pub(crate) async fn delete_prefix(endpoint: &str, prefix: &str) -> anyhow::Result<()> {
+    connect(endpoint)
+        .await?
+        .delete(
+            prefix,
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await?;
+    Ok(())
+}
+
 /// A client configured as the worker configures its own.
 async fn rcron_client(endpoint: &str) -> anyhow::Result<Client> {
     let cfg = rcron_shared::config::EtcdConfig {
@@ -114,13 +126,7 @@ pub(crate) async fn etcd_limit(
         t.await?;
     }
     let concurrent = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    client
-        .clone()
-        .delete(
-            prefix.as_str(),
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await?;
+    delete_prefix(&s.etcd, &prefix).await?;
     Ok(EtcdLimit {
         sequential,
         concurrent,
@@ -177,11 +183,7 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
     // Runs of the last measured second end a little later.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rev_after = revision(&mut etcd).await?;
-    etcd.delete(
-        format!("{prefix}jobs/"),
-        Some(etcd_client::DeleteOptions::new().with_prefix()),
-    )
-    .await?;
+    delete_prefix(&s.etcd, &format!("{prefix}jobs/")).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     token.cancel();
     for w in workers {
@@ -196,11 +198,7 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
         .try_collect()
         .await?;
     let _ = mongo.database(&db).drop().await;
-    etcd.delete(
-        prefix.as_str(),
-        Some(etcd_client::DeleteOptions::new().with_prefix()),
-    )
-    .await?;
+    delete_prefix(&s.etcd, &prefix).await?;
     let _ = std::fs::remove_dir_all(&spill);
 
     let mut per_tick: HashMap<(String, i64), u64> = HashMap::new();
