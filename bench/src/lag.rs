@@ -8,13 +8,14 @@ use std::time::Duration;
 use chrono::Utc;
 use rcron_shared::Job;
 use rcron_worker::clock::SystemClock;
-use rcron_worker::scheduler::{Launcher, Run, Scheduler};
+use rcron_worker::scheduler::{Launcher, Run, RunEvents, Scheduler};
 use rcron_worker::watcher::SchedulerEvent;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-/// Lags in microseconds, bucketed by 10 µs up to 10 s, so memory use does
-/// not grow with the number of ticks measured.
+/// Lags in microseconds, bucketed by 10 µs up to 2 s (later ones count in
+/// the last bucket; the maximum is kept apart), so memory use does not grow
+/// with the number of ticks measured.
 struct Histogram {
     buckets: Vec<u32>,
     max_us: u64,
@@ -22,7 +23,7 @@ struct Histogram {
 }
 
 const BUCKET_US: u64 = 10;
-const BUCKETS: usize = 1_000_000;
+const BUCKETS: usize = 200_000;
 
 impl Histogram {
     fn new() -> Self {
@@ -60,7 +61,7 @@ struct LagRecorder {
 }
 
 impl Launcher for LagRecorder {
-    fn launch(&mut self, run: Run) {
+    fn launch(&mut self, run: Run, events: &RunEvents) {
         // The raw clock: a calendar conversion per launch would weigh on
         // the figure being measured.
         let now_us = std::time::SystemTime::now()
@@ -71,7 +72,7 @@ impl Launcher for LagRecorder {
             let lag = (now_us - plan.timestamp_micros()).max(0) as u64;
             self.histogram.record(lag);
         }
-        run.finished();
+        events.finished(run.id);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
+use crate::kill_switch::KillSwitch;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use rcron_shared::RunStatus;
@@ -80,7 +81,7 @@ pub async fn execute(
     clock: &dyn Clock,
     command: &str,
     timeout: Option<Duration>,
-    kill: &CancellationToken,
+    kill: &KillSwitch,
     shutdown: &CancellationToken,
     on_spawn: &(dyn Fn(u32, DateTime<Utc>) + Sync),
 ) -> Outcome {
@@ -137,7 +138,7 @@ pub async fn execute(
     let end = tokio::select! {
         status = run => End::Exited(status),
         () = deadline => End::TimedOut,
-        () = kill.cancelled() => End::Stopped(StopReason::Killed),
+        () = kill.killed() => End::Stopped(StopReason::Killed),
         () = shutdown.cancelled() => End::Stopped(StopReason::Shutdown),
     };
 
@@ -307,7 +308,7 @@ mod tests {
             &SystemClock::default(),
             cmd,
             timeout,
-            &CancellationToken::new(),
+            &KillSwitch::new(),
             &CancellationToken::new(),
             &|_, _| {},
         )
@@ -345,7 +346,7 @@ mod tests {
             &SystemClock::default(),
             "true",
             None,
-            &CancellationToken::new(),
+            &KillSwitch::new(),
             &CancellationToken::new(),
             &|_, _| {},
         )
@@ -361,7 +362,7 @@ mod tests {
             &SystemClock::default(),
             "printf 'HEAD-----'; head -c 5000 /dev/zero | tr '\\0' x; printf -- '-----TAIL'",
             None,
-            &CancellationToken::new(),
+            &KillSwitch::new(),
             &CancellationToken::new(),
             &|_, _| {},
         )
@@ -425,12 +426,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn kill_token_stops_the_run_as_killed() {
-        let kill = CancellationToken::new();
+    async fn kill_switch_stops_the_run_as_killed() {
+        let kill = KillSwitch::new();
         let k = kill.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            k.cancel();
+            k.kill();
         });
         let o = execute(
             &settings(100),

@@ -4,8 +4,9 @@
 //!
 //! - [`watcher`] lists and watches `/cron/jobs/` and `/cron/killer/` and
 //!   sends [`watcher::SchedulerEvent`]s to
-//! - [`scheduler`], one task owning the plan and the running table, which
-//!   fires due ticks into a [`scheduler::Launcher`]; the real one is
+//! - [`scheduler`], one task owning the plan and the running table (with
+//!   [`name_index`], [`run_table`], [`run_events`], [`kill_switch`]), which fires due ticks
+//!   into a [`scheduler::Launcher`]; the real one is
 //! - [`runner`], which per tick takes a slot, takes the cluster [`lock`],
 //!   runs the command with [`executor`] (process group, timeout, kill,
 //!   capped output), and sends the record to [`log_sink`] (MongoDB, batched,
@@ -27,10 +28,13 @@ pub mod config;
 mod error;
 pub mod executor;
 pub mod journal;
+pub mod kill_switch;
 pub mod lock;
 pub mod log_sink;
 pub mod metrics;
+pub mod name_index;
 pub mod register;
+pub mod run_events;
 pub mod run_table;
 pub mod runner;
 pub mod scheduler;

@@ -10,15 +10,16 @@
 
 use std::sync::Arc;
 
+use crate::kill_switch::KillSwitch;
+use crate::run_events::RunId;
 use rcron_shared::Job;
-use tokio_util::sync::CancellationToken;
 
 /// One launched run.
 pub struct Entry {
     /// The job, as it was when the tick fired.
     pub job: Arc<Job>,
     /// The run's kill switch.
-    pub kill: Arc<CancellationToken>,
+    pub kill: KillSwitch,
     /// Whether the command really started here (the cluster lock is held).
     pub started: bool,
 }
@@ -33,7 +34,7 @@ pub struct RunTable {
 
 impl RunTable {
     /// Adds a launched run; returns its id.
-    pub fn insert(&mut self, job: Arc<Job>, kill: Arc<CancellationToken>) -> u64 {
+    pub fn insert(&mut self, job: Arc<Job>, kill: KillSwitch) -> RunId {
         let entry = Some(Entry {
             job,
             kill,
@@ -42,17 +43,18 @@ impl RunTable {
         match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize] = entry;
-                u64::from(i)
+                i
             }
             None => {
                 self.entries.push(entry);
-                (self.entries.len() - 1) as u64
+                // Ids count runs alive at once: far below 2^32.
+                (self.entries.len() - 1) as RunId
             }
         }
     }
 
     /// Marks run `id` as started; whether that changed anything.
-    pub fn mark_started(&mut self, id: u64) -> bool {
+    pub fn mark_started(&mut self, id: RunId) -> bool {
         match self.entry_mut(id) {
             Some(e) if !e.started => {
                 e.started = true;
@@ -64,13 +66,10 @@ impl RunTable {
     }
 
     /// Removes run `id`; whether it had started.
-    pub fn remove(&mut self, id: u64) -> bool {
-        let Ok(i) = u32::try_from(id) else {
-            return false;
-        };
-        match self.entries.get_mut(i as usize).and_then(Option::take) {
+    pub fn remove(&mut self, id: RunId) -> bool {
+        match self.entries.get_mut(id as usize).and_then(Option::take) {
             Some(e) => {
-                self.free.push(i);
+                self.free.push(id);
                 if e.started {
                     self.started -= 1;
                 }
@@ -90,8 +89,8 @@ impl RunTable {
         self.entries.iter().flatten()
     }
 
-    fn entry_mut(&mut self, id: u64) -> Option<&mut Entry> {
-        self.entries.get_mut(usize::try_from(id).ok()?)?.as_mut()
+    fn entry_mut(&mut self, id: RunId) -> Option<&mut Entry> {
+        self.entries.get_mut(id as usize)?.as_mut()
     }
 }
 
@@ -107,7 +106,7 @@ mod tests {
     #[test]
     fn ids_are_reused_only_after_removal_and_started_runs_are_counted() {
         let mut table = RunTable::default();
-        let kill = Arc::new(CancellationToken::new());
+        let kill = KillSwitch::new();
         let a = table.insert(job("a"), kill.clone());
         let b = table.insert(job("b"), kill.clone());
         assert_ne!(a, b);
@@ -126,6 +125,6 @@ mod tests {
         let names: Vec<String> = table.iter().map(|e| e.job.name.to_string()).collect();
         assert_eq!(names, ["c", "b"]);
         assert!(!table.remove(b), "b never started");
-        assert!(!table.remove(u64::MAX));
+        assert!(!table.remove(RunId::MAX));
     }
 }

@@ -20,7 +20,7 @@ use crate::lock::{LockOutcome, Locker};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
 use crate::register::SessionLease;
-use crate::scheduler::{Launcher, Run};
+use crate::scheduler::{Launcher, Run, RunEvents};
 use crate::warn::WarnSender;
 
 /// What every run needs.
@@ -66,7 +66,7 @@ impl Runner {
 }
 
 impl Launcher for Runner {
-    fn launch(&mut self, run: Run) {
+    fn launch(&mut self, run: Run, events: &RunEvents) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             // Leave the tick to a worker with a free slot rather than queue it.
             tracing::warn!(job = %run.tick.job.name, "no free run slot; tick left to other workers");
@@ -74,20 +74,21 @@ impl Launcher for Runner {
                 .metrics
                 .no_slot
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            run.finished();
+            events.finished(run.id);
             return;
         };
         let ctx = self.ctx.clone();
+        let events = events.clone();
         self.tracker.spawn(async move {
-            ctx.run_tick(&run).await;
+            ctx.run_tick(&run, &events).await;
             drop(slot);
-            run.finished();
+            events.finished(run.id);
         });
     }
 }
 
 impl RunContext {
-    async fn run_tick(&self, run: &Run) {
+    async fn run_tick(&self, run: &Run, events: &RunEvents) {
         let job = &run.tick.job;
         let plan_ms = run.tick.plan_time.timestamp_millis();
         let run_id = uuid::Uuid::now_v7().to_string();
@@ -122,7 +123,7 @@ impl RunContext {
                 return;
             }
         };
-        run.started();
+        events.started(run.id);
         let span = tracing::info_span!("run", job = %job.name, run_id = %run_id);
         self.attempts(run, &run_id).instrument(span).await;
         guard.release().await;
@@ -162,7 +163,7 @@ impl RunContext {
                 let backoff = Duration::from_secs(job.retry_backoff_secs);
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => continue,
-                    () = run.kill.cancelled() => {}
+                    () = run.kill.killed() => {}
                     () = self.stop_runs.cancelled() => {}
                 }
             }

@@ -27,7 +27,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::kill_switch::KillSwitch;
 use crate::metrics::WorkerMetrics;
+use crate::name_index::NameIndex;
+use crate::run_events::{self, RunInbox};
+pub use crate::run_events::{RunEvent, RunEvents, RunId};
 use crate::run_table::RunTable;
 use crate::watcher::SchedulerEvent;
 
@@ -57,44 +61,21 @@ pub struct Tick {
 
 /// A run handed to a [`Launcher`].
 pub struct Run {
-    /// Local id in the running table.
-    pub id: u64,
+    /// Local id in the running table, for [`RunEvents`].
+    pub id: RunId,
     /// What to run.
     pub tick: Tick,
-    /// Cancelled when the job is killed through `/cron/killer/<name>`.
-    pub kill: Arc<CancellationToken>,
-    /// Report [`RunEvent::Started`] once the command really starts (the
-    /// cluster lock is held) and [`RunEvent::Finished`] exactly once at the
-    /// end. Unbounded on purpose: it carries at most two messages per entry
-    /// of the running table, so its length is bounded by that table.
-    pub events: mpsc::UnboundedSender<RunEvent>,
-}
-
-impl Run {
-    /// Reports that the command runs on this worker.
-    pub fn started(&self) {
-        let _ = self.events.send(RunEvent::Started(self.id));
-    }
-
-    /// Reports the end of the run (or that it never started here).
-    pub fn finished(&self) {
-        let _ = self.events.send(RunEvent::Finished(self.id));
-    }
-}
-
-/// What a launched run tells the scheduler.
-#[derive(Debug, Clone, Copy)]
-pub enum RunEvent {
-    /// The command runs here (the tick was not taken by another worker).
-    Started(u64),
-    /// The run ended, or was not started here.
-    Finished(u64),
+    /// Flipped when the job is killed through `/cron/killer/<name>`.
+    pub kill: KillSwitch,
 }
 
 /// Starts runs; must not block (spawn what takes time).
 pub trait Launcher: Send + 'static {
-    /// Starts `run`, reporting through [`Run::started`] and [`Run::finished`].
-    fn launch(&mut self, run: Run);
+    /// Starts `run`. Through `events` it reports [`RunEvents::started`] once
+    /// the command really starts (the cluster lock is held) and
+    /// [`RunEvents::finished`] exactly once at the end; a launcher that
+    /// spawns a task clones `events` into it.
+    fn launch(&mut self, run: Run, events: &RunEvents);
 }
 
 /// Counters of what the scheduler did.
@@ -116,7 +97,7 @@ struct Slot {
     /// Shared by the job's runs (a kill ends every run of the job), and
     /// replaced once cancelled so later runs do not start killed; one
     /// token per job instead of one allocation per tick.
-    kill: Arc<CancellationToken>,
+    kill: KillSwitch,
 }
 
 /// A tick of the next batch, with what its run needs already in hand.
@@ -125,8 +106,12 @@ struct Prepared {
     /// A job changed or removed since it was prepared has another
     /// generation, and its tick is dropped at launch.
     generation: u32,
-    job: Arc<Job>,
-    kill: Arc<CancellationToken>,
+    /// The run's references to its job and kill switch, and the running
+    /// table's: cloned while preparing, because a clone writes a reference
+    /// count in the job's memory, which by the instant of a 100k-job batch
+    /// is out of the core's cache (two misses per launch otherwise).
+    run: (Arc<Job>, KillSwitch),
+    table: (Arc<Job>, KillSwitch),
 }
 
 /// The ticks of the next due instant, taken off the heap ahead of it.
@@ -142,6 +127,11 @@ struct Batch {
     spun_for: Option<i64>,
 }
 
+/// Reads a slot's job name, for the [`NameIndex`].
+fn name_of<'a>(slots: &'a [Slot]) -> impl Fn(u32) -> &'a JobName + 'a {
+    move |slot| &slots[slot as usize].job.name
+}
+
 /// Parsed expressions, shared between jobs.
 type ScheduleKey = (String, Tz);
 
@@ -153,7 +143,7 @@ pub struct Scheduler<L: Launcher> {
     misfire_grace: chrono::Duration,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
-    by_name: HashMap<JobName, u32>,
+    by_name: NameIndex,
     /// Disabled jobs: never fired, but they can be run on request.
     paused: HashMap<JobName, Arc<Job>>,
     schedules: HashMap<ScheduleKey, Arc<Schedule>>,
@@ -165,9 +155,9 @@ pub struct Scheduler<L: Launcher> {
     running_dirty: bool,
     stats: SchedulerStats,
     metrics: Arc<WorkerMetrics>,
-    /// Where launched runs report (see [`Run::events`]).
-    run_tx: mpsc::UnboundedSender<RunEvent>,
-    run_rx: mpsc::UnboundedReceiver<RunEvent>,
+    /// Where launched runs report, and where the scheduler reads it.
+    run_events: RunEvents,
+    inbox: RunInbox,
 }
 
 impl<L: Launcher> Scheduler<L> {
@@ -180,10 +170,10 @@ impl<L: Launcher> Scheduler<L> {
         running_tx: watch::Sender<Vec<String>>,
         metrics: Arc<WorkerMetrics>,
     ) -> Self {
-        let (run_tx, run_rx) = mpsc::unbounded_channel();
+        let (run_events, inbox) = run_events::channel();
         Self {
-            run_tx,
-            run_rx,
+            run_events,
+            inbox,
             launcher,
             clock,
             default_tz,
@@ -191,7 +181,7 @@ impl<L: Launcher> Scheduler<L> {
                 .unwrap_or(chrono::Duration::seconds(5)),
             slots: Vec::new(),
             free_slots: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: NameIndex::default(),
             paused: HashMap::new(),
             schedules: HashMap::new(),
             heap: BinaryHeap::new(),
@@ -215,7 +205,7 @@ impl<L: Launcher> Scheduler<L> {
         token: CancellationToken,
     ) -> (L, SchedulerStats) {
         // Moved out so the select below can borrow `self` in its handlers.
-        let mut run_events = std::mem::replace(&mut self.run_rx, mpsc::unbounded_channel().1);
+        let mut inbox = std::mem::replace(&mut self.inbox, run_events::channel().1);
         let mut publish = tokio::time::interval(Duration::from_millis(500));
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -224,15 +214,11 @@ impl<L: Launcher> Scheduler<L> {
                 biased;
                 () = token.cancelled() => break,
                 () = sleep_until(wake) => self.on_wake(),
-                Some(event) = run_events.recv() => {
-                    self.run_event(event);
-                    // The rest of a burst in one go: 100k runs ending
-                    // together are not 100k turns of this loop.
-                    for _ in 0..RUN_EVENT_BURST {
-                        match run_events.try_recv() {
-                            Ok(event) => self.run_event(event),
-                            Err(_) => break,
-                        }
+                () = inbox.ready() => {
+                    // A burst in one go: 100k runs ending together are not
+                    // 100k turns of this loop, nor one turn that delays a tick.
+                    for event in inbox.burst(RUN_EVENT_BURST) {
+                        self.run_event(event);
                     }
                 }
                 event = events.recv() => match event {
@@ -301,8 +287,8 @@ impl<L: Launcher> Scheduler<L> {
             ticks.push(Prepared {
                 slot,
                 generation,
-                job: s.job.clone(),
-                kill: s.kill.clone(),
+                run: (s.job.clone(), s.kill.clone()),
+                table: (s.job.clone(), s.kill.clone()),
             });
             if let Some(plan_time) = DateTime::from_timestamp_millis(ms) {
                 self.push_next_memo(slot, plan_time, &mut memo);
@@ -349,19 +335,22 @@ impl<L: Launcher> Scheduler<L> {
                 tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
                 continue;
             }
+            let (job, mut kill) = p.run;
+            let (table_job, mut table_kill) = p.table;
             // A kill since preparing replaced the job's switch.
-            let kill = if Arc::ptr_eq(&p.kill, &s.kill) {
-                p.kill
-            } else {
-                s.kill.clone()
-            };
+            if !kill.same_as(&s.kill) {
+                kill = s.kill.clone();
+                table_kill = s.kill.clone();
+            }
             let tick = Tick {
-                job: p.job,
+                job,
                 plan_time,
                 schedule_time: now,
                 manual: None,
             };
-            self.start(tick, kill);
+            let id = self.running.insert(table_job, table_kill);
+            self.launcher
+                .launch(Run { id, tick, kill }, &self.run_events);
             fired += 1;
         }
         self.count_fired(now - plan_time, fired);
@@ -388,7 +377,8 @@ impl<L: Launcher> Scheduler<L> {
                     jobs.iter().map(|j| j.name.clone()).collect();
                 let gone: Vec<JobName> = self
                     .by_name
-                    .keys()
+                    .slots()
+                    .map(|slot| &self.slots[slot as usize].job.name)
                     .filter(|n| !keep.contains(*n))
                     .cloned()
                     .collect();
@@ -418,25 +408,25 @@ impl<L: Launcher> Scheduler<L> {
         let mut killed = 0;
         for run in self.running.iter() {
             if run.job.name == *name {
-                run.kill.cancel();
+                run.kill.kill();
                 killed += 1;
             }
         }
-        if let Some(&slot) = self.by_name.get(name) {
-            self.slots[slot as usize].kill = Arc::new(CancellationToken::new());
+        if let Some(slot) = self.by_name.get(name, name_of(&self.slots)) {
+            self.slots[slot as usize].kill = KillSwitch::new();
         }
         tracing::info!(job = %name, runs = killed, "kill requested");
     }
 
     /// Starts a run-now request's tick, for a scheduled or a paused job.
     fn run_now(&mut self, name: &JobName, revision: i64) {
-        let (job, kill) = match self.by_name.get(name) {
-            Some(&slot) => {
+        let (job, kill) = match self.by_name.get(name, name_of(&self.slots)) {
+            Some(slot) => {
                 let s = &self.slots[slot as usize];
                 (s.job.clone(), s.kill.clone())
             }
             None => match self.paused.get(name) {
-                Some(job) => (job.clone(), Arc::new(CancellationToken::new())),
+                Some(job) => (job.clone(), KillSwitch::new()),
                 None => {
                     tracing::warn!(job = %name, "run requested for a job this worker does not know");
                     return;
@@ -461,7 +451,7 @@ impl<L: Launcher> Scheduler<L> {
             return;
         }
         self.paused.remove(&job.name);
-        if let Some(&slot) = self.by_name.get(&job.name)
+        if let Some(slot) = self.by_name.get(&job.name, name_of(&self.slots))
             && *self.slots[slot as usize].job == job
         {
             return; // unchanged (a re-list after a watch error): keep its next tick
@@ -486,8 +476,8 @@ impl<L: Launcher> Scheduler<L> {
             },
         };
         let name = job.name.clone();
-        let slot = match self.by_name.get(&name) {
-            Some(&slot) => {
+        let slot = match self.by_name.get(&name, name_of(&self.slots)) {
+            Some(slot) => {
                 let s = &mut self.slots[slot as usize];
                 let old_job = std::mem::replace(&mut s.job, Arc::new(job));
                 let old = s.schedule.replace(schedule);
@@ -502,7 +492,7 @@ impl<L: Launcher> Scheduler<L> {
                     job: Arc::new(job),
                     schedule: Some(schedule),
                     generation: 0,
-                    kill: Arc::new(CancellationToken::new()),
+                    kill: KillSwitch::new(),
                 };
                 let slot = match self.free_slots.pop() {
                     Some(free) => {
@@ -518,7 +508,7 @@ impl<L: Launcher> Scheduler<L> {
                         (self.slots.len() - 1) as u32
                     }
                 };
-                self.by_name.insert(name.clone(), slot);
+                self.by_name.insert(slot, name_of(&self.slots));
                 slot
             }
         };
@@ -528,7 +518,7 @@ impl<L: Launcher> Scheduler<L> {
     }
 
     fn remove(&mut self, name: &JobName) {
-        if let Some(slot) = self.by_name.remove(name) {
+        if let Some(slot) = self.by_name.remove(name, name_of(&self.slots)) {
             let s = &mut self.slots[slot as usize];
             s.generation = s.generation.wrapping_add(1);
             let old = s.schedule.take();
@@ -628,14 +618,10 @@ impl<L: Launcher> Scheduler<L> {
     }
 
     /// Hands a tick to the launcher (the caller counts it).
-    fn start(&mut self, tick: Tick, kill: Arc<CancellationToken>) {
+    fn start(&mut self, tick: Tick, kill: KillSwitch) {
         let id = self.running.insert(tick.job.clone(), kill.clone());
-        self.launcher.launch(Run {
-            id,
-            tick,
-            kill,
-            events: self.run_tx.clone(),
-        });
+        self.launcher
+            .launch(Run { id, tick, kill }, &self.run_events);
     }
 
     fn run_event(&mut self, event: RunEvent) {
@@ -704,16 +690,16 @@ mod tests {
     struct Recorder(mpsc::UnboundedSender<Fired>);
 
     impl Launcher for Recorder {
-        fn launch(&mut self, run: Run) {
+        fn launch(&mut self, run: Run, events: &RunEvents) {
             let _ = self.0.send((
                 run.tick.job.name.to_string(),
                 run.tick.job.command.clone(),
                 run.tick.plan_time,
                 run.tick.schedule_time,
-                run.kill.is_cancelled(),
+                run.kill.is_killed(),
             ));
             if run.tick.job.command != "hold" {
-                run.finished();
+                events.finished(run.id);
             }
         }
     }
