@@ -40,6 +40,8 @@ export RCRON_TEST_MONGO="mongodb://127.0.0.1:$mongo_port"
 export RCRON_TEST_ETCD_BIN="$(command -v etcd)"
 export RCRON_TEST_MONGO_BIN="$NX_BIN"
 export RCRON_TEST_PYTHON="$TOOLS_PYTHON"
+# For benchmarks that account the servers' CPU time.
+export RCRON_TEST_ETCD_PID="$ETCD_PID" RCRON_TEST_MONGO_PID="$MONGO_PID"
 log "etcd at $RCRON_TEST_ETCD, MongoDB-wire at $RCRON_TEST_MONGO"
 
 "$@"

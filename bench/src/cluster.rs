@@ -18,6 +18,56 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Services {
     pub(crate) etcd: String,
     pub(crate) mongo: String,
+    /// Their processes, when known, for CPU accounting.
+    pub(crate) etcd_pid: Option<u32>,
+    pub(crate) mongo_pid: Option<u32>,
+}
+
+/// CPU time (ms) spent per run during an end-to-end step, by who spent it.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct CpuPerRun {
+    /// The two workers (this process).
+    pub(crate) workers: f64,
+    /// The commands: every `sh -c true`, from fork to exit (this process's
+    /// reaped children).
+    pub(crate) commands: f64,
+    pub(crate) etcd: f64,
+    pub(crate) log_store: f64,
+}
+
+impl CpuPerRun {
+    pub(crate) fn total(&self) -> f64 {
+        self.workers + self.commands + self.etcd + self.log_store
+    }
+}
+
+/// CPU seconds of `pid` ("self" for this process): its own and, with
+/// `children`, that of its reaped children instead.
+fn cpu_secs(pid: &str, children: bool) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            // utime, stime are fields 14-15 of stat, cutime, cstime 16-17;
+            // `after` starts at field 3. Clock ticks are 100 Hz on Linux.
+            let first = if children { 13 } else { 11 };
+            let user: f64 = fields.get(first)?.parse().ok()?;
+            let system: f64 = fields.get(first + 1)?.parse().ok()?;
+            Some((user + system) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// CPU seconds so far of the workers, their commands, etcd, the log store.
+fn cpu_snapshot(s: &Services) -> [f64; 4] {
+    let server = |pid: Option<u32>| pid.map_or(f64::NAN, |p| cpu_secs(&p.to_string(), false));
+    [
+        cpu_secs("self", false),
+        cpu_secs("self", true),
+        server(s.etcd_pid),
+        server(s.mongo_pid),
+    ]
 }
 
 /// Write transactions per second, one at a time and with `in_flight` at once.
@@ -41,6 +91,8 @@ pub(crate) struct Step {
     pub(crate) start_lag_ms: (i64, i64),
     /// Process start to end, p50 and p99 (ms).
     pub(crate) duration_ms: (i64, i64),
+    /// Where the machine's CPU went, per run.
+    pub(crate) cpu_per_run: CpuPerRun,
 }
 
 fn p50_p99(mut v: Vec<i64>) -> (i64, i64) {
@@ -168,7 +220,7 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
     let db = format!("rcron_bench_{}", uuid::Uuid::now_v7().simple());
     let mut etcd = connect(&s.etcd).await?;
     let token = CancellationToken::new();
-    let spill = std::env::temp_dir().join(format!("rcron-bench-{}", uuid::Uuid::now_v7().simple()));
+    let spill = std::path::PathBuf::from(std::env::var("RCRON_BENCH_SPILL").unwrap_or_else(|_| std::env::temp_dir().display().to_string())).join(format!("rcron-bench-{}", uuid::Uuid::now_v7().simple()));
     let mut workers = Vec::new();
     for w in 1..=2 {
         let mut cfg = WorkerConfig {
@@ -199,7 +251,9 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
     let from = (now / 1000 + 1) * 1000;
     tokio::time::sleep(Duration::from_millis((from - now) as u64)).await;
     let rev_before = revision(&mut etcd).await?;
+    let cpu_before = cpu_snapshot(s);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let cpu_after = cpu_snapshot(s);
     let to = from + seconds as i64 * 1000;
     // Runs of the last measured second end a little later.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -241,6 +295,15 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
     let ran = per_tick.len() as u64;
     let duplicates = per_tick.values().map(|n| n - 1).sum();
     let runs = docs.len() as f64;
+    // Runs started in the window: the CPU window is the same length,
+    // shifted by the start lag, which is steady within a step.
+    let ms_per_run = |i: usize| (cpu_after[i] - cpu_before[i]) * 1000.0 / ran.max(1) as f64;
+    let cpu_per_run = CpuPerRun {
+        workers: ms_per_run(0),
+        commands: ms_per_run(1),
+        etcd: ms_per_run(2),
+        log_store: ms_per_run(3),
+    };
     Ok(Step {
         jobs,
         planned,
@@ -256,5 +319,6 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
         },
         start_lag_ms: p50_p99(start_lags),
         duration_ms: p50_p99(durations),
+        cpu_per_run,
     })
 }

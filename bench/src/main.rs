@@ -92,6 +92,15 @@ fn print_row(who: &str, f: &[String]) {
     );
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Runs per second this machine's cores allow at `ms_per_run` CPU each.
+fn cpu_ceiling(ms_per_run: f64) -> f64 {
+    cores() as f64 * 1000.0 / ms_per_run
+}
+
 fn ms(f: &str) -> f64 {
     f.parse().unwrap_or(f64::NAN)
 }
@@ -160,9 +169,12 @@ fn main() -> anyhow::Result<()> {
                 )
             })
         };
+        let pid = |var: &str| std::env::var(var).ok().and_then(|p| p.parse().ok());
         Some(cluster::Services {
             etcd: need("RCRON_TEST_ETCD")?,
             mongo: need("RCRON_TEST_MONGO")?,
+            etcd_pid: pid("RCRON_TEST_ETCD_PID"),
+            mongo_pid: pid("RCRON_TEST_MONGO_PID"),
         })
     } else {
         None
@@ -198,6 +210,18 @@ fn main() -> anyhow::Result<()> {
                 step.etcd_writes_per_run,
                 format!("{}/{}", step.start_lag_ms.0, step.start_lag_ms.1),
                 format!("{}/{}", step.duration_ms.0, step.duration_ms.1)
+            );
+            let c = step.cpu_per_run;
+            println!(
+                "{:>6} CPU ms per run: workers {:.2}, commands {:.2}, etcd {:.2}, log store {:.2}; total {:.2} -> {} cores allow {:.0} runs/s",
+                "",
+                c.workers,
+                c.commands,
+                c.etcd,
+                c.log_store,
+                c.total(),
+                cores(),
+                cpu_ceiling(c.total())
             );
             let saturated = step.missed * 100 > step.planned;
             steps.push(step);
@@ -330,6 +354,29 @@ fn main() -> anyhow::Result<()> {
                 s.start_lag_ms.1,
                 s.duration_ms.0,
                 s.duration_ms.1
+            )?;
+        }
+        writeln!(
+            report,
+            "\nCPU time per run during each step (ms; workers = this process, commands = its reaped `sh -c true` children, servers by pid) and the run rate that total allows on {} cores:\n",
+            cores()
+        )?;
+        writeln!(
+            report,
+            "| jobs | workers | commands | etcd | log store | total | runs/s the cores allow |\n|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
+        for s in &steps {
+            let c = s.cpu_per_run;
+            writeln!(
+                report,
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} |",
+                s.jobs,
+                c.workers,
+                c.commands,
+                c.etcd,
+                c.log_store,
+                c.total(),
+                cpu_ceiling(c.total())
             )?;
         }
     }

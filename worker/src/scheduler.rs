@@ -1,7 +1,8 @@
 //! The scheduler: one task that owns the plan (every job's next tick) and
 //! the table of running runs. It selects over job and kill events, run
 //! completions, and a sleep until the earliest due tick; nothing else
-//! touches its state, so there are no shared maps or locks.
+//! touches its state, so there are no shared maps (the one lock is the
+//! queue runs report through, held for a push or a swap).
 //!
 //! Due ticks are kept in a binary heap of `(time, slot, generation)`;
 //! changing or removing a job bumps its slot's generation, which turns its
