@@ -220,7 +220,11 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
     let db = format!("rcron_bench_{}", uuid::Uuid::now_v7().simple());
     let mut etcd = connect(&s.etcd).await?;
     let token = CancellationToken::new();
-    let spill = std::path::PathBuf::from(std::env::var("RCRON_BENCH_SPILL").unwrap_or_else(|_| std::env::temp_dir().display().to_string())).join(format!("rcron-bench-{}", uuid::Uuid::now_v7().simple()));
+    let spill = std::path::PathBuf::from(
+        std::env::var("RCRON_BENCH_SPILL")
+            .unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
+    )
+    .join(format!("rcron-bench-{}", uuid::Uuid::now_v7().simple()));
     let mut workers = Vec::new();
     for w in 1..=2 {
         let mut cfg = WorkerConfig {

@@ -4,28 +4,37 @@
 //!
 //! Each worker process owns `journal/<worker>/` under the spill directory
 //! and holds an exclusive `flock` on its `lock` file while it lives; the
-//! kernel drops the lock when the process dies, however it dies. Per run
-//! attempt it keeps:
+//! kernel drops the lock when the process dies, however it dies. What it
+//! keeps is appended, one JSON line per change, to `journal.jsonl`:
 //!
-//! - `<runId>-<attempt>.run.json` while the command runs (with its process
-//!   group id and the leader's start time, to recognise it later);
-//! - `<runId>-<attempt>.log.json`, the final record, until MongoDB stored it
-//!   (or it went to a synced spill file);
-//! - `<runId>.warn.json`, the warning, until etcd stored it (or it spilled).
+//! - `run`: an attempt's command started (with its process group id and the
+//!   leader's start time, to recognise it later);
+//! - `log`: the attempt's final record (which ends its `run`), until
+//!   `logged` says MongoDB stored it (or it went to a synced spill file);
+//! - `warn`: a warning, until `warned` says etcd stored it (or it spilled).
+//!
+//! One append (one `write`) per change, instead of a file per entry: at
+//! hundreds of runs a second, creating, renaming and deleting two files per
+//! run cost the worker more CPU than everything else it does per run
+//! (measured: 1.1 ms of 1.7 ms on ext4). The file is rewritten with only the
+//! entries still open once it passes [`COMPACT_AT`] bytes.
 //!
 //! At start a worker recovers every journal whose lock it can take (its
 //! own from an earlier life, and those of dead workers sharing the spill
 //! directory): finished records and warnings are sent again (both are
-//! idempotent: record `_id`, warning key), and a run that was still going
-//! is ended — its leftover process group killed — and logged as `failed`
-//! with a warning, so it is never silently lost.
+//! idempotent: record `_id`, warning key) and journaled anew, and a run
+//! that was still going is ended — its leftover process group killed — and
+//! logged as `failed` with a warning, so it is never silently lost. A line
+//! torn by a crash mid-append is skipped.
 //!
-//! Files are written without fsync: the journal survives a process crash,
-//! not a power cut (which also ends the commands it would recover).
+//! Appends are not fsynced: the journal survives a process crash, not a
+//! power cut (which also ends the commands it would recover).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -36,9 +45,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-const RUN: &str = ".run.json";
-const LOG: &str = ".log.json";
-const WARN: &str = ".warn.json";
+/// The journal file of a worker's current life.
+const FILE: &str = "journal.jsonl";
+/// Journals taken over at start, until their entries are journaled anew.
+const RECOVERING: &str = "recovering-";
+/// Size past which the journal is rewritten with only its open entries.
+pub const COMPACT_AT: u64 = 4 << 20;
 /// Bytes of output carried in a warning.
 pub(crate) const WARNING_OUTPUT_TAIL: usize = 2048;
 
@@ -67,9 +79,44 @@ pub struct Recovered {
     pub killed_groups: usize,
 }
 
+/// One change to the journal: a line of `journal.jsonl`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum Line {
+    /// An attempt's command runs; `key` is `<runId>-<attempt>`.
+    Run { key: String, started: Started },
+    /// An attempt's final record, to be stored; ends the `Run` of its key.
+    Log { key: String, record: LogRecord },
+    /// The `Log` of `key` is stored.
+    Logged { key: String },
+    /// A warning, to be sent; `key` is the run id.
+    Warn { key: String, warning: Warning },
+    /// The `Warn` of `key` is stored.
+    Warned { key: String },
+}
+
+/// The open entries of a journal file, as replayed from its lines.
+#[derive(Default)]
+struct Open {
+    runs: BTreeMap<String, Started>,
+    logs: BTreeMap<String, LogRecord>,
+    warns: BTreeMap<String, Warning>,
+}
+
+/// The file being appended to and what in it is still open.
+struct Segment {
+    file: File,
+    written: u64,
+    /// Open entries by kind and key, as the bytes of the line that opened
+    /// them: what a compaction writes back.
+    open: HashMap<(u8, String), Vec<u8>>,
+    open_bytes: u64,
+}
+
 /// This worker's journal.
 pub struct Journal {
     dir: PathBuf,
+    segment: Mutex<Segment>,
     /// Held for the life of the process; released by the kernel at death.
     _lock: Flock<File>,
 }
@@ -94,7 +141,29 @@ impl Journal {
                 dir.display()
             ))
         })?;
-        let journal = Self { dir, _lock: lock };
+        // An earlier life's file is set aside and read like a dead worker's:
+        // this life starts a file of its own.
+        let path = dir.join(FILE);
+        if path.exists() {
+            std::fs::rename(
+                &path,
+                dir.join(format!(
+                    "{RECOVERING}{}.jsonl",
+                    uuid::Uuid::now_v7().simple()
+                )),
+            )?;
+        }
+        let file = File::options().create(true).append(true).open(&path)?;
+        let journal = Self {
+            dir,
+            segment: Mutex::new(Segment {
+                file,
+                written: 0,
+                open: HashMap::new(),
+                open_bytes: 0,
+            }),
+            _lock: lock,
+        };
         let mut recovered = Recovered::default();
         journal
             .recover_dir(&journal.dir, kill_grace, now_ms, &mut recovered)
@@ -131,46 +200,58 @@ impl Journal {
 
     /// Notes that an attempt's command started as process group `pgid`.
     pub fn started(&self, job: &JobName, record: &LogRecord, pgid: u32) {
-        let entry = Started {
+        let started = Started {
             job: job.clone(),
             record: record.clone(),
             pgid,
             proc_start: process_start_ticks(pgid),
         };
-        self.write(&attempt_file(record, RUN), &entry);
+        self.append(&Line::Run {
+            key: attempt_key(record),
+            started,
+        });
     }
 
     /// Notes an attempt's final record; it stays until [`Journal::logged`].
     pub fn finished(&self, record: &LogRecord) {
-        self.write(&attempt_file(record, LOG), record);
-        remove(&self.dir.join(attempt_file(record, RUN)));
+        self.append(&Line::Log {
+            key: attempt_key(record),
+            record: record.clone(),
+        });
     }
 
     /// The record is stored in MongoDB or in a synced spill file.
     pub fn logged(&self, record: &LogRecord) {
-        remove(&self.dir.join(attempt_file(record, LOG)));
+        self.append(&Line::Logged {
+            key: attempt_key(record),
+        });
     }
 
     /// Notes a warning; it stays until [`Journal::warned`].
     pub fn warning(&self, warning: &Warning) {
-        self.write(&format!("{}{WARN}", safe_name(&warning.run_id)), warning);
+        self.append(&Line::Warn {
+            key: warning.run_id.clone(),
+            warning: warning.clone(),
+        });
     }
 
     /// The warning is stored in etcd or in a synced spill file.
     pub fn warned(&self, warning: &Warning) {
-        remove(
-            &self
-                .dir
-                .join(format!("{}{WARN}", safe_name(&warning.run_id))),
-        );
+        self.append(&Line::Warned {
+            key: warning.run_id.clone(),
+        });
     }
 
-    /// Removes the journal when nothing is left in it (clean shutdown).
+    /// Removes the journal when nothing is left open in it (clean shutdown).
     pub fn close(self) {
-        let left = std::fs::read_dir(&self.dir)
-            .map(|d| d.flatten().filter(|e| e.file_name() != "lock").count())
-            .unwrap_or(0);
+        let segment = self
+            .segment
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let left = segment.open.len();
+        drop(segment);
         if left == 0 {
+            let _ = std::fs::remove_file(self.dir.join(FILE));
             let _ = std::fs::remove_file(self.dir.join("lock"));
             let _ = std::fs::remove_dir(&self.dir);
             // The shared root goes too once no worker uses it.
@@ -178,24 +259,41 @@ impl Journal {
                 let _ = std::fs::remove_dir(root);
             }
         } else {
-            tracing::warn!(dir = %self.dir.display(), files = left, "journal kept for the next start");
+            tracing::warn!(dir = %self.dir.display(), entries = left, "journal kept for the next start");
         }
     }
 
-    fn write<T: Serialize>(&self, name: &str, value: &T) {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let result = serde_json::to_vec(value)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = result {
-            tracing::error!(file = %path.display(), error = %e, "cannot write the run journal");
+    fn append(&self, line: &Line) {
+        let mut bytes = match serde_json::to_vec(line) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a run journal entry");
+                return;
+            }
+        };
+        bytes.push(b'\n');
+        // Held for one append (and, rarely, a compaction): runs ending at
+        // the same time queue here for microseconds.
+        let mut segment = self.segment.lock().unwrap_or_else(PoisonError::into_inner);
+        // One write: a process killed mid-append leaves no half line
+        // behind (a torn one, from a full disk, is skipped on recovery).
+        if let Err(e) = segment.file.write_all(&bytes) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot append to the run journal");
+            return;
+        }
+        segment.written += bytes.len() as u64;
+        segment.track(line, bytes);
+        if segment.written > COMPACT_AT
+            && segment.open_bytes < segment.written / 2
+            && let Err(e) = segment.compact(&self.dir)
+        {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot compact the run journal");
         }
     }
 
-    /// Takes over the files of `dir` (moving them into this journal when
-    /// `dir` is another worker's) and collects what they hold.
+    /// Takes over the journal files of `dir` (another worker's, or set
+    /// aside from this one's earlier life): their open entries are
+    /// journaled here, then the files are removed.
     async fn recover_dir(
         &self,
         dir: &Path,
@@ -206,57 +304,137 @@ impl Journal {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
-        let mut names: Vec<String> = entries
+        let mut files: Vec<PathBuf> = entries
             .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "tmp"))
+            .filter(|p| *p != self.dir.join(FILE))
             .collect();
-        names.sort();
-        let logged: HashSet<String> = names
-            .iter()
-            .filter_map(|n| n.strip_suffix(LOG).map(str::to_string))
-            .collect();
-        for name in names {
-            let path = dir.join(&name);
-            if name.ends_with(".tmp") {
-                remove(&path);
-            } else if name.ends_with(LOG) {
-                if let Some(record) = read::<LogRecord>(&path) {
-                    self.adopt(&path, &name);
-                    out.records.push(record);
-                }
-            } else if name.ends_with(WARN) {
-                if let Some(warning) = read::<Warning>(&path) {
-                    self.adopt(&path, &name);
-                    out.warnings.push(warning);
-                }
-            } else if let Some(stem) = name.strip_suffix(RUN) {
-                let started = read::<Started>(&path);
-                remove(&path);
-                // Crashed between writing the final record and removing this.
-                if logged.contains(stem) {
-                    continue;
-                }
-                let Some(started) = started else { continue };
-                out.interrupted += 1;
-                let killed = end_group(&started, kill_grace).await;
-                if killed {
-                    out.killed_groups += 1;
-                }
-                let (record, warning) = interrupted(started.job, started.record, killed, now_ms);
-                self.finished(&record);
-                self.warning(&warning);
-                out.records.push(record);
-                out.warnings.push(warning);
+        files.sort();
+        let mut open = Open::default();
+        for file in &files {
+            if file.extension().is_some_and(|x| x == "jsonl") {
+                replay(file, &mut open);
+            }
+        }
+        for (key, record) in open.logs {
+            self.append(&Line::Log {
+                key,
+                record: record.clone(),
+            });
+            out.records.push(record);
+        }
+        for (key, warning) in open.warns {
+            self.append(&Line::Warn {
+                key,
+                warning: warning.clone(),
+            });
+            out.warnings.push(warning);
+        }
+        for started in open.runs.into_values() {
+            out.interrupted += 1;
+            let killed = end_group(&started, kill_grace).await;
+            if killed {
+                out.killed_groups += 1;
+            }
+            let (record, warning) = interrupted(started.job, started.record, killed, now_ms);
+            self.finished(&record);
+            self.warning(&warning);
+            out.records.push(record);
+            out.warnings.push(warning);
+        }
+        // Everything open is journaled here now.
+        for file in files {
+            if let Err(e) = std::fs::remove_file(&file) {
+                tracing::warn!(file = %file.display(), error = %e, "cannot remove a recovered journal file");
             }
         }
     }
+}
 
-    fn adopt(&self, path: &Path, name: &str) {
-        let target = self.dir.join(name);
-        if path != target
-            && let Err(e) = std::fs::rename(path, &target)
-        {
-            tracing::warn!(file = %path.display(), error = %e, "cannot move a recovered journal file");
+impl Segment {
+    const RUN: u8 = 0;
+    const LOG: u8 = 1;
+    const WARN: u8 = 2;
+
+    /// Keeps `line`'s bytes while what it opened is open.
+    fn track(&mut self, line: &Line, bytes: Vec<u8>) {
+        match line {
+            Line::Run { key, .. } => self.opened(Self::RUN, key, bytes),
+            Line::Log { key, .. } => {
+                self.closed(Self::RUN, key);
+                self.opened(Self::LOG, key, bytes);
+            }
+            Line::Logged { key } => self.closed(Self::LOG, key),
+            Line::Warn { key, .. } => self.opened(Self::WARN, key, bytes),
+            Line::Warned { key } => self.closed(Self::WARN, key),
+        }
+    }
+
+    fn opened(&mut self, kind: u8, key: &str, bytes: Vec<u8>) {
+        self.open_bytes += bytes.len() as u64;
+        if let Some(old) = self.open.insert((kind, key.to_string()), bytes) {
+            self.open_bytes -= old.len() as u64;
+        }
+    }
+
+    fn closed(&mut self, kind: u8, key: &str) {
+        if let Some(old) = self.open.remove(&(kind, key.to_string())) {
+            self.open_bytes -= old.len() as u64;
+        }
+    }
+
+    /// Rewrites the file with only the open entries. A crash before the
+    /// rename leaves the old file whole (and a `.tmp`, removed at recovery).
+    fn compact(&mut self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        for bytes in self.open.values() {
+            out.write_all(bytes)?;
+        }
+        out.flush()?;
+        drop(out);
+        let path = dir.join(FILE);
+        std::fs::rename(&tmp, &path)?;
+        self.file = File::options().append(true).open(&path)?;
+        self.written = self.open_bytes;
+        Ok(())
+    }
+}
+
+/// Applies the lines of `file` to `open`, skipping lines it cannot read.
+fn replay(file: &Path, open: &mut Open) {
+    let reader = match File::open(file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, "cannot read a journal file");
+            return;
+        }
+    };
+    for (n, line) in reader.split(b'\n').enumerate() {
+        let parsed = line
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice::<Line>(&bytes).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(Line::Run { key, started }) => {
+                open.runs.insert(key, started);
+            }
+            Ok(Line::Log { key, record }) => {
+                open.runs.remove(&key);
+                open.logs.insert(key, record);
+            }
+            Ok(Line::Logged { key }) => {
+                open.logs.remove(&key);
+            }
+            Ok(Line::Warn { key, warning }) => {
+                open.warns.insert(key, warning);
+            }
+            Ok(Line::Warned { key }) => {
+                open.warns.remove(&key);
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), line = n + 1, error = %e, "unreadable journal line skipped");
+            }
         }
     }
 }
@@ -353,8 +531,8 @@ fn lock_dir(dir: &Path) -> Result<Option<Flock<File>>, Error> {
     }
 }
 
-fn attempt_file(record: &LogRecord, suffix: &str) -> String {
-    format!("{}-{}{suffix}", safe_name(&record.run_id), record.attempt)
+fn attempt_key(record: &LogRecord) -> String {
+    format!("{}-{}", record.run_id, record.attempt)
 }
 
 /// Ids end up in file names: keep them to safe characters.
@@ -368,27 +546,6 @@ fn safe_name(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    let parsed = std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
-    match parsed {
-        Ok(value) => Some(value),
-        Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "unreadable journal file; left in place");
-            None
-        }
-    }
-}
-
-fn remove(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(file = %path.display(), error = %e, "cannot remove a journal file");
-    }
 }
 
 #[cfg(test)]
@@ -488,6 +645,58 @@ mod tests {
         assert!(unknown.err.contains("unknown"), "{}", unknown.err);
         assert_eq!(recovered.warnings.len(), 2);
         assert!(recovered.warnings.iter().all(|w| w.status.warns()));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_grown_journal_is_compacted_to_its_open_entries_and_still_recovers() {
+        let dir = temp();
+        let (journal, _) = Journal::open(&dir, "w1", GRACE, 5_000).await.expect("open");
+        let pending = record("pending", 1);
+        journal.finished(&pending);
+        let mut big = record("big", 1);
+        big.output = "x".repeat(64 * 1024);
+        let mut peak = 0;
+        for i in 0..200 {
+            big.run_id = format!("big-{i}");
+            journal.finished(&big);
+            journal.logged(&big);
+            let size = std::fs::metadata(dir.join("journal/w1").join(FILE))
+                .expect("journal file")
+                .len();
+            peak = peak.max(size);
+        }
+        assert!(
+            peak <= COMPACT_AT + 2 * 70 * 1024,
+            "compacted as it grew: peak {peak} bytes"
+        );
+        drop(journal);
+        let (_other, recovered) = Journal::open(&dir, "w2", GRACE, 5_000).await.expect("open");
+        assert_eq!(recovered.records, vec![pending]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_torn_line_is_skipped_and_the_rest_recovered() {
+        let dir = temp();
+        let (journal, _) = Journal::open(&dir, "w1", GRACE, 5_000).await.expect("open");
+        let (a, b) = (record("a", 1), record("b", 1));
+        journal.finished(&a);
+        drop(journal);
+        // A crash mid-append (say, a full disk) left half a line.
+        let path = dir.join("journal/w1").join(FILE);
+        let mut file = File::options().append(true).open(&path).expect("journal");
+        file.write_all(br#"{"log":{"key":"b-1","record":{"jobNa"#)
+            .expect("torn line");
+        file.write_all(b"\n").expect("newline");
+        drop(file);
+        // The same worker starts again, and b's record is journaled after.
+        let (journal, recovered) = Journal::open(&dir, "w1", GRACE, 5_000).await.expect("open");
+        assert_eq!(recovered.records, vec![a.clone()]);
+        journal.finished(&b);
+        drop(journal);
+        let (_journal, recovered) = Journal::open(&dir, "w1", GRACE, 5_000).await.expect("open");
+        assert_eq!(recovered.records, vec![a, b]);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
