@@ -49,6 +49,9 @@ use crate::Error;
 const FILE: &str = "journal.jsonl";
 /// Journals taken over at start, until their entries are journaled anew.
 const RECOVERING: &str = "recovering-";
+/// The entry files of the journal before it was one appended file (a
+/// worker upgraded after a crash still recovers them).
+const LEGACY: [&str; 3] = [".run.json", ".log.json", ".warn.json"];
 /// Size past which the journal is rewritten with only its open entries.
 pub const COMPACT_AT: u64 = 4 << 20;
 /// Bytes of output carried in a warning.
@@ -307,7 +310,9 @@ impl Journal {
         let mut files: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "tmp"))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "jsonl" || x == "tmp") || is_legacy(p).is_some()
+            })
             .filter(|p| *p != self.dir.join(FILE))
             .collect();
         files.sort();
@@ -317,6 +322,7 @@ impl Journal {
                 replay(file, &mut open);
             }
         }
+        replay_legacy(&files, &mut open);
         for (key, record) in open.logs {
             self.append(&Line::Log {
                 key,
@@ -399,6 +405,56 @@ impl Segment {
         self.file = File::options().append(true).open(&path)?;
         self.written = self.open_bytes;
         Ok(())
+    }
+}
+
+/// Which legacy entry file `path` is (its index in [`LEGACY`]) and its stem.
+fn is_legacy(path: &Path) -> Option<(usize, String)> {
+    let name = path.file_name()?.to_str()?;
+    LEGACY
+        .iter()
+        .enumerate()
+        .find_map(|(i, suffix)| name.strip_suffix(suffix).map(|stem| (i, stem.to_string())))
+}
+
+/// Adds the open entries of legacy entry files to `open`: records and
+/// warnings, and runs without a record.
+fn replay_legacy(files: &[PathBuf], open: &mut Open) {
+    fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+        let parsed = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+        parsed
+            .map_err(|e| tracing::error!(file = %path.display(), error = %e, "unreadable journal file skipped"))
+            .ok()
+    }
+    let legacy: Vec<(usize, String, &PathBuf)> = files
+        .iter()
+        .filter_map(|f| is_legacy(f).map(|(kind, stem)| (kind, stem, f)))
+        .collect();
+    for (kind, stem, file) in &legacy {
+        match kind {
+            1 => {
+                if let Some(record) = read::<LogRecord>(file) {
+                    open.logs.insert(format!("legacy-{stem}"), record);
+                }
+            }
+            2 => {
+                if let Some(warning) = read::<Warning>(file) {
+                    open.warns.insert(warning.run_id.clone(), warning);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (kind, stem, file) in &legacy {
+        // A run whose final record is there too had ended.
+        if *kind == 0
+            && !open.logs.contains_key(&format!("legacy-{stem}"))
+            && let Some(started) = read::<Started>(file)
+        {
+            open.runs.insert(format!("legacy-{stem}"), started);
+        }
     }
 }
 
@@ -697,6 +753,53 @@ mod tests {
         drop(journal);
         let (_journal, recovered) = Journal::open(&dir, "w1", GRACE, 5_000).await.expect("open");
         assert_eq!(recovered.records, vec![a, b]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn entry_files_of_the_former_journal_are_recovered_too() {
+        let dir = temp();
+        let old = dir.join("journal/w1");
+        std::fs::create_dir_all(&old).expect("dir");
+        let (ended, pending) = (record("ended", 1), record("pending", 1));
+        let job = JobName::new("j").expect("name");
+        let started = |r: &LogRecord| Started {
+            job: job.clone(),
+            record: r.clone(),
+            pgid: u32::MAX - 1,
+            proc_start: None,
+        };
+        let put =
+            |name: &str, bytes: Vec<u8>| std::fs::write(old.join(name), bytes).expect("write");
+        put(
+            "ended-1.run.json",
+            serde_json::to_vec(&started(&ended)).expect("json"),
+        );
+        put(
+            "ended-1.log.json",
+            serde_json::to_vec(&ended).expect("json"),
+        );
+        put(
+            "pending-1.run.json",
+            serde_json::to_vec(&started(&pending)).expect("json"),
+        );
+        let (journal, recovered) = Journal::open(&dir, "w2", GRACE, 9_000).await.expect("open");
+        assert_eq!(recovered.interrupted, 1, "only the run without a record");
+        let ids: Vec<&str> = recovered
+            .records
+            .iter()
+            .map(|r| r.run_id.as_str())
+            .collect();
+        assert_eq!(ids, ["ended", "pending"]);
+        assert!(
+            !old.exists(),
+            "the former journal is taken over and removed"
+        );
+        // Taken over into the new journal: recovered again after a crash.
+        drop(journal);
+        let (_journal, again) = Journal::open(&dir, "w3", GRACE, 9_000).await.expect("open");
+        assert_eq!(again.records.len(), 2);
+        assert_eq!(again.warnings.len(), 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
