@@ -53,7 +53,11 @@ struct Args {
     #[arg(long)]
     cluster: bool,
     /// Job counts of the end-to-end steps (each until ticks are missed).
-    #[arg(long, value_delimiter = ',', default_value = "50,100,200,400,800")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50,100,200,400,600,800,1000"
+    )]
     e2e_jobs: Vec<usize>,
     /// Also measure the HTTP API (job save, job list, log query).
     #[arg(long)]
