@@ -282,6 +282,10 @@ impl Journal {
         // behind (a torn one, from a full disk, is skipped on recovery).
         if let Err(e) = segment.file.write_all(&bytes) {
             tracing::error!(dir = %self.dir.display(), error = %e, "cannot append to the run journal");
+            // A partly written line (a full disk) is cut, so the next
+            // append starts a line of its own instead of ending this one.
+            let written = segment.written;
+            let _ = segment.file.set_len(written);
             return;
         }
         segment.written += bytes.len() as u64;
@@ -315,7 +319,9 @@ impl Journal {
             })
             .filter(|p| *p != self.dir.join(FILE))
             .collect();
-        files.sort();
+        // Oldest first: files set aside by earlier lives (their names sort
+        // by time), then a dead worker's current file.
+        files.sort_by_key(|f| (f.ends_with(FILE), f.clone()));
         let mut open = Open::default();
         for file in &files {
             if file.extension().is_some_and(|x| x == "jsonl") {
@@ -350,6 +356,9 @@ impl Journal {
             out.warnings.push(warning);
         }
         // Everything open is journaled here now.
+        // A legacy run file goes before its record's file: a crash in
+        // between must not leave a run that looks interrupted.
+        files.sort_by_key(|f| is_legacy(f) != Some(0));
         for file in files {
             if let Err(e) = std::fs::remove_file(&file) {
                 tracing::warn!(file = %file.display(), error = %e, "cannot remove a recovered journal file");
@@ -394,27 +403,26 @@ impl Segment {
     /// rename leaves the old file whole (and a `.tmp`, removed at recovery).
     fn compact(&mut self, dir: &Path) -> std::io::Result<()> {
         let tmp = dir.join(format!("{FILE}.tmp"));
-        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        let mut file = File::create(&tmp)?;
+        let mut out = std::io::BufWriter::new(&mut file);
         for bytes in self.open.values() {
             out.write_all(bytes)?;
         }
         out.flush()?;
         drop(out);
-        let path = dir.join(FILE);
-        std::fs::rename(&tmp, &path)?;
-        self.file = File::options().append(true).open(&path)?;
+        std::fs::rename(&tmp, dir.join(FILE))?;
+        // The handle follows the rename and sits at the end: no reopen that
+        // could fail and leave appends going to the unlinked old file.
+        self.file = file;
         self.written = self.open_bytes;
         Ok(())
     }
 }
 
-/// Which legacy entry file `path` is (its index in [`LEGACY`]) and its stem.
-fn is_legacy(path: &Path) -> Option<(usize, String)> {
+/// Which legacy entry file `path` is: its index in [`LEGACY`].
+fn is_legacy(path: &Path) -> Option<usize> {
     let name = path.file_name()?.to_str()?;
-    LEGACY
-        .iter()
-        .enumerate()
-        .find_map(|(i, suffix)| name.strip_suffix(suffix).map(|stem| (i, stem.to_string())))
+    LEGACY.iter().position(|suffix| name.ends_with(suffix))
 }
 
 /// Adds the open entries of legacy entry files to `open`: records and
@@ -428,15 +436,16 @@ fn replay_legacy(files: &[PathBuf], open: &mut Open) {
             .map_err(|e| tracing::error!(file = %path.display(), error = %e, "unreadable journal file skipped"))
             .ok()
     }
-    let legacy: Vec<(usize, String, &PathBuf)> = files
+    let legacy: Vec<(usize, &PathBuf)> = files
         .iter()
-        .filter_map(|f| is_legacy(f).map(|(kind, stem)| (kind, stem, f)))
+        .filter_map(|f| is_legacy(f).map(|kind| (kind, f)))
         .collect();
-    for (kind, stem, file) in &legacy {
+    // Keyed as this journal keys them, so `logged` closes them.
+    for (kind, file) in &legacy {
         match kind {
             1 => {
                 if let Some(record) = read::<LogRecord>(file) {
-                    open.logs.insert(format!("legacy-{stem}"), record);
+                    open.logs.insert(attempt_key(&record), record);
                 }
             }
             2 => {
@@ -447,13 +456,15 @@ fn replay_legacy(files: &[PathBuf], open: &mut Open) {
             _ => {}
         }
     }
-    for (kind, stem, file) in &legacy {
-        // A run whose final record is there too had ended.
+    for (kind, file) in &legacy {
         if *kind == 0
-            && !open.logs.contains_key(&format!("legacy-{stem}"))
             && let Some(started) = read::<Started>(file)
         {
-            open.runs.insert(format!("legacy-{stem}"), started);
+            let key = attempt_key(&started.record);
+            // A run whose final record is there too had ended.
+            if !open.logs.contains_key(&key) {
+                open.runs.insert(key, started);
+            }
         }
     }
 }
@@ -797,9 +808,55 @@ mod tests {
         );
         // Taken over into the new journal: recovered again after a crash.
         drop(journal);
-        let (_journal, again) = Journal::open(&dir, "w3", GRACE, 9_000).await.expect("open");
+        let (journal, again) = Journal::open(&dir, "w3", GRACE, 9_000).await.expect("open");
         assert_eq!(again.records.len(), 2);
         assert_eq!(again.warnings.len(), 1);
+        for record in &again.records {
+            journal.logged(record);
+        }
+        for warning in &again.warnings {
+            journal.warned(warning);
+        }
+        journal.close();
+        assert!(
+            !dir.join("journal").exists(),
+            "every entry closed: journal removed"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_dead_workers_set_aside_file_is_replayed_before_its_current_one() {
+        // w1 died while recovering its earlier life: the set-aside file
+        // still says the run was going, the current one has its record.
+        let dir = temp();
+        let old = dir.join("journal/w1");
+        std::fs::create_dir_all(&old).expect("dir");
+        let r = record("r", 1);
+        let line = |l: &Line| {
+            let mut bytes = serde_json::to_vec(l).expect("json");
+            bytes.push(b'\n');
+            bytes
+        };
+        let run = Line::Run {
+            key: attempt_key(&r),
+            started: Started {
+                job: JobName::new("j").expect("name"),
+                record: r.clone(),
+                pgid: u32::MAX - 1,
+                proc_start: None,
+            },
+        };
+        let log = Line::Log {
+            key: attempt_key(&r),
+            record: r.clone(),
+        };
+        std::fs::write(old.join(format!("{RECOVERING}0198.jsonl")), line(&run)).expect("write");
+        std::fs::write(old.join(FILE), line(&log)).expect("write");
+        let (_journal, recovered) = Journal::open(&dir, "w2", GRACE, 9_000).await.expect("open");
+        assert_eq!(recovered.interrupted, 0, "the run had ended");
+        assert_eq!(recovered.records, vec![r]);
+        assert!(recovered.warnings.is_empty());
         let _ = std::fs::remove_dir_all(dir);
     }
 }
