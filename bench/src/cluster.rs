@@ -14,6 +14,8 @@ use mongodb::bson::{Document, doc};
 use rcron_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::procfs::{Cpu, cpu_secs};
+
 /// Where the services are.
 pub(crate) struct Services {
     pub(crate) etcd: String,
@@ -41,30 +43,12 @@ impl CpuPerRun {
     }
 }
 
-/// CPU seconds of `pid` ("self" for this process): its own and, with
-/// `children`, that of its reaped children instead.
-fn cpu_secs(pid: &str, children: bool) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            // utime, stime are fields 14-15 of stat, cutime, cstime 16-17;
-            // `after` starts at field 3. Clock ticks are 100 Hz on Linux.
-            let first = if children { 13 } else { 11 };
-            let user: f64 = fields.get(first)?.parse().ok()?;
-            let system: f64 = fields.get(first + 1)?.parse().ok()?;
-            Some((user + system) / 100.0)
-        })
-        .unwrap_or(f64::NAN)
-}
-
 /// CPU seconds so far of the workers, their commands, etcd, the log store.
 fn cpu_snapshot(s: &Services) -> [f64; 4] {
-    let server = |pid: Option<u32>| pid.map_or(f64::NAN, |p| cpu_secs(&p.to_string(), false));
+    let server = |pid: Option<u32>| pid.map_or(f64::NAN, |p| cpu_secs(&p.to_string(), Cpu::Own));
     [
-        cpu_secs("self", false),
-        cpu_secs("self", true),
+        cpu_secs("self", Cpu::Own),
+        cpu_secs("self", Cpu::Children),
         server(s.etcd_pid),
         server(s.mongo_pid),
     ]

@@ -13,6 +13,8 @@ use rcron_worker::watcher::SchedulerEvent;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::procfs::{Cpu, cpu_secs, self_status_kib};
+
 /// Lags in microseconds, bucketed by 10 µs up to 2 s (later ones count in
 /// the last bucket; the maximum is kept apart), so memory use does not grow
 /// with the number of ticks measured.
@@ -76,31 +78,6 @@ impl Launcher for LagRecorder {
     }
 }
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_secs() -> f64 {
-    // utime + stime of this process, in clock ticks (100 Hz on Linux).
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
 /// Measures `n` jobs for `seconds`; one tab-separated line:
 /// jobs ticks missed p50 p99 max (ms) cpu% rss peak (MiB).
 pub(crate) async fn measure(n: usize, seconds: u64) -> String {
@@ -138,12 +115,13 @@ pub(crate) async fn measure(n: usize, seconds: u64) -> String {
         .expect("scheduler alive");
     let wait = (measure_from - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait).await;
-    let cpu_before = cpu_secs();
+    let cpu_before = cpu_secs("self", Cpu::Own);
     let wall_before = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let cpu = (cpu_secs() - cpu_before) / wall_before.elapsed().as_secs_f64() * 100.0;
-    let rss = rss_kib("VmRSS:");
-    let hwm = rss_kib("VmHWM:");
+    let cpu =
+        (cpu_secs("self", Cpu::Own) - cpu_before) / wall_before.elapsed().as_secs_f64() * 100.0;
+    let rss = self_status_kib("VmRSS:");
+    let hwm = self_status_kib("VmHWM:");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     token.cancel();
     let (recorder, stats) = task.await.expect("scheduler task");

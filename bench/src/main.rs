@@ -18,6 +18,7 @@
 mod api;
 mod cluster;
 mod lag;
+mod procfs;
 
 use std::io::Write;
 use std::process::Command;

@@ -646,6 +646,16 @@ mod tests {
 
     const GRACE: Duration = Duration::from_millis(200);
 
+    /// A journaled run whose process group is long gone.
+    fn gone_run(record: &LogRecord) -> Started {
+        Started {
+            job: JobName::new("j").expect("name"),
+            record: record.clone(),
+            pgid: u32::MAX - 1,
+            proc_start: None,
+        }
+    }
+
     #[tokio::test]
     async fn a_live_journal_is_left_alone_and_a_dead_one_is_recovered_once() {
         let dir = temp();
@@ -773,18 +783,11 @@ mod tests {
         let old = dir.join("journal/w1");
         std::fs::create_dir_all(&old).expect("dir");
         let (ended, pending) = (record("ended", 1), record("pending", 1));
-        let job = JobName::new("j").expect("name");
-        let started = |r: &LogRecord| Started {
-            job: job.clone(),
-            record: r.clone(),
-            pgid: u32::MAX - 1,
-            proc_start: None,
-        };
         let put =
             |name: &str, bytes: Vec<u8>| std::fs::write(old.join(name), bytes).expect("write");
         put(
             "ended-1.run.json",
-            serde_json::to_vec(&started(&ended)).expect("json"),
+            serde_json::to_vec(&gone_run(&ended)).expect("json"),
         );
         put(
             "ended-1.log.json",
@@ -792,7 +795,7 @@ mod tests {
         );
         put(
             "pending-1.run.json",
-            serde_json::to_vec(&started(&pending)).expect("json"),
+            serde_json::to_vec(&gone_run(&pending)).expect("json"),
         );
         let (journal, recovered) = Journal::open(&dir, "w2", GRACE, 9_000).await.expect("open");
         assert_eq!(recovered.interrupted, 1, "only the run without a record");
@@ -840,12 +843,7 @@ mod tests {
         };
         let run = Line::Run {
             key: attempt_key(&r),
-            started: Started {
-                job: JobName::new("j").expect("name"),
-                record: r.clone(),
-                pgid: u32::MAX - 1,
-                proc_start: None,
-            },
+            started: gone_run(&r),
         };
         let log = Line::Log {
             key: attempt_key(&r),
