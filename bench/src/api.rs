@@ -185,6 +185,7 @@ fn log_document(i: usize) -> anyhow::Result<Document> {
         status: RunStatus::Success,
         attempt: 1,
         output_truncated: false,
+        reason: None,
     };
     let mut doc = bson::to_document(&record)?;
     doc.insert("_id", format!("bench-{i}-1"));

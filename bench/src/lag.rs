@@ -10,7 +10,7 @@ use rcron_shared::Job;
 use rcron_worker::clock::SystemClock;
 use rcron_worker::scheduler::{Launcher, Run, RunEvents, Scheduler};
 use rcron_worker::watcher::SchedulerEvent;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::procfs::{Cpu, cpu_secs, self_status_kib};
@@ -98,13 +98,11 @@ pub(crate) async fn measure(n: usize, seconds: u64) -> String {
         measure_from,
         measure_until,
     };
-    let (running_tx, _running_rx) = watch::channel(Vec::new());
     let scheduler = Scheduler::new(
         recorder,
         Arc::new(SystemClock::default()),
         chrono_tz::Tz::UTC,
         Duration::from_secs(5),
-        running_tx,
         Arc::new(rcron_worker::metrics::WorkerMetrics::default()),
     );
     let (tx, rx) = mpsc::channel(4);

@@ -81,6 +81,8 @@ struct StoredLog {
     attempt: Option<u32>,
     #[serde(default)]
     output_truncated: bool,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 impl From<StoredLog> for LogRecord {
@@ -105,6 +107,7 @@ impl From<StoredLog> for LogRecord {
             status,
             attempt: s.attempt.unwrap_or(1),
             output_truncated: s.output_truncated,
+            reason: s.reason,
         }
     }
 }

@@ -73,6 +73,26 @@ impl Keys {
         self.name_under(&self.killer_dir(), key)
     }
 
+    /// `/cron/killrun/`: requests to kill one run.
+    pub fn killrun_dir(&self) -> String {
+        format!("{}killrun/", self.prefix)
+    }
+
+    /// `/cron/killrun/<runId>`: a short-lived request to kill the run with
+    /// that id, wherever it runs and whether or not its job still exists.
+    /// `None` for a string that cannot be a run id.
+    pub fn killrun(&self, run_id: &str) -> Option<String> {
+        is_run_id(run_id).then(|| format!("{}{run_id}", self.killrun_dir()))
+    }
+
+    /// The run id a `/cron/killrun/<runId>` key asks to kill.
+    pub fn parse_killrun(&self, key: &[u8]) -> Option<String> {
+        let rest = std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.killrun_dir())?;
+        is_run_id(rest).then(|| rest.to_string())
+    }
+
     /// `/cron/run/`: run-now requests.
     pub fn run_dir(&self) -> String {
         format!("{}run/", self.prefix)
@@ -153,6 +173,13 @@ impl Keys {
     }
 }
 
+/// Run ids are UUIDs; anything of letters, digits and `-` (at most 64) is
+/// accepted so ids from other writers still parse, nothing that could
+/// reach another key.
+pub fn is_run_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +212,14 @@ mod tests {
             k.parse_killer(k.killer(&name("z")).as_bytes()),
             Some(name("z"))
         );
+        let kill = k.killrun("0190-ab").expect("a run id");
+        assert_eq!(kill, "/t/x/killrun/0190-ab");
+        assert_eq!(
+            k.parse_killrun(kill.as_bytes()),
+            Some("0190-ab".to_string())
+        );
+        assert_eq!(k.killrun("../jobs/a"), None);
+        assert_eq!(k.killrun(""), None);
         assert_eq!(
             k.parse_warn(k.warn(&name("j"), "run-1").as_bytes()),
             Some((name("j"), "run-1".to_string()))

@@ -31,7 +31,7 @@ pub use error::Error;
 pub use job::{Concurrency, Job};
 pub use keys::Keys;
 pub use name::JobName;
-pub use records::{LogRecord, RunStatus, Warning, WorkerInfo};
+pub use records::{LogRecord, RunRef, RunStatus, Warning, WorkerInfo};
 
 /// The version every binary reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -16,8 +16,14 @@ pub enum RunStatus {
     Failed,
     /// Killed because it ran past the job's `timeoutSecs`.
     Timeout,
-    /// Killed on request (`/cron/killer/<name>`) or at worker shutdown.
+    /// Killed on request (`/cron/killer/<name>`, `/cron/killrun/<runId>`),
+    /// at worker shutdown, or because its worker could no longer vouch for
+    /// the job's lock (`reason: "lock lost"`).
     Killed,
+    /// Its worker died during the run (SIGKILL, OOM, a crash) and the next
+    /// start of a worker found it in the journal: the outcome is unknown,
+    /// and `endTime` is the last time the worker was seen alive.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -28,12 +34,13 @@ impl RunStatus {
             Self::Failed => "failed",
             Self::Timeout => "timeout",
             Self::Killed => "killed",
+            Self::Interrupted => "interrupted",
         }
     }
 
     /// Whether this outcome is reported as a warning for alerting.
     pub fn warns(self) -> bool {
-        matches!(self, Self::Failed | Self::Timeout)
+        matches!(self, Self::Failed | Self::Timeout | Self::Interrupted)
     }
 }
 
@@ -70,6 +77,10 @@ pub struct LogRecord {
     pub attempt: u32,
     /// Whether part of the output was dropped to respect the cap.
     pub output_truncated: bool,
+    /// Why the run ended the way it did, when the status alone does not say
+    /// (`lock lost`, `worker shutdown`, …); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What went wrong, as put under `/cron/warn/<name>/<runId>`.
@@ -122,6 +133,31 @@ pub struct WorkerInfo {
     pub capacity: u32,
     /// Names of the jobs running now.
     pub running: Vec<String>,
+    /// The runs executing now, with their ids (for `POST /api/v1/runs/{id}/kill`).
+    #[serde(default)]
+    pub runs: Vec<RunRef>,
+    /// The worker is shutting down: it fires no new tick and waits for its
+    /// runs (holding their locks) before it unregisters.
+    #[serde(default)]
+    pub draining: bool,
+    /// The zone this worker fires jobs without `timezone` in (IANA name);
+    /// every process of a cluster must agree (`GET /api/v1/cluster` reports a mismatch).
+    #[serde(default)]
+    pub timezone: String,
+}
+
+/// A run executing on a worker, as listed in its registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRef {
+    /// The job's name.
+    pub job: String,
+    /// The run's id (as in its log record).
+    pub run_id: String,
+    /// The tick (ms).
+    pub plan_time: i64,
+    /// When its command started (ms).
+    pub start_time: i64,
 }
 
 #[cfg(test)]
@@ -145,6 +181,7 @@ mod tests {
             status: RunStatus::Success,
             attempt: 1,
             output_truncated: false,
+            reason: None,
         };
         let v = serde_json::to_value(&rec).expect("serialize");
         for field in [
@@ -166,6 +203,7 @@ mod tests {
     #[test]
     fn only_failures_and_timeouts_warn() {
         assert!(RunStatus::Failed.warns() && RunStatus::Timeout.warns());
+        assert!(RunStatus::Interrupted.warns());
         assert!(!RunStatus::Success.warns() && !RunStatus::Killed.warns());
     }
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::kill_switch::KillSwitch;
+use crate::run_stop::{RunStop, RunStopReason};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use rcron_shared::RunStatus;
@@ -32,10 +33,34 @@ pub struct ExecSettings {
 /// Why a run was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
-    /// `/cron/killer/<name>` was put.
+    /// `/cron/killer/<name>` or `/cron/killrun/<runId>` was put.
     Killed,
     /// The worker is shutting down and the drain time is over.
     Shutdown,
+    /// The worker could no longer vouch for the job's `forbid` lock.
+    LockLost,
+}
+
+impl StopReason {
+    /// The record's `reason` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Killed => "killed on request",
+            Self::Shutdown => "worker shutdown",
+            Self::LockLost => "lock lost",
+        }
+    }
+}
+
+/// What can end a run from outside.
+#[derive(Clone, Copy)]
+pub struct Stops<'a> {
+    /// The job's kill switch (a kill of the job kills all its runs).
+    pub job_kill: &'a KillSwitch,
+    /// This run's own switch (kill by run id, lock lost).
+    pub run: &'a RunStop,
+    /// Cancelled when the drain time at shutdown is over.
+    pub shutdown: &'a CancellationToken,
 }
 
 /// What happened to one run.
@@ -53,8 +78,11 @@ pub struct Outcome {
     pub truncated: bool,
     /// When the process started (or the spawn was attempted).
     pub start: DateTime<Utc>,
-    /// When it ended.
+    /// When it ended: the process exited and its output pipes closed
+    /// (for a stopped run: when its process group was gone).
     pub end: DateTime<Utc>,
+    /// Why it was stopped from outside, if it was.
+    pub stopped: Option<StopReason>,
 }
 
 impl Outcome {
@@ -68,21 +96,24 @@ impl Outcome {
             truncated: false,
             start,
             end: start,
+            stopped: None,
         }
     }
 }
 
-/// Runs `command` until it exits, `timeout` passes, or `stop` fires.
-/// `stop` carries the reason through a token per reason: `kill` for a kill
-/// request, `shutdown` for the end of the drain time. `on_spawn` gets the
-/// process group id and start time once the process runs.
+/// Runs `command` until it exits, `timeout` passes, or one of `stops`
+/// fires. `on_spawn` gets the process group id and start time once the
+/// process runs.
+///
+/// A stopped or timed-out run's group gets SIGTERM, then SIGKILL after the
+/// grace; its output is read until the group is gone and its pipes close
+/// (what a cleanup trap prints is kept), and its end is that moment.
 pub async fn execute(
     settings: &ExecSettings,
     clock: &dyn Clock,
     command: &str,
     timeout: Option<Duration>,
-    kill: &KillSwitch,
-    shutdown: &CancellationToken,
+    stops: Stops<'_>,
     on_spawn: &(dyn Fn(u32, DateTime<Utc>) + Sync),
 ) -> Outcome {
     let start = clock.now();
@@ -106,6 +137,7 @@ pub async fn execute(
                 truncated: false,
                 start,
                 end: clock.now(),
+                stopped: None,
             };
         }
     };
@@ -118,55 +150,76 @@ pub async fn execute(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
 
-    let run = async {
-        let (status, (), ()) =
-            tokio::join!(child.wait(), pump(stdout, &capture), pump(stderr, &capture));
-        status
-    };
-    let deadline = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
+    let end = {
+        // Waits for the leader and reads both pipes to their end; it keeps
+        // being polled after a stop, so nothing the group prints is lost.
+        let run = async {
+            let (status, (), ()) =
+                tokio::join!(child.wait(), pump(stdout, &capture), pump(stderr, &capture));
+            status
+        };
+        tokio::pin!(run);
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let end = tokio::select! {
+            status = &mut run => End::Exited(status),
+            () = deadline => End::TimedOut,
+            () = stops.job_kill.killed() => End::Stopped(StopReason::Killed),
+            reason = stops.run.stopped() => End::Stopped(match reason {
+                RunStopReason::Killed => StopReason::Killed,
+                RunStopReason::LockLost => StopReason::LockLost,
+            }),
+            () = stops.shutdown.cancelled() => End::Stopped(StopReason::Shutdown),
+        };
+        match end {
+            End::Exited(_) => {}
+            // Another worker may take the lock any moment: no long grace.
+            End::Stopped(StopReason::LockLost) => {
+                end_group(pgid, settings.kill_grace.min(LOCK_LOST_GRACE), run).await;
+            }
+            _ => end_group(pgid, settings.kill_grace, run).await,
         }
+        end
     };
+    let ended = clock.now();
 
-    enum End {
-        Exited(std::io::Result<std::process::ExitStatus>),
-        TimedOut,
-        Stopped(StopReason),
-    }
-    let end = tokio::select! {
-        status = run => End::Exited(status),
-        () = deadline => End::TimedOut,
-        () = kill.killed() => End::Stopped(StopReason::Killed),
-        () = shutdown.cancelled() => End::Stopped(StopReason::Shutdown),
-    };
-
-    let (status, exit_code, err) = match end {
-        End::Exited(Ok(exit)) => exit_outcome(exit),
+    let (status, exit_code, err, stopped) = match end {
+        End::Exited(Ok(exit)) => {
+            let (status, code, err) = exit_outcome(exit);
+            (status, code, err, None)
+        }
         End::Exited(Err(e)) => (
             RunStatus::Failed,
             None,
             format!("waiting for the process failed: {e}"),
+            None,
         ),
         End::TimedOut => {
-            kill_group(pgid, settings.kill_grace, &mut child).await;
             let secs = timeout.map(|t| t.as_secs()).unwrap_or_default();
             (
                 RunStatus::Timeout,
                 None,
                 format!("timed out after {secs} s; process group killed"),
+                None,
             )
         }
         End::Stopped(reason) => {
-            kill_group(pgid, settings.kill_grace, &mut child).await;
             let why = match reason {
                 StopReason::Killed => "killed on request",
                 StopReason::Shutdown => "killed: worker shut down before the run finished",
+                StopReason::LockLost => {
+                    "killed: the worker lost contact with etcd and could no longer hold the job's lock (concurrency: forbid)"
+                }
             };
-            (RunStatus::Killed, None, why.to_string())
+            (RunStatus::Killed, None, why.to_string(), Some(reason))
         }
     };
+    // Still held only if a process that left the group kept a pipe open.
+    drop(child);
     let (output, truncated) = capture.finish();
     Outcome {
         status,
@@ -175,7 +228,64 @@ pub async fn execute(
         output,
         truncated,
         start,
-        end: clock.now(),
+        end: ended,
+        stopped,
+    }
+}
+
+enum End {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    TimedOut,
+    Stopped(StopReason),
+}
+
+/// How long output is still read after the group got SIGKILL: only a
+/// process that escaped the group (its own session) can hold a pipe open
+/// that long.
+const AFTER_KILL: Duration = Duration::from_secs(1);
+
+/// The grace between SIGTERM and SIGKILL for a run whose lock is lost
+/// (`register` stops vouching for the lease this long and more before etcd
+/// could expire it).
+const LOCK_LOST_GRACE: Duration = Duration::from_millis(500);
+
+/// How often the group is checked while it ends.
+const GROUP_POLL: Duration = Duration::from_millis(10);
+
+/// SIGTERM to the whole group, then SIGKILL after `grace` if anything is
+/// left, while `run` (the leader's wait and the output pumps) keeps going.
+/// Returns once the leader was reaped, the pipes closed and the group is
+/// empty (or, past SIGKILL, after [`AFTER_KILL`]). Signal errors are
+/// expected (the group may be gone already) and ignored.
+async fn end_group<F: std::future::Future>(
+    pgid: Option<Pid>,
+    grace: Duration,
+    mut run: std::pin::Pin<&mut F>,
+) {
+    let Some(pgid) = pgid else { return };
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut ran_out = false;
+    loop {
+        if !ran_out {
+            tokio::select! {
+                _ = run.as_mut() => ran_out = true,
+                () = tokio::time::sleep(GROUP_POLL) => {}
+            }
+        } else {
+            tokio::time::sleep(GROUP_POLL).await;
+        }
+        // Once the leader is reaped, signal 0 fails when no member is left.
+        if ran_out && killpg(pgid, None).is_err() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    if !ran_out {
+        let _ = tokio::time::timeout(AFTER_KILL, run).await;
     }
 }
 
@@ -195,28 +305,6 @@ fn exit_outcome(exit: std::process::ExitStatus) -> (RunStatus, Option<i32>, Stri
             "ended without an exit code".to_string(),
         ),
     }
-}
-
-/// SIGTERM to the whole group, then SIGKILL after `grace` if anything is
-/// left. Errors are expected (the group may already be gone) and ignored.
-async fn kill_group(pgid: Option<Pid>, grace: Duration, child: &mut tokio::process::Child) {
-    let Some(pgid) = pgid else { return };
-    let _ = killpg(pgid, Signal::SIGTERM);
-    let deadline = tokio::time::Instant::now() + grace;
-    // The leader may exit at once while others in the group linger; poll the
-    // group itself (signal 0) until it is empty or the grace is over.
-    loop {
-        let _ = child.try_wait();
-        if killpg(pgid, None).is_err() {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = killpg(pgid, Signal::SIGKILL);
-    let _ = child.wait().await;
 }
 
 async fn pump<R: AsyncRead + Unpin>(reader: Option<R>, capture: &Capture) {
@@ -308,8 +396,11 @@ mod tests {
             &SystemClock::default(),
             cmd,
             timeout,
-            &KillSwitch::new(),
-            &CancellationToken::new(),
+            Stops {
+                job_kill: &KillSwitch::new(),
+                run: &RunStop::new(),
+                shutdown: &CancellationToken::new(),
+            },
             &|_, _| {},
         )
         .await
@@ -346,8 +437,11 @@ mod tests {
             &SystemClock::default(),
             "true",
             None,
-            &KillSwitch::new(),
-            &CancellationToken::new(),
+            Stops {
+                job_kill: &KillSwitch::new(),
+                run: &RunStop::new(),
+                shutdown: &CancellationToken::new(),
+            },
             &|_, _| {},
         )
         .await;
@@ -362,8 +456,11 @@ mod tests {
             &SystemClock::default(),
             "printf 'HEAD-----'; head -c 5000 /dev/zero | tr '\\0' x; printf -- '-----TAIL'",
             None,
-            &KillSwitch::new(),
-            &CancellationToken::new(),
+            Stops {
+                job_kill: &KillSwitch::new(),
+                run: &RunStop::new(),
+                shutdown: &CancellationToken::new(),
+            },
             &|_, _| {},
         )
         .await;
@@ -438,12 +535,56 @@ mod tests {
             &SystemClock::default(),
             "sleep 300",
             None,
-            &kill,
-            &CancellationToken::new(),
+            Stops {
+                job_kill: &kill,
+                run: &RunStop::new(),
+                shutdown: &CancellationToken::new(),
+            },
             &|_, _| {},
         )
         .await;
         assert_eq!(o.status, RunStatus::Killed);
         assert_eq!(o.err, "killed on request");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_run_keeps_what_its_trap_prints_and_ends_when_its_group_is_gone() {
+        let stop = RunStop::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            s.stop(RunStopReason::LockLost);
+        });
+        let started = std::time::Instant::now();
+        // The trap takes 200 ms to clean up, then prints and exits.
+        let o = execute(
+            &settings(1024),
+            &SystemClock::default(),
+            "trap 'sleep 0.2; echo cleaned up; exit 1' TERM; echo working; sleep 300 & wait",
+            None,
+            Stops {
+                job_kill: &KillSwitch::new(),
+                run: &stop,
+                shutdown: &CancellationToken::new(),
+            },
+            &|_, _| {},
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(o.status, RunStatus::Killed);
+        assert_eq!(o.stopped, Some(StopReason::LockLost));
+        assert!(
+            o.output.contains("working") && o.output.contains("cleaned up"),
+            "output printed after SIGTERM is kept: {:?}",
+            o.output
+        );
+        // The background sleep dies of the SIGTERM at once; the trap's 200 ms
+        // are the end: not the 500 ms grace, not a second more.
+        let run_ms = (o.end - o.start).num_milliseconds();
+        assert!(
+            (450..=1_500).contains(&run_ms),
+            "end is when the group was gone: {run_ms} ms after the start"
+        );
+        assert!(took < Duration::from_secs(2), "{took:?}");
     }
 }

@@ -23,9 +23,13 @@
 //! own from an earlier life, and those of dead workers sharing the spill
 //! directory): finished records and warnings are sent again (both are
 //! idempotent: record `_id`, warning key) and journaled anew, and a run
-//! that was still going is ended — its leftover process group killed — and
-//! logged as `failed` with a warning, so it is never silently lost. A line
-//! torn by a crash mid-append is skipped.
+//! that was still going is logged as `interrupted` with a warning, so it
+//! is never silently lost. Its outcome is unknown (its output went to the
+//! dead worker), so the record says only what is known: when its process
+//! group is still alive it is killed and `endTime` is that moment;
+//! otherwise `endTime` is the last time the dead worker was seen alive —
+//! the journal file's modification time, which a live worker touches every
+//! [`HEARTBEAT`]. A line torn by a crash mid-append is skipped.
 //!
 //! Appends are not fsynced: the journal survives a process crash, not a
 //! power cut (which also ends the commands it would recover).
@@ -54,6 +58,8 @@ const RECOVERING: &str = "recovering-";
 const LEGACY: [&str; 3] = [".run.json", ".log.json", ".warn.json"];
 /// Size past which the journal is rewritten with only its open entries.
 pub const COMPACT_AT: u64 = 4 << 20;
+/// How often a live worker marks its journal as seen alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Bytes of output carried in a warning.
 pub(crate) const WARNING_OUTPUT_TAIL: usize = 2048;
 
@@ -245,6 +251,14 @@ impl Journal {
         });
     }
 
+    /// Marks the journal as seen alive now (its file's modification time).
+    pub fn heartbeat(&self) {
+        let segment = self.segment.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = segment.file.set_modified(std::time::SystemTime::now()) {
+            tracing::debug!(error = %e, "cannot mark the run journal alive");
+        }
+    }
+
     /// Removes the journal when nothing is left open in it (clean shutdown).
     pub fn close(self) {
         let segment = self
@@ -323,9 +337,14 @@ impl Journal {
         // by time), then a dead worker's current file.
         files.sort_by_key(|f| (f.ends_with(FILE), f.clone()));
         let mut open = Open::default();
+        // The last time the worker that wrote them was seen alive.
+        let mut last_alive_ms = i64::MIN;
         for file in &files {
             if file.extension().is_some_and(|x| x == "jsonl") {
                 replay(file, &mut open);
+                if let Some(ms) = modified_ms(file) {
+                    last_alive_ms = last_alive_ms.max(ms);
+                }
             }
         }
         replay_legacy(&files, &mut open);
@@ -349,7 +368,12 @@ impl Journal {
             if killed {
                 out.killed_groups += 1;
             }
-            let (record, warning) = interrupted(started.job, started.record, killed, now_ms);
+            let end_ms = if killed {
+                chrono::Utc::now().timestamp_millis()
+            } else {
+                last_alive_ms.min(now_ms)
+            };
+            let (record, warning) = interrupted(started.job, started.record, killed, end_ms);
             self.finished(&record);
             self.warning(&warning);
             out.records.push(record);
@@ -506,27 +530,41 @@ fn replay(file: &Path, open: &mut Open) {
     }
 }
 
-/// The record and warning of a run whose worker died while it ran.
+/// The file's modification time (ms since the epoch).
+fn modified_ms(path: &Path) -> Option<i64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
+}
+
+/// The record and warning of a run whose worker died while it ran;
+/// `end_ms` is when its group was killed, or when its worker was last
+/// seen alive.
 fn interrupted(
     job: JobName,
     mut record: LogRecord,
     killed: bool,
-    now_ms: i64,
+    end_ms: i64,
 ) -> (LogRecord, Warning) {
-    record.status = RunStatus::Failed;
+    record.status = RunStatus::Interrupted;
     record.exit_code = None;
-    record.end_time = now_ms.max(record.start_time);
+    record.end_time = end_ms.max(record.start_time);
     record.err = if killed {
         format!(
-            "interrupted: worker {} stopped during the run; the command was still running and was killed when the journal was recovered",
+            "interrupted: worker {} stopped during the run; the command was still running and was killed when the journal was recovered (its output went to the stopped worker)",
             record.worker
         )
     } else {
         format!(
-            "interrupted: worker {} stopped during the run; the command's outcome is unknown (it had ended when the journal was recovered)",
+            "interrupted: worker {} stopped during the run; the command's outcome and output are unknown (it had ended when the journal was recovered); endTime is when the worker was last seen alive",
             record.worker
         )
     };
+    record.reason = Some(if killed {
+        "worker died; killed at recovery".to_string()
+    } else {
+        "worker died".to_string()
+    });
     let warning = Warning {
         job_name: job,
         run_id: record.run_id.clone(),
@@ -637,6 +675,7 @@ mod tests {
             status: RunStatus::Success,
             attempt,
             output_truncated: false,
+            reason: None,
         }
     }
 
@@ -687,7 +726,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_run_left_going_is_killed_and_reported_as_failed() {
+    async fn a_run_left_going_is_reported_as_interrupted_ended_when_last_seen_or_killed() {
         let dir = temp();
         let (journal, _) = Journal::open(&dir, "w1", GRACE, 5_000).await.expect("open");
         let mut child = std::process::Command::new("sleep")
@@ -699,6 +738,15 @@ mod tests {
         journal.started(&job, &record("r1", 2), child.id());
         // A run whose process is gone already: outcome unknown.
         journal.started(&job, &record("r2", 1), u32::MAX - 1);
+        journal.heartbeat();
+        // The worker was last seen alive 5 s after the epoch (a fixed
+        // heartbeat time the test can check), then died.
+        let last_seen = std::time::UNIX_EPOCH + Duration::from_millis(5_000);
+        File::options()
+            .append(true)
+            .open(dir.join("journal/w1").join(FILE))
+            .and_then(|f| f.set_modified(last_seen))
+            .expect("set the heartbeat time");
         drop(journal);
 
         let (_journal, recovered) = Journal::open(&dir, "w2", GRACE, 9_000).await.expect("open");
@@ -711,8 +759,13 @@ mod tests {
             .iter()
             .find(|r| r.run_id == "r1")
             .expect("r1");
-        assert_eq!(killed.status, RunStatus::Failed);
-        assert_eq!((killed.end_time, killed.attempt), (9_000, 2));
+        assert_eq!(killed.status, RunStatus::Interrupted);
+        assert_eq!(killed.attempt, 2);
+        assert!(
+            killed.end_time > 1_700_000_000_000,
+            "a group killed at recovery ends when it was killed: {}",
+            killed.end_time
+        );
         assert!(killed.err.contains("was killed"), "{}", killed.err);
         let unknown = recovered
             .records
@@ -720,6 +773,11 @@ mod tests {
             .find(|r| r.run_id == "r2")
             .expect("r2");
         assert!(unknown.err.contains("unknown"), "{}", unknown.err);
+        assert_eq!(unknown.status, RunStatus::Interrupted);
+        assert_eq!(
+            unknown.end_time, 5_000,
+            "a group gone by recovery ends when its worker was last seen alive, not at the restart"
+        );
         assert_eq!(recovered.warnings.len(), 2);
         assert!(recovered.warnings.iter().all(|w| w.status.warns()));
         let _ = std::fs::remove_dir_all(dir);

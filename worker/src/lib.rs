@@ -2,27 +2,36 @@
 //!
 //! Data flows one way through single-purpose modules:
 //!
-//! - [`watcher`] lists and watches `/cron/jobs/` and `/cron/killer/` and
-//!   sends [`watcher::SchedulerEvent`]s to
+//! - [`watcher`] lists and watches `/cron/jobs/`, and watches kill
+//!   (`/cron/killer/`, `/cron/killrun/`) and run-now requests, and sends
+//!   [`watcher::SchedulerEvent`]s to
 //! - [`scheduler`], one task owning the plan and the running table (with
 //!   [`name_index`], [`run_table`], [`run_events`], [`kill_switch`]), which fires due ticks
-//!   into a [`scheduler::Launcher`]; the real one is
-//! - [`runner`], which per tick takes a slot, takes the cluster [`lock`],
-//!   runs the command with [`executor`] (process group, timeout, kill,
-//!   capped output), and sends the record to [`log_sink`] (MongoDB, batched,
-//!   buffered, spilled) and failures to [`warn`] (`/cron/warn/`).
-//! - [`register`] keeps the worker's etcd session lease alive and its
-//!   registration at `/cron/workers/<id>` current; locks hang off that lease.
+//!   into a [`scheduler::Launcher`] (never a second run of a `forbid` job
+//!   still in flight here); the real one is
+//! - [`runner`], which per tick takes a run slot ([`slots`]: a full worker
+//!   queues ticks fairly), takes the cluster [`lock`], runs the command
+//!   with [`executor`] (process group, timeout, kill, capped output,
+//!   [`run_stop`]), lists it in [`active`], and sends the record to
+//!   [`log_sink`] (MongoDB, batched, buffered, spilled) and failures to
+//!   [`warn`] (`/cron/warn/`).
+//! - [`register`] keeps the worker's etcd session lease alive (publishing
+//!   it only while it can vouch for it) and its registration at
+//!   `/cron/workers/<id>` current from [`active`]; locks hang off that
+//!   lease, and [`lock_keeper`] moves them to a new lease or stops their
+//!   runs when the session cannot keep them.
 //! - [`spill`] holds undelivered records and warnings on disk across restarts.
 //! - [`journal`] keeps each run, record and warning on disk until it is
 //!   delivered, so a worker killed mid-run loses nothing a restart cannot
-//!   recover (and ends the run it left behind).
+//!   recover (and logs the run it left behind as `interrupted`).
 //! - [`metrics`] counts what all of them do and serves `/metrics`.
 //!
-//! [`run`] wires them and shuts them down in order: stop firing, let runs
-//! finish for `drain_secs` (then kill them), flush logs and warnings, and
-//! revoke the session.
+//! [`run`] wires them and shuts them down in order: stop firing and mark
+//! the registration draining, let runs finish for `drain_secs` (then kill
+//! them) while keeping their locks, session and kill watches, flush logs
+//! and warnings, and revoke the session once.
 
+pub mod active;
 pub mod clock;
 pub mod config;
 mod error;
@@ -30,14 +39,17 @@ pub mod executor;
 pub mod journal;
 pub mod kill_switch;
 pub mod lock;
+pub mod lock_keeper;
 pub mod log_sink;
 pub mod metrics;
 pub mod name_index;
 pub mod register;
 pub mod run_events;
+pub mod run_stop;
 pub mod run_table;
 pub mod runner;
 pub mod scheduler;
+pub mod slots;
 pub mod spill;
 pub mod warn;
 pub mod watcher;
@@ -55,10 +67,11 @@ use tokio_util::task::TaskTracker;
 pub use config::{WorkerArgs, WorkerConfig};
 pub use error::Error;
 
+use crate::active::ActiveRuns;
 use crate::clock::{Clock, SystemClock};
 use crate::executor::ExecSettings;
 use crate::journal::Journal;
-use crate::lock::Locker;
+use crate::lock::{HeldLocks, Locker};
 use crate::log_sink::SinkSettings;
 use crate::metrics::WorkerMetrics;
 use crate::runner::{RunContext, Runner};
@@ -149,7 +162,7 @@ pub async fn run_with_clock(
         ))),
         Err(_) => None,
     };
-    let (running_tx, running_rx) = watch::channel(Vec::new());
+    let active = Arc::new(ActiveRuns::default());
     let info = WorkerInfo {
         id: worker_id.clone(),
         hostname: hostname::get()
@@ -169,6 +182,9 @@ pub async fn run_with_clock(
         start_time: chrono::Utc::now().timestamp_millis(),
         capacity: config.max_concurrency,
         running: Vec::new(),
+        runs: Vec::new(),
+        draining: false,
+        timezone: config.timezone.name().to_string(),
     };
     // Not a child of `shutdown`: the session (and the locks on its lease)
     // must outlive the runs that drain after shutdown is requested.
@@ -178,38 +194,55 @@ pub async fn run_with_clock(
         keys.clone(),
         info,
         config.lease_ttl_secs,
-        running_rx,
+        active.clone(),
         lease_tx,
         session_token.clone(),
     ));
+    let held = Arc::new(HeldLocks::default());
+    let lock_keeper = tokio::spawn(lock_keeper::keep_locks(
+        client.clone(),
+        held.clone(),
+        lease_rx.clone(),
+        session_token.clone(),
+    ));
+    let heartbeat = tokio::spawn(journal_heartbeat(journal.clone(), session_token.clone()));
 
+    // The watches outlive `shutdown` too: kills must reach runs that drain.
     let (events_tx, events_rx) = mpsc::channel(1024);
-    let watch_token = shutdown.child_token();
-    let job_watch = tokio::spawn(watcher::watch_jobs(
-        stream_client.clone(),
-        keys.clone(),
-        events_tx.clone(),
-        watch_token.clone(),
-    ));
-    let kill_watch = tokio::spawn(watcher::watch_kills(
-        stream_client.clone(),
-        keys.clone(),
-        events_tx.clone(),
-        watch_token.clone(),
-    ));
-    let run_watch = tokio::spawn(watcher::watch_run_requests(
-        stream_client,
-        keys.clone(),
-        events_tx,
-        watch_token.clone(),
-    ));
+    let watch_token = CancellationToken::new();
+    let watches = [
+        tokio::spawn(watcher::watch_jobs(
+            stream_client.clone(),
+            keys.clone(),
+            events_tx.clone(),
+            watch_token.clone(),
+        )),
+        tokio::spawn(watcher::watch_kills(
+            stream_client.clone(),
+            keys.clone(),
+            events_tx.clone(),
+            watch_token.clone(),
+        )),
+        tokio::spawn(watcher::watch_run_kills(
+            stream_client.clone(),
+            keys.clone(),
+            events_tx.clone(),
+            watch_token.clone(),
+        )),
+        tokio::spawn(watcher::watch_run_requests(
+            stream_client,
+            keys.clone(),
+            events_tx,
+            watch_token.clone(),
+        )),
+    ];
 
     let tracker = TaskTracker::new();
     let stop_runs = CancellationToken::new();
     let runner = Runner::new(
         RunContext {
             worker_id: worker_id.clone(),
-            locker: Locker::new(client, keys, worker_id.clone()),
+            locker: Locker::new(client, keys, worker_id.clone(), held),
             lease: lease_rx,
             exec: ExecSettings {
                 shell: config.shell.clone(),
@@ -221,6 +254,8 @@ pub async fn run_with_clock(
             journal: journal.clone(),
             clock: clock.clone(),
             stop_runs: stop_runs.clone(),
+            active: active.clone(),
+            misfire_grace: Duration::from_secs(config.misfire_grace_secs),
             metrics: metrics.clone(),
         },
         config.max_concurrency,
@@ -231,39 +266,34 @@ pub async fn run_with_clock(
         clock,
         config.timezone,
         Duration::from_secs(config.misfire_grace_secs),
-        running_tx,
         metrics,
     );
+    let drained = CancellationToken::new();
+    let drain_timer = tokio::spawn(drain_deadline(
+        shutdown.clone(),
+        drained.clone(),
+        active.clone(),
+        Duration::from_secs(config.drain_secs),
+        stop_runs,
+    ));
+    // Returns once shutdown was asked and every run has ended.
     let (runner, stats) = scheduler.run(events_rx, shutdown.clone()).await;
+    drained.cancel();
     drop(runner);
     watch_token.cancel();
-    let _ = tokio::join!(job_watch, kill_watch, run_watch);
-
-    tracker.close();
-    if !tracker.is_empty() {
-        tracing::info!(
-            runs = tracker.len(),
-            drain_secs = config.drain_secs,
-            "waiting for running jobs"
-        );
-        if tokio::time::timeout(Duration::from_secs(config.drain_secs), tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                runs = tracker.len(),
-                "drain time over; killing running jobs"
-            );
-            stop_runs.cancel();
-            tracker.wait().await;
-        }
+    for watch in watches {
+        let _ = watch.await;
     }
+    let _ = drain_timer.await;
+    tracker.close();
+    tracker.wait().await;
     // Every run (and with it every sender) is gone: the sinks flush and end.
     let _ = tokio::join!(log_task, warn_task);
+    session_token.cancel();
+    let _ = tokio::join!(heartbeat, lock_keeper);
     if let Ok(journal) = Arc::try_unwrap(journal) {
         journal.close();
     }
-    session_token.cancel();
     let _ = session.await;
     metrics_token.cancel();
     if let Some(server) = metrics_server {
@@ -272,7 +302,50 @@ pub async fn run_with_clock(
     tracing::info!(
         fired = stats.fired,
         missed = stats.missed,
+        overlap_skipped = stats.overlap_skipped,
         "rcron worker stopped"
     );
     Ok(())
+}
+
+/// On shutdown: marks the worker draining (its registration says so), and
+/// once `drain` has passed without every run ending, stops the rest.
+async fn drain_deadline(
+    shutdown: CancellationToken,
+    drained: CancellationToken,
+    active: Arc<ActiveRuns>,
+    drain: Duration,
+    stop_runs: CancellationToken,
+) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = drained.cancelled() => return,
+    }
+    active.set_draining();
+    if !active.is_empty() {
+        tracing::info!(
+            runs = active.len(),
+            drain_secs = drain.as_secs(),
+            "draining: no new runs; waiting for running ones (their locks and registration kept)"
+        );
+    }
+    tokio::select! {
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!(runs = active.len(), "drain time over; killing running jobs");
+            stop_runs.cancel();
+        }
+        () = drained.cancelled() => {}
+    }
+}
+
+/// Marks the journal alive every second, so a later start knows until when
+/// this worker saw its runs (the `endTime` of an interrupted run).
+async fn journal_heartbeat(journal: Arc<Journal>, token: CancellationToken) {
+    let mut every = tokio::time::interval(journal::HEARTBEAT);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            _ = every.tick() => journal.heartbeat(),
+        }
+    }
 }

@@ -5,11 +5,92 @@
 //! already released the lock (the original system ran such a tick twice).
 //!
 //! Locks hang off the worker's session lease (see `register`): if the
-//! worker dies, the lease expires and its locks vanish with it.
+//! worker dies, the lease expires and its locks vanish with it. Every held
+//! `forbid` lock is also listed in [`HeldLocks`], where `lock_keeper` moves
+//! it to a new lease (or stops its run) when the session changes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use rcron_shared::{Concurrency, Job, JobName, Keys};
 use serde::Serialize;
+
+use crate::run_stop::RunStop;
+
+/// A `forbid` lock this worker holds, as the keeper sees it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// The job.
+    pub job: JobName,
+    /// `/cron/lock/<name>`.
+    pub key: String,
+    /// The value written: this run's holder record (tells "still ours").
+    pub holder: String,
+    /// The lease it is attached to.
+    pub lease: i64,
+    /// Mod revision of the last write of it by this worker.
+    pub revision: i64,
+    /// Stops the run that holds it.
+    pub stop: RunStop,
+}
+
+/// Every `forbid` lock held now, by a local id.
+#[derive(Debug, Default)]
+pub struct HeldLocks {
+    locks: Mutex<HashMap<u64, Held>>,
+    next: AtomicU64,
+}
+
+impl HeldLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Held>> {
+        // Held for one map operation; nothing in it panics half-way.
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, held: Held) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map().insert(id, held);
+        id
+    }
+
+    fn remove(&self, id: u64) -> Option<Held> {
+        self.map().remove(&id)
+    }
+
+    /// The locks not attached to `lease`.
+    pub fn not_on(&self, lease: Option<i64>) -> Vec<(u64, Held)> {
+        self.map()
+            .iter()
+            .filter(|(_, h)| Some(h.lease) != lease)
+            .map(|(id, h)| (*id, h.clone()))
+            .collect()
+    }
+
+    /// Records that lock `id` now hangs off `lease` at `revision`; false
+    /// when it was released meanwhile (the caller then deletes what it wrote).
+    pub fn rebound(&self, id: u64, lease: i64, revision: i64) -> bool {
+        match self.map().get_mut(&id) {
+            Some(h) => {
+                h.lease = lease;
+                h.revision = revision;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many are held.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// What the lock transaction found.
 pub enum LockOutcome {
@@ -36,16 +117,58 @@ pub struct Locker {
     client: Client,
     keys: Keys,
     worker_id: String,
+    held: Arc<HeldLocks>,
 }
 
 impl Locker {
-    /// A locker for `worker_id` under `keys`.
-    pub fn new(client: Client, keys: Keys, worker_id: String) -> Self {
+    /// A locker for `worker_id` under `keys`, listing what it holds in `held`.
+    pub fn new(client: Client, keys: Keys, worker_id: String, held: Arc<HeldLocks>) -> Self {
         Self {
             client,
             keys,
             worker_id,
+            held,
         }
+    }
+
+    /// Settles tick `plan_ms` of `job` as missed: advances the fired tick to
+    /// it if no worker started it (or a later one). True when this call
+    /// settled it, so the miss is counted once in the cluster.
+    pub async fn settle_missed(
+        &self,
+        job: &JobName,
+        plan_ms: i64,
+    ) -> Result<bool, etcd_client::Error> {
+        let fired = self.keys.fired(job);
+        let plan = encode_plan(plan_ms);
+        let resp = self
+            .client
+            .clone()
+            .txn(
+                Txn::new()
+                    .when([Compare::value(fired.clone(), CompareOp::Less, plan.clone())])
+                    .and_then([TxnOp::put(fired.clone(), plan.clone(), None)])
+                    .or_else([TxnOp::get(fired.clone(), None)]),
+            )
+            .await?;
+        if resp.succeeded() {
+            return Ok(true);
+        }
+        let exists = matches!(resp.op_responses().first(), Some(TxnOpResponse::Get(g)) if !g.kvs().is_empty());
+        if exists {
+            return Ok(false);
+        }
+        // The job never fired anywhere: the marker starts at this tick.
+        let resp = self
+            .client
+            .clone()
+            .txn(
+                Txn::new()
+                    .when([Compare::create_revision(fired.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(fired, plan, None)]),
+            )
+            .await?;
+        Ok(resp.succeeded())
     }
 
     /// Claims a run-now request (`/cron/run/<name>` at `revision`) for run
@@ -57,6 +180,7 @@ impl Locker {
         revision: i64,
         run_id: &str,
         lease: i64,
+        stop: &RunStop,
     ) -> Result<LockOutcome, etcd_client::Error> {
         let request = self.keys.run(&job.name);
         let lock = self.keys.lock(&job.name);
@@ -67,11 +191,12 @@ impl Locker {
             revision,
         )];
         let mut then = vec![TxnOp::delete(request.clone(), None)];
+        let holder = self.holder(run_id, chrono::Utc::now().timestamp_millis());
         if forbid {
             when.push(Compare::create_revision(lock.clone(), CompareOp::Equal, 0));
             then.push(TxnOp::put(
                 lock.clone(),
-                self.holder(run_id, chrono::Utc::now().timestamp_millis()),
+                holder.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             ));
         }
@@ -86,11 +211,10 @@ impl Locker {
             )
             .await?;
         if resp.succeeded() {
-            return Ok(LockOutcome::Acquired(Box::new(self.guard(
-                job,
-                forbid.then_some(lock),
-                &resp,
-            ))));
+            let held = forbid.then(|| (lock, holder, lease, stop));
+            return Ok(LockOutcome::Acquired(Box::new(
+                self.guard(job, held, &resp),
+            )));
         }
         let still_pending = matches!(resp.op_responses().first(), Some(TxnOpResponse::Get(g))
             if g.kvs().first().is_some_and(|kv| kv.mod_revision() == revision));
@@ -110,11 +234,28 @@ impl Locker {
         .unwrap_or_default()
     }
 
-    fn guard(&self, job: &Job, key: Option<String>, resp: &etcd_client::TxnResponse) -> LockGuard {
+    /// The guard of a successful transaction; a `forbid` lock (key,
+    /// holder, lease, the run's stop) is listed in [`HeldLocks`].
+    fn guard(
+        &self,
+        job: &Job,
+        held: Option<(String, String, i64, &RunStop)>,
+        resp: &etcd_client::TxnResponse,
+    ) -> LockGuard {
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let held = held.map(|(key, holder, lease, stop)| {
+            self.held.insert(Held {
+                job: job.name.clone(),
+                key,
+                holder,
+                lease,
+                revision,
+                stop: stop.clone(),
+            })
+        });
         LockGuard {
             client: self.client.clone(),
-            key,
-            revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+            held: held.map(|id| (self.held.clone(), id)),
             name: job.name.clone(),
             released: false,
         }
@@ -128,8 +269,9 @@ impl Locker {
         plan_ms: i64,
         run_id: &str,
         lease: i64,
+        stop: &RunStop,
     ) -> Result<LockOutcome, etcd_client::Error> {
-        match self.try_acquire(job, plan_ms, run_id, lease).await? {
+        match self.try_acquire(job, plan_ms, run_id, lease, stop).await? {
             Attempt::Done(outcome) => Ok(outcome),
             Attempt::NoFiredKey => {
                 // First run of this job anywhere: create the marker, then retry once.
@@ -138,7 +280,7 @@ impl Locker {
                     .when([Compare::create_revision(fired.clone(), CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(fired, encode_plan(-1), None)]);
                 self.client.clone().txn(init).await?;
-                match self.try_acquire(job, plan_ms, run_id, lease).await? {
+                match self.try_acquire(job, plan_ms, run_id, lease, stop).await? {
                     Attempt::Done(outcome) => Ok(outcome),
                     // Deleted again in between (the job was deleted): nothing to run.
                     Attempt::NoFiredKey => Ok(LockOutcome::AlreadyFired),
@@ -153,6 +295,7 @@ impl Locker {
         plan_ms: i64,
         run_id: &str,
         lease: i64,
+        stop: &RunStop,
     ) -> Result<Attempt, etcd_client::Error> {
         let fired = self.keys.fired(&job.name);
         let lock = self.keys.lock(&job.name);
@@ -162,17 +305,12 @@ impl Locker {
         let mut when = vec![Compare::value(fired.clone(), CompareOp::Less, plan.clone())];
         let mut then = vec![TxnOp::put(fired.clone(), plan, None)];
         let mut otherwise = vec![TxnOp::get(fired, None)];
+        let holder = self.holder(run_id, plan_ms);
         if forbid {
-            let holder = serde_json::to_string(&Holder {
-                worker: &self.worker_id,
-                run_id,
-                plan_time: plan_ms,
-            })
-            .unwrap_or_default();
             when.push(Compare::create_revision(lock.clone(), CompareOp::Equal, 0));
             then.push(TxnOp::put(
                 lock.clone(),
-                holder,
+                holder.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             ));
             otherwise.push(TxnOp::get(lock.clone(), None));
@@ -183,11 +321,10 @@ impl Locker {
             .txn(Txn::new().when(when).and_then(then).or_else(otherwise))
             .await?;
         if resp.succeeded() {
-            return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(self.guard(
-                job,
-                forbid.then_some(lock),
-                &resp,
-            )))));
+            let held = forbid.then(|| (lock, holder, lease, stop));
+            return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(
+                self.guard(job, held, &resp),
+            ))));
         }
         let mut fired_value = None;
         if let Some(TxnOpResponse::Get(get)) = resp.op_responses().first() {
@@ -222,10 +359,10 @@ fn encode_plan(plan_ms: i64) -> String {
 /// panic) releases it from a background task instead.
 pub struct LockGuard {
     client: Client,
-    /// The lock key, for `forbid` jobs; `allow` jobs hold no key.
-    key: Option<String>,
-    /// Revision of the transaction that took it: only that version is deleted.
-    revision: i64,
+    /// For `forbid` jobs, the lock's entry in [`HeldLocks`] (its key and
+    /// current revision: the keeper may have moved it to a new lease);
+    /// `allow` jobs hold no key.
+    held: Option<(Arc<HeldLocks>, u64)>,
     name: JobName,
     released: bool,
 }
@@ -236,45 +373,42 @@ impl LockGuard {
     /// worker's lease expires.
     pub async fn release(mut self) {
         self.released = true;
-        release(
-            self.client.clone(),
-            self.key.take(),
-            self.revision,
-            self.name.clone(),
-        )
-        .await;
+        let held = self.held.take().and_then(|(table, id)| table.remove(id));
+        release(self.client.clone(), held, self.name.clone()).await;
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if !self.released && self.key.is_some() {
-            let (client, key, revision, name) = (
-                self.client.clone(),
-                self.key.take(),
-                self.revision,
-                self.name.clone(),
-            );
+        if !self.released
+            && let Some((table, id)) = self.held.take()
+        {
+            let (client, held, name) = (self.client.clone(), table.remove(id), self.name.clone());
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(release(client, key, revision, name));
+                handle.spawn(release(client, held, name));
             }
         }
     }
 }
 
-async fn release(client: Client, key: Option<String>, revision: i64, name: JobName) {
-    let Some(key) = key else { return };
+/// Deletes `key` if its last write is still `revision` (this worker's).
+pub(crate) async fn delete_if_ours(
+    client: &Client,
+    key: &str,
+    revision: i64,
+) -> Result<(), etcd_client::Error> {
+    let txn = Txn::new()
+        .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
+        .and_then([TxnOp::delete(key, None)]);
+    client.clone().txn(txn).await.map(|_| ())
+}
+
+async fn release(client: Client, held: Option<Held>, name: JobName) {
+    let Some(held) = held else { return };
     let mut delay = std::time::Duration::from_millis(100);
     for attempt in 1..=20 {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                revision,
-            )])
-            .and_then([TxnOp::delete(key.clone(), None)]);
-        match client.clone().txn(txn).await {
-            Ok(_) => return,
+        match delete_if_ours(&client, &held.key, held.revision).await {
+            Ok(()) => return,
             Err(e) => {
                 tracing::warn!(job = %name, attempt, error = %e, "cannot release lock; retrying");
                 tokio::time::sleep(delay).await;

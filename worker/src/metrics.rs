@@ -20,14 +20,23 @@ use crate::register::SessionLease;
 pub struct WorkerMetrics {
     /// Planned time → moment the run is handed to the runner.
     pub fire_lag: Histogram,
-    /// Ticks the scheduler fired.
+    /// Ticks whose command started on this worker.
     pub ticks_fired: AtomicU64,
-    /// Ticks found too late to fire.
+    /// Ticks found too late to fire, or that waited for a free slot past
+    /// `misfire_grace_secs` while no worker started them.
     pub ticks_missed: AtomicU64,
+    /// Ticks of a `forbid` job not started because its previous run is
+    /// still going on this worker.
+    pub ticks_overlap_skipped: AtomicU64,
+    /// Ticks that found every slot taken and waited for one.
+    pub slot_waits: AtomicU64,
+    /// Runs stopped because their `forbid` lock could not be kept.
+    pub locks_lost: AtomicU64,
     /// Ticks another worker started first, or skipped because a `forbid`
     /// run was still going.
     pub lock_conflicts: AtomicU64,
-    /// Ticks left to other workers for lack of a free slot.
+    /// Waiting ticks given up on this worker after `misfire_grace_secs`
+    /// without a free slot (another worker may have started them).
     pub no_slot: AtomicU64,
     /// Ticks not started because etcd could not be asked.
     pub lock_errors: AtomicU64,
@@ -46,6 +55,9 @@ impl Default for WorkerMetrics {
             fire_lag: Histogram::new(LATENCY_BUCKETS),
             ticks_fired: AtomicU64::new(0),
             ticks_missed: AtomicU64::new(0),
+            ticks_overlap_skipped: AtomicU64::new(0),
+            slot_waits: AtomicU64::new(0),
+            locks_lost: AtomicU64::new(0),
             lock_conflicts: AtomicU64::new(0),
             no_slot: AtomicU64::new(0),
             lock_errors: AtomicU64::new(0),
@@ -63,6 +75,8 @@ const STATUSES: [RunStatus; 4] = [
     RunStatus::Timeout,
     RunStatus::Killed,
 ];
+// `interrupted` is only logged by a later start (journal recovery): not a
+// finished attempt of this process.
 
 impl WorkerMetrics {
     /// Counts one finished attempt.
@@ -84,14 +98,32 @@ impl WorkerMetrics {
         counter(
             &mut out,
             "rcron_worker_ticks_fired_total",
-            "Ticks fired by the scheduler.",
+            "Ticks whose command started on this worker.",
             load(&self.ticks_fired),
         );
         counter(
             &mut out,
             "rcron_worker_ticks_missed_total",
-            "Ticks skipped because the worker was too late.",
+            "Ticks no worker started: found too late, or waited for a slot past the misfire grace.",
             load(&self.ticks_missed),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_ticks_overlap_skipped_total",
+            "Ticks of forbid jobs not started because the previous run still runs here.",
+            load(&self.ticks_overlap_skipped),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_slot_waits_total",
+            "Ticks that found every run slot taken and waited for one.",
+            load(&self.slot_waits),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_locks_lost_total",
+            "Runs stopped because their forbid lock could not be kept.",
+            load(&self.locks_lost),
         );
         counter(
             &mut out,
@@ -102,7 +134,7 @@ impl WorkerMetrics {
         counter(
             &mut out,
             "rcron_worker_no_slot_total",
-            "Ticks left to other workers for lack of a free slot.",
+            "Waiting ticks given up here for lack of a free slot within the misfire grace.",
             load(&self.no_slot),
         );
         counter(

@@ -22,6 +22,9 @@ pub struct Entry {
     pub kill: KillSwitch,
     /// Whether the command really started here (the cluster lock is held).
     pub started: bool,
+    /// The scheduler slot (and its owner's incarnation) of the job, for
+    /// its count of runs in flight; `None` for a paused job's run-now.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// Launched runs by id.
@@ -34,11 +37,12 @@ pub struct RunTable {
 
 impl RunTable {
     /// Adds a launched run; returns its id.
-    pub fn insert(&mut self, job: Arc<Job>, kill: KillSwitch) -> RunId {
+    pub fn insert(&mut self, job: Arc<Job>, kill: KillSwitch, owner: Option<(u32, u32)>) -> RunId {
         let entry = Some(Entry {
             job,
             kill,
             started: false,
+            owner,
         });
         match self.free.pop() {
             Some(i) => {
@@ -65,18 +69,19 @@ impl RunTable {
         }
     }
 
-    /// Removes run `id`; whether it had started.
-    pub fn remove(&mut self, id: RunId) -> bool {
-        match self.entries.get_mut(id as usize).and_then(Option::take) {
-            Some(e) => {
-                self.free.push(id);
-                if e.started {
-                    self.started -= 1;
-                }
-                e.started
-            }
-            None => false,
+    /// Removes run `id` and returns it.
+    pub fn remove(&mut self, id: RunId) -> Option<Entry> {
+        let e = self.entries.get_mut(id as usize).and_then(Option::take)?;
+        self.free.push(id);
+        if e.started {
+            self.started -= 1;
         }
+        Some(e)
+    }
+
+    /// Whether no run is in the table.
+    pub fn is_empty(&self) -> bool {
+        self.free.len() == self.entries.len()
     }
 
     /// Runs whose command started here.
@@ -107,24 +112,29 @@ mod tests {
     fn ids_are_reused_only_after_removal_and_started_runs_are_counted() {
         let mut table = RunTable::default();
         let kill = KillSwitch::new();
-        let a = table.insert(job("a"), kill.clone());
-        let b = table.insert(job("b"), kill.clone());
+        let a = table.insert(job("a"), kill.clone(), None);
+        let b = table.insert(job("b"), kill.clone(), Some((1, 0)));
         assert_ne!(a, b);
         assert!(table.mark_started(a));
         assert!(!table.mark_started(a), "a second start changes nothing");
         assert_eq!(table.started(), 1);
-        assert!(table.remove(a), "a had started");
-        assert!(!table.remove(a), "a is gone");
+        assert!(table.remove(a).is_some_and(|e| e.started), "a had started");
+        assert!(table.remove(a).is_none(), "a is gone");
         assert_eq!(table.started(), 0);
         assert!(
             !table.mark_started(a),
             "an event for a finished run is ignored"
         );
-        let c = table.insert(job("c"), kill);
+        let c = table.insert(job("c"), kill, None);
         assert_eq!(c, a, "the freed id is reused");
         let names: Vec<String> = table.iter().map(|e| e.job.name.to_string()).collect();
         assert_eq!(names, ["c", "b"]);
-        assert!(!table.remove(b), "b never started");
-        assert!(!table.remove(RunId::MAX));
+        assert!(!table.is_empty());
+        let b = table.remove(b).expect("b");
+        assert!(!b.started, "b never started");
+        assert_eq!(b.owner, Some((1, 0)));
+        assert!(table.remove(RunId::MAX).is_none());
+        table.remove(c);
+        assert!(table.is_empty());
     }
 }

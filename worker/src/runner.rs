@@ -1,26 +1,29 @@
-//! The real [`Launcher`]: for each tick, take a slot (at most
-//! `max_concurrency` runs at once), take the cluster lock, run the command
-//! with retries, send each attempt's record to the log sink and a warning
-//! for a final failure, release the lock.
+//! The real [`Launcher`]: for each tick, take a run slot (at most
+//! `max_concurrency` runs at once; a tick that finds none waits, see
+//! [`slots`](crate::slots)), take the cluster lock, run the command with
+//! retries, send each attempt's record to the log sink and a warning for a
+//! final failure, release the lock.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rcron_shared::{LogRecord, RunStatus, Warning};
-use tokio::sync::Semaphore;
+use rcron_shared::{JobName, LogRecord, RunRef, RunStatus, Warning};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::active::ActiveRuns;
 use crate::clock::Clock;
-use crate::executor::{self, ExecSettings, Outcome};
+use crate::executor::{self, ExecSettings, Outcome, StopReason, Stops};
 use crate::journal::{Journal, WARNING_OUTPUT_TAIL};
 use crate::lock::{LockOutcome, Locker};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
 use crate::register::SessionLease;
+use crate::run_stop::RunStop;
 use crate::scheduler::{Launcher, Run, RunEvents};
+use crate::slots::{Admit, Slots};
 use crate::warn::WarnSender;
 
 /// What every run needs.
@@ -43,14 +46,24 @@ pub struct RunContext {
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the drain time at shutdown is over: runs still going are killed.
     pub stop_runs: CancellationToken,
+    /// The runs executing here (registration, kill by run id).
+    pub active: Arc<ActiveRuns>,
+    /// How long a tick may wait for a free slot after its planned time.
+    pub misfire_grace: Duration,
     /// Counters.
     pub metrics: Arc<WorkerMetrics>,
 }
 
-/// Spawns runs on a task tracker, bounded by a semaphore.
+/// A tick waiting for a slot, with where it reports.
+struct Pending {
+    run: Run,
+    events: RunEvents,
+}
+
+/// Spawns runs on a task tracker, bounded by the run slots.
 pub struct Runner {
     ctx: Arc<RunContext>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Mutex<Slots<Pending>>>,
     tracker: TaskTracker,
 }
 
@@ -59,35 +72,110 @@ impl Runner {
     pub fn new(ctx: RunContext, max_concurrency: u32, tracker: TaskTracker) -> Self {
         Self {
             ctx: Arc::new(ctx),
-            slots: Arc::new(Semaphore::new(max_concurrency as usize)),
+            slots: Arc::new(Mutex::new(Slots::new(max_concurrency.max(1) as usize))),
             tracker,
         }
     }
 }
 
+/// The slot table's lock guards a heap operation; nothing in it panics
+/// half-way, so a poisoned lock still holds a sound table.
+fn lock(slots: &Mutex<Slots<Pending>>) -> std::sync::MutexGuard<'_, Slots<Pending>> {
+    slots.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Launcher for Runner {
     fn launch(&mut self, run: Run, events: &RunEvents) {
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            // Leave the tick to a worker with a free slot rather than queue it.
-            tracing::warn!(job = %run.tick.job.name, "no free run slot; tick left to other workers");
-            self.ctx
-                .metrics
-                .no_slot
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            events.finished(run.id);
-            return;
+        let name = run.tick.job.name.clone();
+        let plan_ms = run.tick.plan_time.timestamp_millis();
+        let pending = Pending {
+            run,
+            events: events.clone(),
         };
-        let ctx = self.ctx.clone();
-        let events = events.clone();
-        self.tracker.spawn(async move {
-            ctx.run_tick(&run, &events).await;
-            drop(slot);
-            events.finished(run.id);
-        });
+        let (admitted, expired) = {
+            let mut slots = lock(&self.slots);
+            let admitted = slots.admit(&name, plan_ms, pending);
+            let oldest = self.ctx.clock.now() - self.ctx.misfire_grace;
+            (admitted, slots.expire(oldest.timestamp_millis()))
+        };
+        if !expired.is_empty() {
+            let ctx = self.ctx.clone();
+            self.tracker
+                .spawn(async move { ctx.give_up(expired).await });
+        }
+        match admitted {
+            Admit::Start(first) => {
+                let ctx = self.ctx.clone();
+                let slots = self.slots.clone();
+                self.tracker
+                    .spawn(async move { ctx.serve(first, &slots).await });
+            }
+            Admit::Queued => {
+                self.ctx.metrics.slot_waits.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(job = %name, plan_ms, "every run slot taken; the tick waits for one");
+            }
+        }
+    }
+
+    fn kill_run(&mut self, run_id: &str) -> bool {
+        self.ctx.active.kill(run_id)
+    }
+
+    fn drain(&mut self) {
+        // Ticks still waiting for a slot are left to other workers.
+        let waiting = lock(&self.slots).take_waiting();
+        for p in waiting {
+            p.events.finished(p.run.id);
+        }
     }
 }
 
 impl RunContext {
+    /// Runs `first`, then, in the same slot, every waiting tick handed over
+    /// when a run ends, until none waits.
+    async fn serve(self: Arc<Self>, first: Pending, slots: &Mutex<Slots<Pending>>) {
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            self.run_tick(&p.run, &p.events).await;
+            p.events.finished(p.run.id);
+            let expired = {
+                let mut slots = lock(slots);
+                let oldest = self.clock.now() - self.misfire_grace;
+                let expired = slots.expire(oldest.timestamp_millis());
+                next = slots.release();
+                expired
+            };
+            if !expired.is_empty() {
+                self.give_up(expired).await;
+            }
+        }
+    }
+
+    /// Ticks that waited past the misfire grace: given up here, and counted
+    /// missed if no worker started them (settled in etcd, so once).
+    async fn give_up(&self, expired: Vec<(JobName, i64, Pending)>) {
+        for (job, plan_ms, p) in expired {
+            p.events.finished(p.run.id);
+            self.metrics.no_slot.fetch_add(1, Ordering::Relaxed);
+            if p.run.tick.manual.is_some() {
+                continue; // a run-now request stays pending for other workers
+            }
+            match self.locker.settle_missed(&job, plan_ms).await {
+                Ok(true) => {
+                    self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(job = %job, plan_ms, "tick missed: no free run slot within the misfire grace, and no other worker started it");
+                }
+                Ok(false) => {
+                    tracing::debug!(job = %job, plan_ms, "tick given up here for lack of a slot; another worker started it");
+                }
+                Err(e) => {
+                    self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(job = %job, plan_ms, error = %e, "tick missed: no free run slot within the misfire grace (etcd not reachable to settle it)");
+                }
+            }
+        }
+    }
+
     async fn run_tick(&self, run: &Run, events: &RunEvents) {
         let job = &run.tick.job;
         let plan_ms = run.tick.plan_time.timestamp_millis();
@@ -97,13 +185,18 @@ impl RunContext {
             self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let stop = RunStop::new();
         let claimed = match run.tick.manual {
             Some(revision) => {
                 self.locker
-                    .acquire_request(job, revision, &run_id, lease)
+                    .acquire_request(job, revision, &run_id, lease, &stop)
                     .await
             }
-            None => self.locker.acquire(job, plan_ms, &run_id, lease).await,
+            None => {
+                self.locker
+                    .acquire(job, plan_ms, &run_id, lease, &stop)
+                    .await
+            }
         };
         let guard = match claimed {
             Ok(LockOutcome::Acquired(guard)) => guard,
@@ -124,15 +217,31 @@ impl RunContext {
             }
         };
         events.started(run.id);
+        self.metrics.ticks_fired.fetch_add(1, Ordering::Relaxed);
+        self.active.insert(
+            RunRef {
+                job: job.name.to_string(),
+                run_id: run_id.clone(),
+                plan_time: plan_ms,
+                start_time: self.clock.now().timestamp_millis(),
+            },
+            stop.clone(),
+        );
         let span = tracing::info_span!("run", job = %job.name, run_id = %run_id);
-        self.attempts(run, &run_id).instrument(span).await;
+        self.attempts(run, &run_id, &stop).instrument(span).await;
         guard.release().await;
+        self.active.remove(&run_id);
     }
 
-    async fn attempts(&self, run: &Run, run_id: &str) {
+    async fn attempts(&self, run: &Run, run_id: &str, stop: &RunStop) {
         let job = &run.tick.job;
         let timeout = (job.timeout_secs > 0).then(|| Duration::from_secs(job.timeout_secs));
         let total = job.retries + 1;
+        let stops = Stops {
+            job_kill: &run.kill,
+            run: stop,
+            shutdown: &self.stop_runs,
+        };
         for attempt in 1..=total {
             let on_spawn = |pgid: u32, start: chrono::DateTime<chrono::Utc>| {
                 let record = self.record(run, run_id, attempt, &Outcome::started(start));
@@ -143,18 +252,27 @@ impl RunContext {
                 self.clock.as_ref(),
                 &job.command,
                 timeout,
-                &run.kill,
-                &self.stop_runs,
+                stops,
                 &on_spawn,
             )
             .await;
             tracing::info!(job = %job.name, run_id, attempt, status = outcome.status.as_str(),
                 exit_code = ?outcome.exit_code, "run ended");
             self.metrics.run_ended(outcome.status);
+            if outcome.stopped == Some(StopReason::LockLost) {
+                self.metrics.locks_lost.fetch_add(1, Ordering::Relaxed);
+            }
             let retryable = matches!(outcome.status, RunStatus::Failed | RunStatus::Timeout);
             let record = self.record(run, run_id, attempt, &outcome);
             self.journal.finished(&record);
             self.logs.send(record).await;
+            if outcome.stopped == Some(StopReason::LockLost) {
+                // The job may run elsewhere now: say so.
+                let warning = self.warning(run, run_id, attempt, &outcome);
+                self.journal.warning(&warning);
+                self.warns.send(warning).await;
+                return;
+            }
             if !retryable {
                 return;
             }
@@ -164,6 +282,7 @@ impl RunContext {
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => continue,
                     () = run.kill.killed() => {}
+                    _ = stop.stopped() => {}
                     () = self.stop_runs.cancelled() => {}
                 }
             }
@@ -192,6 +311,7 @@ impl RunContext {
             status: o.status,
             attempt,
             output_truncated: o.truncated,
+            reason: o.stopped.map(|r| r.as_str().to_string()),
         }
     }
 

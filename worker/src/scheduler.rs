@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rcron_shared::{Job, JobName, Schedule};
-use tokio::sync::{mpsc, watch};
+use rcron_shared::{Concurrency, Job, JobName, Schedule};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -77,6 +77,15 @@ pub trait Launcher: Send + 'static {
     /// [`RunEvents::finished`] exactly once at the end; a launcher that
     /// spawns a task clones `events` into it.
     fn launch(&mut self, run: Run, events: &RunEvents);
+
+    /// Kills the run with this id if it executes here.
+    fn kill_run(&mut self, _run_id: &str) -> bool {
+        false
+    }
+
+    /// The worker drains: runs launched but not started yet (waiting for
+    /// a slot) are dropped, each reporting [`RunEvents::finished`].
+    fn drain(&mut self) {}
 }
 
 /// Counters of what the scheduler did.
@@ -86,6 +95,9 @@ pub struct SchedulerStats {
     pub fired: u64,
     /// Ticks skipped because the worker was too late to fire them.
     pub missed: u64,
+    /// Ticks of `forbid` jobs not launched because a run of the job was
+    /// still in flight on this worker.
+    pub overlap_skipped: u64,
 }
 
 struct Slot {
@@ -99,6 +111,12 @@ struct Slot {
     /// replaced once cancelled so later runs do not start killed; one
     /// token per job instead of one allocation per tick.
     kill: KillSwitch,
+    /// Runs of this job launched here and not finished: a `forbid` job
+    /// never gets a second one from this worker.
+    in_flight: u32,
+    /// Bumped when the slot is given to another job, so a run of the
+    /// slot's former job does not count against the new one.
+    incarnation: u32,
 }
 
 /// A tick of the next batch, with what its run needs already in hand.
@@ -152,8 +170,6 @@ pub struct Scheduler<L: Launcher> {
     batch: Batch,
     /// Launched runs (only those whose command started count as running).
     running: RunTable,
-    running_tx: watch::Sender<Vec<String>>,
-    running_dirty: bool,
     stats: SchedulerStats,
     metrics: Arc<WorkerMetrics>,
     /// Where launched runs report, and where the scheduler reads it.
@@ -168,7 +184,6 @@ impl<L: Launcher> Scheduler<L> {
         clock: Arc<dyn Clock>,
         default_tz: Tz,
         misfire_grace: Duration,
-        running_tx: watch::Sender<Vec<String>>,
         metrics: Arc<WorkerMetrics>,
     ) -> Self {
         let (run_events, inbox) = run_events::channel();
@@ -191,15 +206,15 @@ impl<L: Launcher> Scheduler<L> {
                 ..Batch::default()
             },
             running: RunTable::default(),
-            running_tx,
-            running_dirty: false,
             stats: SchedulerStats::default(),
             metrics,
         }
     }
 
     /// Fires ticks and applies events until `token` is cancelled or the
-    /// event senders are gone; returns the launcher and the counters.
+    /// event senders are gone, then drains: fires nothing more, but keeps
+    /// taking kills and run reports until every launched run has finished.
+    /// Returns the launcher and the counters.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<SchedulerEvent>,
@@ -207,8 +222,7 @@ impl<L: Launcher> Scheduler<L> {
     ) -> (L, SchedulerStats) {
         // Moved out so the select below can borrow `self` in its handlers.
         let mut inbox = std::mem::replace(&mut self.inbox, run_events::channel().1);
-        let mut publish = tokio::time::interval(Duration::from_millis(500));
-        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events_open = true;
         loop {
             let wake = self.wake_at();
             tokio::select! {
@@ -224,12 +238,30 @@ impl<L: Launcher> Scheduler<L> {
                 }
                 event = events.recv() => match event {
                     Some(event) => self.apply(event),
-                    None => break,
+                    None => {
+                        events_open = false;
+                        break;
+                    }
                 },
-                _ = publish.tick(), if self.running_dirty => self.publish_running(),
             }
         }
-        self.publish_running();
+        self.launcher.drain();
+        // Drain: only kills and run reports, until the last run is gone.
+        while !self.running.is_empty() {
+            tokio::select! {
+                () = inbox.ready() => {
+                    for event in inbox.burst(RUN_EVENT_BURST) {
+                        self.run_event(event);
+                    }
+                }
+                event = events.recv(), if events_open => match event {
+                    Some(SchedulerEvent::Kill(name)) => self.kill(&name),
+                    Some(SchedulerEvent::KillRun(run_id)) => self.kill_run(&run_id),
+                    Some(_) => {} // no new runs while draining
+                    None => events_open = false,
+                },
+            }
+        }
         (self.launcher, self.stats)
     }
 
@@ -336,6 +368,10 @@ impl<L: Launcher> Scheduler<L> {
                 tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
                 continue;
             }
+            if s.job.concurrency == Concurrency::Forbid && s.in_flight > 0 {
+                self.overlap_skipped(p.slot, plan_time);
+                continue;
+            }
             let (job, mut kill) = p.run;
             let (table_job, mut table_kill) = p.table;
             // A kill since preparing replaced the job's switch.
@@ -349,7 +385,8 @@ impl<L: Launcher> Scheduler<L> {
                 schedule_time: now,
                 manual: None,
             };
-            let id = self.running.insert(table_job, table_kill);
+            let owner = self.count_in_flight(p.slot);
+            let id = self.running.insert(table_job, table_kill, Some(owner));
             self.launcher
                 .launch(Run { id, tick, kill }, &self.run_events);
             fired += 1;
@@ -398,11 +435,17 @@ impl<L: Launcher> Scheduler<L> {
             SchedulerEvent::Kill(name) => {
                 self.kill(&name);
             }
+            SchedulerEvent::KillRun(run_id) => self.kill_run(&run_id),
             SchedulerEvent::RunNow { name, revision } => self.run_now(&name, revision),
         }
         self.metrics
             .jobs
             .store(self.by_name.len() as u64, Ordering::Relaxed);
+    }
+
+    fn kill_run(&mut self, run_id: &str) {
+        let found = self.launcher.kill_run(run_id);
+        tracing::info!(run_id, found, "kill of one run requested");
     }
 
     fn kill(&mut self, name: &JobName) {
@@ -421,13 +464,13 @@ impl<L: Launcher> Scheduler<L> {
 
     /// Starts a run-now request's tick, for a scheduled or a paused job.
     fn run_now(&mut self, name: &JobName, revision: i64) {
-        let (job, kill) = match self.by_name.get(name, name_of(&self.slots)) {
+        let (job, kill, slot) = match self.by_name.get(name, name_of(&self.slots)) {
             Some(slot) => {
                 let s = &self.slots[slot as usize];
-                (s.job.clone(), s.kill.clone())
+                (s.job.clone(), s.kill.clone(), Some(slot))
             }
             None => match self.paused.get(name) {
-                Some(job) => (job.clone(), KillSwitch::new()),
+                Some(job) => (job.clone(), KillSwitch::new(), None),
                 None => {
                     tracing::warn!(job = %name, "run requested for a job this worker does not know");
                     return;
@@ -442,7 +485,7 @@ impl<L: Launcher> Scheduler<L> {
             manual: Some(revision),
         };
         self.count_fired(chrono::Duration::zero(), 1);
-        self.start(tick, kill);
+        self.start(tick, kill, slot);
     }
 
     fn upsert(&mut self, job: Job) {
@@ -494,12 +537,19 @@ impl<L: Launcher> Scheduler<L> {
                     schedule: Some(schedule),
                     generation: 0,
                     kill: KillSwitch::new(),
+                    in_flight: 0,
+                    incarnation: 0,
                 };
                 let slot = match self.free_slots.pop() {
                     Some(free) => {
-                        let generation = self.slots[free as usize].generation.wrapping_add(1);
+                        let old = &self.slots[free as usize];
+                        let (generation, incarnation) = (
+                            old.generation.wrapping_add(1),
+                            old.incarnation.wrapping_add(1),
+                        );
                         self.slots[free as usize] = Slot {
                             generation,
+                            incarnation,
                             ..entry
                         };
                         free
@@ -593,6 +643,8 @@ impl<L: Launcher> Scheduler<L> {
                 self.stats.missed += 1;
                 self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
+            } else if s.job.concurrency == Concurrency::Forbid && s.in_flight > 0 {
+                self.overlap_skipped(slot, plan_time);
             } else {
                 let tick = Tick {
                     job: s.job.clone(),
@@ -602,61 +654,73 @@ impl<L: Launcher> Scheduler<L> {
                 };
                 let kill = s.kill.clone();
                 self.count_fired(now - plan_time, 1);
-                self.start(tick, kill);
+                self.start(tick, kill, Some(slot));
             }
             // Catch up without replaying a long stall tick by tick.
             self.push_next_memo(slot, plan_time.max(oldest_allowed), &mut memo);
         }
     }
 
-    /// Counts `n` ticks fired `lag` after their instant.
+    /// A `forbid` job's tick found the job's previous run still in flight
+    /// here: not launched (the lock would refuse it anyway, at an etcd
+    /// transaction's cost, and a worker whose session was replaced must
+    /// never start a second run of a job it still runs).
+    fn overlap_skipped(&mut self, slot: u32, plan_time: DateTime<Utc>) {
+        self.stats.overlap_skipped += 1;
+        self.metrics
+            .ticks_overlap_skipped
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(job = %self.slots[slot as usize].job.name, plan_time = %plan_time,
+            "previous run still going here (concurrency: forbid); tick skipped");
+    }
+
+    /// Counts `n` ticks handed to the launcher `lag` after their instant
+    /// (`ticks_fired_total` counts those that start, in the runner).
     fn count_fired(&mut self, lag: chrono::Duration, n: u64) {
         self.stats.fired += n;
-        self.metrics.ticks_fired.fetch_add(n, Ordering::Relaxed);
         self.metrics
             .fire_lag
             .observe_n(lag.to_std().unwrap_or(Duration::ZERO), n);
     }
 
-    /// Hands a tick to the launcher (the caller counts it).
-    fn start(&mut self, tick: Tick, kill: KillSwitch) {
-        let id = self.running.insert(tick.job.clone(), kill.clone());
+    /// Hands a tick to the launcher (the caller counts it); `slot` is the
+    /// job's, when it is scheduled here.
+    fn start(&mut self, tick: Tick, kill: KillSwitch, slot: Option<u32>) {
+        let owner = slot.map(|slot| self.count_in_flight(slot));
+        let id = self.running.insert(tick.job.clone(), kill.clone(), owner);
         self.launcher
             .launch(Run { id, tick, kill }, &self.run_events);
+    }
+
+    /// One more run of the job in `slot` is in flight; returns its owner tag.
+    fn count_in_flight(&mut self, slot: u32) -> (u32, u32) {
+        let s = &mut self.slots[slot as usize];
+        s.in_flight += 1;
+        (slot, s.incarnation)
     }
 
     fn run_event(&mut self, event: RunEvent) {
         // Whether the set of runs really executing here changed.
         let changed = match event {
             RunEvent::Started(id) => self.running.mark_started(id),
-            RunEvent::Finished(id) => self.running.remove(id),
+            RunEvent::Finished(id) => match self.running.remove(id) {
+                Some(entry) => {
+                    if let Some((slot, incarnation)) = entry.owner
+                        && let Some(s) = self.slots.get_mut(slot as usize)
+                        && s.incarnation == incarnation
+                    {
+                        s.in_flight = s.in_flight.saturating_sub(1);
+                    }
+                    entry.started
+                }
+                None => false,
+            },
         };
         if changed {
-            self.running_dirty = true;
             self.metrics
                 .running
                 .store(self.running.started() as u64, Ordering::Relaxed);
         }
-    }
-
-    fn publish_running(&mut self) {
-        let mut names: Vec<String> = self
-            .running
-            .iter()
-            .filter(|e| e.started)
-            .map(|e| e.job.name.to_string())
-            .collect();
-        names.sort();
-        names.dedup();
-        self.running_tx.send_if_modified(|current| {
-            if *current == names {
-                false
-            } else {
-                *current = names;
-                true
-            }
-        });
-        self.running_dirty = false;
     }
 }
 
@@ -724,13 +788,11 @@ mod tests {
             start: tokio::time::Instant::now(),
         });
         let (fired_tx, fired) = mpsc::unbounded_channel();
-        let (running_tx, _) = watch::channel(Vec::new());
         let scheduler = Scheduler::new(
             Recorder(fired_tx),
             clock,
             Tz::UTC,
             Duration::from_secs(5),
-            running_tx,
             Arc::new(WorkerMetrics::default()),
         );
         let (events, rx) = mpsc::channel(16);
@@ -901,7 +963,8 @@ mod tests {
             .send(SchedulerEvent::Snapshot(vec![
                 every("gone", "x"),
                 every("changed", "old"),
-                every("killed", "hold"),
+                // `allow`: a run of it still holds when the next tick comes.
+                job(r#"{"name":"killed","command":"hold","cronExpr":"* * * * * * *","concurrency":"allow"}"#),
             ]))
             .await
             .expect("send");
@@ -941,5 +1004,95 @@ mod tests {
              and a kill before the instant did not kill the next run"
         );
         s.token.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forbid_job_still_in_flight_here_gets_no_second_run() {
+        let mut s = setup();
+        s.events
+            .send(SchedulerEvent::Snapshot(vec![
+                job(r#"{"name":"forbid","command":"hold","cronExpr":"* * * * * * *"}"#),
+                job(
+                    r#"{"name":"allow","command":"hold","cronExpr":"* * * * * * *","concurrency":"allow"}"#,
+                ),
+            ]))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        let fired = drain(&mut s.fired);
+        let count = |name: &str| fired.iter().filter(|f| f.0 == name).count();
+        assert_eq!(count("forbid"), 1, "one run in flight at most: {fired:?}");
+        assert_eq!(count("allow"), 3, "allow overlaps: {fired:?}");
+        s.token.cancel();
+    }
+
+    /// Holds every run (the test finishes it); counts kills by run id.
+    struct Holder {
+        fired: mpsc::UnboundedSender<(RunId, RunEvents)>,
+        kills: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Launcher for Holder {
+        fn launch(&mut self, run: Run, events: &RunEvents) {
+            events.started(run.id);
+            let _ = self.fired.send((run.id, events.clone()));
+        }
+
+        fn kill_run(&mut self, _run_id: &str) -> bool {
+            self.kills.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_drains_fires_nothing_more_and_still_takes_kills() {
+        let start = DateTime::from_timestamp_millis(1_893_456_000_300).expect("time");
+        let clock = Arc::new(PausedClock {
+            start_wall: start,
+            start: tokio::time::Instant::now(),
+        });
+        let (fired_tx, mut fired) = mpsc::unbounded_channel();
+        let kills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let scheduler = Scheduler::new(
+            Holder {
+                fired: fired_tx,
+                kills: kills.clone(),
+            },
+            clock,
+            Tz::UTC,
+            Duration::from_secs(5),
+            Arc::new(WorkerMetrics::default()),
+        );
+        let (events, rx) = mpsc::channel(16);
+        let token = CancellationToken::new();
+        let task = tokio::spawn(scheduler.run(rx, token.clone()));
+        events
+            .send(SchedulerEvent::Snapshot(vec![job(
+                r#"{"name":"a","command":"x","cronExpr":"* * * * * * *","concurrency":"allow"}"#,
+            )]))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let (first, run_events) = fired.try_recv().expect("one run");
+        token.cancel();
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        assert!(fired.try_recv().is_err(), "no tick fires while draining");
+        assert!(!task.is_finished(), "the drain waits for the running run");
+        events
+            .send(SchedulerEvent::KillRun("r-1".into()))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            kills.load(Ordering::Relaxed),
+            1,
+            "kills reach draining runs"
+        );
+        run_events.finished(first);
+        let (_, stats) = tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the drain ends with the last run")
+            .expect("join");
+        assert_eq!(stats.fired, 1);
     }
 }

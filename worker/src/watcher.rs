@@ -6,9 +6,10 @@
 //! scheduler reconciles a snapshot against its plan, so no update is
 //! missed and an unchanged job keeps its schedule (nothing is doubled).
 //!
-//! Kills and run-now requests: watches on `/cron/killer/` and `/cron/run/`
-//! from "now"; each put kills the named job's runs on this worker, or asks
-//! it to compete for running the job once.
+//! Kills and run-now requests: watches on `/cron/killer/`, `/cron/killrun/`
+//! and `/cron/run/` from "now"; each put kills the named job's runs (or the
+//! run with that id) on this worker, or asks it to compete for running the
+//! job once.
 
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub enum SchedulerEvent {
     Remove(JobName),
     /// Kill the job's running runs.
     Kill(JobName),
+    /// Kill one run, by id (`/cron/killrun/<runId>`).
+    KillRun(String),
     /// Run the job once now; `revision` identifies the request key's
     /// version, which the worker that runs it claims in its lock transaction.
     RunNow {
@@ -168,6 +171,22 @@ pub async fn watch_kills(
     let dir = keys.killer_dir();
     let event = |kv: &KeyValue| keys.parse_killer(kv.key()).map(SchedulerEvent::Kill);
     retry("kill watch", &token, || {
+        watch_requests(&client, &dir, &event, &tx, &token)
+    })
+    .await;
+}
+
+/// Forwards kills of single runs (`/cron/killrun/<runId>`) until `token`
+/// is cancelled; like job kills, they live ≈2 s.
+pub async fn watch_run_kills(
+    client: Client,
+    keys: Keys,
+    tx: mpsc::Sender<SchedulerEvent>,
+    token: CancellationToken,
+) {
+    let dir = keys.killrun_dir();
+    let event = |kv: &KeyValue| keys.parse_killrun(kv.key()).map(SchedulerEvent::KillRun);
+    retry("run kill watch", &token, || {
         watch_requests(&client, &dir, &event, &tx, &token)
     })
     .await;

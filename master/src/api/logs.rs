@@ -34,8 +34,13 @@ pub enum StatusDto {
     Failed,
     /// Killed after `timeoutSecs`.
     Timeout,
-    /// Killed on request or at worker shutdown.
+    /// Killed on request, at worker shutdown, or because its worker lost
+    /// the job's lock (`reason` says which).
     Killed,
+    /// Its worker died during the run; the outcome is unknown and `endTime`
+    /// is the last time the worker was seen alive (or when the leftover
+    /// process group was killed by the next start).
+    Interrupted,
 }
 
 impl From<StatusDto> for RunStatus {
@@ -45,6 +50,7 @@ impl From<StatusDto> for RunStatus {
             StatusDto::Failed => Self::Failed,
             StatusDto::Timeout => Self::Timeout,
             StatusDto::Killed => Self::Killed,
+            StatusDto::Interrupted => Self::Interrupted,
         }
     }
 }
@@ -56,6 +62,7 @@ impl From<RunStatus> for StatusDto {
             RunStatus::Failed => Self::Failed,
             RunStatus::Timeout => Self::Timeout,
             RunStatus::Killed => Self::Killed,
+            RunStatus::Interrupted => Self::Interrupted,
         }
     }
 }
@@ -94,6 +101,10 @@ pub struct LogEntry {
     pub attempt: u32,
     /// Whether part of the output was dropped.
     pub output_truncated: bool,
+    /// Why the run ended as it did, when the status alone does not say
+    /// (`lock lost`, `worker shutdown`, `killed on request`, `worker died`).
+    #[oai(skip_serializing_if_is_none)]
+    pub reason: Option<String>,
 }
 
 impl From<LogRecord> for LogEntry {
@@ -113,6 +124,7 @@ impl From<LogRecord> for LogEntry {
             status: r.status.into(),
             attempt: r.attempt,
             output_truncated: r.output_truncated,
+            reason: r.reason,
         }
     }
 }
