@@ -38,6 +38,9 @@ pub struct MasterInfo {
     /// When it became leader (ms), once it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_since: Option<i64>,
+    /// The zone it shows jobs without `timezone` in (IANA name).
+    #[serde(default)]
+    pub timezone: String,
 }
 
 /// This master's view of its own leadership, shared with the API.

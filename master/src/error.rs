@@ -14,6 +14,9 @@ pub enum Error {
     /// The named job does not exist.
     #[error("job {0:?} not found")]
     NotFound(String),
+    /// No live worker runs a run with this id.
+    #[error("run {0:?} is not running on any live worker")]
+    RunNotFound(String),
     /// The job already exists (create-only requests).
     #[error("job {0:?} already exists")]
     Conflict(String),

@@ -126,6 +126,7 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
             url: config.advertise_url(),
             start_time: chrono::Utc::now().timestamp_millis(),
             leader_since: None,
+            timezone: config.timezone.name().to_string(),
         },
     };
     if alerting.sinks.is_empty() {

@@ -123,6 +123,21 @@ impl JobStore {
         Ok(())
     }
 
+    /// Asks the worker running run `run_id` to kill it: a short-lived put
+    /// under `/cron/killrun/<runId>`.
+    pub async fn kill_run(&self, run_id: &str) -> Result<(), Error> {
+        let key = self
+            .keys
+            .killrun(run_id)
+            .ok_or_else(|| Error::BadRequest(format!("{run_id:?} is not a run id")))?;
+        let mut client = self.client.clone();
+        let lease = client.lease_grant(KILL_TTL_SECS, None).await?;
+        client
+            .put(key, "", Some(PutOptions::new().with_lease(lease.id())))
+            .await?;
+        Ok(())
+    }
+
     /// How many jobs exist (a count-only read).
     pub async fn count(&self) -> Result<u64, Error> {
         let resp = self

@@ -523,6 +523,7 @@ async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
         ("/api/v1/jobs", vec!["get", "post"]),
         ("/api/v1/jobs/{name}", vec!["get", "put", "delete"]),
         ("/api/v1/jobs/{name}/kill", vec!["post"]),
+        ("/api/v1/runs/{run_id}/kill", vec!["post"]),
         ("/api/v1/jobs/{name}/run", vec!["post"]),
         ("/api/v1/cluster", vec!["get"]),
         ("/api/v1/alerts", vec!["get"]),
@@ -868,4 +869,76 @@ async fn an_open_api_is_refused_on_a_public_address_unless_insecure() {
     cfg.api_token = None;
     cfg.insecure = true;
     assert!(cfg.check_exposure().is_ok());
+}
+
+#[tokio::test]
+async fn kills_reach_runs_of_deleted_jobs_and_single_runs_by_id_and_zones_must_agree() {
+    let h = harness().await;
+    // A worker in another zone, draining, still running a job deleted meanwhile.
+    let info = json!({"id": "w-tokyo", "hostname": "host-b", "ip": "10.1.2.4", "pid": 7, "version": "0.1.0",
+        "startTime": 1, "capacity": 8, "running": ["gone"], "draining": true, "timezone": "Asia/Tokyo",
+        "runs": [{"job": "gone", "runId": "0190abc-1", "planTime": 1000, "startTime": 1001}]});
+    h.etcd
+        .clone()
+        .put(
+            format!("{}workers/w-tokyo", h.prefix),
+            info.to_string(),
+            None,
+        )
+        .await
+        .expect("put");
+
+    let (status, body) = read(h.cli.post("/api/v1/jobs/gone/kill").send().await.0).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a deleted job's run can be killed: {body}"
+    );
+    assert!(h.etcd_value("killer/gone").await.is_some());
+    let (status, body) = read(h.cli.post("/api/v1/jobs/never/kill").send().await.0).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no such job and no run of it: {body}"
+    );
+    let (_, body) = h.legacy_post("/job/kill", &[("name", "never")]).await;
+    assert_eq!(
+        body,
+        json!({"errno": 0, "msg": "success", "data": null}),
+        "the legacy route kills by name without a lookup, as the original"
+    );
+
+    let (status, body) = read(h.cli.post("/api/v1/runs/0190abc-1/kill").send().await.0).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        body,
+        json!({"runId": "0190abc-1", "job": "gone", "worker": "w-tokyo"})
+    );
+    assert!(h.etcd_value("killrun/0190abc-1").await.is_some());
+    let (status, body) = read(h.cli.post("/api/v1/runs/0190abc-2/kill").send().await.0).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not running")),
+        "{body}"
+    );
+    let (status, body) = read(h.cli.post("/api/v1/runs/a.b/kill").send().await.0).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (_, body) = h.get("/api/v1/workers").await;
+    let w = &body["workers"][0];
+    assert_eq!(w["draining"], true, "{body}");
+    assert_eq!(w["runs"][0]["runId"], "0190abc-1", "{body}");
+    assert_eq!(w["timezone"], "Asia/Tokyo", "{body}");
+
+    let (_, body) = h.get("/api/v1/cluster").await;
+    assert_eq!(body["timezone"], "UTC", "{body}");
+    let mismatch = body["zoneMismatch"]
+        .as_str()
+        .expect("a zone mismatch is reported");
+    assert!(
+        mismatch.contains("Asia/Tokyo: worker w-tokyo") && mismatch.contains("UTC: master"),
+        "{mismatch}"
+    );
 }

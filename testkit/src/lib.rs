@@ -279,6 +279,23 @@ impl ServerProcess {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open and requests hang, as
+    /// with a stalled disk or a paused VM.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the server runs");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the server");
+    }
+
     /// Kills it (SIGKILL, as a crash or a pulled cable would) and waits.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -299,6 +316,24 @@ fn temp_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rcron-{what}-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+/// The sum of a counter in etcd's Prometheus metrics at `addr`
+/// (`host:port`), e.g. `etcd_server_proposals_committed_total`.
+pub async fn etcd_metric(addr: &str, name: &str) -> f64 {
+    let text = http_client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("etcd metrics")
+        .text()
+        .await
+        .expect("etcd metrics text");
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// One request a [`WebhookReceiver`] got.

@@ -211,7 +211,7 @@ impl Locker {
             )
             .await?;
         if resp.succeeded() {
-            let held = forbid.then(|| (lock, holder, lease, stop));
+            let held = forbid.then_some((lock, holder, lease, stop));
             return Ok(LockOutcome::Acquired(Box::new(
                 self.guard(job, held, &resp),
             )));
@@ -321,7 +321,7 @@ impl Locker {
             .txn(Txn::new().when(when).and_then(then).or_else(otherwise))
             .await?;
         if resp.succeeded() {
-            let held = forbid.then(|| (lock, holder, lease, stop));
+            let held = forbid.then_some((lock, holder, lease, stop));
             return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(
                 self.guard(job, held, &resp),
             ))));

@@ -774,7 +774,7 @@ async fn a_worker_sigkilled_mid_run_has_the_run_killed_and_logged_by_its_next_st
 
     assert_eq!(docs.len(), 1, "one record for the one run: {docs:?}");
     let doc = &docs[0];
-    assert_eq!(string(doc, "status"), "failed");
+    assert_eq!(string(doc, "status"), "interrupted");
     assert!(
         string(doc, "err").contains("interrupted") && string(doc, "err").contains("was killed"),
         "{doc:?}"

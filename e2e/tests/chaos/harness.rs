@@ -46,6 +46,18 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// SIGTERM, as a service manager's stop (or an upgrade) would, and
+    /// wait until the process has drained and exited; returns how long that took.
+    pub fn terminate(&mut self) -> Duration {
+        let asked = std::time::Instant::now();
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+        asked.elapsed()
+    }
+
     /// SIGKILL, as a crash or an OOM kill would, and reap it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -99,10 +111,47 @@ pub const WORKER_LEASE_SECS: u64 = 3;
 /// Lease of the masters' election.
 pub const ELECTION_TTL_SECS: u64 = 2;
 
+/// How the cluster's workers are configured.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerTuning {
+    pub lease_secs: u64,
+    pub max_concurrency: u32,
+    pub drain_secs: u64,
+}
+
+impl Default for WorkerTuning {
+    fn default() -> Self {
+        Self {
+            lease_secs: WORKER_LEASE_SECS,
+            max_concurrency: 256,
+            drain_secs: 2,
+        }
+    }
+}
+
+/// Runs of one job that overlapped, judged two ways.
+#[derive(Debug, Default)]
+pub struct Overlaps {
+    /// Pairs of records of one job where the later started before the earlier ended.
+    pub in_log: usize,
+    /// Commands that found the job's host marker taken by another run.
+    pub on_host: usize,
+}
+
 impl Cluster {
     /// Starts `masters` masters and `workers` workers and waits until every
     /// master serves and every worker is registered.
     pub async fn start(services: Services, masters: usize, workers: usize) -> Self {
+        Self::start_with(services, masters, workers, WorkerTuning::default()).await
+    }
+
+    /// [`Self::start`] with workers tuned.
+    pub async fn start_with(
+        services: Services,
+        masters: usize,
+        workers: usize,
+        tuning: WorkerTuning,
+    ) -> Self {
         let prefix = kit::unique_prefix();
         let db = kit::unique_db();
         let dir =
@@ -156,11 +205,11 @@ impl Cluster {
                 &config,
                 format!(
                     r#"worker_id = "{name}"
-max_concurrency = 256
+max_concurrency = {max_concurrency}
 kill_grace_secs = 1
-drain_secs = 2
+drain_secs = {drain_secs}
 log_flush_interval_ms = 200
-lease_ttl_secs = {WORKER_LEASE_SECS}
+lease_ttl_secs = {lease_secs}
 spill_dir = {spill:?}
 metrics_listen = ""
 
@@ -175,6 +224,9 @@ db = {db:?}
 "#,
                     spill = dir.join(format!("{name}-state")),
                     mongo = services.mongo_uri,
+                    max_concurrency = tuning.max_concurrency,
+                    drain_secs = tuning.drain_secs,
+                    lease_secs = tuning.lease_secs,
                 ),
             )
             .expect("write worker config");
@@ -284,6 +336,60 @@ db = {db:?}
         .await
     }
 
+    /// `jobs` with each command wrapped so that it takes a marker of its
+    /// job on this host (`mkdir`, atomic) for as long as it runs and notes
+    /// when it finds the marker taken: every node of the cluster runs on
+    /// this host, so two runs of a job at once show there, whatever the log
+    /// says. The command's exit code is kept; SIGTERM gives the marker back.
+    pub fn guarded(&self, jobs: &[Value]) -> Vec<Value> {
+        let markers = self.dir.join("markers");
+        std::fs::create_dir_all(&markers).expect("create marker dir");
+        jobs.iter()
+            .map(|job| {
+                let mut job = job.clone();
+                let name = job["name"].as_str().unwrap_or_default().to_string();
+                let command = job["command"].as_str().unwrap_or_default().to_string();
+                let marker = markers.join(&name);
+                // The command runs in a subshell, so its own `exit` still
+                // leaves the wrapper to give the marker back.
+                let wrapped = format!(
+                    "mkdir {m} 2>/dev/null || echo {name} >> {o}; trap 'rmdir {m} 2>/dev/null; exit 143' TERM; ( {command}\n); rc=$?; rmdir {m} 2>/dev/null; exit $rc",
+                    m = marker.display(),
+                    o = markers.join("overlaps").display(),
+                );
+                job["command"] = Value::String(wrapped);
+                job
+            })
+            .collect()
+    }
+
+    /// Overlapping runs of any one job among `docs` (all jobs here are
+    /// `forbid`), and commands that found their marker taken.
+    pub fn overlaps(&self, docs: &[Document]) -> Overlaps {
+        let mut by_job: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+        for d in docs {
+            let job = d.get_str("jobName").unwrap_or_default();
+            let start = int(d, "startTime");
+            let end = int(d, "endTime");
+            by_job.entry(job).or_default().push((start, end));
+        }
+        let mut in_log = 0;
+        for runs in by_job.values_mut() {
+            runs.sort();
+            let mut latest_end = i64::MIN;
+            for &(start, end) in runs.iter() {
+                if start < latest_end {
+                    in_log += 1;
+                }
+                latest_end = latest_end.max(end);
+            }
+        }
+        let on_host = std::fs::read_to_string(self.dir.join("markers").join("overlaps"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        Overlaps { in_log, on_host }
+    }
+
     /// Run records with a plan time in `[from_ms, to_ms)`.
     pub async fn records(&self, from_ms: i64, to_ms: i64) -> Vec<Document> {
         let client = mongodb::Client::with_uri_str(&self.mongo_uri)
@@ -375,8 +481,13 @@ impl Ticks {
 }
 
 pub fn plan_time(d: &Document) -> i64 {
-    d.get_i64("planTime")
-        .or_else(|_| d.get_i32("planTime").map(i64::from))
+    int(d, "planTime")
+}
+
+/// An integer field (stored as int64 or int32), 0 when absent.
+pub fn int(d: &Document, field: &str) -> i64 {
+    d.get_i64(field)
+        .or_else(|_| d.get_i32(field).map(i64::from))
         .unwrap_or_default()
 }
 

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use harness::{
-    Cluster, ELECTION_TTL_SECS, Services, Ticks, WORKER_LEASE_SECS, deliveries, every_second,
-    names, now_ms,
+    Cluster, ELECTION_TTL_SECS, Overlaps, Services, Ticks, WORKER_LEASE_SECS, WorkerTuning,
+    deliveries, every_second, int, names, now_ms,
 };
 use rcron_testkit::{self as kit, ServerProcess};
 use serde_json::Value;
@@ -109,6 +109,22 @@ async fn all_delivered(
     }
 }
 
+fn overlap_line(o: &Overlaps) -> String {
+    format!(
+        "forbid runs overlapping: {} in the log, {} on the host",
+        o.in_log, o.on_host
+    )
+}
+
+/// The invariant every scenario checks: no two runs of a `forbid` job at once.
+fn assert_no_overlap(o: &Overlaps) {
+    assert_eq!(
+        (o.in_log, o.on_host),
+        (0, 0),
+        "two runs of a forbid job overlapped (log, host)"
+    );
+}
+
 fn failed_runs(docs: &[mongodb::bson::Document]) -> BTreeSet<String> {
     docs.iter()
         .filter(|d| d.get_str("status").is_ok_and(|s| s != "success"))
@@ -120,7 +136,7 @@ fn failed_runs(docs: &[mongodb::bson::Document]) -> BTreeSet<String> {
 async fn sigkilling_a_random_worker_every_few_seconds_runs_no_tick_twice() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut c = Cluster::start(Services::shared(), 3, 3).await;
-    let jobs = every_second("tick", 50, "true");
+    let jobs = c.guarded(&every_second("tick", 50, "true"));
     c.put_jobs(&jobs).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = next_second().await;
@@ -141,6 +157,7 @@ async fn sigkilling_a_random_worker_every_few_seconds_runs_no_tick_twice() {
     let want = jobs.len() * ((to - from) / 1000) as usize;
     let docs = c.records_settled(from, to, want).await;
     let ticks = Ticks::count(&docs, &names(&jobs), from, to);
+    let overlaps = c.overlaps(&docs);
     report(
         "SIGKILL a random worker every 5 s for 60 s (3 masters, 3 workers, 50 jobs every second)",
         &[
@@ -153,9 +170,11 @@ async fn sigkilling_a_random_worker_every_few_seconds_runs_no_tick_twice() {
                 ticks.missed.len()
             ),
             format!("records by status: {:?}", ticks.statuses),
+            overlap_line(&overlaps),
         ],
     );
     assert_eq!(ticks.duplicates, 0, "a tick ran twice");
+    assert_no_overlap(&overlaps);
     // A killed worker's locks outlive it by its session lease; in that
     // time (and the second around the kill) its jobs cannot run anywhere.
     let windows: Vec<(i64, i64)> = kills
@@ -180,7 +199,7 @@ async fn etcd_down_for_15_s_then_everything_resumes_with_nothing_lost() {
     .await;
     let beats = every_second("beat", 10, "true");
     let fails = every_second("fail", 2, "echo broken; exit 3");
-    let all: Vec<Value> = beats.iter().chain(&fails).cloned().collect();
+    let all = c.guarded(&beats.iter().chain(&fails).cloned().collect::<Vec<_>>());
     c.put_jobs(&all).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = next_second().await;
@@ -240,6 +259,7 @@ async fn etcd_down_for_15_s_then_everything_resumes_with_nothing_lost() {
         .records_settled(from, to, all.len() * ((to - from) / 1000) as usize)
         .await;
     let ticks = Ticks::count(&docs, &names(&all), from, to);
+    let overlaps = c.overlaps(&docs);
     let failed = failed_runs(&docs);
     let delivered = all_delivered(&c, &failed).await;
     let duplicate_alerts: usize = delivered.values().map(|n| n - 1).sum();
@@ -269,8 +289,10 @@ async fn etcd_down_for_15_s_then_everything_resumes_with_nothing_lost() {
                 failed.len(),
                 failed.iter().filter(|r| delivered.contains_key(*r)).count()
             ),
+            overlap_line(&overlaps),
         ],
     );
+    assert_no_overlap(&overlaps);
     for (status, took) in &answers {
         assert_eq!(*status, 503, "the API says etcd is unavailable");
         assert!(
@@ -297,7 +319,7 @@ async fn mongodb_down_for_30_s_loses_no_run_record() {
         3,
     )
     .await;
-    let jobs = every_second("rec", 20, "echo kept");
+    let jobs = c.guarded(&every_second("rec", 20, "echo kept"));
     c.put_jobs(&jobs).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = next_second().await;
@@ -321,6 +343,7 @@ async fn mongodb_down_for_30_s_loses_no_run_record() {
     let want = jobs.len() * ((to - from) / 1000) as usize;
     let docs = c.records_settled(from, to, want).await;
     let ticks = Ticks::count(&docs, &names(&jobs), from, to);
+    let overlaps = c.overlaps(&docs);
     report(
         "MongoDB-wire server stopped for 30 s (3 masters, 3 workers, 20 jobs every second)",
         &[
@@ -335,8 +358,10 @@ async fn mongodb_down_for_30_s_loses_no_run_record() {
                 ticks.duplicates,
                 ticks.missed.len()
             ),
+            overlap_line(&overlaps),
         ],
     );
+    assert_no_overlap(&overlaps);
     assert_eq!(status, 503, "log queries fail cleanly: {body}");
     assert!(body["error"].is_string(), "with a message: {body}");
     assert!(
@@ -356,7 +381,7 @@ async fn mongodb_down_for_30_s_loses_no_run_record() {
 async fn sigkilling_the_leader_master_in_a_loop_loses_no_alert() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut c = Cluster::start(Services::shared(), 3, 2).await;
-    let jobs = every_second("boom", 4, "echo boom; exit 1");
+    let jobs = c.guarded(&every_second("boom", 4, "echo boom; exit 1"));
     c.put_jobs(&jobs).await;
     let from = next_second().await;
     let mut failovers = 0;
@@ -375,6 +400,7 @@ async fn sigkilling_the_leader_master_in_a_loop_loses_no_alert() {
         .records_settled(from, to, jobs.len() * ((to - from) / 1000) as usize)
         .await;
     let failed = failed_runs(&docs);
+    let overlaps = c.overlaps(&docs);
     let delivered = all_delivered(&c, &failed).await;
     let duplicate_alerts: usize = delivered.values().map(|n| n - 1).sum();
     report(
@@ -386,8 +412,10 @@ async fn sigkilling_the_leader_master_in_a_loop_loses_no_alert() {
                 failed.len(),
                 failed.iter().filter(|r| delivered.contains_key(*r)).count()
             ),
+            overlap_line(&overlaps),
         ],
     );
+    assert_no_overlap(&overlaps);
     assert!(
         failed.len() >= 100,
         "warnings arrived throughout: {}",
@@ -472,7 +500,7 @@ async fn a_worker_restarted_mid_run_has_its_run_killed_and_logged() {
         "the command outlived its worker (own process group)"
     );
     assert_eq!(records.len(), 1, "one record for the one run");
-    assert_eq!(doc.get_str("status"), Ok("failed"));
+    assert_eq!(doc.get_str("status"), Ok("interrupted"));
     assert!(
         doc.get_str("err")
             .unwrap_or_default()
@@ -516,7 +544,7 @@ async fn sigkilling_the_etcd_leader_member_runs_no_tick_twice_and_keeps_one_aler
     .await;
     let beats = every_second("quorum", 20, "true");
     let fails = every_second("alarm", 2, "exit 2");
-    let all: Vec<Value> = beats.iter().chain(&fails).cloned().collect();
+    let all = c.guarded(&beats.iter().chain(&fails).cloned().collect::<Vec<_>>());
     c.put_jobs(&all).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = next_second().await;
@@ -536,6 +564,7 @@ async fn sigkilling_the_etcd_leader_member_runs_no_tick_twice_and_keeps_one_aler
         .records_settled(from, to, all.len() * ((to - from) / 1000) as usize)
         .await;
     let ticks = Ticks::count(&docs, &names(&all), from, to);
+    let overlaps = c.overlaps(&docs);
     let failed = failed_runs(&docs);
     let delivered = all_delivered(&c, &failed).await;
     let duplicate_alerts: usize = delivered.values().map(|n| n - 1).sum();
@@ -555,8 +584,10 @@ async fn sigkilling_the_etcd_leader_member_runs_no_tick_twice_and_keeps_one_aler
                 failed.len(),
                 failed.iter().filter(|r| delivered.contains_key(*r)).count()
             ),
+            overlap_line(&overlaps),
         ],
     );
+    assert_no_overlap(&overlaps);
     assert_eq!(ticks.duplicates, 0, "a tick ran twice");
     assert_eq!(
         duplicate_alerts, 0,
@@ -566,4 +597,289 @@ async fn sigkilling_the_etcd_leader_member_runs_no_tick_twice_and_keeps_one_aler
     // renewed (extended, even) across the change.
     let windows: Vec<(i64, i64)> = kills.iter().map(|at| (at - 1000, at + 10_000)).collect();
     assert_misses_within(&ticks, &windows, "the etcd leader election after a kill");
+}
+
+/// The same jobs on another schedule.
+fn on_schedule(jobs: &[Value], cron: &str) -> Vec<Value> {
+    jobs.iter()
+        .map(|j| {
+            let mut j = j.clone();
+            j["cronExpr"] = Value::String(cron.to_string());
+            j
+        })
+        .collect()
+}
+
+/// Records beyond the first for one (job, planTime).
+fn duplicates(docs: &[mongodb::bson::Document]) -> usize {
+    let mut seen = BTreeSet::new();
+    docs.iter()
+        .filter(|d| {
+            !seen.insert((
+                d.get_str("jobName").unwrap_or_default().to_string(),
+                int(d, "planTime"),
+                int(d, "attempt"),
+            ))
+        })
+        .count()
+}
+
+fn statuses(docs: &[mongodb::bson::Document]) -> std::collections::BTreeMap<String, usize> {
+    let mut by = std::collections::BTreeMap::new();
+    for d in docs {
+        let status = d.get_str("status").unwrap_or_default();
+        let reason = d
+            .get_str("reason")
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        *by.entry(format!("{status}{reason}")).or_default() += 1;
+    }
+    by
+}
+
+/// Waits until the log stops growing, then reads the window.
+async fn settled(c: &Cluster, from: i64, to: i64) -> Vec<mongodb::bson::Document> {
+    c.records_settled(from, to, usize::MAX).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_worker_never_overlaps_long_forbid_runs() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // A private etcd: its write counters are this cluster's alone.
+    let etcd = ServerProcess::etcd();
+    let mut c = Cluster::start_with(
+        Services {
+            etcd: vec![etcd.addr()],
+            mongo_uri: kit::mongo_uri(),
+        },
+        1,
+        3,
+        WorkerTuning {
+            drain_secs: 30,
+            ..WorkerTuning::default()
+        },
+    )
+    .await;
+    // Each run takes 3 s and the job is due every 2 s: every tick finds
+    // the previous run going, on whichever worker.
+    let jobs = c.guarded(&on_schedule(
+        &every_second("slow", 6, "sleep 3"),
+        "*/2 * * * * * *",
+    ));
+    c.put_jobs(&jobs).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let from = now_ms();
+    let metric = "etcd_server_proposals_committed_total";
+    let base_at = Instant::now();
+    let base_before = kit::etcd_metric(&etcd.addr(), metric).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let baseline = (kit::etcd_metric(&etcd.addr(), metric).await - base_before)
+        / base_at.elapsed().as_secs_f64();
+    let mut drains = Vec::new();
+    for i in 0..c.workers.len() {
+        let before = kit::etcd_metric(&etcd.addr(), metric).await;
+        let took = c.workers[i].terminate();
+        let writes = kit::etcd_metric(&etcd.addr(), metric).await - before;
+        drains.push((c.workers[i].name.clone(), took, writes));
+        c.workers[i].start();
+        c.wait_ready().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let to = now_ms();
+    c.pause(&jobs).await;
+    let docs = settled(&c, from, to).await;
+    let overlaps = c.overlaps(&docs);
+    let dups = duplicates(&docs);
+    let by_status = statuses(&docs);
+    let rates: Vec<f64> = drains
+        .iter()
+        .map(|(_, took, writes)| writes / took.as_secs_f64().max(0.001))
+        .collect();
+    report(
+        "rolling restart: SIGTERM each of 3 workers in turn (drain 30 s) while 6 forbid jobs that run 3 s are due every 2 s",
+        &[
+            format!(
+                "drains: {}",
+                drains
+                    .iter()
+                    .zip(&rates)
+                    .map(|((w, took, writes), rate)| format!(
+                        "{w} {:.1} s, {writes} etcd proposals ({rate:.1}/s)",
+                        took.as_secs_f64()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            format!("etcd proposals/s of the whole cluster outside drains: {baseline:.1}"),
+            format!(
+                "runs {}, by status {by_status:?}, duplicates {dups}",
+                docs.len()
+            ),
+            overlap_line(&overlaps),
+        ],
+    );
+    assert_no_overlap(&overlaps);
+    assert_eq!(dups, 0, "a tick ran twice");
+    assert!(
+        docs.iter().all(|d| d.get_str("status") == Ok("success")),
+        "every drain let its runs finish: {by_status:?}"
+    );
+    for ((w, _, _), rate) in drains.iter().zip(&rates) {
+        // The whole cluster's rate, drains included, stays near its usual
+        // one (a drain that re-registered in a loop wrote ~1,800/s).
+        assert!(
+            *rate < baseline + 50.0,
+            "etcd written {rate:.1}/s while {w} drained (usually {baseline:.1}/s)"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_stalled_for_5_8_and_12_s_never_overlaps_and_runs_no_tick_twice() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let etcd = ServerProcess::etcd();
+    let c = Cluster::start_with(
+        Services {
+            etcd: vec![etcd.addr()],
+            mongo_uri: kit::mongo_uri(),
+        },
+        1,
+        3,
+        // The production lease: a stall shorter than most of it costs nothing.
+        WorkerTuning {
+            lease_secs: 10,
+            ..WorkerTuning::default()
+        },
+    )
+    .await;
+    let held = c.guarded(&every_second("held", 3, "sleep 20"));
+    let pulse = c.guarded(&every_second("pulse", 10, "true"));
+    let all: Vec<Value> = held.iter().chain(&pulse).cloned().collect();
+    c.put_jobs(&all).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let from = next_second().await;
+    let mut stalls = Vec::new();
+    for secs in [5u64, 8, 12] {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        etcd.pause();
+        let at = now_ms();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        etcd.resume();
+        stalls.push((secs, at, now_ms()));
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let to = current_second();
+    c.pause(&all).await;
+    let docs = settled(&c, from, to).await;
+    let overlaps = c.overlaps(&docs);
+    let pulse_docs: Vec<_> = docs
+        .iter()
+        .filter(|d| d.get_str("jobName").is_ok_and(|j| j.starts_with("pulse")))
+        .cloned()
+        .collect();
+    let ticks = Ticks::count(&pulse_docs, &names(&pulse), from, to);
+    let lost_in = |a: i64, b: i64| {
+        docs.iter()
+            .filter(|d| d.get_str("reason") == Ok("lock lost"))
+            .filter(|d| (a..=b).contains(&int(d, "endTime")))
+            .count()
+    };
+    let missed_in = |a: i64, b: i64| {
+        ticks
+            .missed
+            .iter()
+            .filter(|(_, p)| (a - 1000..=b + 2000).contains(p))
+            .count()
+    };
+    report(
+        "etcd frozen (SIGSTOP) for 5, 8 and 12 s (1 master, 3 workers, lease 10 s; 3 forbid jobs running 20 s, 10 jobs every second)",
+        &[
+            format!(
+                "per stall (s: forbid runs stopped with `lock lost`, every-second ticks missed): {}",
+                stalls
+                    .iter()
+                    .map(|(s, a, b)| format!("{s}: {}, {}", lost_in(*a, *b), missed_in(*a, *b)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            format!(
+                "every-second ticks planned {}, run {}, duplicates {}, missed {}",
+                ticks.expected,
+                ticks.ran,
+                ticks.duplicates,
+                ticks.missed.len()
+            ),
+            format!("records by status: {:?}", statuses(&docs)),
+            overlap_line(&overlaps),
+        ],
+    );
+    assert_no_overlap(&overlaps);
+    assert_eq!(ticks.duplicates, 0, "a tick ran twice");
+    assert_eq!(duplicates(&docs), 0, "a tick ran twice");
+    // Ticks can only be missed while etcd is frozen (and the second after).
+    let windows: Vec<(i64, i64)> = stalls
+        .iter()
+        .map(|(_, a, b)| (a - 1000, b + 2000))
+        .collect();
+    assert_misses_within(&ticks, &windows, "the stalls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_worker_with_more_due_jobs_than_slots_starves_none() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let c = Cluster::start_with(
+        Services::shared(),
+        1,
+        1,
+        WorkerTuning {
+            max_concurrency: 2,
+            ..WorkerTuning::default()
+        },
+    )
+    .await;
+    // 6 jobs due every second, each run 0.5 s, 2 slots: about 4 runs a
+    // second fit, 6 are due.
+    let jobs = c.guarded(&every_second("crowd", 6, "sleep 0.5"));
+    c.put_jobs(&jobs).await;
+    let from = next_second().await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let to = current_second();
+    c.pause(&jobs).await;
+    let docs = settled(&c, from, to).await;
+    let overlaps = c.overlaps(&docs);
+    let ticks = Ticks::count(&docs, &names(&jobs), from, to);
+    let per_job: Vec<usize> = names(&jobs)
+        .iter()
+        .map(|n| {
+            docs.iter()
+                .filter(|d| d.get_str("jobName") == Ok(n.as_str()))
+                .count()
+        })
+        .collect();
+    let (min, max) = (
+        per_job.iter().copied().min().unwrap_or(0),
+        per_job.iter().copied().max().unwrap_or(0),
+    );
+    report(
+        "a full worker: 1 worker with 2 slots, 6 jobs due every second running 0.5 s, for 30 s",
+        &[
+            format!("ticks started per job: {per_job:?} (min {min}, max {max})"),
+            format!(
+                "ticks planned {}, run {}, duplicates {}, not run {} (no slot within the misfire grace, or the job's previous tick still waiting)",
+                ticks.expected,
+                ticks.ran,
+                ticks.duplicates,
+                ticks.missed.len()
+            ),
+            overlap_line(&overlaps),
+        ],
+    );
+    assert_no_overlap(&overlaps);
+    assert_eq!(ticks.duplicates, 0);
+    assert!(min >= 5, "a job was starved: {per_job:?}");
+    assert!(
+        min * 2 >= max,
+        "jobs get a fair share of the slots: {per_job:?}"
+    );
 }

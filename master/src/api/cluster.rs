@@ -41,6 +41,8 @@ pub struct MasterView {
     /// Since when it leads (ms), for the leader.
     #[oai(skip_serializing_if_is_none)]
     pub leader_since: Option<i64>,
+    /// The zone it shows jobs without `timezone` in (empty: an older master).
+    pub timezone: String,
 }
 
 /// Whether a dependency answers.
@@ -102,6 +104,14 @@ pub struct ClusterStatus {
     pub alerts: AlertCounters,
     /// How often this master gained or lost leadership.
     pub leader_changes: u64,
+    /// The zone this master uses for jobs without `timezone`.
+    pub timezone: String,
+    /// Set when masters and workers do not all use the same zone for jobs
+    /// without `timezone` (they would fire and show such jobs at different
+    /// instants): says which process uses which zone. Set the same
+    /// `RCRON_TIMEZONE` / `timezone` everywhere.
+    #[oai(skip_serializing_if_is_none)]
+    pub zone_mismatch: Option<String>,
 }
 
 /// A warning waiting for the leader to deliver it.
@@ -134,6 +144,56 @@ pub struct PendingAlerts {
     pub alerts: Vec<PendingAlert>,
 }
 
+/// Says which process uses which zone when they are not all the same
+/// (processes of older versions, which do not say, are left out).
+fn zone_mismatch<'a>(processes: impl Iterator<Item = (String, &'a str)>) -> Option<String> {
+    let mut by_zone: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (who, zone) in processes {
+        if !zone.is_empty() {
+            let names = by_zone.entry(zone).or_default();
+            if !names.contains(&who) {
+                names.push(who);
+            }
+        }
+    }
+    if by_zone.len() < 2 {
+        return None;
+    }
+    let parts: Vec<String> = by_zone
+        .iter()
+        .map(|(zone, who)| format!("{zone}: {}", who.join(", ")))
+        .collect();
+    Some(format!(
+        "the cluster zone differs between processes ({}); jobs without a timezone fire and show at different instants; set the same timezone on every master and worker",
+        parts.join("; ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mismatch_names_each_zone_and_its_processes() {
+        let same = [
+            ("master m1".to_string(), "UTC"),
+            ("worker w1".to_string(), "UTC"),
+            ("worker old".to_string(), ""),
+        ];
+        assert_eq!(zone_mismatch(same.into_iter()), None);
+        let mixed = [
+            ("master m1".to_string(), "Asia/Tokyo"),
+            ("master m1".to_string(), "Asia/Tokyo"),
+            ("worker w1".to_string(), "UTC"),
+        ];
+        let msg = zone_mismatch(mixed.into_iter()).expect("a mismatch");
+        assert!(
+            msg.contains("Asia/Tokyo: master m1; UTC: worker w1"),
+            "{msg}"
+        );
+    }
+}
+
 impl ClusterApi {
     async fn masters(&self) -> Result<Vec<MasterView>, Error> {
         let keys = self.state.store.keys();
@@ -160,6 +220,7 @@ impl ClusterApi {
                     start_time: info.start_time,
                     leader: i == 0,
                     leader_since: if i == 0 { info.leader_since } else { None },
+                    timezone: info.timezone,
                 })
             })
             .collect())
@@ -193,15 +254,30 @@ impl ClusterApi {
         let masters = self.masters().await;
         let etcd = Health::from(self.state.store.ping().await);
         let mongo = Health::from(self.state.logs.ping().await);
-        let workers = self
-            .state
-            .logs
-            .workers()
-            .await
-            .map(|w| w.len() as u64)
-            .unwrap_or(0);
+        let workers = self.state.logs.workers().await.unwrap_or_default();
         let pending = self.pending().await.map(|p| p.len() as u64).unwrap_or(0);
         let masters = masters.unwrap_or_default();
+        let own_zone = self.state.timezone.name().to_string();
+        let zone_mismatch = zone_mismatch(
+            std::iter::once((
+                format!("master {}", self.state.master_id),
+                own_zone.as_str(),
+            ))
+            .chain(
+                masters
+                    .iter()
+                    .map(|m| (format!("master {}", m.id), m.timezone.as_str())),
+            )
+            .chain(
+                workers
+                    .iter()
+                    .map(|w| (format!("worker {}", w.id), w.timezone.as_str())),
+            ),
+        );
+        if let Some(mismatch) = &zone_mismatch {
+            tracing::error!(mismatch, "processes of the cluster use different zones");
+        }
+        let workers = workers.len() as u64;
         let stats = &self.state.alert_stats;
         Json(ClusterStatus {
             this_master: self.state.master_id.clone(),
@@ -217,6 +293,8 @@ impl ClusterApi {
                 suppressed: stats.suppressed.load(Ordering::Relaxed),
             },
             leader_changes: self.state.leader.changes(),
+            timezone: own_zone,
+            zone_mismatch,
         })
     }
 

@@ -157,6 +157,26 @@ pub enum RunResponse {
     Accepted(Json<KillAccepted>),
 }
 
+/// A kill of one run was sent.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct KillRunAccepted {
+    /// The run.
+    pub run_id: String,
+    /// Its job.
+    pub job: String,
+    /// The worker running it.
+    pub worker: String,
+}
+
+/// Outcome of `POST /runs/{runId}/kill`.
+#[derive(Debug, ApiResponse)]
+pub enum KillRunResponse {
+    /// The worker running it was asked to kill it.
+    #[oai(status = 202)]
+    Accepted(Json<KillRunAccepted>),
+}
+
 /// Outcome of `POST /jobs/{name}/kill`.
 #[derive(Debug, ApiResponse)]
 pub enum KillResponse {
@@ -300,14 +320,54 @@ impl JobsApi {
     /// Kill a job's running runs
     ///
     /// Every worker running the job kills the run's whole process group;
-    /// the run is logged with status `killed`.
+    /// the run is logged with status `killed`. Works for a job deleted while
+    /// it ran; 404 only when the job does not exist and no worker runs it.
     #[oai(path = "/jobs/:name/kill", method = "post", operation_id = "killJob")]
     async fn kill(&self, name: Path<String>) -> Result<KillResponse, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
-        self.existing(&name).await?;
+        if self.state.store.get(&name).await?.is_none() {
+            let workers = self.state.logs.workers().await?;
+            let running = workers
+                .iter()
+                .any(|w| w.running.iter().any(|j| *j == name.as_str()));
+            if !running {
+                return Err(Error::NotFound(name.to_string()).into());
+            }
+        }
         self.state.store.kill(&name).await?;
         Ok(KillResponse::Accepted(Json(KillAccepted {
             name: name.to_string(),
+        })))
+    }
+
+    /// Kill one run
+    ///
+    /// The worker running the run with this id (from `GET /workers` or the
+    /// run's log record) kills its whole process group; the run is logged
+    /// with status `killed`. Other runs of the job go on.
+    #[oai(path = "/runs/:run_id/kill", method = "post", operation_id = "killRun")]
+    async fn kill_run(&self, run_id: Path<String>) -> Result<KillRunResponse, ApiError> {
+        let run_id = run_id.0;
+        if !rcron_shared::keys::is_run_id(&run_id) {
+            return Err(Error::BadRequest(format!(
+                "{run_id:?} is not a run id (letters, digits and '-', at most 64)"
+            ))
+            .into());
+        }
+        let workers = self.state.logs.workers().await?;
+        let Some((worker, run)) = workers.iter().find_map(|w| {
+            w.runs
+                .iter()
+                .find(|r| r.run_id == run_id)
+                .map(|r| (w.id.clone(), r.clone()))
+        }) else {
+            return Err(Error::RunNotFound(run_id).into());
+        };
+        self.state.store.kill_run(&run_id).await?;
+        Ok(KillRunResponse::Accepted(Json(KillRunAccepted {
+            run_id,
+            job: run.job,
+            worker,
         })))
     }
 }

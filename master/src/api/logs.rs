@@ -162,6 +162,28 @@ pub struct WorkerView {
     pub capacity: u32,
     /// Jobs running now.
     pub running: Vec<String>,
+    /// The runs executing now, with their ids (kill one with
+    /// `POST /runs/{runId}/kill`).
+    pub runs: Vec<RunningView>,
+    /// The worker is shutting down: it starts nothing new and waits for
+    /// its runs (holding their locks) before it leaves.
+    pub draining: bool,
+    /// The zone it fires jobs without `timezone` in (empty: an older worker).
+    pub timezone: String,
+}
+
+/// A run executing on a worker.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RunningView {
+    /// The job.
+    pub job: String,
+    /// The run's id.
+    pub run_id: String,
+    /// The tick (ms).
+    pub plan_time: i64,
+    /// When its command started (ms).
+    pub start_time: i64,
 }
 
 impl From<WorkerInfo> for WorkerView {
@@ -175,6 +197,18 @@ impl From<WorkerInfo> for WorkerView {
             start_time: w.start_time,
             capacity: w.capacity,
             running: w.running,
+            runs: w
+                .runs
+                .into_iter()
+                .map(|r| RunningView {
+                    job: r.job,
+                    run_id: r.run_id,
+                    plan_time: r.plan_time,
+                    start_time: r.start_time,
+                })
+                .collect(),
+            draining: w.draining,
+            timezone: w.timezone,
         }
     }
 }

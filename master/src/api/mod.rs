@@ -232,7 +232,7 @@ impl From<Error> for ApiError {
         }
         match err {
             Error::Invalid(_) | Error::BadRequest(_) => Self::BadRequest(body),
-            Error::NotFound(_) => Self::NotFound(body),
+            Error::NotFound(_) | Error::RunNotFound(_) => Self::NotFound(body),
             Error::Conflict(_) => Self::Conflict(body),
             Error::EtcdUnavailable(_) | Error::MongoUnavailable(_) => Self::Unavailable(body),
             Error::Etcd(_) | Error::Mongo(_) | Error::Corrupt { .. } | Error::Listen(_) => {
