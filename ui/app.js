@@ -281,12 +281,26 @@ function showOutput(l, key) {
 
 // ---- workers and cluster --------------------------------------------------
 
+async function killRun(run) {
+  if (!confirm(`Kill run ${run.runId} of ${run.job}? Its process group gets SIGTERM, then SIGKILL.`)) return;
+  try {
+    await api('POST', `/runs/${encodeURIComponent(run.runId)}/kill`);
+    toast(`kill sent to the run of ${run.job}`, 'success');
+  } catch (e) { toast(e.message); }
+}
+
 async function loadWorkers() {
   const { workers } = await api('GET', '/workers');
+  const runs = (w) => (w.runs || []).length
+    ? el('ul', { class: 'list-unstyled mb-0' }, ...w.runs.map((r) => el('li', { 'data-run': r.runId },
+      `${r.job} `, el('span', { class: 'text-muted small' }, fmtDuration(Date.now() - r.startTime)), ' ',
+      el('button', { class: 'btn btn-outline-danger btn-sm py-0 kill-run', onclick: () => killRun(r) }, 'Kill'))))
+    : '–';
   $('#workers-table tbody').replaceChildren(...workers.map((w) => el('tr', { 'data-worker': w.id },
-    el('td', {}, w.id), el('td', {}, w.ip), el('td', {}, w.hostname), el('td', {}, w.version),
+    el('td', {}, w.id, w.draining ? el('span', { class: 'badge text-bg-warning ms-2' }, 'draining') : ''),
+    el('td', {}, w.ip), el('td', {}, w.hostname), el('td', {}, w.version),
     el('td', {}, fmtDuration(Date.now() - w.startTime)),
-    el('td', {}, w.running.length ? w.running.join(', ') : '–'), el('td', {}, w.capacity))));
+    el('td', {}, runs(w)), el('td', {}, w.capacity), el('td', {}, w.timezone || '–'))));
   $('#workers-empty').classList.toggle('d-none', workers.length > 0);
 }
 
@@ -299,7 +313,10 @@ async function loadCluster() {
   const health = (name, h) => el('li', { class: 'list-group-item' },
     el('span', { class: `badge me-2 text-bg-${h.healthy ? 'success' : 'danger'}` }, h.healthy ? 'ok' : 'down'), name, h.error ? ` — ${h.error}` : '');
   $('#health').replaceChildren(health('etcd', c.etcd), health('MongoDB', c.mongo),
-    el('li', { class: 'list-group-item' }, `${c.workers} worker(s), ${c.pendingAlerts} pending alert(s)`));
+    el('li', { class: 'list-group-item' }, `${c.workers} worker(s), ${c.pendingAlerts} pending alert(s)`),
+    c.zoneMismatch
+      ? el('li', { class: 'list-group-item list-group-item-danger', id: 'zone-mismatch' }, el('span', { class: 'badge text-bg-danger me-2' }, 'zone'), c.zoneMismatch)
+      : el('li', { class: 'list-group-item' }, `cluster zone: ${c.timezone}`));
   $('#alerts-table tbody').replaceChildren(...pending.alerts.map((a) => el('tr', {},
     el('td', {}, a.jobName), el('td', {}, statusBadge(a.status)), el('td', {}, a.err), el('td', {}, a.worker), el('td', {}, fmtTime(a.endTime)))));
   renderLeader(c);

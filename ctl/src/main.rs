@@ -63,6 +63,9 @@ enum Command {
     },
     /// Live workers.
     Workers,
+    /// One run: kill it by id (ids are listed by `workers -o json` and in the log).
+    #[command(subcommand)]
+    Run(RunCommand),
     /// Masters, leader, health, pending alerts.
     Cluster,
     /// The next fire times of a cron expression.
@@ -130,6 +133,15 @@ enum JobCommand {
     Pause { name: String },
     /// Resume a paused job.
     Resume { name: String },
+}
+
+#[derive(Subcommand)]
+enum RunCommand {
+    /// Kill one run (other runs of its job go on).
+    Kill {
+        /// The run's id.
+        run_id: String,
+    },
 }
 
 struct Api {
@@ -485,7 +497,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|ws| {
                     ws.iter()
                         .map(|w| {
-                            let running = w["running"].as_array().map(|r| r.len()).unwrap_or(0);
+                            let running = w["runs"].as_array().map(|r| r.len()).unwrap_or(0);
+                            let state = if w["draining"] == true {
+                                "draining"
+                            } else {
+                                "up"
+                            };
                             vec![
                                 s(&w["id"]),
                                 s(&w["ip"]),
@@ -493,6 +510,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 s(&w["version"]),
                                 time(&w["startTime"]),
                                 format!("{running}/{}", s(&w["capacity"])),
+                                state.to_string(),
+                                s(&w["timezone"]),
                             ]
                         })
                         .collect()
@@ -500,7 +519,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_default();
             print(
                 &v,
-                table(&["ID", "IP", "HOST", "VERSION", "STARTED", "RUNNING"], rows),
+                table(
+                    &[
+                        "ID", "IP", "HOST", "VERSION", "STARTED", "RUNNING", "STATE", "ZONE",
+                    ],
+                    rows,
+                ),
+            );
+        }
+        Command::Run(RunCommand::Kill { run_id }) => {
+            let v = api
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/runs/{run_id}/kill"),
+                    None,
+                )
+                .await?;
+            print(
+                &v,
+                format!(
+                    "kill sent to run {run_id} of {} on {}",
+                    s(&v["job"]),
+                    s(&v["worker"])
+                ),
             );
         }
         Command::Cluster => {
@@ -535,10 +576,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 health(&v["mongo"])
             ));
             human.push_str(&format!(
-                "workers: {}\npending alerts: {}",
+                "workers: {}\npending alerts: {}\nzone: {}",
                 s(&v["workers"]),
-                s(&v["pendingAlerts"])
+                s(&v["pendingAlerts"]),
+                s(&v["timezone"])
             ));
+            if let Some(mismatch) = v["zoneMismatch"].as_str() {
+                human.push_str(&format!("\nERROR: {mismatch}"));
+            }
             print(&v, human);
         }
         Command::Preview {

@@ -131,7 +131,12 @@ async fn rcronctl_manages_jobs_and_reads_the_cluster() {
             "{out}"
         );
         let (ok, out, _) = ctl(&b, &["workers"]);
-        assert!(ok && out.starts_with("ID"), "{out}");
+        assert!(
+            ok && out.starts_with("ID") && out.contains("STATE"),
+            "{out}"
+        );
+        let (ok, _, err) = ctl(&b, &["run", "kill", "0190-none"]);
+        assert!(!ok && err.contains("not running"), "{err}");
         let (ok, out, _) = ctl(&b, &["job", "delete", "nightly"]);
         assert!(ok && out.contains("deleted"), "{out}");
         let (ok, _, err) = ctl("http://127.0.0.1:1", &["job", "list"]);

@@ -1,4 +1,4 @@
-//! The leader's alert loop (DESIGN §7): deliver every warning under
+//! The leader's alert loop (ARCHITECTURE §7): deliver every warning under
 //! `/cron/warn/` to every sink, then delete it.
 //!
 //! On taking over it first reads every existing warning (the backlog a dead

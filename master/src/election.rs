@@ -1,4 +1,4 @@
-//! Leader election among masters (DESIGN §7) with etcd's election API.
+//! Leader election among masters (ARCHITECTURE §7) with etcd's election API.
 //!
 //! Each master holds a lease and campaigns on `/cron/master`. The winner
 //! runs the leader-only work (the alert loop) under a token that is

@@ -1,4 +1,4 @@
-//! The job document stored at `/cron/jobs/<name>` (DESIGN §3).
+//! The job document stored at `/cron/jobs/<name>` (ARCHITECTURE §3).
 //!
 //! The wire form is the original's `{name, command, cronExpr}` plus optional
 //! fields that all have defaults, so a document written by the Go system is

@@ -1,4 +1,4 @@
-//! The etcd key layout (DESIGN §2). This is the only module that knows the
+//! The etcd key layout (ARCHITECTURE §2). This is the only module that knows the
 //! key strings: everything else asks [`Keys`] to build or parse them from
 //! typed names.
 

@@ -1,6 +1,6 @@
-//! Records other programs read: the run log document (DESIGN §5), the
-//! warning a worker leaves for the leader master (DESIGN §4, §7) and the
-//! worker registration record (DESIGN §2).
+//! Records other programs read: the run log document (ARCHITECTURE §5), the
+//! warning a worker leaves for the leader master (ARCHITECTURE §4, §7) and the
+//! worker registration record (ARCHITECTURE §2).
 
 use serde::{Deserialize, Serialize};
 

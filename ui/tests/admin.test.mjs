@@ -72,6 +72,11 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
     await page.goto(`${base}/#/workers`);
     await page.waitForFunction(() => document.querySelector('#workers-table tbody')?.textContent.includes('ui-long'), null, { timeout: 20_000 });
     await shot('workers');
+    // Kill that one run from the workers page (by its id).
+    await page.click('#workers-table button.kill-run');
+    await page.goto(`${base}/#/logs?job=ui-long`);
+    await page.selectOption('#log-status', 'killed');
+    await page.waitForSelector('#logs-table tr[data-status="killed"]', { timeout: 20_000 });
     await page.goto(`${base}/#/jobs`);
     await page.click('tr[data-job="ui-long"] button[data-action="pause"]');
     await page.waitForSelector('tr[data-job="ui-long"] button[data-action="resume"]');

@@ -1,5 +1,5 @@
 //! The worker's configuration: TOML file, then `RCRON_*` variables, then
-//! flags (DESIGN §8).
+//! flags (ARCHITECTURE §8).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! The per-run cluster lock (DESIGN §4): one etcd transaction that both
+//! The per-run cluster lock (ARCHITECTURE §4): one etcd transaction that both
 //! advances the job's "last fired tick" and, for `concurrency: forbid`,
 //! takes `/cron/lock/<name>`. A tick therefore starts at most once in the
 //! whole cluster, even when a worker's clock lags and the previous run has
@@ -18,6 +18,12 @@ use rcron_shared::{Concurrency, Job, JobName, Keys};
 use serde::Serialize;
 
 use crate::run_stop::RunStop;
+
+/// Tries of [`Locker::abandon`] (with backoff to 5 s: about half a minute).
+const ABANDON_ATTEMPTS: u32 = 10;
+
+/// The wait before [`Locker::abandon`] checks a second time.
+const ABANDON_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A `forbid` lock this worker holds, as the keeper sees it.
 #[derive(Debug, Clone)]
@@ -131,6 +137,48 @@ impl Locker {
         }
     }
 
+    /// Gives up an attempt to take `job`'s lock whose answer never came
+    /// (etcd stalled, the request timed out): the transaction may still
+    /// have been applied, and such a lock, on this worker's live session,
+    /// would block the job with no run holding it. Deletes it if it holds
+    /// this attempt's value; retries while etcd is unreachable, for a while.
+    pub async fn abandon(&self, job: &JobName, run_id: &str, plan_ms: i64) {
+        let key = self.keys.lock(job);
+        let holder = self.holder(run_id, plan_ms);
+        let mut delay = std::time::Duration::from_millis(200);
+        // The lost request may still sit in a buffer of etcd's and be
+        // applied after the first check: a second check a little later.
+        let mut checks_left = 2;
+        for _ in 0..ABANDON_ATTEMPTS {
+            let txn = Txn::new()
+                .when([Compare::value(
+                    key.clone(),
+                    CompareOp::Equal,
+                    holder.clone(),
+                )])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            match self.client.clone().txn(txn).await {
+                Ok(resp) => {
+                    if resp.succeeded() {
+                        tracing::warn!(job = %job, run_id, "a lock taken by a request whose answer was lost is released");
+                        return;
+                    }
+                    checks_left -= 1;
+                    if checks_left == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(ABANDON_RECHECK).await;
+                }
+                Err(e) => {
+                    tracing::debug!(job = %job, error = %e, "cannot check for a lock left by a lost answer; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::error!(job = %job, run_id, "cannot check for a lock left by a lost answer; if it was taken, it expires with this worker's session");
+    }
+
     /// Settles tick `plan_ms` of `job` as missed: advances the fired tick to
     /// it if no worker started it (or a later one). True when this call
     /// settled it, so the miss is counted once in the cluster.
@@ -179,6 +227,7 @@ impl Locker {
         job: &Job,
         revision: i64,
         run_id: &str,
+        plan_ms: i64,
         lease: i64,
         stop: &RunStop,
     ) -> Result<LockOutcome, etcd_client::Error> {
@@ -191,7 +240,7 @@ impl Locker {
             revision,
         )];
         let mut then = vec![TxnOp::delete(request.clone(), None)];
-        let holder = self.holder(run_id, chrono::Utc::now().timestamp_millis());
+        let holder = self.holder(run_id, plan_ms);
         if forbid {
             when.push(Compare::create_revision(lock.clone(), CompareOp::Equal, 0));
             then.push(TxnOp::put(

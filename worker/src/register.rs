@@ -34,6 +34,10 @@ pub type SessionLease = watch::Receiver<Option<i64>>;
 /// runs start and end many times a second.
 const REGISTRATION_EVERY: Duration = Duration::from_millis(500);
 
+/// How long opening a keep-alive stream may take once the session is no
+/// longer vouched for (a reconnection to a restarted etcd).
+const RECONNECT_WAIT: Duration = Duration::from_secs(3);
+
 /// Timings derived from the lease TTL.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
@@ -226,7 +230,14 @@ async fn keep(
                     None => {
                         // Opening the stream sends the first keep-alive and reads its answer.
                         let asked = Instant::now();
-                        let wait = timing.period.min(fence_at.saturating_duration_since(asked)).max(Duration::from_millis(50));
+                        // While vouching, an answer after the fence is of no use;
+                        // once fenced, a reconnection to a restarted etcd may
+                        // take a while and must be given the time.
+                        let wait = if vouching {
+                            timing.period.min(fence_at.saturating_duration_since(asked)).max(Duration::from_millis(50))
+                        } else {
+                            RECONNECT_WAIT
+                        };
                         match tokio::time::timeout(wait, client.clone().lease_keep_alive(lease)).await {
                             Ok(Ok(pair)) => {
                                 stream = Some(pair);

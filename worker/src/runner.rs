@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rcron_shared::{JobName, LogRecord, RunRef, RunStatus, Warning};
+use rcron_shared::{Concurrency, JobName, LogRecord, RunRef, RunStatus, Warning};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -189,7 +189,7 @@ impl RunContext {
         let claimed = match run.tick.manual {
             Some(revision) => {
                 self.locker
-                    .acquire_request(job, revision, &run_id, lease, &stop)
+                    .acquire_request(job, revision, &run_id, plan_ms, lease, &stop)
                     .await
             }
             None => {
@@ -207,12 +207,17 @@ impl RunContext {
             }
             Ok(LockOutcome::Busy) => {
                 self.metrics.lock_conflicts.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(job = %job.name, plan_ms, "previous run still going (concurrency: forbid); tick skipped");
+                tracing::debug!(job = %job.name, plan_ms, "previous run still going (concurrency: forbid); tick skipped");
                 return;
             }
             Err(e) => {
                 self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.name, plan_ms, error = %e, "cannot take the lock; tick not started here");
+                if job.concurrency == Concurrency::Forbid {
+                    // Holds the job's local slot meanwhile: no second
+                    // attempt of this job here until the first is settled.
+                    self.locker.abandon(&job.name, &run_id, plan_ms).await;
+                }
                 return;
             }
         };

@@ -670,7 +670,7 @@ impl<L: Launcher> Scheduler<L> {
         self.metrics
             .ticks_overlap_skipped
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(job = %self.slots[slot as usize].job.name, plan_time = %plan_time,
+        tracing::debug!(job = %self.slots[slot as usize].job.name, plan_time = %plan_time,
             "previous run still going here (concurrency: forbid); tick skipped");
     }
 

@@ -215,7 +215,8 @@ async fn an_etcd_stall_past_the_lease_stops_the_run_before_its_lock_could_expire
     let env = private_env(&etcd);
     let dir = marker_dir(&env);
     let mut cfg = env.config("stall-1");
-    cfg.lease_ttl_secs = 4;
+    // The production lease.
+    cfg.lease_ttl_secs = 10;
     cfg.etcd.request_timeout_secs = 1;
     let w = InProcess::start(cfg);
     env.put_job(&format!(
@@ -229,7 +230,7 @@ async fn an_etcd_stall_past_the_lease_stops_the_run_before_its_lock_could_expire
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     etcd.pause();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
     let resumed = chrono::Utc::now().timestamp_millis();
     etcd.resume();
     // The next runs start after the stall; the first must have ended before.

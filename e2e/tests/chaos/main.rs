@@ -637,6 +637,24 @@ fn statuses(docs: &[mongodb::bson::Document]) -> std::collections::BTreeMap<Stri
     by
 }
 
+/// Runs a worker lists in its registration now.
+async fn running_on(c: &Cluster, worker: &str) -> usize {
+    let Ok(resp) = c
+        .http
+        .get(format!("{}/api/v1/workers", c.api()))
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    v["workers"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["id"] == worker))
+        .and_then(|w| w["runs"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
 /// Waits until the log stops growing, then reads the window.
 async fn settled(c: &Cluster, from: i64, to: i64) -> Vec<mongodb::bson::Document> {
     c.records_settled(from, to, usize::MAX).await
@@ -677,10 +695,27 @@ async fn a_rolling_restart_of_every_worker_never_overlaps_long_forbid_runs() {
         / base_at.elapsed().as_secs_f64();
     let mut drains = Vec::new();
     for i in 0..c.workers.len() {
+        // Stop it while it runs something (a drain with nothing to wait for
+        // proves nothing); the fastest worker tends to win most ticks.
+        let name = c.workers[i].name.clone();
+        let busy = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if running_on(&c, &name).await > 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .is_ok();
         let before = kit::etcd_metric(&etcd.addr(), metric).await;
         let took = c.workers[i].terminate();
         let writes = kit::etcd_metric(&etcd.addr(), metric).await - before;
-        drains.push((c.workers[i].name.clone(), took, writes));
+        drains.push((
+            format!("{name}{}", if busy { "" } else { " (idle)" }),
+            took,
+            writes,
+        ));
         c.workers[i].start();
         c.wait_ready().await;
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -694,7 +729,7 @@ async fn a_rolling_restart_of_every_worker_never_overlaps_long_forbid_runs() {
     let by_status = statuses(&docs);
     let rates: Vec<f64> = drains
         .iter()
-        .map(|(_, took, writes)| writes / took.as_secs_f64().max(0.001))
+        .map(|(_, took, writes)| writes / took.as_secs_f64().max(1.0))
         .collect();
     report(
         "rolling restart: SIGTERM each of 3 workers in turn (drain 30 s) while 6 forbid jobs that run 3 s are due every 2 s",
@@ -725,12 +760,14 @@ async fn a_rolling_restart_of_every_worker_never_overlaps_long_forbid_runs() {
         docs.iter().all(|d| d.get_str("status") == Ok("success")),
         "every drain let its runs finish: {by_status:?}"
     );
-    for ((w, _, _), rate) in drains.iter().zip(&rates) {
-        // The whole cluster's rate, drains included, stays near its usual
-        // one (a drain that re-registered in a loop wrote ~1,800/s).
+    for (w, took, writes) in &drains {
+        // The whole cluster's writes during a drain stay near its usual
+        // rate plus a few (a drain that re-registered in a loop wrote
+        // ~1,800 a second).
+        let usual = baseline * took.as_secs_f64();
         assert!(
-            *rate < baseline + 50.0,
-            "etcd written {rate:.1}/s while {w} drained (usually {baseline:.1}/s)"
+            *writes <= usual * 2.0 + 20.0,
+            "etcd written {writes} times in the {took:?} {w} drained (usually {baseline:.1}/s)"
         );
     }
 }
