@@ -37,6 +37,13 @@ pub struct MasterConfig {
     pub api_read_token: Option<String>,
     /// Allow an open API on a non-loopback address.
     pub insecure: bool,
+    /// Origins (`scheme://host[:port]`) besides the master's own whose web
+    /// pages may change things (`RCRON_ALLOWED_ORIGINS`); the `public_url`'s
+    /// origin is always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Host names besides loopback ones that an open API (no token) answers
+    /// (`RCRON_ALLOWED_HOSTS`).
+    pub allowed_hosts: Vec<String>,
     /// etcd connection.
     pub etcd: EtcdConfig,
     /// MongoDB connection (run logs).
@@ -169,6 +176,8 @@ impl Default for MasterConfig {
             api_token: None,
             api_read_token: None,
             insecure: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             etcd: EtcdConfig::default(),
             mongo: MongoConfig::default(),
             alerts: AlertsConfig::default(),
@@ -220,6 +229,13 @@ pub struct MasterArgs {
     /// Serve an open API (no token) on a non-loopback address anyway.
     #[arg(long, env = "RCRON_INSECURE")]
     pub insecure: bool,
+    /// Origins whose web pages may change things, comma-separated
+    /// (`https://admin.example.com`); the master's own is always allowed.
+    #[arg(long, env = "RCRON_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Host names an open API answers besides loopback ones, comma-separated.
+    #[arg(long, env = "RCRON_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
     /// Leader lease TTL in seconds.
     #[arg(long, env = "RCRON_ELECTION_TTL_SECS")]
     pub election_ttl_secs: Option<i64>,
@@ -283,6 +299,8 @@ impl MasterArgs {
             cfg.api_read_token = Some(t);
         }
         cfg.insecure |= self.insecure;
+        config::set(&mut cfg.allowed_origins, self.allowed_origins);
+        config::set(&mut cfg.allowed_hosts, self.allowed_hosts);
         for token in [&cfg.api_token, &cfg.api_read_token].into_iter().flatten() {
             if token.len() < 16 {
                 return Err(rcron_shared::Error::Config(

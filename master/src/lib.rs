@@ -62,6 +62,15 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
             admin: config.api_token.clone(),
             read: config.api_read_token.clone(),
         }),
+        origin: Arc::new(
+            api::OriginPolicy::new(
+                config.api_token.is_none() && config.api_read_token.is_none(),
+                &config.allowed_origins,
+                &config.allowed_hosts,
+                config.alerts.public_url.as_deref(),
+            )
+            .map_err(|e| Error::Invalid(rcron_shared::Error::Config(e)))?,
+        ),
     }))
 }
 

@@ -941,3 +941,127 @@ async fn kills_reach_runs_of_deleted_jobs_and_single_runs_by_id_and_zones_must_a
         "{mismatch}"
     );
 }
+
+#[tokio::test]
+async fn pages_of_other_origins_cannot_change_anything_and_foreign_hosts_are_refused_while_open() {
+    let h = harness().await;
+    let job = r#"{"name":"xsite","command":"touch /tmp/pwned","cronExpr":"* * * * * * *"}"#;
+    // A form posted by a page on another site (no CORS preflight for forms).
+    let resp = h
+        .cli
+        .post("/job/save")
+        .header("Host", "127.0.0.1:8070")
+        .header("Origin", "https://evil.example")
+        .form(&[("job", job)])
+        .send()
+        .await;
+    let (status, body) = read(resp.0).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("RCRON_ALLOWED_ORIGINS")),
+        "{body}"
+    );
+    // The same through the REST API, and a browser that only says cross-site.
+    let resp = h
+        .cli
+        .put("/api/v1/jobs/xsite")
+        .header("Origin", "http://127.0.0.1:9999")
+        .header("Host", "127.0.0.1:8070")
+        .body_json(&serde_json::from_str::<Value>(job).expect("json"))
+        .send()
+        .await;
+    resp.assert_status(StatusCode::FORBIDDEN);
+    let resp = h
+        .cli
+        .post("/api/v1/jobs/xsite/run")
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await;
+    resp.assert_status(StatusCode::FORBIDDEN);
+    assert!(h.etcd_value("jobs/xsite").await.is_none(), "nothing stored");
+    assert!(h.etcd_value("run/xsite").await.is_none(), "nothing run");
+
+    // The admin page served by the master (same origin), and scripts
+    // sending no Origin, keep working.
+    let resp = h
+        .cli
+        .post("/job/save")
+        .header("Host", "127.0.0.1:8070")
+        .header("Origin", "http://127.0.0.1:8070")
+        .form(&[("job", job)])
+        .send()
+        .await;
+    let (_, body) = read(resp.0).await;
+    assert_eq!(body["errno"], 0, "{body}");
+    let (_, body) = h.legacy_post("/job/delete", &[("name", "xsite")]).await;
+    assert_eq!(body["errno"], 0, "{body}");
+
+    // DNS rebinding: a foreign name for this machine, on the open API.
+    let resp = h
+        .cli
+        .get("/api/v1/jobs")
+        .header("Host", "rebind.evil.example:8070")
+        .send()
+        .await;
+    let (status, body) = read(resp.0).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("RCRON_ALLOWED_HOSTS")),
+        "{body}"
+    );
+    let resp = h
+        .cli
+        .get("/job/list")
+        .header("Host", "localhost:8070")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let resp = h
+        .cli
+        .get("/healthz")
+        .header("Host", "10.0.0.7:8070")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let resp = h
+        .cli
+        .get("/job/list")
+        .header("Host", "bad host")
+        .send()
+        .await;
+    resp.assert_status(StatusCode::BAD_REQUEST);
+
+    // With a token the Host is not restricted (masters behind a proxy),
+    // but cross-origin writes are still refused, token or not.
+    let (mut cfg, _) = config(kit::etcd_endpoint());
+    cfg.api_token = Some("admin-token-0123456789".into());
+    cfg.allowed_origins = vec!["https://admin.example.com".into()];
+    let cli = TestClient::new(routes(rcron_master::state(&cfg).await.expect("state")).boxed());
+    let resp = cli
+        .get("/api/v1/jobs")
+        .header("Host", "cron.example.com")
+        .header("Authorization", "Bearer admin-token-0123456789")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let resp = cli
+        .post("/api/v1/jobs/none/kill")
+        .header("Host", "cron.example.com")
+        .header("Origin", "https://evil.example")
+        .header("Authorization", "Bearer admin-token-0123456789")
+        .send()
+        .await;
+    resp.assert_status(StatusCode::FORBIDDEN);
+    let resp = cli
+        .post("/api/v1/jobs/none/kill")
+        .header("Host", "cron.example.com")
+        .header("Origin", "https://admin.example.com")
+        .header("Authorization", "Bearer admin-token-0123456789")
+        .send()
+        .await;
+    resp.assert_status(StatusCode::NOT_FOUND);
+}

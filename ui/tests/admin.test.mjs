@@ -73,7 +73,11 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
     await page.waitForFunction(() => document.querySelector('#workers-table tbody')?.textContent.includes('ui-long'), null, { timeout: 20_000 });
     await shot('workers');
     // Kill that one run from the workers page (by its id).
-    await page.click('#workers-table button.kill-run');
+    const [killed] = await Promise.all([
+      page.waitForResponse((r) => /\/api\/v1\/runs\/[^/]+\/kill$/.test(new URL(r.url()).pathname)),
+      page.click('#workers-table li:has-text("ui-long") button.kill-run'),
+    ]);
+    assert.equal(killed.status(), 202);
     await page.goto(`${base}/#/logs?job=ui-long`);
     await page.selectOption('#log-status', 'killed');
     await page.waitForSelector('#logs-table tr[data-status="killed"]', { timeout: 20_000 });

@@ -114,6 +114,9 @@ struct Slot {
     /// Runs of this job launched here and not finished: a `forbid` job
     /// never gets a second one from this worker.
     in_flight: u32,
+    /// The job's `concurrency: forbid`, kept beside `in_flight` so the
+    /// check at launch does not read the job (out of cache in a big batch).
+    forbid: bool,
     /// Bumped when the slot is given to another job, so a run of the
     /// slot's former job does not count against the new one.
     incarnation: u32,
@@ -368,7 +371,7 @@ impl<L: Launcher> Scheduler<L> {
                 tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
                 continue;
             }
-            if s.job.concurrency == Concurrency::Forbid && s.in_flight > 0 {
+            if s.forbid && s.in_flight > 0 {
                 self.overlap_skipped(p.slot, plan_time);
                 continue;
             }
@@ -523,6 +526,7 @@ impl<L: Launcher> Scheduler<L> {
         let slot = match self.by_name.get(&name, name_of(&self.slots)) {
             Some(slot) => {
                 let s = &mut self.slots[slot as usize];
+                s.forbid = job.concurrency == Concurrency::Forbid;
                 let old_job = std::mem::replace(&mut s.job, Arc::new(job));
                 let old = s.schedule.replace(schedule);
                 s.generation = s.generation.wrapping_add(1);
@@ -533,6 +537,7 @@ impl<L: Launcher> Scheduler<L> {
             }
             None => {
                 let entry = Slot {
+                    forbid: job.concurrency == Concurrency::Forbid,
                     job: Arc::new(job),
                     schedule: Some(schedule),
                     generation: 0,
@@ -643,7 +648,7 @@ impl<L: Launcher> Scheduler<L> {
                 self.stats.missed += 1;
                 self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
-            } else if s.job.concurrency == Concurrency::Forbid && s.in_flight > 0 {
+            } else if s.forbid && s.in_flight > 0 {
                 self.overlap_skipped(slot, plan_time);
             } else {
                 let tick = Tick {

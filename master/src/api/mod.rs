@@ -2,7 +2,9 @@
 //! ([`legacy`]), the REST API under `/api/v1` with its OpenAPI document and
 //! Swagger UI ([`jobs`], [`cron`]), and health probes ([`health`]).
 //!
-//! Every route goes through [`limit_body`] (oversized bodies get 413) and
+//! Every route goes through [`origin`] (writes from pages of other
+//! origins get 403; an open API answers only loopback hosts) and
+//! [`limit_body`] (oversized bodies get 413) and
 //! every error poem itself raises (unknown route, unparsable body) is turned
 //! into the same JSON shape the REST handlers use: `{"error": "..."}`.
 
@@ -13,6 +15,7 @@ mod health;
 pub mod jobs;
 mod legacy;
 pub mod logs;
+mod origin;
 mod payload;
 mod ui;
 
@@ -52,9 +55,12 @@ pub struct AppState {
     pub api_latency: rcron_shared::metrics::Histogram,
     /// API tokens (none = open API).
     pub tokens: Arc<auth::Tokens>,
+    /// Cross-site and DNS-rebinding guard.
+    pub origin: Arc<origin::OriginPolicy>,
 }
 
 pub use auth::Tokens;
+pub use origin::OriginPolicy;
 
 /// The whole HTTP application of a master.
 pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
@@ -75,6 +81,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
     let max_body = state.max_body_bytes;
     let timing_state = state.clone();
     let tokens = state.tokens.clone();
+    let origin = state.origin.clone();
     Route::new()
         .at("/", get(ui::index))
         .at("/ui/*path", get(ui::asset))
@@ -92,6 +99,9 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .nest_no_strip("/api/v1", api)
         .data(state)
         .around(move |ep, req| auth::check(ep, req, tokens.clone()))
+        // Outside the token check: a foreign page is refused before it
+        // learns whether a token is needed.
+        .around(move |ep, req| origin::check(ep, req, origin.clone()))
         .around(move |ep, req| limit_body(ep, req, max_body))
         .around(move |ep, req| timed(ep, req, timing_state.clone()))
         .catch_all_error(|err: poem::Error| async move {
