@@ -256,6 +256,7 @@ pub async fn run_with_clock(
             stop_runs: stop_runs.clone(),
             active: active.clone(),
             misfire_grace: Duration::from_secs(config.misfire_grace_secs),
+            background: tracker.clone(),
             metrics: metrics.clone(),
         },
         config.max_concurrency,

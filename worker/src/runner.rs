@@ -50,6 +50,9 @@ pub struct RunContext {
     pub active: Arc<ActiveRuns>,
     /// How long a tick may wait for a free slot after its planned time.
     pub misfire_grace: Duration,
+    /// Where work that outlives a run's slot goes (the check for a lock
+    /// left by a lost answer); waited for at shutdown.
+    pub background: TaskTracker,
     /// Counters.
     pub metrics: Arc<WorkerMetrics>,
 }
@@ -214,9 +217,21 @@ impl RunContext {
                 self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.name, plan_ms, error = %e, "cannot take the lock; tick not started here");
                 if job.concurrency == Concurrency::Forbid {
-                    // Holds the job's local slot meanwhile: no second
-                    // attempt of this job here until the first is settled.
-                    self.locker.abandon(&job.name, &run_id, plan_ms).await;
+                    // Not awaited: no process runs, so the slot and the
+                    // job's next ticks need not wait (a ghost lock only
+                    // makes them find the job busy until it is gone).
+                    let (locker, name, stop) = (
+                        self.locker.clone(),
+                        job.name.clone(),
+                        self.stop_runs.clone(),
+                    );
+                    self.background.spawn(async move {
+                        tokio::select! {
+                            () = locker.abandon(&name, &run_id, plan_ms) => {}
+                            // Shutting down: the lease goes soon, and the lock with it.
+                            () = stop.cancelled() => {}
+                        }
+                    });
                 }
                 return;
             }
