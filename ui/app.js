@@ -122,9 +122,9 @@ async function jobAction(name, action, done) {
 }
 
 async function setPaused(job, paused) {
-  const spec = { ...job, disabled: paused };
-  delete spec.nextFireTime;
-  try { await api('PUT', `/jobs/${encodeURIComponent(job.name)}`, spec); toast(`${job.name} ${paused ? 'paused' : 'resumed'}`, 'success'); await loadJobs(); }
+  // One field changed on the server: nothing else of the job is rewritten.
+  const action = paused ? 'pause' : 'resume';
+  try { await api('POST', `/jobs/${encodeURIComponent(job.name)}/${action}`); toast(`${job.name} ${paused ? 'paused' : 'resumed'}`, 'success'); await loadJobs(); }
   catch (e) { toast(`${job.name}: ${e.message}`); }
 }
 

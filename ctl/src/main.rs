@@ -68,6 +68,10 @@ enum Command {
     Run(RunCommand),
     /// Masters, leader, health, pending alerts.
     Cluster,
+    /// API keys: `key hash` prints the SHA-256 of a secret read from
+    /// stdin, for the master's keys file (`RCRON_API_KEYS_FILE`).
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// The next fire times of a cron expression.
     Preview {
         /// The expression, e.g. "*/5 * * * * * *".
@@ -133,6 +137,22 @@ enum JobCommand {
     Pause { name: String },
     /// Resume a paused job.
     Resume { name: String },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the hex SHA-256 of the secret on stdin (its first line,
+    /// without the line end): the `sha256` of a `[[key]]` in the keys file.
+    Hash,
+}
+
+/// The keys file's form of a secret: hex SHA-256.
+fn hash_secret(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[derive(Subcommand)]
@@ -309,6 +329,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{human}");
         }
     };
+    if let Command::Key(KeyCommand::Hash) = cli.command {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let secret = line.trim_end_matches(['\n', '\r']);
+        anyhow::ensure!(
+            secret.len() >= 16,
+            "the secret must be at least 16 characters (it was {})",
+            secret.len()
+        );
+        println!("{}", hash_secret(secret));
+        return Ok(());
+    }
     match cli.command {
         Command::Job(cmd) => match cmd {
             JobCommand::List => {
@@ -490,6 +522,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        // Answered above, without the server.
+        Command::Key(_) => {}
         Command::Workers => {
             let v = api.get("/api/v1/workers").await?;
             let rows = v["workers"]
@@ -614,16 +648,14 @@ async fn set_disabled(
     disabled: bool,
     print: &impl Fn(&Value, String),
 ) -> anyhow::Result<()> {
-    let mut job = api.get(&format!("/api/v1/jobs/{name}")).await?;
-    if let Some(obj) = job.as_object_mut() {
-        obj.remove("nextFireTime");
-        obj.insert("disabled".into(), json!(disabled));
-    }
+    // One field changed on the server (not read-then-replace, which would
+    // drop what this client does not know of the job).
+    let action = if disabled { "pause" } else { "resume" };
     let v = api
         .call(
-            reqwest::Method::PUT,
-            &format!("/api/v1/jobs/{name}"),
-            Some(&job),
+            reqwest::Method::POST,
+            &format!("/api/v1/jobs/{name}/{action}"),
+            None,
         )
         .await?;
     print(

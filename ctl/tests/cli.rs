@@ -135,6 +135,26 @@ async fn rcronctl_manages_jobs_and_reads_the_cluster() {
             ok && out.starts_with("ID") && out.contains("STATE"),
             "{out}"
         );
+        // `key hash` needs no server: the keys file's form of a secret.
+        let mut hash = Command::new(env!("CARGO_BIN_EXE_rcronctl"))
+            .args(["key", "hash"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run rcronctl key hash");
+        {
+            use std::io::Write;
+            let mut stdin = hash.stdin.take().expect("stdin");
+            stdin
+                .write_all(b"my-secret-0123456789\n")
+                .expect("write secret");
+        }
+        let out = hash.wait_with_output().expect("hash output");
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            rcron_master::api::hash_secret("my-secret-0123456789")
+        );
         let (ok, _, err) = ctl(&b, &["run", "kill", "0190-none"]);
         assert!(!ok && err.contains("not running"), "{err}");
         let (ok, out, _) = ctl(&b, &["job", "delete", "nightly"]);

@@ -35,6 +35,8 @@ pub struct MasterConfig {
     pub api_token: Option<String>,
     /// Read-only API token.
     pub api_read_token: Option<String>,
+    /// Named API keys with roles (TOML, SHA-256 of each secret); re-read on SIGHUP.
+    pub api_keys_file: Option<PathBuf>,
     /// Allow an open API on a non-loopback address.
     pub insecure: bool,
     /// Origins (`scheme://host[:port]`) besides the master's own whose web
@@ -139,7 +141,10 @@ impl MasterConfig {
     /// Refuses an open API (no admin token) on a non-loopback address
     /// unless `insecure` is set: the API runs shell commands.
     pub fn check_exposure(&self) -> Result<(), Error> {
-        if self.api_token.is_none() && !self.listen.ip().is_loopback() {
+        if self.api_token.is_none()
+            && self.api_keys_file.is_none()
+            && !self.listen.ip().is_loopback()
+        {
             if !self.insecure {
                 return Err(rcron_shared::Error::Config(format!(
                     "refusing to serve the API on {} without an admin token: it runs shell commands. \
@@ -174,6 +179,7 @@ impl Default for MasterConfig {
             advertise_url: String::new(),
             election_ttl_secs: 5,
             api_token: None,
+            api_keys_file: None,
             api_read_token: None,
             insecure: false,
             allowed_origins: Vec::new(),
@@ -226,6 +232,10 @@ pub struct MasterArgs {
     /// File holding the read-only API token.
     #[arg(long, env = "RCRON_API_READ_TOKEN_FILE")]
     pub api_read_token_file: Option<PathBuf>,
+    /// Named API keys with roles (admin, operator, read): a TOML file of
+    /// `[[key]] name, role, sha256`; re-read on SIGHUP.
+    #[arg(long, env = "RCRON_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
     /// Serve an open API (no token) on a non-loopback address anyway.
     #[arg(long, env = "RCRON_INSECURE")]
     pub insecure: bool,
@@ -299,6 +309,9 @@ impl MasterArgs {
             cfg.api_read_token = Some(t);
         }
         cfg.insecure |= self.insecure;
+        if self.api_keys_file.is_some() {
+            cfg.api_keys_file = self.api_keys_file;
+        }
         config::set(&mut cfg.allowed_origins, self.allowed_origins);
         config::set(&mut cfg.allowed_hosts, self.allowed_hosts);
         for token in [&cfg.api_token, &cfg.api_read_token].into_iter().flatten() {

@@ -49,6 +49,14 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
     let keys = config.etcd.keys()?;
     let client = rcron_shared::etcd::connect(&config.etcd).await?;
     let logs = LogStore::connect(&config.mongo, client.clone(), keys.clone()).await?;
+    let tokens = Arc::new(
+        api::Tokens::new(
+            config.api_token.clone(),
+            config.api_read_token.clone(),
+            config.api_keys_file.clone(),
+        )
+        .map_err(|e| Error::Invalid(rcron_shared::Error::Config(format!("API keys: {e}"))))?,
+    );
     Ok(Arc::new(AppState {
         store: JobStore::new(client, keys),
         logs,
@@ -58,13 +66,10 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
         leader: Arc::new(LeaderState::default()),
         alert_stats: Arc::new(AlertStats::default()),
         api_latency: rcron_shared::metrics::Histogram::new(rcron_shared::metrics::LATENCY_BUCKETS),
-        tokens: Arc::new(api::Tokens {
-            admin: config.api_token.clone(),
-            read: config.api_read_token.clone(),
-        }),
+        tokens: tokens.clone(),
         origin: Arc::new(
             api::OriginPolicy::new(
-                config.api_token.is_none() && config.api_read_token.is_none(),
+                !tokens.enabled(),
                 &config.allowed_origins,
                 &config.allowed_hosts,
                 config.alerts.public_url.as_deref(),
@@ -162,6 +167,10 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         },
     ));
 
+    let reload = tokio::spawn(reload_keys_on_hangup(
+        state.tokens.clone(),
+        shutdown.child_token(),
+    ));
     tracing::info!(listen = %config.listen, etcd = ?config.etcd.endpoints, master = %state.master_id, "rcron master serving");
     let served = Server::new(TcpListener::bind(config.listen))
         .run_with_graceful_shutdown(
@@ -172,6 +181,35 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         .await
         .map_err(Error::Listen);
     shutdown.cancel();
-    let _ = election.await;
+    let _ = tokio::join!(election, reload);
     served
+}
+
+/// Reads the API keys file again on each SIGHUP; a file that does not load
+/// keeps the keys in use.
+async fn reload_keys_on_hangup(tokens: Arc<api::Tokens>, token: CancellationToken) {
+    if tokens.keys_file.is_none() {
+        return;
+    }
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the API keys file is read only at start");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            got = hangups.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                match tokens.reload() {
+                    Ok(n) => tracing::info!(keys = n, "API keys file read again"),
+                    Err(e) => tracing::error!(error = %e, "API keys file not loaded; the keys in use stay"),
+                }
+            }
+        }
+    }
 }

@@ -66,6 +66,37 @@ impl JobStore {
         }
     }
 
+    /// Pauses (`disabled`) or resumes a job without touching anything
+    /// else in it: read, change the one field, write back only if nobody
+    /// wrote in between (retried). `None` when the job does not exist.
+    pub async fn set_disabled(&self, name: &JobName, disabled: bool) -> Result<Option<Job>, Error> {
+        let key = self.keys.job(name);
+        for _ in 0..5 {
+            let resp = self.client.clone().get(key.clone(), None).await?;
+            let Some(kv) = resp.kvs().first() else {
+                return Ok(None);
+            };
+            let mut job = decode(kv)?;
+            if job.disabled == disabled {
+                return Ok(Some(job));
+            }
+            job.disabled = disabled;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::put(key.clone(), job.to_json(), None)]);
+            if self.client.clone().txn(txn).await?.succeeded() {
+                return Ok(Some(job));
+            }
+        }
+        Err(Error::Conflict(format!(
+            "{name} (changed by others while being paused or resumed; try again)"
+        )))
+    }
+
     /// The named job, if it exists.
     pub async fn get(&self, name: &JobName) -> Result<Option<Job>, Error> {
         let resp = self.client.clone().get(self.keys.job(name), None).await?;

@@ -1065,3 +1065,128 @@ async fn pages_of_other_origins_cannot_change_anything_and_foreign_hosts_are_ref
         .await;
     resp.assert_status(StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn named_keys_get_what_their_role_allows() {
+    let secrets = [
+        ("alice", "admin", "alice-secret-0123456789"),
+        ("oscar", "operator", "oscar-secret-0123456789"),
+        ("rita", "read", "rita-secret-0123456789"),
+    ];
+    let file = std::env::temp_dir().join(format!(
+        "rcron-keys-{}.toml",
+        kit::unique_prefix().trim_matches('/')
+    ));
+    let mut text = String::new();
+    for (name, role, secret) in secrets {
+        text.push_str(&format!(
+            "[[key]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
+            rcron_master::api::hash_secret(secret)
+        ));
+    }
+    std::fs::write(&file, text).expect("write keys file");
+    let (mut cfg, prefix) = config(kit::etcd_endpoint());
+    cfg.api_keys_file = Some(file.clone());
+    let cli = TestClient::new(routes(rcron_master::state(&cfg).await.expect("state")).boxed());
+    let etcd = etcd_client::Client::connect([kit::etcd_endpoint()], None)
+        .await
+        .expect("etcd");
+    let job = json!({"name": "keyed", "command": "true", "cronExpr": "0 0 * * *"});
+    let bearer = |s: &str| format!("Bearer {s}");
+
+    // No key: the API is closed by the keys file alone.
+    cli.get("/api/v1/jobs")
+        .send()
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED);
+    // Read: reads only.
+    cli.get("/api/v1/jobs")
+        .header("Authorization", bearer("rita-secret-0123456789"))
+        .send()
+        .await
+        .assert_status_is_ok();
+    let resp = cli
+        .put("/api/v1/jobs/keyed")
+        .header("Authorization", bearer("rita-secret-0123456789"))
+        .body_json(&job)
+        .send()
+        .await;
+    resp.assert_status(StatusCode::FORBIDDEN);
+    // Operator: may not create or delete…
+    let resp = cli
+        .put("/api/v1/jobs/keyed")
+        .header("Authorization", bearer("oscar-secret-0123456789"))
+        .body_json(&job)
+        .send()
+        .await;
+    let (status, body) = read(resp.0).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("oscar")),
+        "the refusal names the key: {body}"
+    );
+    // …the admin may.
+    cli.put("/api/v1/jobs/keyed")
+        .header("Authorization", bearer("alice-secret-0123456789"))
+        .body_json(&job)
+        .send()
+        .await
+        .assert_status(StatusCode::CREATED);
+    // Operator: pause, resume, run, kill.
+    for (path, want) in [
+        ("/api/v1/jobs/keyed/pause", StatusCode::OK),
+        ("/api/v1/jobs/keyed/resume", StatusCode::OK),
+        ("/api/v1/jobs/keyed/run", StatusCode::ACCEPTED),
+        ("/api/v1/jobs/keyed/kill", StatusCode::ACCEPTED),
+    ] {
+        cli.post(path)
+            .header("Authorization", bearer("oscar-secret-0123456789"))
+            .send()
+            .await
+            .assert_status(want);
+    }
+    let resp = cli
+        .post("/job/kill")
+        .header("Authorization", bearer("oscar-secret-0123456789"))
+        .form(&[("name", "keyed")])
+        .send()
+        .await;
+    let (_, body) = read(resp.0).await;
+    assert_eq!(
+        body["errno"], 0,
+        "operators kill through the legacy route: {body}"
+    );
+    let resp = cli
+        .post("/job/delete")
+        .header("Authorization", bearer("oscar-secret-0123456789"))
+        .form(&[("name", "keyed")])
+        .send()
+        .await;
+    resp.assert_status(StatusCode::FORBIDDEN);
+    let stored = etcd
+        .clone()
+        .get(format!("{prefix}jobs/keyed"), None)
+        .await
+        .expect("get");
+    let stored: Value = serde_json::from_slice(stored.kvs()[0].value()).expect("job json");
+    assert_eq!(stored["disabled"], false, "paused, then resumed: {stored}");
+    assert_eq!(stored["command"], "true", "nothing else changed: {stored}");
+    cli.post("/api/v1/jobs/ghost/pause")
+        .header("Authorization", bearer("oscar-secret-0123456789"))
+        .send()
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+
+    // A keys file that does not load refuses to start the master.
+    std::fs::write(
+        &file,
+        "[[key]]\nname = \"x\"\nrole = \"root\"\nsha256 = \"00\"\n",
+    )
+    .expect("write");
+    let err = rcron_master::state(&cfg)
+        .await
+        .err()
+        .expect("a bad file is refused");
+    assert!(err.to_string().contains("API keys"), "{err}");
+    let _ = std::fs::remove_file(file);
+}

@@ -219,6 +219,14 @@ impl JobsApi {
             .collect()
     }
 
+    async fn set_disabled(&self, name: String, disabled: bool) -> Result<Json<JobView>, ApiError> {
+        let name = JobName::new(name).map_err(Error::from)?;
+        match self.state.store.set_disabled(&name, disabled).await? {
+            Some(job) => Ok(Json(self.view(&job))),
+            None => Err(Error::NotFound(name.to_string()).into()),
+        }
+    }
+
     async fn existing(&self, name: &JobName) -> Result<Job, Error> {
         self.state
             .store
@@ -315,6 +323,27 @@ impl JobsApi {
         Ok(RunResponse::Accepted(Json(KillAccepted {
             name: name.to_string(),
         })))
+    }
+
+    /// Pause a job
+    ///
+    /// The job is kept but no longer fired (a run in progress goes on);
+    /// nothing else in it changes. Allowed to `operator` keys.
+    #[oai(path = "/jobs/:name/pause", method = "post", operation_id = "pauseJob")]
+    async fn pause(&self, name: Path<String>) -> Result<Json<JobView>, ApiError> {
+        self.set_disabled(name.0, true).await
+    }
+
+    /// Resume a paused job
+    ///
+    /// Allowed to `operator` keys.
+    #[oai(
+        path = "/jobs/:name/resume",
+        method = "post",
+        operation_id = "resumeJob"
+    )]
+    async fn resume(&self, name: Path<String>) -> Result<Json<JobView>, ApiError> {
+        self.set_disabled(name.0, false).await
     }
 
     /// Kill a job's running runs

@@ -59,7 +59,7 @@ pub struct AppState {
     pub origin: Arc<origin::OriginPolicy>,
 }
 
-pub use auth::Tokens;
+pub use auth::{Caller, Role, Tokens, hash_secret};
 pub use origin::OriginPolicy;
 
 /// The whole HTTP application of a master.
