@@ -328,7 +328,27 @@ function renderLeader(c) {
 
 // ---- routing and refresh ----------------------------------------------------
 
-const loaders = { jobs: loadJobs, logs: loadLogs, workers: loadWorkers, cluster: loadCluster };
+// ---- audit ----------------------------------------------------------------
+
+// What changed between two versions of a job, in a few words.
+function changeSummary(e) {
+  if (!e.before || !e.after) return '';
+  const keys = new Set([...Object.keys(e.before), ...Object.keys(e.after)]);
+  return [...keys].filter((k) => JSON.stringify(e.before[k]) !== JSON.stringify(e.after[k]))
+    .map((k) => `${k}: ${JSON.stringify(e.before[k]) ?? '–'} → ${JSON.stringify(e.after[k]) ?? '–'}`).join('; ');
+}
+
+async function loadAudit() {
+  const job = $('#audit-job').value.trim();
+  const { entries } = await api('GET', `/audit?limit=100${job ? `&job=${encodeURIComponent(job)}` : ''}`);
+  $('#audit-table tbody').replaceChildren(...entries.map((e) => el('tr', { 'data-action': e.action },
+    el('td', {}, fmtTime(e.time)), el('td', {}, e.key), el('td', {}, e.action), el('td', {}, e.job || e.runId || '–'),
+    el('td', { class: 'small' }, changeSummary(e)), el('td', { class: 'small text-muted' }, e.route),
+    el('td', { class: 'small text-muted' }, e.forwardedFor || e.remote))));
+  $('#audit-empty').classList.toggle('d-none', entries.length > 0);
+}
+
+const loaders = { jobs: loadJobs, logs: loadLogs, workers: loadWorkers, cluster: loadCluster, audit: loadAudit };
 let current = 'jobs';
 let failing = false;
 
@@ -357,6 +377,7 @@ function route() {
 
 document.addEventListener('DOMContentLoaded', () => {
   $('#job-search').addEventListener('input', renderJobs);
+  $('#audit-job').addEventListener('change', () => refresh());
   $('#new-job').addEventListener('click', () => openEditor(null));
   $('#job-form').addEventListener('submit', saveJob);
   for (const id of ['#f-cron', '#f-timezone']) {

@@ -68,6 +68,18 @@ enum Command {
     Run(RunCommand),
     /// Masters, leader, health, pending alerts.
     Cluster,
+    /// Who changed what, newest first (the audit trail).
+    Audit {
+        /// Only changes of this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only changes by this key.
+        #[arg(long)]
+        key: Option<String>,
+        /// How many changes.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
     /// API keys: `key hash` prints the SHA-256 of a secret read from
     /// stdin, for the master's keys file (`RCRON_API_KEYS_FILE`).
     #[command(subcommand)]
@@ -524,6 +536,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // Answered above, without the server.
         Command::Key(_) => {}
+        Command::Audit { job, key, limit } => {
+            let mut query = format!("?limit={limit}");
+            for (name, value) in [("job", &job), ("key", &key)] {
+                if let Some(v) = value {
+                    query.push_str(&format!("&{name}={v}"));
+                }
+            }
+            let v = api.get(&format!("/api/v1/audit{query}")).await?;
+            let rows = v["entries"]
+                .as_array()
+                .map(|es| {
+                    es.iter()
+                        .map(|e| {
+                            vec![
+                                time(&e["time"]),
+                                s(&e["key"]),
+                                s(&e["action"]),
+                                s(&e["job"]),
+                                s(&e["route"]),
+                                s(&e["remote"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            print(
+                &v,
+                table(&["TIME", "KEY", "ACTION", "JOB", "ROUTE", "FROM"], rows),
+            );
+        }
         Command::Workers => {
             let v = api.get("/api/v1/workers").await?;
             let rows = v["workers"]

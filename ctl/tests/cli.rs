@@ -159,6 +159,19 @@ async fn rcronctl_manages_jobs_and_reads_the_cluster() {
         assert!(!ok && err.contains("not running"), "{err}");
         let (ok, out, _) = ctl(&b, &["job", "delete", "nightly"]);
         assert!(ok && out.contains("deleted"), "{out}");
+        let audited = || ctl(&b, &["audit", "--job", "nightly"]);
+        let (ok, out, _) = audited();
+        assert!(ok && out.starts_with("TIME"), "{out}");
+        // The writer stores records in the background: give it a moment.
+        let mut out = out;
+        for _ in 0..50 {
+            if out.contains("delete") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            out = audited().1;
+        }
+        assert!(out.contains("delete") && out.contains("anonymous"), "{out}");
         let (ok, _, err) = ctl("http://127.0.0.1:1", &["job", "list"]);
         assert!(!ok && err.contains("cannot reach"), "{err}");
     })

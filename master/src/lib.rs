@@ -18,6 +18,7 @@
 
 pub mod alerting;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod election;
 mod error;
@@ -57,7 +58,11 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
         )
         .map_err(|e| Error::Invalid(rcron_shared::Error::Config(format!("API keys: {e}"))))?,
     );
+    let (audit, audit_queue) = audit::channel();
+    let audit_task = tokio::spawn(audit::write(logs.audit_collection(), audit_queue));
     Ok(Arc::new(AppState {
+        audit,
+        audit_task: std::sync::Mutex::new(Some(audit_task)),
         store: JobStore::new(client, keys),
         logs,
         timezone: config.timezone,
@@ -171,6 +176,11 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         state.tokens.clone(),
         shutdown.child_token(),
     ));
+    let audit_task = state
+        .audit_task
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     tracing::info!(listen = %config.listen, etcd = ?config.etcd.endpoints, master = %state.master_id, "rcron master serving");
     let served = Server::new(TcpListener::bind(config.listen))
         .run_with_graceful_shutdown(
@@ -182,6 +192,11 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         .map_err(Error::Listen);
     shutdown.cancel();
     let _ = tokio::join!(election, reload);
+    // The server (and with it every audit handle) is gone: the writer
+    // stores what is queued, trying a few seconds if MongoDB is down.
+    if let Some(task) = audit_task {
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
     served
 }
 

@@ -45,6 +45,7 @@ pub struct LogQuery {
 #[derive(Clone)]
 pub struct LogStore {
     logs: Collection<Document>,
+    audit: Collection<Document>,
     etcd: Client,
     keys: Keys,
 }
@@ -127,9 +128,15 @@ impl LogStore {
         let client = mongodb::Client::with_options(options)?;
         Ok(Self {
             logs: client.database(&mongo.db).collection("log"),
+            audit: client.database(&mongo.db).collection("audit"),
             etcd,
             keys,
         })
+    }
+
+    /// The audit trail's collection (`cron.audit`).
+    pub fn audit_collection(&self) -> Collection<Document> {
+        self.audit.clone()
     }
 
     /// A page of records matching `query`, newest first.

@@ -68,17 +68,23 @@ impl JobStore {
 
     /// Pauses (`disabled`) or resumes a job without touching anything
     /// else in it: read, change the one field, write back only if nobody
-    /// wrote in between (retried). `None` when the job does not exist.
-    pub async fn set_disabled(&self, name: &JobName, disabled: bool) -> Result<Option<Job>, Error> {
+    /// wrote in between (retried). The job before and after; `None` when
+    /// the job does not exist.
+    pub async fn set_disabled(
+        &self,
+        name: &JobName,
+        disabled: bool,
+    ) -> Result<Option<(Job, Job)>, Error> {
         let key = self.keys.job(name);
         for _ in 0..5 {
             let resp = self.client.clone().get(key.clone(), None).await?;
             let Some(kv) = resp.kvs().first() else {
                 return Ok(None);
             };
-            let mut job = decode(kv)?;
+            let before = decode(kv)?;
+            let mut job = before.clone();
             if job.disabled == disabled {
-                return Ok(Some(job));
+                return Ok(Some((before, job)));
             }
             job.disabled = disabled;
             let txn = Txn::new()
@@ -89,7 +95,7 @@ impl JobStore {
                 )])
                 .and_then([TxnOp::put(key.clone(), job.to_json(), None)]);
             if self.client.clone().txn(txn).await?.succeeded() {
-                return Ok(Some(job));
+                return Ok(Some((before, job)));
             }
         }
         Err(Error::Conflict(format!(

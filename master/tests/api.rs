@@ -11,7 +11,7 @@ use poem::test::TestClient;
 use poem::{EndpointExt, Response};
 use rcron_master::MasterConfig;
 use rcron_master::api::{AppState, routes};
-use rcron_testkit as kit;
+use rcron_testkit::{self as kit, ServerProcess};
 use serde_json::{Value, json};
 
 struct Harness {
@@ -1189,4 +1189,160 @@ async fn named_keys_get_what_their_role_allows() {
         .expect("a bad file is refused");
     assert!(err.to_string().contains("API keys"), "{err}");
     let _ = std::fs::remove_file(file);
+}
+
+/// The audit trail's records, newest first, through the API.
+async fn audit_entries(cli: &TestClient<BoxEndpoint<'static, Response>>, query: &str) -> Value {
+    let (status, body) = read(cli.get(format!("/api/v1/audit{query}")).send().await.0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn every_change_through_any_route_is_audited_with_who_and_the_job_before_and_after() {
+    let h = harness().await;
+    let job = |cmd: &str| json!({"name": "audited", "command": cmd, "cronExpr": "0 0 * * *"});
+    // Legacy save (create), REST replace, pause, resume, run, kill, legacy
+    // kill, REST delete; then a legacy save and a legacy delete.
+    let (_, body) = h
+        .legacy_post("/job/save", &[("job", &job("echo one").to_string())])
+        .await;
+    assert_eq!(body["errno"], 0, "{body}");
+    let (status, _) = h
+        .send_json("PUT", "/api/v1/jobs/audited", &job("echo two"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for action in ["pause", "resume", "run", "kill"] {
+        let resp = h
+            .cli
+            .post(format!("/api/v1/jobs/audited/{action}"))
+            .send()
+            .await;
+        assert!(resp.0.status().is_success(), "{action}");
+    }
+    let (_, body) = h.legacy_post("/job/kill", &[("name", "audited")]).await;
+    assert_eq!(body["errno"], 0, "{body}");
+    h.cli
+        .delete("/api/v1/jobs/audited")
+        .send()
+        .await
+        .assert_status_is_ok();
+    let (_, body) = h
+        .legacy_post("/job/save", &[("job", &job("echo three").to_string())])
+        .await;
+    assert_eq!(body["errno"], 0, "{body}");
+    let (_, body) = h.legacy_post("/job/delete", &[("name", "audited")]).await;
+    assert_eq!(body["errno"], 0, "{body}");
+    // Refused changes leave no record.
+    let (status, _) = h.send_json("PUT", "/api/v1/jobs/other", &job("x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "name mismatch");
+
+    let want = [
+        ("POST /job/delete", "delete"),
+        ("POST /job/save", "create"),
+        ("DELETE /api/v1/jobs/audited", "delete"),
+        ("POST /job/kill", "kill"),
+        ("POST /api/v1/jobs/audited/kill", "kill"),
+        ("POST /api/v1/jobs/audited/run", "run"),
+        ("POST /api/v1/jobs/audited/resume", "resume"),
+        ("POST /api/v1/jobs/audited/pause", "pause"),
+        ("PUT /api/v1/jobs/audited", "replace"),
+        ("POST /job/save", "create"),
+    ];
+    let body = kit::eventually(Duration::from_secs(10), "every change audited", || async {
+        let body = audit_entries(&h.cli, "?job=audited").await;
+        (body["entries"].as_array().map_or(0, Vec::len) == want.len()).then_some(body)
+    })
+    .await;
+    let entries = body["entries"].as_array().expect("entries");
+    let seen: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["route"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen, want,
+        "newest first, one per change, none for the refused one"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["key"] == "anonymous" && e["job"] == "audited")
+    );
+    let replace = &entries[8];
+    assert_eq!(replace["before"]["command"], "echo one", "{replace}");
+    assert_eq!(replace["after"]["command"], "echo two", "{replace}");
+    let pause = &entries[7];
+    assert_eq!(
+        (
+            pause["before"]["disabled"].clone(),
+            pause["after"]["disabled"].clone()
+        ),
+        (json!(false), json!(true))
+    );
+    assert_eq!(
+        entries[2]["before"]["command"], "echo two",
+        "a delete keeps what was deleted"
+    );
+    assert!(entries[0]["remote"].as_str().is_some());
+
+    // Pages: two, then the rest from the cursor.
+    let first = audit_entries(&h.cli, "?job=audited&limit=2").await;
+    let cursor = first["nextBefore"].as_str().expect("a cursor").to_string();
+    let rest = audit_entries(&h.cli, &format!("?job=audited&before={cursor}&limit=100")).await;
+    assert_eq!(
+        rest["entries"].as_array().map_or(0, Vec::len),
+        want.len() - 2
+    );
+    assert!(rest.get("nextBefore").is_none(), "the last page: {rest}");
+    let (status, _) = read(h.cli.get("/api/v1/audit?limit=0").send().await.0).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn changes_made_while_mongodb_is_down_are_audited_once_it_is_back() {
+    let mut mongo = ServerProcess::mongo();
+    let (mut cfg, _) = config(kit::etcd_endpoint());
+    cfg.mongo.uri = format!("mongodb://{}", mongo.addr());
+    let cli = TestClient::new(routes(rcron_master::state(&cfg).await.expect("state")).boxed());
+    mongo.stop();
+    for i in 0..3 {
+        let job =
+            json!({"name": format!("offline-{i}"), "command": "true", "cronExpr": "0 0 * * *"});
+        let resp = cli
+            .put(format!("/api/v1/jobs/offline-{i}"))
+            .body_json(&job)
+            .send()
+            .await;
+        resp.assert_status(StatusCode::CREATED);
+    }
+    let resp = cli.get("/api/v1/audit").send().await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mongo.start();
+    let body = kit::eventually(
+        Duration::from_secs(30),
+        "the queued records stored",
+        || async {
+            let (status, body) = read(cli.get("/api/v1/audit").send().await.0).await;
+            (status == StatusCode::OK && body["entries"].as_array().map_or(0, Vec::len) >= 3)
+                .then_some(body)
+        },
+    )
+    .await;
+    let jobs: Vec<&str> = body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["job"].as_str())
+        .collect();
+    assert_eq!(
+        jobs,
+        ["offline-2", "offline-1", "offline-0"],
+        "each once, in order"
+    );
 }

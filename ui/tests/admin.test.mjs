@@ -95,6 +95,14 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
     await page.waitForSelector('tr[data-job="ui-job"]', { state: 'detached' });
     assert.equal(await page.locator('tr[data-job="ui-long"]').count(), 1);
 
+    // Audit: the changes made above, newest first, by the anonymous key.
+    await page.goto(`${base}/#/audit`);
+    await page.waitForSelector('#audit-table tr[data-action="delete"]');
+    assert.match(await page.textContent('#audit-table'), /ui-job/);
+    assert.match(await page.textContent('#audit-table'), /anonymous/);
+    assert.equal(await page.locator('#audit-table tr[data-action="pause"]').count(), 1);
+    await shot('audit');
+
     // Cluster: the leader and healthy dependencies.
     await page.goto(`${base}/#/cluster`);
     await page.waitForSelector('#masters .badge');

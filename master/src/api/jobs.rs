@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -11,6 +12,7 @@ use rcron_shared::{Concurrency, Job, JobName};
 use crate::Error;
 use crate::api::payload::JobPayload;
 use crate::api::{ApiError, ApiTags, AppState};
+use crate::audit::Origin;
 
 /// REST operations on jobs.
 pub struct JobsApi {
@@ -219,10 +221,25 @@ impl JobsApi {
             .collect()
     }
 
-    async fn set_disabled(&self, name: String, disabled: bool) -> Result<Json<JobView>, ApiError> {
+    async fn set_disabled(
+        &self,
+        req: &Request,
+        name: String,
+        disabled: bool,
+    ) -> Result<Json<JobView>, ApiError> {
         let name = JobName::new(name).map_err(Error::from)?;
         match self.state.store.set_disabled(&name, disabled).await? {
-            Some(job) => Ok(Json(self.view(&job))),
+            Some((before, job)) => {
+                let action = if disabled { "pause" } else { "resume" };
+                self.state.audit.record(
+                    &Origin::of(req),
+                    action,
+                    Some(name.as_str()),
+                    Some(&before),
+                    Some(&job),
+                );
+                Ok(Json(self.view(&job)))
+            }
             None => Err(Error::NotFound(name.to_string()).into()),
         }
     }
@@ -255,9 +272,16 @@ impl JobsApi {
     ///
     /// Fails with 409 when a job of that name exists (use `PUT` to replace).
     #[oai(path = "/jobs", method = "post", operation_id = "createJob")]
-    async fn create(&self, body: JobPayload) -> Result<CreateResponse, ApiError> {
+    async fn create(&self, req: &Request, body: JobPayload) -> Result<CreateResponse, ApiError> {
         let job = body.0?;
         self.state.store.create(&job).await?;
+        self.state.audit.record(
+            &Origin::of(req),
+            "create",
+            Some(job.name.as_str()),
+            None,
+            Some(&job),
+        );
         Ok(CreateResponse::Created(Json(self.view(&job))))
     }
 
@@ -275,7 +299,12 @@ impl JobsApi {
     /// 200 with the replaced job in `previous` otherwise. Pause or resume a
     /// job by saving it with `disabled` set.
     #[oai(path = "/jobs/:name", method = "put", operation_id = "putJob")]
-    async fn put(&self, name: Path<String>, body: JobPayload) -> Result<PutResponse, ApiError> {
+    async fn put(
+        &self,
+        req: &Request,
+        name: Path<String>,
+        body: JobPayload,
+    ) -> Result<PutResponse, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
         let job = body.0?;
         if job.name != name {
@@ -287,6 +316,18 @@ impl JobsApi {
             .into());
         }
         let previous = self.state.store.save(&job).await?;
+        let action = if previous.is_some() {
+            "replace"
+        } else {
+            "create"
+        };
+        self.state.audit.record(
+            &Origin::of(req),
+            action,
+            Some(job.name.as_str()),
+            previous.as_ref(),
+            Some(&job),
+        );
         let saved = SavedJob {
             job: self.view(&job),
             previous: previous.as_ref().map(JobSpec::from),
@@ -302,10 +343,19 @@ impl JobsApi {
     /// Answers with the deleted job. A run in progress is not killed (use
     /// the kill operation first).
     #[oai(path = "/jobs/:name", method = "delete", operation_id = "deleteJob")]
-    async fn delete(&self, name: Path<String>) -> Result<Json<JobSpec>, ApiError> {
+    async fn delete(&self, req: &Request, name: Path<String>) -> Result<Json<JobSpec>, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
         match self.state.store.delete(&name).await? {
-            Some(job) => Ok(Json(JobSpec::from(&job))),
+            Some(job) => {
+                self.state.audit.record(
+                    &Origin::of(req),
+                    "delete",
+                    Some(name.as_str()),
+                    Some(&job),
+                    None,
+                );
+                Ok(Json(JobSpec::from(&job)))
+            }
             None => Err(Error::NotFound(name.to_string()).into()),
         }
     }
@@ -316,10 +366,13 @@ impl JobsApi {
     /// jobs too). With `concurrency: forbid` the request is dropped while a
     /// run of the job is going. The run is logged like any other.
     #[oai(path = "/jobs/:name/run", method = "post", operation_id = "runJob")]
-    async fn run_now(&self, name: Path<String>) -> Result<RunResponse, ApiError> {
+    async fn run_now(&self, req: &Request, name: Path<String>) -> Result<RunResponse, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
         self.existing(&name).await?;
         self.state.store.run_now(&name).await?;
+        self.state
+            .audit
+            .record(&Origin::of(req), "run", Some(name.as_str()), None, None);
         Ok(RunResponse::Accepted(Json(KillAccepted {
             name: name.to_string(),
         })))
@@ -330,8 +383,8 @@ impl JobsApi {
     /// The job is kept but no longer fired (a run in progress goes on);
     /// nothing else in it changes. Allowed to `operator` keys.
     #[oai(path = "/jobs/:name/pause", method = "post", operation_id = "pauseJob")]
-    async fn pause(&self, name: Path<String>) -> Result<Json<JobView>, ApiError> {
-        self.set_disabled(name.0, true).await
+    async fn pause(&self, req: &Request, name: Path<String>) -> Result<Json<JobView>, ApiError> {
+        self.set_disabled(req, name.0, true).await
     }
 
     /// Resume a paused job
@@ -342,8 +395,8 @@ impl JobsApi {
         method = "post",
         operation_id = "resumeJob"
     )]
-    async fn resume(&self, name: Path<String>) -> Result<Json<JobView>, ApiError> {
-        self.set_disabled(name.0, false).await
+    async fn resume(&self, req: &Request, name: Path<String>) -> Result<Json<JobView>, ApiError> {
+        self.set_disabled(req, name.0, false).await
     }
 
     /// Kill a job's running runs
@@ -352,7 +405,7 @@ impl JobsApi {
     /// the run is logged with status `killed`. Works for a job deleted while
     /// it ran; 404 only when the job does not exist and no worker runs it.
     #[oai(path = "/jobs/:name/kill", method = "post", operation_id = "killJob")]
-    async fn kill(&self, name: Path<String>) -> Result<KillResponse, ApiError> {
+    async fn kill(&self, req: &Request, name: Path<String>) -> Result<KillResponse, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
         if self.state.store.get(&name).await?.is_none() {
             let workers = self.state.logs.workers().await?;
@@ -364,6 +417,9 @@ impl JobsApi {
             }
         }
         self.state.store.kill(&name).await?;
+        self.state
+            .audit
+            .record(&Origin::of(req), "kill", Some(name.as_str()), None, None);
         Ok(KillResponse::Accepted(Json(KillAccepted {
             name: name.to_string(),
         })))
@@ -375,7 +431,11 @@ impl JobsApi {
     /// run's log record) kills its whole process group; the run is logged
     /// with status `killed`. Other runs of the job go on.
     #[oai(path = "/runs/:run_id/kill", method = "post", operation_id = "killRun")]
-    async fn kill_run(&self, run_id: Path<String>) -> Result<KillRunResponse, ApiError> {
+    async fn kill_run(
+        &self,
+        req: &Request,
+        run_id: Path<String>,
+    ) -> Result<KillRunResponse, ApiError> {
         let run_id = run_id.0;
         if !rcron_shared::keys::is_run_id(&run_id) {
             return Err(Error::BadRequest(format!(
@@ -393,6 +453,9 @@ impl JobsApi {
             return Err(Error::RunNotFound(run_id).into());
         };
         self.state.store.kill_run(&run_id).await?;
+        self.state
+            .audit
+            .record_run_kill(&Origin::of(req), &run.job, &run_id);
         Ok(KillRunResponse::Accepted(Json(KillRunAccepted {
             run_id,
             job: run.job,

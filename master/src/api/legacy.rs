@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use poem::http::StatusCode;
 use poem::web::{Data, Query};
-use poem::{Body, Response, handler};
+use poem::{Body, Request, Response, handler};
 use rcron_shared::{Job, JobName};
 use serde::Serialize;
 
 use crate::Error;
 use crate::api::AppState;
+use crate::audit::Origin;
 use crate::logs::LogQuery;
 
 /// The `errno` of every failed legacy request, as in the original.
@@ -89,11 +90,24 @@ fn outcome<T: Serialize>(result: Result<T, Error>) -> Response {
 
 /// `POST /job/save` with form field `job` (Job JSON); data = previous job or null.
 #[handler]
-pub(crate) async fn save(Data(state): Data<&Arc<AppState>>, body: Body) -> Response {
+pub(crate) async fn save(req: &Request, Data(state): Data<&Arc<AppState>>, body: Body) -> Response {
     outcome(
         async {
             let job = Job::from_json(form_field(body, "job").await?.as_bytes())?;
-            state.store.save(&job).await
+            let previous = state.store.save(&job).await?;
+            let action = if previous.is_some() {
+                "replace"
+            } else {
+                "create"
+            };
+            state.audit.record(
+                &Origin::of(req),
+                action,
+                Some(job.name.as_str()),
+                previous.as_ref(),
+                Some(&job),
+            );
+            Ok(previous)
         }
         .await,
     )
@@ -101,12 +115,25 @@ pub(crate) async fn save(Data(state): Data<&Arc<AppState>>, body: Body) -> Respo
 
 /// `POST /job/delete` with form field `name`; data = the deleted job.
 #[handler]
-pub(crate) async fn delete(Data(state): Data<&Arc<AppState>>, body: Body) -> Response {
+pub(crate) async fn delete(
+    req: &Request,
+    Data(state): Data<&Arc<AppState>>,
+    body: Body,
+) -> Response {
     outcome(
         async {
             let name = JobName::new(form_field(body, "name").await?)?;
             match state.store.delete(&name).await? {
-                Some(job) => Ok(job),
+                Some(job) => {
+                    state.audit.record(
+                        &Origin::of(req),
+                        "delete",
+                        Some(name.as_str()),
+                        Some(&job),
+                        None,
+                    );
+                    Ok(job)
+                }
                 None => Err(Error::NotFound(name.to_string())),
             }
         }
@@ -122,13 +149,17 @@ pub(crate) async fn list(Data(state): Data<&Arc<AppState>>) -> Response {
 
 /// `POST /job/kill` with form field `name`; data = null.
 #[handler]
-pub(crate) async fn kill(Data(state): Data<&Arc<AppState>>, body: Body) -> Response {
+pub(crate) async fn kill(req: &Request, Data(state): Data<&Arc<AppState>>, body: Body) -> Response {
     outcome(
         async {
             // As the original: no existence check, so a run of a job
             // deleted meanwhile can still be killed.
             let name = JobName::new(form_field(body, "name").await?)?;
-            state.store.kill(&name).await
+            state.store.kill(&name).await?;
+            state
+                .audit
+                .record(&Origin::of(req), "kill", Some(name.as_str()), None, None);
+            Ok(())
         }
         .await,
     )

@@ -8,6 +8,7 @@
 //! every error poem itself raises (unknown route, unparsable body) is turned
 //! into the same JSON shape the REST handlers use: `{"error": "..."}`.
 
+pub mod audit;
 mod auth;
 pub mod cluster;
 pub mod cron;
@@ -57,6 +58,10 @@ pub struct AppState {
     pub tokens: Arc<auth::Tokens>,
     /// Cross-site and DNS-rebinding guard.
     pub origin: Arc<origin::OriginPolicy>,
+    /// Records every change in `cron.audit`.
+    pub audit: crate::audit::Audit,
+    /// The audit writer, awaited at shutdown.
+    pub audit_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 pub use auth::{Caller, Role, Tokens, hash_secret};
@@ -70,6 +75,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
             logs::LogsApi::new(state.clone()),
             cluster::ClusterApi::new(state.clone()),
             cron::CronApi::new(state.clone()),
+            audit::AuditApi::new(state.clone()),
         ),
         "rcron",
         rcron_shared::VERSION,
@@ -187,6 +193,8 @@ pub enum ApiTags {
     Cluster,
     /// Cron expression tools.
     Cron,
+    /// Who changed what, and the jobs before and after.
+    Audit,
 }
 
 /// What went wrong, for a human.

@@ -1,0 +1,277 @@
+//! The audit trail: one record per change made through the API (any route,
+//! legacy ones included) in MongoDB `cron.audit`: when, by which key, from
+//! where, through which route, to which job, and the job before and after.
+//!
+//! A change is never refused or held back because MongoDB is down: handlers
+//! hand records to [`Audit::record`] (an unbounded queue: changes come at
+//! human rate), and one writer task stores them in order, retrying with
+//! backoff until MongoDB takes them. Each record has its own `_id`, so one
+//! written twice (an answer lost after the write) is stored once. Records
+//! still queued when the master stops are tried for a few seconds more;
+//! what is left then is logged (a master killed while MongoDB is down loses
+//! its queue).
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use mongodb::Collection;
+use mongodb::IndexModel;
+use mongodb::bson::{self, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::IndexOptions;
+use rcron_shared::Job;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::Error;
+
+/// Duplicate key: the record is stored already.
+const DUPLICATE_KEY: i32 = 11000;
+/// Longest wait between two tries while MongoDB is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long queued records are still tried once the master stops.
+const FLUSH_AT_STOP: Duration = Duration::from_secs(5);
+/// Most records a page may hold.
+pub const MAX_PAGE: u64 = 1000;
+
+/// One change, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Unique id (UUIDv7: time-ordered).
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// When the change was made (ms since the epoch).
+    pub time: i64,
+    /// The key that made it: a key's name, `admin-token`, or `anonymous`
+    /// on an open API.
+    pub key: String,
+    /// The client's address as the master saw it.
+    pub remote: String,
+    /// The `X-Forwarded-For` header, as sent (set by a proxy in front).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_for: Option<String>,
+    /// Method and path, e.g. `POST /job/save`.
+    pub route: String,
+    /// `create`, `replace`, `delete`, `pause`, `resume`, `run`, `kill`, `killRun`.
+    pub action: String,
+    /// The job changed or acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The run killed, for `killRun`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The job before the change (as stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// The job after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+}
+
+/// Who made a change and through what, taken from the request.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The caller's key name.
+    pub key: String,
+    /// Remote address.
+    pub remote: String,
+    /// `X-Forwarded-For`, if any.
+    pub forwarded_for: Option<String>,
+    /// `METHOD /path`.
+    pub route: String,
+}
+
+impl Origin {
+    /// What the request says about who sent it.
+    pub fn of(req: &poem::Request) -> Self {
+        Self {
+            key: req
+                .extensions()
+                .get::<crate::api::Caller>()
+                .map(|c| c.0.clone())
+                .unwrap_or_else(|| "anonymous".to_string()),
+            remote: req
+                .remote_addr()
+                .as_socket_addr()
+                .map_or_else(|| req.remote_addr().to_string(), ToString::to_string),
+            forwarded_for: req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            route: format!("{} {}", req.method(), req.uri().path()),
+        }
+    }
+}
+
+fn job_value(job: Option<&Job>) -> Option<serde_json::Value> {
+    job.and_then(|j| serde_json::from_str(&j.to_json()).ok())
+}
+
+/// Hands change records to the writer.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    tx: mpsc::UnboundedSender<AuditRecord>,
+}
+
+impl Audit {
+    /// Queues one record of `action` on `job` (with the job before and after).
+    pub fn record(
+        &self,
+        origin: &Origin,
+        action: &str,
+        job: Option<&str>,
+        before: Option<&Job>,
+        after: Option<&Job>,
+    ) {
+        self.push(origin, action, job, None, before, after);
+    }
+
+    /// Queues the record of a kill of one run.
+    pub fn record_run_kill(&self, origin: &Origin, job: &str, run_id: &str) {
+        self.push(origin, "killRun", Some(job), Some(run_id), None, None);
+    }
+
+    fn push(
+        &self,
+        origin: &Origin,
+        action: &str,
+        job: Option<&str>,
+        run_id: Option<&str>,
+        before: Option<&Job>,
+        after: Option<&Job>,
+    ) {
+        let record = AuditRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            time: chrono::Utc::now().timestamp_millis(),
+            key: origin.key.clone(),
+            remote: origin.remote.clone(),
+            forwarded_for: origin.forwarded_for.clone(),
+            route: origin.route.clone(),
+            action: action.to_string(),
+            job: job.map(str::to_string),
+            run_id: run_id.map(str::to_string),
+            before: job_value(before),
+            after: job_value(after),
+        };
+        tracing::info!(key = %record.key, action, job = ?record.job, route = %record.route, "change");
+        if self.tx.send(record).is_err() {
+            tracing::error!("audit writer stopped; a change record is lost");
+        }
+    }
+}
+
+/// A connected pair: the handle handlers use and the writer's queue.
+pub fn channel() -> (Audit, mpsc::UnboundedReceiver<AuditRecord>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Audit { tx }, rx)
+}
+
+/// Stores queued records in order until every [`Audit`] handle is gone,
+/// then tries what is left for [`FLUSH_AT_STOP`].
+pub async fn write(coll: Collection<Document>, mut rx: mpsc::UnboundedReceiver<AuditRecord>) {
+    ensure_indexes(&coll).await;
+    let mut backoff = Duration::from_millis(200);
+    while let Some(record) = rx.recv().await {
+        let Ok(doc) = bson::to_document(&record) else {
+            tracing::error!(id = %record.id, "cannot encode an audit record");
+            continue;
+        };
+        loop {
+            match store(&coll, &doc).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    break;
+                }
+                Err(e) if rx.is_closed() && backoff >= MAX_BACKOFF => {
+                    let left = rx.len() + 1;
+                    tracing::error!(error = %e, records = left, "master stopping while MongoDB is down: audit records not stored");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, queued = rx.len() + 1, retry_in_ms = backoff.as_millis() as u64,
+                        "cannot store an audit record; will retry");
+                    let wait = if rx.is_closed() {
+                        FLUSH_AT_STOP / 5
+                    } else {
+                        backoff
+                    };
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+async fn store(coll: &Collection<Document>, doc: &Document) -> mongodb::error::Result<()> {
+    match coll.insert_one(doc).await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.kind.as_ref() {
+            ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY => Ok(()),
+            _ => Err(e),
+        },
+    }
+}
+
+async fn ensure_indexes(coll: &Collection<Document>) {
+    for keys in [
+        doc! {"time": -1},
+        doc! {"job": 1, "time": -1},
+        doc! {"key": 1, "time": -1},
+    ] {
+        let index = IndexModel::builder()
+            .keys(keys)
+            .options(IndexOptions::builder().build())
+            .build();
+        if let Err(e) = coll.create_index(index).await {
+            tracing::debug!(error = %e, "audit index not created yet (MongoDB down?)");
+        }
+    }
+}
+
+/// Which records to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only changes of this job.
+    pub job: Option<String>,
+    /// Only changes by this key.
+    pub key: Option<String>,
+    /// Only changes older than the one with this id: the cursor of the next page.
+    pub before: Option<String>,
+    /// At most this many.
+    pub limit: u64,
+}
+
+/// Changes, newest first.
+pub async fn query(coll: &Collection<Document>, q: &AuditQuery) -> Result<Vec<AuditRecord>, Error> {
+    let mut filter = Document::new();
+    if let Some(job) = &q.job {
+        filter.insert("job", job);
+    }
+    if let Some(key) = &q.key {
+        filter.insert("key", key);
+    }
+    if let Some(before) = &q.before {
+        filter.insert("_id", doc! {"$lt": before});
+    }
+    let docs: Vec<Document> = coll
+        .find(filter)
+        // `_id` is a UUIDv7: within one millisecond it orders like time.
+        .sort(doc! {"time": -1, "_id": -1})
+        .limit(q.limit.clamp(1, MAX_PAGE) as i64)
+        .await?
+        .try_collect()
+        .await?;
+    Ok(docs
+        .into_iter()
+        .filter_map(|d| match bson::from_document(d) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unreadable audit record");
+                None
+            }
+        })
+        .collect())
+}
