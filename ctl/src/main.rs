@@ -147,6 +147,15 @@ enum JobCommand {
     Run { name: String },
     /// Pause a job (kept, never fired).
     Pause { name: String },
+    /// A job's saved versions, newest first (from the audit trail).
+    Versions { name: String },
+    /// Save an earlier version of a job back (itself audited).
+    Rollback {
+        name: String,
+        /// The version number, as `job versions` lists it.
+        #[arg(long)]
+        to: u64,
+    },
     /// Resume a paused job.
     Resume { name: String },
 }
@@ -354,130 +363,175 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     match cli.command {
-        Command::Job(cmd) => match cmd {
-            JobCommand::List => {
-                let v = api.get("/api/v1/jobs").await?;
-                print(
-                    &v,
-                    jobs_table(v["jobs"].as_array().map(Vec::as_slice).unwrap_or_default()),
-                );
+        Command::Job(cmd) => {
+            match cmd {
+                JobCommand::List => {
+                    let v = api.get("/api/v1/jobs").await?;
+                    print(
+                        &v,
+                        jobs_table(v["jobs"].as_array().map(Vec::as_slice).unwrap_or_default()),
+                    );
+                }
+                JobCommand::Get { name } => {
+                    let v = api.get(&format!("/api/v1/jobs/{name}")).await?;
+                    print(&v, serde_json::to_string_pretty(&v)?);
+                }
+                JobCommand::Save {
+                    file,
+                    name,
+                    command,
+                    cron,
+                    timeout,
+                    timezone,
+                    allow_overlap,
+                    retries,
+                    retry_backoff,
+                    disabled,
+                    alert_emails,
+                } => {
+                    let job: Value = match (file, name) {
+                        (Some(path), _) => {
+                            let mut text = String::new();
+                            if path == "-" {
+                                std::io::stdin().read_to_string(&mut text)?;
+                            } else {
+                                text = std::fs::read_to_string(&path)
+                                    .with_context(|| format!("cannot read {path}"))?;
+                            }
+                            serde_json::from_str(&text)
+                                .with_context(|| format!("{path} is not JSON"))?
+                        }
+                        (None, Some(name)) => {
+                            let mut j = json!({"name": name, "command": command, "cronExpr": cron});
+                            if let Some(t) = timeout {
+                                j["timeoutSecs"] = json!(t);
+                            }
+                            if let Some(tz) = timezone {
+                                j["timezone"] = json!(tz);
+                            }
+                            if allow_overlap {
+                                j["concurrency"] = json!("allow");
+                            }
+                            if let Some(r) = retries {
+                                j["retries"] = json!(r);
+                            }
+                            if let Some(b) = retry_backoff {
+                                j["retryBackoffSecs"] = json!(b);
+                            }
+                            if disabled {
+                                j["disabled"] = json!(true);
+                            }
+                            if !alert_emails.is_empty() {
+                                j["alertEmails"] = json!(alert_emails);
+                            }
+                            j
+                        }
+                        (None, None) => bail!("give --file, or --name with --command and --cron"),
+                    };
+                    let name = job["name"]
+                        .as_str()
+                        .context("the job has no \"name\"")?
+                        .to_string();
+                    let v = api
+                        .call(
+                            reqwest::Method::PUT,
+                            &format!("/api/v1/jobs/{name}"),
+                            Some(&job),
+                        )
+                        .await?;
+                    let what = if v["previous"].is_null() {
+                        "created"
+                    } else {
+                        "replaced"
+                    };
+                    print(
+                        &v,
+                        format!(
+                            "job {name} {what}; next run {}",
+                            s(&v["job"]["nextFireTime"])
+                        ),
+                    );
+                }
+                JobCommand::Delete { name } => {
+                    let v = api
+                        .call(
+                            reqwest::Method::DELETE,
+                            &format!("/api/v1/jobs/{name}"),
+                            None,
+                        )
+                        .await?;
+                    print(&v, format!("job {name} deleted"));
+                }
+                JobCommand::Kill { name } => {
+                    let v = api
+                        .call(
+                            reqwest::Method::POST,
+                            &format!("/api/v1/jobs/{name}/kill"),
+                            None,
+                        )
+                        .await?;
+                    print(&v, format!("kill sent to the running runs of {name}"));
+                }
+                JobCommand::Run { name } => {
+                    let v = api
+                        .call(
+                            reqwest::Method::POST,
+                            &format!("/api/v1/jobs/{name}/run"),
+                            None,
+                        )
+                        .await?;
+                    print(
+                        &v,
+                        format!("{name} will run once, now (see `rcronctl logs {name}`)"),
+                    );
+                }
+                JobCommand::Pause { name } => set_disabled(&api, &name, true, &print).await?,
+                JobCommand::Versions { name } => {
+                    let v = api.get(&format!("/api/v1/jobs/{name}/versions")).await?;
+                    let rows = v["versions"]
+                        .as_array()
+                        .map(|vs| {
+                            vs.iter()
+                                .map(|x| {
+                                    vec![
+                                        s(&x["version"]),
+                                        time(&x["time"]),
+                                        s(&x["key"]),
+                                        s(&x["action"]),
+                                        s(&x["job"]["cronExpr"]),
+                                        s(&x["job"]["command"]),
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    print(
+                        &v,
+                        table(
+                            &["VERSION", "SAVED", "KEY", "ACTION", "CRON", "COMMAND"],
+                            rows,
+                        ),
+                    );
+                }
+                JobCommand::Rollback { name, to } => {
+                    let v = api.get(&format!("/api/v1/jobs/{name}/versions")).await?;
+                    let job = v["versions"]
+                    .as_array()
+                    .and_then(|vs| vs.iter().find(|x| x["version"] == to))
+                    .map(|x| x["job"].clone())
+                    .ok_or_else(|| anyhow::anyhow!("job {name} has no version {to} (see `rcronctl job versions {name}`)"))?;
+                    let v = api
+                        .call(
+                            reqwest::Method::PUT,
+                            &format!("/api/v1/jobs/{name}"),
+                            Some(&job),
+                        )
+                        .await?;
+                    print(&v, format!("job {name} saved back as of version {to}"));
+                }
+                JobCommand::Resume { name } => set_disabled(&api, &name, false, &print).await?,
             }
-            JobCommand::Get { name } => {
-                let v = api.get(&format!("/api/v1/jobs/{name}")).await?;
-                print(&v, serde_json::to_string_pretty(&v)?);
-            }
-            JobCommand::Save {
-                file,
-                name,
-                command,
-                cron,
-                timeout,
-                timezone,
-                allow_overlap,
-                retries,
-                retry_backoff,
-                disabled,
-                alert_emails,
-            } => {
-                let job: Value = match (file, name) {
-                    (Some(path), _) => {
-                        let mut text = String::new();
-                        if path == "-" {
-                            std::io::stdin().read_to_string(&mut text)?;
-                        } else {
-                            text = std::fs::read_to_string(&path)
-                                .with_context(|| format!("cannot read {path}"))?;
-                        }
-                        serde_json::from_str(&text)
-                            .with_context(|| format!("{path} is not JSON"))?
-                    }
-                    (None, Some(name)) => {
-                        let mut j = json!({"name": name, "command": command, "cronExpr": cron});
-                        if let Some(t) = timeout {
-                            j["timeoutSecs"] = json!(t);
-                        }
-                        if let Some(tz) = timezone {
-                            j["timezone"] = json!(tz);
-                        }
-                        if allow_overlap {
-                            j["concurrency"] = json!("allow");
-                        }
-                        if let Some(r) = retries {
-                            j["retries"] = json!(r);
-                        }
-                        if let Some(b) = retry_backoff {
-                            j["retryBackoffSecs"] = json!(b);
-                        }
-                        if disabled {
-                            j["disabled"] = json!(true);
-                        }
-                        if !alert_emails.is_empty() {
-                            j["alertEmails"] = json!(alert_emails);
-                        }
-                        j
-                    }
-                    (None, None) => bail!("give --file, or --name with --command and --cron"),
-                };
-                let name = job["name"]
-                    .as_str()
-                    .context("the job has no \"name\"")?
-                    .to_string();
-                let v = api
-                    .call(
-                        reqwest::Method::PUT,
-                        &format!("/api/v1/jobs/{name}"),
-                        Some(&job),
-                    )
-                    .await?;
-                let what = if v["previous"].is_null() {
-                    "created"
-                } else {
-                    "replaced"
-                };
-                print(
-                    &v,
-                    format!(
-                        "job {name} {what}; next run {}",
-                        s(&v["job"]["nextFireTime"])
-                    ),
-                );
-            }
-            JobCommand::Delete { name } => {
-                let v = api
-                    .call(
-                        reqwest::Method::DELETE,
-                        &format!("/api/v1/jobs/{name}"),
-                        None,
-                    )
-                    .await?;
-                print(&v, format!("job {name} deleted"));
-            }
-            JobCommand::Kill { name } => {
-                let v = api
-                    .call(
-                        reqwest::Method::POST,
-                        &format!("/api/v1/jobs/{name}/kill"),
-                        None,
-                    )
-                    .await?;
-                print(&v, format!("kill sent to the running runs of {name}"));
-            }
-            JobCommand::Run { name } => {
-                let v = api
-                    .call(
-                        reqwest::Method::POST,
-                        &format!("/api/v1/jobs/{name}/run"),
-                        None,
-                    )
-                    .await?;
-                print(
-                    &v,
-                    format!("{name} will run once, now (see `rcronctl logs {name}`)"),
-                );
-            }
-            JobCommand::Pause { name } => set_disabled(&api, &name, true, &print).await?,
-            JobCommand::Resume { name } => set_disabled(&api, &name, false, &print).await?,
-        },
+        }
         Command::Logs {
             job,
             status,

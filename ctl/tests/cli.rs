@@ -157,6 +157,24 @@ async fn rcronctl_manages_jobs_and_reads_the_cluster() {
         );
         let (ok, _, err) = ctl(&b, &["run", "kill", "0190-none"]);
         assert!(!ok && err.contains("not running"), "{err}");
+        // Versions from the audit trail, and a rollback to the first.
+        let versions = || ctl(&b, &["job", "versions", "nightly"]);
+        let mut out = versions().1;
+        for _ in 0..50 {
+            if out.lines().count() >= 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            out = versions().1;
+        }
+        assert!(
+            out.starts_with("VERSION") && out.lines().count() >= 3,
+            "{out}"
+        );
+        let (ok, out, err) = ctl(&b, &["job", "rollback", "nightly", "--to", "1"]);
+        assert!(ok && out.contains("version 1"), "{out} {err}");
+        let (ok, _, err) = ctl(&b, &["job", "rollback", "nightly", "--to", "99"]);
+        assert!(!ok && err.contains("no version 99"), "{err}");
         let (ok, out, _) = ctl(&b, &["job", "delete", "nightly"]);
         assert!(ok && out.contains("deleted"), "{out}");
         let audited = || ctl(&b, &["audit", "--job", "nightly"]);

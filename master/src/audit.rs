@@ -7,9 +7,9 @@
 //! human rate), and one writer task stores them in order, retrying with
 //! backoff until MongoDB takes them. Each record has its own `_id`, so one
 //! written twice (an answer lost after the write) is stored once. Records
-//! still queued when the master stops are tried for a few seconds more;
-//! what is left then is logged (a master killed while MongoDB is down loses
-//! its queue).
+//! still queued when the master stops are tried for [`FLUSH_AT_STOP`] more;
+//! what is left then is logged as lost (as is the queue of a master killed
+//! while MongoDB is down).
 
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ const DUPLICATE_KEY: i32 = 11000;
 /// Longest wait between two tries while MongoDB is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long queued records are still tried once the master stops.
-const FLUSH_AT_STOP: Duration = Duration::from_secs(5);
+pub const FLUSH_AT_STOP: Duration = Duration::from_secs(5);
 /// Most records a page may hold.
 pub const MAX_PAGE: u64 = 1000;
 
@@ -168,8 +168,8 @@ pub fn channel() -> (Audit, mpsc::UnboundedReceiver<AuditRecord>) {
     (Audit { tx }, rx)
 }
 
-/// Stores queued records in order until every [`Audit`] handle is gone,
-/// then tries what is left for [`FLUSH_AT_STOP`].
+/// Stores queued records in order until every [`Audit`] handle is gone and
+/// the queue is empty (the master bounds that wait by [`FLUSH_AT_STOP`]).
 pub async fn write(coll: Collection<Document>, mut rx: mpsc::UnboundedReceiver<AuditRecord>) {
     ensure_indexes(&coll).await;
     let mut backoff = Duration::from_millis(200);
@@ -184,20 +184,10 @@ pub async fn write(coll: Collection<Document>, mut rx: mpsc::UnboundedReceiver<A
                     backoff = Duration::from_millis(200);
                     break;
                 }
-                Err(e) if rx.is_closed() && backoff >= MAX_BACKOFF => {
-                    let left = rx.len() + 1;
-                    tracing::error!(error = %e, records = left, "master stopping while MongoDB is down: audit records not stored");
-                    return;
-                }
                 Err(e) => {
                     tracing::warn!(error = %e, queued = rx.len() + 1, retry_in_ms = backoff.as_millis() as u64,
                         "cannot store an audit record; will retry");
-                    let wait = if rx.is_closed() {
-                        FLUSH_AT_STOP / 5
-                    } else {
-                        backoff
-                    };
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }

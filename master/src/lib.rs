@@ -193,9 +193,15 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
     shutdown.cancel();
     let _ = tokio::join!(election, reload);
     // The server (and with it every audit handle) is gone: the writer
-    // stores what is queued, trying a few seconds if MongoDB is down.
-    if let Some(task) = audit_task {
-        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    // stores what is queued, for a few seconds if MongoDB is down.
+    if let Some(task) = audit_task
+        && tokio::time::timeout(audit::FLUSH_AT_STOP, task)
+            .await
+            .is_err()
+    {
+        tracing::error!(
+            "master stopping while MongoDB is unreachable: queued audit records are lost"
+        );
     }
     served
 }

@@ -1301,6 +1301,35 @@ async fn every_change_through_any_route_is_audited_with_who_and_the_job_before_a
     assert!(rest.get("nextBefore").is_none(), "the last page: {rest}");
     let (status, _) = read(h.cli.get("/api/v1/audit?limit=0").send().await.0).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Versions: every save, pause and resume, newest first, numbered from the oldest.
+    let (status, body) = h.get("/api/v1/jobs/audited/versions").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let versions: Vec<(u64, String, String)> = body["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap_or(0),
+                v["action"].as_str().unwrap_or("").to_string(),
+                v["job"]["command"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(u64, String, String)> = [
+        (5, "create", "echo three"),
+        (4, "resume", "echo two"),
+        (3, "pause", "echo two"),
+        (2, "replace", "echo two"),
+        (1, "create", "echo one"),
+    ]
+    .into_iter()
+    .map(|(n, a, c)| (n, a.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(versions, expected);
+    let (status, _) = h.get("/api/v1/jobs/never-saved/versions").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

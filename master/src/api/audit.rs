@@ -88,6 +88,29 @@ fn default_limit() -> u64 {
     50
 }
 
+/// One saved version of a job.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct JobVersion {
+    /// 1 for the oldest version the audit trail knows, counting up.
+    pub version: u64,
+    /// When it was saved (ms since the epoch).
+    pub time: i64,
+    /// Who saved it.
+    pub key: String,
+    /// How (`create`, `replace`, `pause`, `resume`).
+    pub action: String,
+    /// The job as saved.
+    pub job: serde_json::Value,
+}
+
+/// A job's versions, newest first.
+#[derive(Debug, Object)]
+pub struct JobVersions {
+    /// Newest first.
+    pub versions: Vec<JobVersion>,
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Audit")]
 impl AuditApi {
     /// List changes
@@ -96,6 +119,54 @@ impl AuditApi {
     /// first: who, from where, which route, which job, the job before and
     /// after. 503 while MongoDB is unreachable (changes made meanwhile are
     /// stored once it is back).
+    /// List a job's versions
+    ///
+    /// Every version of the job the audit trail recorded (each save, pause
+    /// and resume), newest first, numbered from 1 (the oldest). Save one
+    /// back with `PUT /jobs/{name}` (`rcronctl job rollback NAME --to N`).
+    /// 404 when the trail knows no version of it.
+    #[oai(
+        path = "/jobs/:name/versions",
+        method = "get",
+        operation_id = "listJobVersions",
+        tag = "ApiTags::Jobs"
+    )]
+    async fn versions(
+        &self,
+        name: poem_openapi::param::Path<String>,
+    ) -> Result<Json<JobVersions>, ApiError> {
+        let name = rcron_shared::JobName::new(name.0).map_err(Error::from)?;
+        let mut records = crate::audit::query(
+            &self.state.logs.audit_collection(),
+            &AuditQuery {
+                job: Some(name.to_string()),
+                limit: MAX_PAGE,
+                ..AuditQuery::default()
+            },
+        )
+        .await?;
+        records.retain(|r| r.after.is_some());
+        if records.is_empty() {
+            return Err(Error::NotFound(name.to_string()).into());
+        }
+        let n = records.len() as u64;
+        Ok(Json(JobVersions {
+            versions: records
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    Some(JobVersion {
+                        version: n - i as u64,
+                        time: r.time,
+                        key: r.key,
+                        action: r.action,
+                        job: r.after?,
+                    })
+                })
+                .collect(),
+        }))
+    }
+
     #[oai(path = "/audit", method = "get", operation_id = "listAudit")]
     async fn list(
         &self,
