@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-apt_install systemd nginx-light
+apt_install systemd nginx-light openssl
 
 work=$(mktemp -d /tmp/rcron-check-deploy.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -28,6 +28,11 @@ if [ -n "$ours" ]; then
 fi
 
 log "nginx -t deploy/nginx/rcron.conf"
+# The config names the certificate of a real host: stand in a self-signed one.
+mkdir -p "$work/tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=cron.example.com \
+  -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" >/dev/null 2>&1
+sed -e "s#/etc/rcron/tls/#$work/tls/#" "$here/nginx/rcron.conf" >"$work/rcron.conf"
 cat >"$work/nginx.conf" <<CONF
 pid $work/nginx.pid;
 error_log stderr;
@@ -39,7 +44,7 @@ http {
     fastcgi_temp_path $work/fastcgi;
     uwsgi_temp_path $work/uwsgi;
     scgi_temp_path $work/scgi;
-    include $here/nginx/rcron.conf;
+    include $work/rcron.conf;
 }
 CONF
 nginx -t -c "$work/nginx.conf" -p "$work"
