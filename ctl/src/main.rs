@@ -167,15 +167,6 @@ enum KeyCommand {
     Hash,
 }
 
-/// The keys file's form of a secret: hex SHA-256.
-fn hash_secret(secret: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[derive(Subcommand)]
 enum RunCommand {
     /// Kill one run (other runs of its job go on).
@@ -359,7 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "the secret must be at least 16 characters (it was {})",
             secret.len()
         );
-        println!("{}", hash_secret(secret));
+        println!("{}", rcron_shared::secret::hash_secret(secret));
         return Ok(());
     }
     match cli.command {

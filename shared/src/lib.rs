@@ -24,6 +24,7 @@ pub mod keys;
 pub mod metrics;
 pub mod name;
 pub mod records;
+pub mod secret;
 pub mod telemetry;
 
 pub use cron::{Schedule, ScheduleCache};

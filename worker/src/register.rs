@@ -200,11 +200,7 @@ async fn keep(
                 Ok(Some(resp)) if resp.ttl() > 0 => {
                     let at = sent.pop_front().unwrap_or_else(|| Instant::now() - timing.period);
                     confirmed_until = at + Duration::from_secs(resp.ttl() as u64);
-                    if !vouching {
-                        vouching = true;
-                        lease_tx.send_replace(Some(lease));
-                        tracing::info!(lease, "etcd session confirmed again");
-                    }
+                    vouch_again(&mut vouching, lease_tx, lease);
                 }
                 Ok(Some(_)) => return Ended::Gone,
                 Ok(None) | Err(_) => {
@@ -242,11 +238,7 @@ async fn keep(
                             Ok(Ok(pair)) => {
                                 stream = Some(pair);
                                 confirmed_until = confirmed_until.max(asked + timing.ttl);
-                                if !vouching {
-                                    vouching = true;
-                                    lease_tx.send_replace(Some(lease));
-                                    tracing::info!(lease, "etcd session confirmed again");
-                                }
+                                vouch_again(&mut vouching, lease_tx, lease);
                             }
                             Ok(Err(e)) if lease_not_found(&e) => return Ended::Gone,
                             Ok(Err(e)) => tracing::debug!(lease, error = %e, "cannot open the keep-alive stream; retrying"),
@@ -256,6 +248,15 @@ async fn keep(
                 }
             }
         }
+    }
+}
+
+/// An answer proved the lease alive: publish it again if it was withdrawn.
+fn vouch_again(vouching: &mut bool, lease_tx: &watch::Sender<Option<i64>>, lease: i64) {
+    if !*vouching {
+        *vouching = true;
+        lease_tx.send_replace(Some(lease));
+        tracing::info!(lease, "etcd session confirmed again");
     }
 }
 

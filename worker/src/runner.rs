@@ -279,34 +279,31 @@ impl RunContext {
             tracing::info!(job = %job.name, run_id, attempt, status = outcome.status.as_str(),
                 exit_code = ?outcome.exit_code, "run ended");
             self.metrics.run_ended(outcome.status);
-            if outcome.stopped == Some(StopReason::LockLost) {
+            let lock_lost = outcome.stopped == Some(StopReason::LockLost);
+            if lock_lost {
                 self.metrics.locks_lost.fetch_add(1, Ordering::Relaxed);
             }
             let retryable = matches!(outcome.status, RunStatus::Failed | RunStatus::Timeout);
             let record = self.record(run, run_id, attempt, &outcome);
             self.journal.finished(&record);
             self.logs.send(record).await;
-            if outcome.stopped == Some(StopReason::LockLost) {
-                // The job may run elsewhere now: say so.
-                let warning = self.warning(run, run_id, attempt, &outcome);
-                self.journal.warning(&warning);
-                self.warns.send(warning).await;
-                return;
-            }
-            if !retryable {
-                return;
-            }
-            let last = attempt == total;
-            if !last {
-                let backoff = Duration::from_secs(job.retry_backoff_secs);
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => continue,
-                    () = run.kill.killed() => {}
-                    _ = stop.stopped() => {}
-                    () = self.stop_runs.cancelled() => {}
+            // A lost lock is reported at once (the job may run elsewhere
+            // now); a failure after its last retry.
+            if !lock_lost {
+                if !retryable {
+                    return;
+                }
+                if attempt < total {
+                    let backoff = Duration::from_secs(job.retry_backoff_secs);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => continue,
+                        () = run.kill.killed() => {}
+                        _ = stop.stopped() => {}
+                        () = self.stop_runs.cancelled() => {}
+                    }
                 }
             }
-            // The final failure (or one cut short by a kill) is reported.
+            // The final failure, one cut short by a kill, or a lost lock.
             let warning = self.warning(run, run_id, attempt, &outcome);
             self.journal.warning(&warning);
             self.warns.send(warning).await;

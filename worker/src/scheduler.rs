@@ -785,16 +785,24 @@ mod tests {
         start: DateTime<Utc>,
     }
 
-    fn setup() -> Setup {
+    type Spawned<L> = (
+        mpsc::Sender<SchedulerEvent>,
+        CancellationToken,
+        tokio::task::JoinHandle<(L, SchedulerStats)>,
+        DateTime<Utc>,
+    );
+
+    /// A scheduler on paused time with `launcher`, running: its event
+    /// sender, its stop token, its task and the wall time it starts at.
+    fn spawn_scheduler<L: Launcher>(launcher: L) -> Spawned<L> {
         // 2030-01-01T00:00:00.300Z: 300 ms before no tick, so due times are whole seconds.
         let start = DateTime::from_timestamp_millis(1_893_456_000_300).expect("time");
         let clock = Arc::new(PausedClock {
             start_wall: start,
             start: tokio::time::Instant::now(),
         });
-        let (fired_tx, fired) = mpsc::unbounded_channel();
         let scheduler = Scheduler::new(
-            Recorder(fired_tx),
+            launcher,
             clock,
             Tz::UTC,
             Duration::from_secs(5),
@@ -802,7 +810,13 @@ mod tests {
         );
         let (events, rx) = mpsc::channel(16);
         let token = CancellationToken::new();
-        tokio::spawn(scheduler.run(rx, token.clone()));
+        let task = tokio::spawn(scheduler.run(rx, token.clone()));
+        (events, token, task, start)
+    }
+
+    fn setup() -> Setup {
+        let (fired_tx, fired) = mpsc::unbounded_channel();
+        let (events, token, _, start) = spawn_scheduler(Recorder(fired_tx));
         Setup {
             events,
             fired,
@@ -1051,26 +1065,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_drains_fires_nothing_more_and_still_takes_kills() {
-        let start = DateTime::from_timestamp_millis(1_893_456_000_300).expect("time");
-        let clock = Arc::new(PausedClock {
-            start_wall: start,
-            start: tokio::time::Instant::now(),
-        });
         let (fired_tx, mut fired) = mpsc::unbounded_channel();
         let kills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let scheduler = Scheduler::new(
-            Holder {
-                fired: fired_tx,
-                kills: kills.clone(),
-            },
-            clock,
-            Tz::UTC,
-            Duration::from_secs(5),
-            Arc::new(WorkerMetrics::default()),
-        );
-        let (events, rx) = mpsc::channel(16);
-        let token = CancellationToken::new();
-        let task = tokio::spawn(scheduler.run(rx, token.clone()));
+        let (events, token, task, _) = spawn_scheduler(Holder {
+            fired: fired_tx,
+            kills: kills.clone(),
+        });
         events
             .send(SchedulerEvent::Snapshot(vec![job(
                 r#"{"name":"a","command":"x","cronExpr":"* * * * * * *","concurrency":"allow"}"#,

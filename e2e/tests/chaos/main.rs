@@ -637,42 +637,31 @@ fn statuses(docs: &[mongodb::bson::Document]) -> std::collections::BTreeMap<Stri
     by
 }
 
-/// Runs a worker lists in its registration now.
-async fn running_on(c: &Cluster, worker: &str) -> usize {
+/// (worker, job) of every run the live workers list now.
+async fn listed_runs(c: &Cluster) -> Vec<(String, String)> {
     let Ok(resp) = c
         .http
         .get(format!("{}/api/v1/workers", c.api()))
         .send()
         .await
     else {
-        return 0;
+        return Vec::new();
     };
     let v: Value = resp.json().await.unwrap_or(Value::Null);
-    v["workers"]
+    let mut runs = Vec::new();
+    for w in v["workers"]
         .as_array()
-        .and_then(|ws| ws.iter().find(|w| w["id"] == worker))
-        .and_then(|w| w["runs"].as_array().map(Vec::len))
-        .unwrap_or(0)
-}
-
-/// Whether any live worker lists a run of `job`.
-async fn running_job(c: &Cluster, job: &str) -> bool {
-    let Ok(resp) = c
-        .http
-        .get(format!("{}/api/v1/workers", c.api()))
-        .send()
-        .await
-    else {
-        return false;
-    };
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    v["workers"].as_array().is_some_and(|ws| {
-        ws.iter().any(|w| {
-            w["runs"]
-                .as_array()
-                .is_some_and(|rs| rs.iter().any(|r| r["job"] == job))
-        })
-    })
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        for r in w["runs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            runs.push((
+                w["id"].as_str().unwrap_or_default().to_string(),
+                r["job"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    runs
 }
 
 /// Waits until the log stops growing, then reads the window.
@@ -720,7 +709,7 @@ async fn a_rolling_restart_of_every_worker_never_overlaps_long_forbid_runs() {
         let name = c.workers[i].name.clone();
         let busy = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
-                if running_on(&c, &name).await > 0 {
+                if listed_runs(&c).await.iter().any(|(w, _)| *w == name) {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -825,7 +814,11 @@ async fn etcd_stalled_for_5_8_and_12_s_never_overlaps_and_runs_no_tick_twice() {
         })]);
         c.put_jobs(&held).await;
         kit::eventually(Duration::from_secs(15), "the held run to start", || async {
-            running_job(&c, &name).await.then_some(())
+            listed_runs(&c)
+                .await
+                .iter()
+                .any(|(_, j)| *j == name)
+                .then_some(())
         })
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -24,8 +24,9 @@ use std::sync::{Arc, RwLock};
 
 use poem::http::{Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
+pub use rcron_shared::secret::hash_secret;
+use rcron_shared::secret::sha256;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::error_response;
 
@@ -110,14 +111,6 @@ fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The hex SHA-256 of a secret, as the keys file holds it.
-pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The configured tokens and keys.
 #[derive(Debug, Default)]
 pub struct Tokens {
@@ -184,7 +177,7 @@ impl Tokens {
         if is(&self.read) {
             return Some(("read-token".into(), Role::Read));
         }
-        let digest = Sha256::digest(presented.as_bytes());
+        let digest = sha256(presented);
         self.keys()
             .iter()
             .find(|k| constant_time_eq(&k.sha256, &digest))
