@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cron::{Schedule, ScheduleCache, parse_timezone};
 use crate::name::name_problem;
+use crate::placement::Target;
 use crate::{Error, JobName};
 
 /// Longest accepted command, in bytes.
@@ -67,6 +68,10 @@ pub struct Job {
     /// Extra recipients for this job's alerts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alert_emails: Vec<String>,
+    /// Which workers may run it, and whether one or all of them run each
+    /// tick; `None` = any worker, one per tick (the original's behaviour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
 }
 
 /// The wire form before validation: every field as loosely typed as the
@@ -91,6 +96,8 @@ struct RawJob {
     disabled: Option<bool>,
     #[serde(default)]
     alert_emails: Option<Vec<String>>,
+    #[serde(default)]
+    target: Option<Target>,
 }
 
 impl Job {
@@ -141,6 +148,7 @@ impl Job {
             timezone: self.timezone.map(|tz| tz.name().to_string()),
             disabled: Some(self.disabled),
             alert_emails: Some(self.alert_emails.clone()),
+            target: self.target.clone(),
         };
         Self::from_raw(raw, true, &mut ScheduleCache::default()).map(|_| ())
     }
@@ -243,6 +251,12 @@ impl Job {
             }
         }
 
+        if let Some(target) = &raw.target {
+            problems.extend(target.problems());
+        }
+        // An empty selector in mode `one` is the same as none: stored as none.
+        let target = raw.target.filter(|t| !t.is_any());
+
         match (name, command, cron_expr) {
             (Some(name), Some(command), Some(cron_expr)) if problems.is_empty() => Ok(Job {
                 // Checked by `name_problem` above.
@@ -256,6 +270,7 @@ impl Job {
                 timezone,
                 disabled: raw.disabled.unwrap_or(false),
                 alert_emails,
+                target,
             }),
             _ => Err(Error::InvalidJob { problems }),
         }
@@ -376,6 +391,44 @@ mod tests {
         assert!(err.contains("never fires again"), "{err}");
         let stored = Job::from_stored(br#"{"name":"x","command":"y","cronExpr":"0 0 1 1 * 2001"}"#);
         assert!(stored.is_ok(), "a stored job stays readable: {stored:?}");
+    }
+
+    #[test]
+    fn targets_are_checked_and_an_empty_one_is_none() {
+        let job = Job::from_json(
+            br#"{"name":"b","command":"y","cronExpr":"@daily","target":{"labels":{"role":"db"},"mode":"all"}}"#,
+        )
+        .expect("valid");
+        let target = job.target.clone().expect("target");
+        assert_eq!(target.mode, crate::placement::TargetMode::All);
+        assert_eq!(
+            Job::from_json(job.to_json().as_bytes()).expect("again"),
+            job
+        );
+        let none = Job::from_json(
+            br#"{"name":"b","command":"y","cronExpr":"@daily","target":{"labels":{}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(none.target, None);
+        assert!(!none.to_json().contains("target"));
+        let err = Job::from_json(
+            br#"{"name":"b","command":"y","cronExpr":"@daily","target":{"labels":{"role":"d b"}}}"#,
+        )
+        .expect_err("bad label")
+        .to_string();
+        assert!(err.contains("`target.labels`"), "{err}");
+        let err = Job::from_json(
+            br#"{"name":"b","command":"y","cronExpr":"@daily","target":{"mode":"some"}}"#,
+        )
+        .expect_err("bad mode")
+        .to_string();
+        assert!(err.contains("unknown variant"), "{err}");
+        let err = Job::from_json(
+            br#"{"name":"b","command":"y","cronExpr":"@daily","target":{"lables":{"role":"db"}}}"#,
+        )
+        .expect_err("typo")
+        .to_string();
+        assert!(err.contains("lables"), "{err}");
     }
 
     #[test]

@@ -110,13 +110,46 @@ impl Keys {
 
     /// `/cron/lock/<name>`: held by the worker running the job.
     pub fn lock(&self, name: &JobName) -> String {
-        format!("{}lock/{name}", self.prefix)
+        format!("{}{name}", self.lock_dir())
+    }
+
+    /// `/cron/lock/`: watched by workers to learn, without a write, that a
+    /// job is busy (ARCHITECTURE §4, "Placement").
+    pub fn lock_dir(&self) -> String {
+        format!("{}lock/", self.prefix)
+    }
+
+    /// The job of a `/cron/lock/<name>` key (not of a per-worker lock).
+    pub fn parse_lock(&self, key: &[u8]) -> Option<JobName> {
+        self.name_under(&self.lock_dir(), key)
+    }
+
+    /// `/cron/lock/<name>/<worker>`: the lock of a `target.mode: all` job
+    /// on one worker (`forbid` applies per worker).
+    pub fn lock_on(&self, name: &JobName, worker_id: &str) -> String {
+        format!("{}{name}/{worker_id}", self.lock_dir())
     }
 
     /// `/cron/fired/<name>`: the last plan time (ms) started anywhere in the
     /// cluster, advanced in the same transaction that takes the lock.
     pub fn fired(&self, name: &JobName) -> String {
-        format!("{}fired/{name}", self.prefix)
+        format!("{}{name}", self.fired_dir())
+    }
+
+    /// `/cron/fired/`: watched by workers to learn that a tick was taken.
+    pub fn fired_dir(&self) -> String {
+        format!("{}fired/", self.prefix)
+    }
+
+    /// The job of a `/cron/fired/<name>` key (not of a per-worker one).
+    pub fn parse_fired(&self, key: &[u8]) -> Option<JobName> {
+        self.name_under(&self.fired_dir(), key)
+    }
+
+    /// `/cron/fired/<name>/<worker>`: the last tick of a `target.mode: all`
+    /// job started on one worker (on that worker's session lease).
+    pub fn fired_on(&self, name: &JobName, worker_id: &str) -> String {
+        format!("{}{name}/{worker_id}", self.fired_dir())
     }
 
     /// `/cron/workers/`: the worker registry.
@@ -196,6 +229,12 @@ mod tests {
         assert_eq!(k.lock(&name("job1")), "/cron/lock/job1");
         assert_eq!(k.fired(&name("job1")), "/cron/fired/job1");
         assert_eq!(k.worker("w1"), "/cron/workers/w1");
+        assert_eq!(k.lock_on(&name("job1"), "w1"), "/cron/lock/job1/w1");
+        assert_eq!(k.fired_on(&name("job1"), "w1"), "/cron/fired/job1/w1");
+        assert_eq!(k.parse_fired(b"/cron/fired/job1"), Some(name("job1")));
+        assert_eq!(k.parse_fired(b"/cron/fired/job1/w1"), None);
+        assert_eq!(k.parse_lock(b"/cron/lock/job1"), Some(name("job1")));
+        assert_eq!(k.parse_lock(b"/cron/lock/job1/w1"), None);
         assert_eq!(k.master_election(), "/cron/master");
         assert_eq!(k.warn(&name("job1"), "r1"), "/cron/warn/job1/r1");
     }

@@ -5,6 +5,8 @@
 //!   in one step ([`Job::from_json`]).
 //! - [`cron`]: cron expressions with the original's meaning, per-zone
 //!   ([`Schedule`]).
+//! - [`placement`]: worker labels, job targets, and the ranking of
+//!   workers for a tick.
 //! - [`keys`]: the etcd key layout, the only place that knows key strings.
 //! - [`records`]: the run log document, warnings and worker records.
 //! - [`config`]: shared config sections and the file → env → flag layering.
@@ -23,6 +25,7 @@ pub mod job;
 pub mod keys;
 pub mod metrics;
 pub mod name;
+pub mod placement;
 pub mod records;
 pub mod secret;
 pub mod telemetry;
@@ -32,6 +35,7 @@ pub use error::Error;
 pub use job::{Concurrency, Job};
 pub use keys::Keys;
 pub use name::JobName;
+pub use placement::{Labels, Target, TargetMode};
 pub use records::{LogRecord, RunRef, RunStatus, Warning, WorkerInfo};
 
 /// The version every binary reports.

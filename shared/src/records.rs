@@ -144,6 +144,10 @@ pub struct WorkerInfo {
     /// every process of a cluster must agree (`GET /api/v1/cluster` reports a mismatch).
     #[serde(default)]
     pub timezone: String,
+    /// Labels (`RCRON_WORKER_LABELS`); jobs with a `target` run only on
+    /// workers carrying every label it lists.
+    #[serde(default)]
+    pub labels: crate::Labels,
 }
 
 /// A run executing on a worker, as listed in its registration.

@@ -53,6 +53,13 @@ pub struct WorkerConfig {
     pub clock_offset_ms: i64,
     /// Format of the worker's own log lines.
     pub log_format: LogFormat,
+    /// This worker's labels (`role = "db"`); a job with a `target` runs
+    /// only on workers carrying every label it lists.
+    pub labels: rcron_shared::Labels,
+    /// Milliseconds the worker ranked *r* for a tick waits (times *r*,
+    /// up to 8) before trying it when the workers before it have not;
+    /// 0 = every worker tries every tick at once (no ranking).
+    pub rank_delay_ms: u64,
     /// etcd connection.
     pub etcd: EtcdConfig,
     /// MongoDB connection (run logs).
@@ -79,6 +86,8 @@ impl Default for WorkerConfig {
             metrics_listen: "127.0.0.1:8071".to_string(),
             clock_offset_ms: 0,
             log_format: LogFormat::Text,
+            labels: rcron_shared::Labels::new(),
+            rank_delay_ms: 150,
             etcd: EtcdConfig::default(),
             mongo: MongoConfig::default(),
         }
@@ -158,6 +167,13 @@ pub struct WorkerArgs {
     /// Log line format.
     #[arg(long, env = "RCRON_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Worker labels, `key=value,key=value` (e.g. `role=db,zone=eu-1`).
+    #[arg(long, env = "RCRON_WORKER_LABELS")]
+    pub labels: Option<String>,
+    /// Wait per rank before covering a tick for the workers ranked before
+    /// this one (ms; 0 = no ranking).
+    #[arg(long, env = "RCRON_RANK_DELAY_MS")]
+    pub rank_delay_ms: Option<u64>,
     #[command(flatten)]
     pub etcd: EtcdArgs,
     #[command(flatten)]
@@ -186,6 +202,21 @@ impl WorkerArgs {
             )));
         }
         config::set(&mut cfg.log_format, self.log_format);
+        if let Some(labels) = self.labels {
+            cfg.labels = rcron_shared::placement::parse_labels(&labels)
+                .map_err(|e| Error::Config(format!("worker labels: {e}")))?;
+        }
+        let problems = rcron_shared::placement::label_problems(&cfg.labels);
+        if !problems.is_empty() {
+            return Err(Error::Config(format!(
+                "worker labels: {}",
+                problems.join("; ")
+            )));
+        }
+        config::set(&mut cfg.rank_delay_ms, self.rank_delay_ms);
+        if cfg.rank_delay_ms > 10_000 {
+            return Err(Error::Config("rank_delay_ms must be at most 10000".into()));
+        }
         self.etcd.apply(&mut cfg.etcd)?;
         self.mongo.apply(&mut cfg.mongo)?;
         if cfg.max_concurrency == 0 {
@@ -222,6 +253,22 @@ mod tests {
         let zero =
             WorkerArgs::try_parse_from(["rcron-worker", "--max-concurrency", "0"]).expect("parses");
         assert!(zero.load().is_err());
+    }
+
+    #[test]
+    fn labels_come_from_a_flag_and_bad_ones_are_refused() {
+        let cfg = WorkerArgs::try_parse_from(["rcron-worker", "--labels", "role=db,zone=eu-1"])
+            .expect("parses")
+            .load()
+            .expect("loads");
+        assert_eq!(
+            rcron_shared::placement::format_labels(&cfg.labels),
+            "role=db,zone=eu-1"
+        );
+        assert_eq!(cfg.rank_delay_ms, 150);
+        let bad = WorkerArgs::try_parse_from(["rcron-worker", "--labels", "role"]).expect("parses");
+        let err = bad.load().expect_err("refused").to_string();
+        assert!(err.contains("key=value"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!   [`name_index`], [`run_table`], [`run_events`], [`kill_switch`]), which fires due ticks
 //!   into a [`scheduler::Launcher`] (never a second run of a `forbid` job
 //!   still in flight here); the real one is
-//! - [`runner`], which per tick takes a run slot ([`slots`]: a full worker
+//! - [`runner`], which per tick waits its turn ([`placement`]: the
+//!   matching live workers are ranked alike everywhere, the first tries at
+//!   once, the others only if it has not), takes a run slot ([`slots`]: a full worker
 //!   queues ticks fairly), takes the cluster [`lock`], runs the command
 //!   with [`executor`] (process group, timeout, kill, capped output,
 //!   [`run_stop`]), lists it in [`active`], and sends the record to
@@ -43,6 +45,7 @@ pub mod lock_keeper;
 pub mod log_sink;
 pub mod metrics;
 pub mod name_index;
+pub mod placement;
 pub mod register;
 pub mod run_events;
 pub mod run_stop;
@@ -74,6 +77,7 @@ use crate::journal::Journal;
 use crate::lock::{HeldLocks, Locker};
 use crate::log_sink::SinkSettings;
 use crate::metrics::WorkerMetrics;
+use crate::placement::{ClusterView, Placement};
 use crate::runner::{RunContext, Runner};
 use crate::scheduler::Scheduler;
 use crate::spill::Spill;
@@ -185,6 +189,7 @@ pub async fn run_with_clock(
         runs: Vec::new(),
         draining: false,
         timezone: config.timezone.name().to_string(),
+        labels: config.labels.clone(),
     };
     // Not a child of `shutdown`: the session (and the locks on its lease)
     // must outlive the runs that drain after shutdown is requested.
@@ -210,10 +215,18 @@ pub async fn run_with_clock(
     // The watches outlive `shutdown` too: kills must reach runs that drain.
     let (events_tx, events_rx) = mpsc::channel(1024);
     let watch_token = CancellationToken::new();
+    let view = Arc::new(ClusterView::default());
     let watches = [
+        tokio::spawn(placement::watch(
+            stream_client.clone(),
+            keys.clone(),
+            view.clone(),
+            watch_token.clone(),
+        )),
         tokio::spawn(watcher::watch_jobs(
             stream_client.clone(),
             keys.clone(),
+            config.labels.clone(),
             events_tx.clone(),
             watch_token.clone(),
         )),
@@ -258,6 +271,11 @@ pub async fn run_with_clock(
             misfire_grace: Duration::from_secs(config.misfire_grace_secs),
             background: tracker.clone(),
             metrics: metrics.clone(),
+            placement: Placement {
+                me: worker_id.clone(),
+                rank_delay: Duration::from_millis(config.rank_delay_ms),
+                view,
+            },
         },
         config.max_concurrency,
         tracker.clone(),

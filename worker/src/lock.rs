@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use rcron_shared::placement::{self, TargetMode};
 use rcron_shared::{Concurrency, Job, JobName, Keys};
 use serde::Serialize;
 
@@ -142,8 +143,9 @@ impl Locker {
     /// have been applied, and such a lock, on this worker's live session,
     /// would block the job with no run holding it. Deletes it if it holds
     /// this attempt's value; retries while etcd is unreachable, for a while.
-    pub async fn abandon(&self, job: &JobName, run_id: &str, plan_ms: i64) {
-        let key = self.keys.lock(job);
+    pub async fn abandon(&self, job: &Job, run_id: &str, plan_ms: i64) {
+        let key = self.tick_keys(job, 0).lock;
+        let job = &job.name;
         let holder = self.holder(run_id, plan_ms);
         let mut delay = std::time::Duration::from_millis(200);
         // The lost request may still sit in a buffer of etcd's and be
@@ -182,12 +184,12 @@ impl Locker {
     /// Settles tick `plan_ms` of `job` as missed: advances the fired tick to
     /// it if no worker started it (or a later one). True when this call
     /// settled it, so the miss is counted once in the cluster.
-    pub async fn settle_missed(
-        &self,
-        job: &JobName,
-        plan_ms: i64,
-    ) -> Result<bool, etcd_client::Error> {
-        let fired = self.keys.fired(job);
+    pub async fn settle_missed(&self, job: &Job, plan_ms: i64) -> Result<bool, etcd_client::Error> {
+        if placement::mode(job.target.as_ref()) == TargetMode::All {
+            // This worker's own tick: no other worker could have started it.
+            return Ok(true);
+        }
+        let fired = self.keys.fired(&job.name);
         let plan = encode_plan(plan_ms);
         let resp = self
             .client
@@ -232,14 +234,24 @@ impl Locker {
         stop: &RunStop,
     ) -> Result<LockOutcome, etcd_client::Error> {
         let request = self.keys.run(&job.name);
-        let lock = self.keys.lock(&job.name);
+        let lock = self.tick_keys(job, lease).lock;
         let forbid = job.concurrency == Concurrency::Forbid;
-        let mut when = vec![Compare::mod_revision(
-            request.clone(),
-            CompareOp::Equal,
-            revision,
-        )];
-        let mut then = vec![TxnOp::delete(request.clone(), None)];
+        let every_worker = placement::mode(job.target.as_ref()) == TargetMode::All;
+        let (mut when, mut then) = (Vec::new(), Vec::new());
+        if every_worker {
+            // Each matching worker runs the request once (it sees its put
+            // once); nobody claims it, and it expires with its lease.
+            if !forbid {
+                return Ok(LockOutcome::Acquired(Box::new(self.guard(job, None, None))));
+            }
+        } else {
+            when.push(Compare::mod_revision(
+                request.clone(),
+                CompareOp::Equal,
+                revision,
+            ));
+            then.push(TxnOp::delete(request.clone(), None));
+        }
         let holder = self.holder(run_id, plan_ms);
         if forbid {
             when.push(Compare::create_revision(lock.clone(), CompareOp::Equal, 0));
@@ -261,9 +273,14 @@ impl Locker {
             .await?;
         if resp.succeeded() {
             let held = forbid.then_some((lock, holder, lease, stop));
-            return Ok(LockOutcome::Acquired(Box::new(
-                self.guard(job, held, &resp),
-            )));
+            return Ok(LockOutcome::Acquired(Box::new(self.guard(
+                job,
+                held,
+                Some(&resp),
+            ))));
+        }
+        if every_worker {
+            return Ok(LockOutcome::Busy);
         }
         let still_pending = matches!(resp.op_responses().first(), Some(TxnOpResponse::Get(g))
             if g.kvs().first().is_some_and(|kv| kv.mod_revision() == revision));
@@ -289,9 +306,12 @@ impl Locker {
         &self,
         job: &Job,
         held: Option<(String, String, i64, &RunStop)>,
-        resp: &etcd_client::TxnResponse,
+        resp: Option<&etcd_client::TxnResponse>,
     ) -> LockGuard {
-        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let revision = resp
+            .and_then(|r| r.header())
+            .map(|h| h.revision())
+            .unwrap_or_default();
         let held = held.map(|(key, holder, lease, stop)| {
             self.held.insert(Held {
                 job: job.name.clone(),
@@ -323,11 +343,16 @@ impl Locker {
         match self.try_acquire(job, plan_ms, run_id, lease, stop).await? {
             Attempt::Done(outcome) => Ok(outcome),
             Attempt::NoFiredKey => {
-                // First run of this job anywhere: create the marker, then retry once.
-                let fired = self.keys.fired(&job.name);
+                // First run of this job anywhere (or, for `target.mode: all`,
+                // on this session): create the marker, then retry once.
+                let keys = self.tick_keys(job, lease);
                 let init = Txn::new()
-                    .when([Compare::create_revision(fired.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(fired, encode_plan(-1), None)]);
+                    .when([Compare::create_revision(
+                        keys.fired.clone(),
+                        CompareOp::Equal,
+                        0,
+                    )])
+                    .and_then([TxnOp::put(keys.fired, encode_plan(-1), keys.fired_options)]);
                 self.client.clone().txn(init).await?;
                 match self.try_acquire(job, plan_ms, run_id, lease, stop).await? {
                     Attempt::Done(outcome) => Ok(outcome),
@@ -346,13 +371,16 @@ impl Locker {
         lease: i64,
         stop: &RunStop,
     ) -> Result<Attempt, etcd_client::Error> {
-        let fired = self.keys.fired(&job.name);
-        let lock = self.keys.lock(&job.name);
+        let TickKeys {
+            fired,
+            lock,
+            fired_options,
+        } = self.tick_keys(job, lease);
         let plan = encode_plan(plan_ms);
         let forbid = job.concurrency == Concurrency::Forbid;
 
         let mut when = vec![Compare::value(fired.clone(), CompareOp::Less, plan.clone())];
-        let mut then = vec![TxnOp::put(fired.clone(), plan, None)];
+        let mut then = vec![TxnOp::put(fired.clone(), plan, fired_options)];
         let mut otherwise = vec![TxnOp::get(fired, None)];
         let holder = self.holder(run_id, plan_ms);
         if forbid {
@@ -371,9 +399,11 @@ impl Locker {
             .await?;
         if resp.succeeded() {
             let held = forbid.then_some((lock, holder, lease, stop));
-            return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(
-                self.guard(job, held, &resp),
-            ))));
+            return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(self.guard(
+                job,
+                held,
+                Some(&resp),
+            )))));
         }
         let mut fired_value = None;
         if let Some(TxnOpResponse::Get(get)) = resp.op_responses().first() {
@@ -392,6 +422,32 @@ impl Locker {
 enum Attempt {
     Done(LockOutcome),
     NoFiredKey,
+}
+
+/// Where a tick of a job is marked started and locked.
+struct TickKeys {
+    fired: String,
+    lock: String,
+    /// The fired marker's put options: a `target.mode: all` job's marker is
+    /// this worker's own and goes with its session (ids change per process).
+    fired_options: Option<PutOptions>,
+}
+
+impl Locker {
+    fn tick_keys(&self, job: &Job, lease: i64) -> TickKeys {
+        match placement::mode(job.target.as_ref()) {
+            TargetMode::One => TickKeys {
+                fired: self.keys.fired(&job.name),
+                lock: self.keys.lock(&job.name),
+                fired_options: None,
+            },
+            TargetMode::All => TickKeys {
+                fired: self.keys.fired_on(&job.name, &self.worker_id),
+                lock: self.keys.lock_on(&job.name, &self.worker_id),
+                fired_options: Some(PutOptions::new().with_lease(lease)),
+            },
+        }
+    }
 }
 
 /// Plan times as fixed-width decimals, so etcd's byte comparison of values

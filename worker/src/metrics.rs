@@ -40,6 +40,11 @@ pub struct WorkerMetrics {
     pub no_slot: AtomicU64,
     /// Ticks not started because etcd could not be asked.
     pub lock_errors: AtomicU64,
+    /// Ticks this worker was not first for, and waited its rank to try.
+    pub placement_waits: AtomicU64,
+    /// Of those, ticks found taken (or the job busy) after the wait:
+    /// given up without an etcd transaction.
+    pub placement_taken: AtomicU64,
     runs: [AtomicU64; 4],
     /// Runs executing now.
     pub running: AtomicU64,
@@ -61,6 +66,8 @@ impl Default for WorkerMetrics {
             lock_conflicts: AtomicU64::new(0),
             no_slot: AtomicU64::new(0),
             lock_errors: AtomicU64::new(0),
+            placement_waits: AtomicU64::new(0),
+            placement_taken: AtomicU64::new(0),
             runs: Default::default(),
             running: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
@@ -142,6 +149,18 @@ impl WorkerMetrics {
             "rcron_worker_lock_errors_total",
             "Ticks not started because etcd could not be asked.",
             load(&self.lock_errors),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_placement_waits_total",
+            "Ticks this worker was not ranked first for, and waited its rank to try.",
+            load(&self.placement_waits),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_placement_taken_total",
+            "Ticks found taken by a worker ranked before this one (or the job busy) after the wait.",
+            load(&self.placement_taken),
         );
         let runs: Vec<(&str, u64)> = STATUSES
             .iter()

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rcron_shared::placement::{self, TargetMode};
 use rcron_shared::{Concurrency, JobName, LogRecord, RunRef, RunStatus, Warning};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +21,7 @@ use crate::journal::{Journal, WARNING_OUTPUT_TAIL};
 use crate::lock::{LockOutcome, Locker};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
+use crate::placement::Placement;
 use crate::register::SessionLease;
 use crate::run_stop::RunStop;
 use crate::scheduler::{Launcher, Run, RunEvents};
@@ -55,6 +57,8 @@ pub struct RunContext {
     pub background: TaskTracker,
     /// Counters.
     pub metrics: Arc<WorkerMetrics>,
+    /// Which worker tries a tick first.
+    pub placement: Placement,
 }
 
 /// A tick waiting for a slot, with where it reports.
@@ -68,6 +72,8 @@ pub struct Runner {
     ctx: Arc<RunContext>,
     slots: Arc<Mutex<Slots<Pending>>>,
     tracker: TaskTracker,
+    /// Cancelled when the worker drains: ticks waiting for their rank give up.
+    draining: CancellationToken,
 }
 
 impl Runner {
@@ -77,6 +83,7 @@ impl Runner {
             ctx: Arc::new(ctx),
             slots: Arc::new(Mutex::new(Slots::new(max_concurrency.max(1) as usize))),
             tracker,
+            draining: CancellationToken::new(),
         }
     }
 }
@@ -89,35 +96,45 @@ fn lock(slots: &Mutex<Slots<Pending>>) -> std::sync::MutexGuard<'_, Slots<Pendin
 
 impl Launcher for Runner {
     fn launch(&mut self, run: Run, events: &RunEvents) {
-        let name = run.tick.job.name.clone();
-        let plan_ms = run.tick.plan_time.timestamp_millis();
         let pending = Pending {
             run,
             events: events.clone(),
         };
-        let (admitted, expired) = {
-            let mut slots = lock(&self.slots);
-            let admitted = slots.admit(&name, plan_ms, pending);
-            let oldest = self.ctx.clock.now() - self.ctx.misfire_grace;
-            (admitted, slots.expire(oldest.timestamp_millis()))
-        };
-        if !expired.is_empty() {
-            let ctx = self.ctx.clone();
-            self.tracker
-                .spawn(async move { ctx.give_up(expired).await });
+        let full = lock(&self.slots).is_full();
+        let wait = self.ctx.placement.wait(&pending.run.tick, full);
+        if wait.is_zero() {
+            admit(&self.ctx, &self.slots, &self.tracker, pending);
+            return;
         }
-        match admitted {
-            Admit::Start(first) => {
-                let ctx = self.ctx.clone();
-                let slots = self.slots.clone();
-                self.tracker
-                    .spawn(async move { ctx.serve(first, &slots).await });
+        // Not first for this tick: cover for the workers before this one
+        // only if, after their head start, the tick is still untaken.
+        self.ctx
+            .metrics
+            .placement_waits
+            .fetch_add(1, Ordering::Relaxed);
+        let (ctx, slots, tracker) = (self.ctx.clone(), self.slots.clone(), self.tracker.clone());
+        let draining = self.draining.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = draining.cancelled() => {
+                    pending.events.finished(pending.run.id);
+                    return;
+                }
             }
-            Admit::Queued => {
-                self.ctx.metrics.slot_waits.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(job = %name, plan_ms, "every run slot taken; the tick waits for one");
+            let tick = &pending.run.tick;
+            if tick.manual.is_none()
+                && ctx
+                    .placement
+                    .view
+                    .taken(&tick.job, tick.plan_time.timestamp_millis())
+            {
+                ctx.metrics.placement_taken.fetch_add(1, Ordering::Relaxed);
+                pending.events.finished(pending.run.id);
+                return;
             }
-        }
+            admit(&ctx, &slots, &tracker, pending);
+        });
     }
 
     fn kill_run(&mut self, run_id: &str) -> bool {
@@ -125,10 +142,42 @@ impl Launcher for Runner {
     }
 
     fn drain(&mut self) {
-        // Ticks still waiting for a slot are left to other workers.
+        // Ticks still waiting for a slot or their rank are left to other workers.
+        self.draining.cancel();
         let waiting = lock(&self.slots).take_waiting();
         for p in waiting {
             p.events.finished(p.run.id);
+        }
+    }
+}
+
+/// Gives `pending` a run slot, or queues it for one.
+fn admit(
+    ctx: &Arc<RunContext>,
+    slots: &Arc<Mutex<Slots<Pending>>>,
+    tracker: &TaskTracker,
+    pending: Pending,
+) {
+    let name = pending.run.tick.job.name.clone();
+    let plan_ms = pending.run.tick.plan_time.timestamp_millis();
+    let (admitted, expired) = {
+        let mut slots = lock(slots);
+        let admitted = slots.admit(&name, plan_ms, pending);
+        let oldest = ctx.clock.now() - ctx.misfire_grace;
+        (admitted, slots.expire(oldest.timestamp_millis()))
+    };
+    if !expired.is_empty() {
+        let ctx = ctx.clone();
+        tracker.spawn(async move { ctx.give_up(expired).await });
+    }
+    match admitted {
+        Admit::Start(first) => {
+            let (ctx, slots) = (ctx.clone(), slots.clone());
+            tracker.spawn(async move { ctx.serve(first, &slots).await });
+        }
+        Admit::Queued => {
+            ctx.metrics.slot_waits.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(job = %name, plan_ms, "every run slot taken; the tick waits for one");
         }
     }
 }
@@ -163,7 +212,11 @@ impl RunContext {
             if p.run.tick.manual.is_some() {
                 continue; // a run-now request stays pending for other workers
             }
-            match self.locker.settle_missed(&job, plan_ms).await {
+            if self.placement.view.fired(&job, plan_ms) {
+                tracing::debug!(job = %job, plan_ms, "tick given up here for lack of a slot; another worker started it");
+                continue;
+            }
+            match self.locker.settle_missed(&p.run.tick.job, plan_ms).await {
                 Ok(true) => {
                     self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(job = %job, plan_ms, "tick missed: no free run slot within the misfire grace, and no other worker started it");
@@ -195,6 +248,13 @@ impl RunContext {
                     .acquire_request(job, revision, &run_id, plan_ms, lease, &stop)
                     .await
             }
+            // Known started elsewhere (a tick that waited for a slot here,
+            // say): no transaction needed to learn it.
+            None if placement::mode(job.target.as_ref()) == TargetMode::One
+                && self.placement.view.fired(&job.name, plan_ms) =>
+            {
+                Ok(LockOutcome::AlreadyFired)
+            }
             None => {
                 self.locker
                     .acquire(job, plan_ms, &run_id, lease, &stop)
@@ -220,14 +280,11 @@ impl RunContext {
                     // Not awaited: no process runs, so the slot and the
                     // job's next ticks need not wait (a ghost lock only
                     // makes them find the job busy until it is gone).
-                    let (locker, name, stop) = (
-                        self.locker.clone(),
-                        job.name.clone(),
-                        self.stop_runs.clone(),
-                    );
+                    let (locker, job, stop) =
+                        (self.locker.clone(), job.clone(), self.stop_runs.clone());
                     self.background.spawn(async move {
                         tokio::select! {
-                            () = locker.abandon(&name, &run_id, plan_ms) => {}
+                            () = locker.abandon(&job, &run_id, plan_ms) => {}
                             // Shutting down: the lease goes soon, and the lock with it.
                             () = stop.cancelled() => {}
                         }

@@ -121,6 +121,11 @@ impl<T> Slots<T> {
         }
     }
 
+    /// Whether every slot is taken.
+    pub fn is_full(&self) -> bool {
+        self.free == 0
+    }
+
     /// Takes every waiting tick out (the worker drains).
     pub fn take_waiting(&mut self) -> Vec<T> {
         self.waiting.drain().map(|w| w.item).collect()

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use rcron_shared::placement::{self, Labels};
 use rcron_shared::{Job, JobName, Keys};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -42,21 +43,24 @@ pub enum SchedulerEvent {
 }
 
 /// Keeps the scheduler's job set in step with etcd until `token` is cancelled.
+/// Jobs whose `target` does not match `labels` are not this worker's:
+/// they reach the scheduler as removed.
 pub async fn watch_jobs(
     client: Client,
     keys: Keys,
+    labels: Labels,
     tx: mpsc::Sender<SchedulerEvent>,
     token: CancellationToken,
 ) {
     retry("job watch", &token, || {
-        sync_and_watch(&client, &keys, &tx, &token)
+        sync_and_watch(&client, &keys, &labels, &tx, &token)
     })
     .await;
 }
 
 /// Runs `attempt` until it returns `Ok` or `token` is cancelled, waiting
 /// with a growing backoff after each error.
-async fn retry<F, Fut>(what: &str, token: &CancellationToken, mut attempt: F)
+pub(crate) async fn retry<F, Fut>(what: &str, token: &CancellationToken, mut attempt: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), etcd_client::Error>>,
@@ -80,6 +84,7 @@ where
 async fn sync_and_watch(
     client: &Client,
     keys: &Keys,
+    labels: &Labels,
     tx: &mpsc::Sender<SchedulerEvent>,
     token: &CancellationToken,
 ) -> Result<(), etcd_client::Error> {
@@ -93,6 +98,7 @@ async fn sync_and_watch(
         .kvs()
         .iter()
         .filter_map(|kv| decode(keys, kv.key(), kv.value()))
+        .filter(|job| placement::matches(job.target.as_ref(), labels))
         .collect();
     tracing::info!(jobs = jobs.len(), revision, "job list loaded");
     if tx.send(SchedulerEvent::Snapshot(jobs)).await.is_err() {
@@ -132,8 +138,10 @@ async fn sync_and_watch(
             };
             let ev = match event.event_type() {
                 EventType::Put => match decode(keys, kv.key(), kv.value()) {
-                    Some(job) => SchedulerEvent::Upsert(job),
-                    None => SchedulerEvent::Remove(name),
+                    Some(job) if placement::matches(job.target.as_ref(), labels) => {
+                        SchedulerEvent::Upsert(job)
+                    }
+                    Some(_) | None => SchedulerEvent::Remove(name),
                 },
                 EventType::Delete => SchedulerEvent::Remove(name),
             };
