@@ -2,7 +2,7 @@
 //! which job, what happened, when, where, and how to see the log.
 
 use chrono::{DateTime, Utc};
-use rcron_shared::{RunStatus, Warning};
+use rcron_shared::{RunStatus, Warning, WarningKind};
 use serde_json::json;
 
 /// A warning to deliver, with what the leader adds to it.
@@ -32,14 +32,32 @@ impl Alert {
         &self.warning.run_id
     }
 
-    /// `failed` or `timeout`.
+    /// `failed`, `timeout`, `killed`, `interrupted`, or a placement
+    /// change: `unschedulable`, `schedulable`.
     pub fn kind(&self) -> &'static str {
-        self.warning.status.as_str()
+        match self.warning.kind {
+            WarningKind::Run => self.warning.status.as_str(),
+            other => other.as_str(),
+        }
+    }
+
+    /// Whether it is about a run (and not a placement change).
+    fn is_run(&self) -> bool {
+        self.warning.kind == WarningKind::Run
     }
 
     /// One line: what happened to which job.
     pub fn subject(&self) -> String {
         let w = &self.warning;
+        match w.kind {
+            WarningKind::Unschedulable => {
+                return format!("[rcron] job {} is unschedulable", w.job_name);
+            }
+            WarningKind::Schedulable => {
+                return format!("[rcron] job {} is schedulable again", w.job_name);
+            }
+            WarningKind::Run => {}
+        }
         let what = match (w.status, w.exit_code) {
             (RunStatus::Timeout, _) => "timed out".to_string(),
             (_, Some(code)) => format!("failed (exit code {code})"),
@@ -64,6 +82,19 @@ impl Alert {
         let w = &self.warning;
         let mut out = String::new();
         out.push_str(&format!("{}\n\n", self.subject()));
+        if !self.is_run() {
+            out.push_str(&format!("Job:       {}\n", w.job_name));
+            out.push_str(&format!("Placement: {}\n", w.err));
+            out.push_str(&format!("Since:     {}\n", time(w.plan_time)));
+            out.push_str(&format!("Event id:  {}\n", w.run_id));
+            if self.suppressed > 0 {
+                out.push_str(&format!(
+                    "\n{} more alert(s) about this job were suppressed since the last one.\n",
+                    self.suppressed
+                ));
+            }
+            return out;
+        }
         out.push_str(&format!("Job:       {}\n", w.job_name));
         out.push_str(&format!("Status:    {}\n", w.status.as_str()));
         if let Some(code) = w.exit_code {
@@ -115,6 +146,10 @@ impl Alert {
         let mut text = format!("*{}*\n", self.subject());
         if !w.err.is_empty() {
             text.push_str(&format!("{}\n", w.err));
+        }
+        if !self.is_run() {
+            text.push_str(&format!("since {} · event {}", time(w.plan_time), w.run_id));
+            return text;
         }
         text.push_str(&format!(
             "planned {} · worker {} · attempt {} · run {}",
@@ -181,12 +216,31 @@ mod tests {
                 end_time: 1_700_000_001_010,
                 worker: "host-1".into(),
                 attempt: 1,
+                kind: rcron_shared::WarningKind::Run,
             },
             suppressed: 0,
             public_url: None,
             job_emails: vec![],
             sent_by: "master-1".into(),
         }
+    }
+
+    #[test]
+    fn placement_alerts_say_what_changed_not_a_run() {
+        let mut a = alert(RunStatus::Failed, None);
+        a.warning.kind = WarningKind::Unschedulable;
+        a.warning.err = "no live worker carries role=db".into();
+        assert_eq!(a.subject(), "[rcron] job backup is unschedulable");
+        assert_eq!(a.kind(), "unschedulable");
+        let body = a.body();
+        assert!(
+            body.contains("role=db") && !body.contains("Exit code"),
+            "{body}"
+        );
+        assert_eq!(a.payload()["kind"], "unschedulable");
+        a.warning.kind = WarningKind::Schedulable;
+        assert_eq!(a.subject(), "[rcron] job backup is schedulable again");
+        assert!(a.slack_text().contains("schedulable again"));
     }
 
     #[test]

@@ -215,6 +215,7 @@ impl Alerting {
                     end_time: 0,
                     worker: String::new(),
                     attempt: 0,
+                    kind: rcron_shared::WarningKind::Run,
                 }
             }
         };

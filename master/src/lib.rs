@@ -23,6 +23,7 @@ pub mod config;
 pub mod election;
 mod error;
 pub mod logs;
+pub mod placement;
 pub mod store;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use crate::alerting::{AlertStats, Alerting};
 use crate::api::AppState;
 use crate::election::{ElectionSettings, LeaderState, MasterInfo};
 use crate::logs::LogStore;
+use crate::placement::PlacementWatch;
 use crate::store::JobStore;
 
 /// How long in-flight requests may finish after shutdown is requested.
@@ -138,6 +140,12 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         master_id: state.master_id.clone(),
         undeleted: Default::default(),
     });
+    let placement = Arc::new(PlacementWatch {
+        client: state.store.client(),
+        keys: keys.clone(),
+        jobs: state.store.clone(),
+        logs: state.logs.clone(),
+    });
     let settings = ElectionSettings {
         ttl_secs: config.election_ttl_secs,
         info: MasterInfo {
@@ -160,13 +168,14 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         state.leader.clone(),
         shutdown.child_token(),
         move |leadership| {
-            let alerting = alerting.clone();
+            let (alerting, placement) = (alerting.clone(), placement.clone());
             async move {
+                let check = placement.run(leadership.clone());
                 if alerting.sinks.is_empty() {
                     // Keep warnings for when sinks are configured.
-                    leadership.token().cancelled().await;
+                    tokio::join!(leadership.token().cancelled(), check);
                 } else {
-                    alerting.run(leadership).await;
+                    tokio::join!(alerting.run(leadership), check);
                 }
             }
         },

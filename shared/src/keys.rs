@@ -152,6 +152,22 @@ impl Keys {
         format!("{}{name}/{worker_id}", self.fired_dir())
     }
 
+    /// `/cron/unschedulable/`: jobs the leader reported as matching no
+    /// live worker (value: since when, ms), until it reports them back.
+    pub fn unschedulable_dir(&self) -> String {
+        format!("{}unschedulable/", self.prefix)
+    }
+
+    /// `/cron/unschedulable/<name>`.
+    pub fn unschedulable(&self, name: &JobName) -> String {
+        format!("{}{name}", self.unschedulable_dir())
+    }
+
+    /// The job of a `/cron/unschedulable/<name>` key.
+    pub fn parse_unschedulable(&self, key: &[u8]) -> Option<JobName> {
+        self.name_under(&self.unschedulable_dir(), key)
+    }
+
     /// `/cron/workers/`: the worker registry.
     pub fn workers_dir(&self) -> String {
         format!("{}workers/", self.prefix)

@@ -36,7 +36,7 @@ pub use job::{Concurrency, Job};
 pub use keys::Keys;
 pub use name::JobName;
 pub use placement::{Labels, Target, TargetMode};
-pub use records::{LogRecord, RunRef, RunStatus, Warning, WorkerInfo};
+pub use records::{LogRecord, RunRef, RunStatus, Warning, WarningKind, WorkerInfo};
 
 /// The version every binary reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

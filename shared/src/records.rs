@@ -83,6 +83,31 @@ pub struct LogRecord {
     pub reason: Option<String>,
 }
 
+/// What a warning is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarningKind {
+    /// A run ended badly (its `status` says how).
+    #[default]
+    Run,
+    /// The job's `target` matches no live worker: its ticks run nowhere
+    /// (put by the leader master; `err` names the selector).
+    Unschedulable,
+    /// A job reported unschedulable has a matching live worker again.
+    Schedulable,
+}
+
+impl WarningKind {
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Unschedulable => "unschedulable",
+            Self::Schedulable => "schedulable",
+        }
+    }
+}
+
 /// What went wrong, as put under `/cron/warn/<name>/<runId>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -111,6 +136,16 @@ pub struct Warning {
     pub worker: String,
     /// Attempt number (1 = first run).
     pub attempt: u32,
+    /// `run` (absent in warnings of earlier versions) or a placement
+    /// change; for the latter, `runId` is the event's id, `status` is
+    /// `failed` (unschedulable) or `success` (schedulable again) and the
+    /// run fields are empty.
+    #[serde(default, skip_serializing_if = "is_run")]
+    pub kind: WarningKind,
+}
+
+fn is_run(kind: &WarningKind) -> bool {
+    *kind == WarningKind::Run
 }
 
 /// A worker's registration at `/cron/workers/<id>`.

@@ -578,6 +578,7 @@ fn interrupted(
         end_time: record.end_time,
         worker: record.worker.clone(),
         attempt: record.attempt,
+        kind: rcron_shared::WarningKind::Run,
     };
     (record, warning)
 }

@@ -408,6 +408,7 @@ impl RunContext {
             end_time: o.end.timestamp_millis(),
             worker: self.worker_id.clone(),
             attempt,
+            kind: rcron_shared::WarningKind::Run,
         }
     }
 }

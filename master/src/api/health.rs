@@ -77,6 +77,19 @@ pub(crate) async fn metrics(Data(state): Data<&Arc<AppState>>) -> Response {
         etcd_up,
     );
     gauge(&mut out, "rcron_jobs", "Jobs stored in etcd.", jobs);
+    let unschedulable = match (state.store.list().await, state.logs.workers().await) {
+        (Ok(jobs), Ok(workers)) => jobs
+            .iter()
+            .filter(|j| crate::placement::is_unschedulable(j, &workers))
+            .count() as f64,
+        _ => f64::NAN,
+    };
+    gauge(
+        &mut out,
+        "rcron_jobs_unschedulable",
+        "Enabled jobs no live worker may run (no worker carries their target's labels).",
+        unschedulable,
+    );
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(out)

@@ -7,7 +7,7 @@ use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use rcron_shared::{Concurrency, Job, JobName};
+use rcron_shared::{Concurrency, Job, JobName, TargetMode};
 
 use crate::Error;
 use crate::api::payload::JobPayload;
@@ -35,6 +35,30 @@ pub enum ConcurrencyDto {
     Forbid,
     /// Runs may overlap; each tick still runs once.
     Allow,
+}
+
+/// Which workers run a tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum TargetModeDto {
+    /// One matching worker runs each tick (default).
+    #[default]
+    One,
+    /// Every matching live worker runs each tick once.
+    All,
+}
+
+/// Where a job may run.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TargetSpec {
+    /// Labels a worker must all carry (`{"role": "db"}`); keys and values
+    /// are 1–63 ASCII letters, digits, `.`, `_`, `-`.
+    #[oai(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `one` (default) or `all`.
+    #[oai(default)]
+    pub mode: TargetModeDto,
 }
 
 /// A job as written by a client. Only `name`, `command` and `cronExpr` are
@@ -72,6 +96,9 @@ pub struct JobSpec {
     /// Extra recipients of this job's alerts.
     #[oai(default)]
     pub alert_emails: Vec<String>,
+    /// Which workers may run it; absent = any worker, one per tick.
+    #[oai(skip_serializing_if_is_none)]
+    pub target: Option<TargetSpec>,
 }
 
 impl From<&Job> for JobSpec {
@@ -90,6 +117,13 @@ impl From<&Job> for JobSpec {
             timezone: job.timezone.map(|tz| tz.name().to_string()),
             disabled: job.disabled,
             alert_emails: job.alert_emails.clone(),
+            target: job.target.as_ref().map(|t| TargetSpec {
+                labels: t.labels.clone(),
+                mode: match t.mode {
+                    TargetMode::One => TargetModeDto::One,
+                    TargetMode::All => TargetModeDto::All,
+                },
+            }),
         }
     }
 }
@@ -104,6 +138,13 @@ pub struct JobView {
     /// The next time it fires (absent when disabled or never again).
     #[oai(skip_serializing_if_is_none)]
     pub next_fire_time: Option<DateTime<Utc>>,
+    /// Live workers that may run it (carrying every label of its target,
+    /// not draining); absent when the worker registry could not be read.
+    #[oai(skip_serializing_if_is_none)]
+    pub matching_workers: Option<u32>,
+    /// True when it is enabled and no live worker may run it: its ticks
+    /// run nowhere (the leader also alerts after a grace period).
+    pub unschedulable: bool,
 }
 
 /// Every job.
@@ -188,17 +229,23 @@ pub enum KillResponse {
 }
 
 impl JobsApi {
-    fn view(&self, job: &Job) -> JobView {
+    async fn view(&self, job: &Job) -> JobView {
         self.views(std::slice::from_ref(job))
+            .await
             .pop()
             .unwrap_or_else(|| JobView {
                 job: JobSpec::from(job),
                 next_fire_time: None,
+                matching_workers: None,
+                unschedulable: false,
             })
     }
 
     /// Views of many jobs, each distinct expression and zone evaluated once.
-    fn views(&self, jobs: &[Job]) -> Vec<JobView> {
+    async fn views(&self, jobs: &[Job]) -> Vec<JobView> {
+        // Placement is extra: a registry that cannot be read leaves it out
+        // rather than failing the request.
+        let workers = self.state.logs.workers().await.ok();
         let now = Utc::now();
         let mut next = std::collections::HashMap::new();
         jobs.iter()
@@ -213,9 +260,14 @@ impl JobsApi {
                             .and_then(|s| s.next_after(now))
                     })
                 };
+                let matching = workers
+                    .as_deref()
+                    .map(|w| crate::placement::matching_workers(job, w));
                 JobView {
                     job: JobSpec::from(job),
                     next_fire_time,
+                    matching_workers: matching.map(|n| n as u32),
+                    unschedulable: !job.disabled && matching == Some(0),
                 }
             })
             .collect()
@@ -238,7 +290,7 @@ impl JobsApi {
                     Some(&before),
                     Some(&job),
                 );
-                Ok(Json(self.view(&job)))
+                Ok(Json(self.view(&job).await))
             }
             None => Err(Error::NotFound(name.to_string()).into()),
         }
@@ -261,7 +313,7 @@ impl JobsApi {
     #[oai(path = "/jobs", method = "get", operation_id = "listJobs")]
     async fn list(&self) -> Result<Json<JobList>, ApiError> {
         let jobs = self.state.store.list().await?;
-        let jobs = self.views(&jobs);
+        let jobs = self.views(&jobs).await;
         Ok(Json(JobList {
             total: jobs.len() as u64,
             jobs,
@@ -282,7 +334,7 @@ impl JobsApi {
             None,
             Some(&job),
         );
-        Ok(CreateResponse::Created(Json(self.view(&job))))
+        Ok(CreateResponse::Created(Json(self.view(&job).await)))
     }
 
     /// Get a job
@@ -290,7 +342,7 @@ impl JobsApi {
     async fn get(&self, name: Path<String>) -> Result<Json<JobView>, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
         let job = self.existing(&name).await?;
-        Ok(Json(self.view(&job)))
+        Ok(Json(self.view(&job).await))
     }
 
     /// Create or replace a job
@@ -329,7 +381,7 @@ impl JobsApi {
             Some(&job),
         );
         let saved = SavedJob {
-            job: self.view(&job),
+            job: self.view(&job).await,
             previous: previous.as_ref().map(JobSpec::from),
         };
         Ok(match previous {

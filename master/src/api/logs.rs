@@ -170,6 +170,9 @@ pub struct WorkerView {
     pub draining: bool,
     /// The zone it fires jobs without `timezone` in (empty: an older worker).
     pub timezone: String,
+    /// Its labels (`RCRON_WORKER_LABELS`): jobs whose `target.labels` it
+    /// carries all of may run here.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A run executing on a worker.
@@ -209,6 +212,7 @@ impl From<WorkerInfo> for WorkerView {
                 .collect(),
             draining: w.draining,
             timezone: w.timezone,
+            labels: w.labels,
         }
     }
 }
