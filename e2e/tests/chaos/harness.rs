@@ -103,6 +103,29 @@ pub struct Cluster {
     pub hook: WebhookReceiver,
     pub dir: PathBuf,
     pub http: reqwest::Client,
+    /// Each worker's labels, by worker id.
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Labels of worker `i` (1-based): `node=w<i>`, and `role=db` on odd
+/// workers, `role=web` on even ones, so that targeted jobs have workers
+/// that must not run them.
+pub fn worker_labels(i: usize) -> BTreeMap<String, String> {
+    let role = if i % 2 == 1 { "db" } else { "web" };
+    BTreeMap::from([
+        ("node".to_string(), format!("w{i}")),
+        ("role".to_string(), role.to_string()),
+    ])
+}
+
+/// Placement faults among run records.
+#[derive(Debug, Default)]
+pub struct Misplaced {
+    /// Records of a targeted job from a worker that lacks one of its labels.
+    pub wrong_worker: Vec<(String, String)>,
+    /// Records beyond the first of a `target.mode: all` job for one
+    /// (tick, worker).
+    pub twice_on_one_worker: usize,
 }
 
 /// Lease of a worker's session (and so of its locks): a SIGKILLed
@@ -136,6 +159,8 @@ pub struct Overlaps {
     pub in_log: usize,
     /// Commands that found the job's host marker taken by another run.
     pub on_host: usize,
+    /// The placement probes' faults ([`Cluster::probes`]).
+    pub misplaced: Misplaced,
 }
 
 impl Cluster {
@@ -169,6 +194,7 @@ impl Cluster {
             hook,
             dir: dir.clone(),
             http: kit::http_client(),
+            labels: BTreeMap::new(),
         };
         for i in 1..=masters {
             let port = kit::free_port();
@@ -218,10 +244,18 @@ endpoints = [{etcd_list}]
 prefix = {prefix:?}
 request_timeout_secs = 2
 
+[labels]
+{labels}
+
 [mongo]
 uri = {mongo:?}
 db = {db:?}
 "#,
+                    labels = worker_labels(i)
+                        .iter()
+                        .map(|(k, v)| format!("{k} = {v:?}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                     spill = dir.join(format!("{name}-state")),
                     mongo = services.mongo_uri,
                     max_concurrency = tuning.max_concurrency,
@@ -230,6 +264,7 @@ db = {db:?}
                 ),
             )
             .expect("write worker config");
+            cluster.labels.insert(name.clone(), worker_labels(i));
             cluster.workers.push(Node {
                 role: "worker",
                 name: name.clone(),
@@ -242,6 +277,8 @@ db = {db:?}
             node.start();
         }
         cluster.wait_ready().await;
+        // Every scenario also checks placement on these.
+        cluster.put_jobs(&cluster.probes()).await;
         cluster
     }
 
@@ -366,12 +403,18 @@ db = {db:?}
     /// Overlapping runs of any one job among `docs` (all jobs here are
     /// `forbid`), and commands that found their marker taken.
     pub fn overlaps(&self, docs: &[Document]) -> Overlaps {
-        let mut by_job: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+        // `forbid` holds per worker for jobs that run on every worker.
+        let mut by_job: BTreeMap<(&str, &str), Vec<(i64, i64)>> = BTreeMap::new();
         for d in docs {
             let job = d.get_str("jobName").unwrap_or_default();
+            let worker = if job.starts_with(EVERY_WORKER_STEM) {
+                d.get_str("worker").unwrap_or_default()
+            } else {
+                ""
+            };
             let start = int(d, "startTime");
             let end = int(d, "endTime");
-            by_job.entry(job).or_default().push((start, end));
+            by_job.entry((job, worker)).or_default().push((start, end));
         }
         let mut in_log = 0;
         for runs in by_job.values_mut() {
@@ -387,7 +430,60 @@ db = {db:?}
         let on_host = std::fs::read_to_string(self.dir.join("markers").join("overlaps"))
             .map(|s| s.lines().count())
             .unwrap_or(0);
-        Overlaps { in_log, on_host }
+        Overlaps {
+            in_log,
+            on_host,
+            misplaced: self.misplaced(docs, &self.probes()),
+        }
+    }
+
+    /// Jobs that probe placement in every scenario: `probe-db` (one
+    /// `role=db` worker per tick, guarded like the scenario's jobs) and
+    /// `every-db` (every `role=db` worker, each tick).
+    pub fn probes(&self) -> Vec<Value> {
+        let mut one = self.guarded(&[serde_json::json!({
+            "name": "probe-db", "command": "true", "cronExpr": "* * * * * * *",
+            "target": {"labels": {"role": "db"}},
+        })]);
+        one.push(serde_json::json!({
+            "name": format!("{EVERY_WORKER_STEM}db"), "command": "true",
+            "cronExpr": "* * * * * * *",
+            "target": {"labels": {"role": "db"}, "mode": "all"},
+        }));
+        one
+    }
+
+    /// Records of targeted `jobs` that ran where they must not, or more
+    /// than once on one worker for one tick (`mode: all`).
+    pub fn misplaced(&self, docs: &[Document], jobs: &[Value]) -> Misplaced {
+        let targets: BTreeMap<&str, &Value> = jobs
+            .iter()
+            .filter(|j| j.get("target").is_some())
+            .map(|j| (j["name"].as_str().unwrap_or_default(), &j["target"]))
+            .collect();
+        let mut out = Misplaced::default();
+        let mut seen: BTreeSet<(String, i64, String)> = BTreeSet::new();
+        for d in docs {
+            let job = d.get_str("jobName").unwrap_or_default();
+            let Some(target) = targets.get(job) else {
+                continue;
+            };
+            let worker = d.get_str("worker").unwrap_or_default().to_string();
+            let labels = self.labels.get(&worker);
+            let wanted = target["labels"].as_object().cloned().unwrap_or_default();
+            let fits = labels.is_some_and(|l| {
+                wanted
+                    .iter()
+                    .all(|(k, v)| l.get(k).map(String::as_str) == v.as_str())
+            });
+            if !fits {
+                out.wrong_worker.push((job.to_string(), worker.clone()));
+            }
+            if target["mode"] == "all" && !seen.insert((job.to_string(), plan_time(d), worker)) {
+                out.twice_on_one_worker += 1;
+            }
+        }
+        out
     }
 
     /// Run records with a plan time in `[from_ms, to_ms)`.
@@ -412,7 +508,9 @@ db = {db:?}
         let mut stable_since = std::time::Instant::now();
         loop {
             let docs = self.records(from_ms, to_ms).await;
-            if docs.len() >= want {
+            // The scenario's own records: the probes' keep their own pace.
+            let theirs = docs.iter().filter(|d| !is_probe(d)).count();
+            if theirs >= want {
                 return docs;
             }
             // Short of the goal: give buffers and restarts time, but stop
@@ -436,6 +534,15 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Name stem of jobs that run on every matching worker (`target.mode: all`).
+pub const EVERY_WORKER_STEM: &str = "every-";
+
+/// Whether a record is of a placement probe ([`Cluster::probes`]).
+pub fn is_probe(d: &Document) -> bool {
+    d.get_str("jobName")
+        .is_ok_and(|j| j == "probe-db" || j == "every-db")
 }
 
 /// Ticks of jobs firing every second, read from the run log.

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use harness::{
-    Cluster, ELECTION_TTL_SECS, Overlaps, Services, Ticks, WORKER_LEASE_SECS, WorkerTuning,
-    deliveries, every_second, int, names, now_ms,
+    Cluster, ELECTION_TTL_SECS, EVERY_WORKER_STEM, Overlaps, Services, Ticks, WORKER_LEASE_SECS,
+    WorkerTuning, deliveries, every_second, int, names, now_ms,
 };
 use rcron_testkit::{self as kit, ServerProcess};
 use serde_json::Value;
@@ -111,17 +111,31 @@ async fn all_delivered(
 
 fn overlap_line(o: &Overlaps) -> String {
     format!(
-        "forbid runs overlapping: {} in the log, {} on the host",
-        o.in_log, o.on_host
+        "forbid runs overlapping: {} in the log, {} on the host; targeted runs on a non-matching worker: {}; mode-all runs twice on one worker for one tick: {}",
+        o.in_log,
+        o.on_host,
+        o.misplaced.wrong_worker.len(),
+        o.misplaced.twice_on_one_worker
     )
 }
 
-/// The invariant every scenario checks: no two runs of a `forbid` job at once.
+/// The invariants every scenario checks: no two runs of a `forbid` job at
+/// once, no targeted run on a worker without the labels, no `mode: all`
+/// tick twice on one worker.
 fn assert_no_overlap(o: &Overlaps) {
     assert_eq!(
         (o.in_log, o.on_host),
         (0, 0),
         "two runs of a forbid job overlapped (log, host)"
+    );
+    assert!(
+        o.misplaced.wrong_worker.is_empty(),
+        "targeted jobs ran on workers without their labels: {:?}",
+        o.misplaced.wrong_worker
+    );
+    assert_eq!(
+        o.misplaced.twice_on_one_worker, 0,
+        "a mode-all tick ran twice on one worker"
     );
 }
 
@@ -461,8 +475,13 @@ async fn a_worker_restarted_mid_run_has_its_run_killed_and_logged() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let restarted = Instant::now();
     c.workers[victim].start();
+    let of_long = |docs: Vec<mongodb::bson::Document>| -> Vec<mongodb::bson::Document> {
+        docs.into_iter()
+            .filter(|d| d.get_str("jobName") == Ok("long"))
+            .collect()
+    };
     let doc = kit::eventually(Duration::from_secs(30), "the run in the log", || async {
-        c.records(0, i64::MAX).await.into_iter().next()
+        of_long(c.records(0, i64::MAX).await).into_iter().next()
     })
     .await;
     let logged_after = restarted.elapsed();
@@ -477,7 +496,7 @@ async fn a_worker_restarted_mid_run_has_its_run_killed_and_logged() {
     let run_id = doc.get_str("runId").expect("runId").to_string();
     let failed = BTreeSet::from([run_id.clone()]);
     all_delivered(&c, &failed).await;
-    let records = c.records(0, i64::MAX).await;
+    let records = of_long(c.records(0, i64::MAX).await);
     report(
         "a worker SIGKILLed during a run and started again (1 master, 2 workers)",
         &[
@@ -615,11 +634,14 @@ fn duplicates(docs: &[mongodb::bson::Document]) -> usize {
     let mut seen = BTreeSet::new();
     docs.iter()
         .filter(|d| {
-            !seen.insert((
-                d.get_str("jobName").unwrap_or_default().to_string(),
-                int(d, "planTime"),
-                int(d, "attempt"),
-            ))
+            let job = d.get_str("jobName").unwrap_or_default().to_string();
+            // A job on every worker runs each tick once per worker.
+            let worker = if job.starts_with(EVERY_WORKER_STEM) {
+                d.get_str("worker").unwrap_or_default().to_string()
+            } else {
+                String::new()
+            };
+            !seen.insert((job, int(d, "planTime"), int(d, "attempt"), worker))
         })
         .count()
 }
@@ -965,4 +987,217 @@ async fn a_full_worker_with_more_due_jobs_than_slots_starves_none() {
         min * 2 >= max,
         "jobs get a fair share of the slots: {per_job:?}"
     );
+}
+
+/// A job's REST view, as the API shows it.
+async fn job_view(c: &Cluster, name: &str) -> Option<Value> {
+    let resp = c
+        .http
+        .get(format!("{}/api/v1/jobs/{name}", c.api()))
+        .send()
+        .await
+        .ok()?;
+    resp.status().is_success().then_some(())?;
+    resp.json().await.ok()
+}
+
+/// Placement alerts received, by (job, kind).
+fn placement_alerts(c: &Cluster) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for body in c.hook.accepted() {
+        let kind = body["kind"].as_str().unwrap_or_default();
+        if kind == "unschedulable" || kind == "schedulable" {
+            let job = body["job"].as_str().unwrap_or_default().to_string();
+            *out.entry((job, kind.to_string())).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeted_jobs_follow_their_labelled_workers_through_kills_and_absence() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // w1 and w3 carry role=db, w2 role=web.
+    let mut c = Cluster::start(Services::shared(), 2, 3).await;
+    let db: Vec<Value> = every_second("db", 8, "true")
+        .into_iter()
+        .map(|mut j| {
+            j["target"] = serde_json::json!({"labels": {"role": "db"}});
+            j
+        })
+        .collect();
+    let db = c.guarded(&db);
+    let anywhere = c.guarded(&every_second("any", 4, "true"));
+    let every = serde_json::json!({
+        "name": format!("{EVERY_WORKER_STEM}rotate"), "command": "true",
+        "cronExpr": "* * * * * * *",
+        "target": {"labels": {"role": "db"}, "mode": "all"},
+    });
+    let all: Vec<Value> = db
+        .iter()
+        .chain(&anywhere)
+        .cloned()
+        .chain([every.clone()])
+        .collect();
+    c.put_jobs(&all).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = next_second().await;
+
+    // 1. SIGKILL one of the two db workers every 4 s, restarted 1 s later.
+    let db_workers = [0usize, 2];
+    let mut picker = Picker::new();
+    let seed = picker.0;
+    let mut kills = Vec::new();
+    let chaos = Instant::now();
+    while chaos.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let victim = db_workers[picker.pick(db_workers.len())];
+        c.workers[victim].kill();
+        kills.push(now_ms());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        c.workers[victim].start();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // 2. Both db workers gone: the API says so at once, the leader alerts.
+    let gone_at = now_ms();
+    for i in db_workers {
+        c.workers[i].kill();
+    }
+    let db_names = names(&db);
+    let seen_unschedulable = kit::eventually(
+        Duration::from_secs(30),
+        "db jobs shown unschedulable",
+        || async {
+            for name in &db_names {
+                let view = job_view(&c, name).await?;
+                (view["unschedulable"] == true && view["matchingWorkers"] == 0).then_some(())?;
+            }
+            Some(now_ms())
+        },
+    )
+    .await;
+    let any_view = job_view(&c, "any-0").await.expect("any-0");
+    let alerted = kit::eventually(
+        Duration::from_secs(45),
+        "an unschedulable alert for every db job",
+        || async {
+            let got = placement_alerts(&c);
+            db_names
+                .iter()
+                .all(|n| got.contains_key(&(n.clone(), "unschedulable".to_string())))
+                .then(now_ms)
+        },
+    )
+    .await;
+
+    // 3. One db worker returns: schedulable again, and its jobs run.
+    let back_at = now_ms();
+    c.workers[0].start();
+    let recovered = kit::eventually(
+        Duration::from_secs(30),
+        "a schedulable alert for every db job",
+        || async {
+            let got = placement_alerts(&c);
+            db_names
+                .iter()
+                .all(|n| got.contains_key(&(n.clone(), "schedulable".to_string())))
+                .then(now_ms)
+        },
+    )
+    .await;
+    let view_back = job_view(&c, &db_names[0]).await.expect("db-0");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let to = current_second();
+    c.pause(&all).await;
+    let docs = settled(&c, from, to).await;
+    let misplaced = c.misplaced(&docs, &all);
+    let overlaps = c.overlaps(&docs);
+    let db_ticks = Ticks::count(&docs, &db_names, from, to);
+    let any_ticks = Ticks::count(&docs, &names(&anywhere), from, to);
+    let ran_after_return = docs
+        .iter()
+        .filter(|d| d.get_str("jobName").is_ok_and(|j| j.starts_with("db-")))
+        .filter(|d| int(d, "planTime") > back_at)
+        .count();
+    let every_runs = docs
+        .iter()
+        .filter(|d| d.get_str("jobName") == Ok(every["name"].as_str().unwrap_or_default()))
+        .count();
+    let alerts = placement_alerts(&c);
+    report(
+        "targeted jobs: 8 role=db jobs, 4 untargeted, 1 mode-all on role=db; 30 s of SIGKILLs of the db workers (w1, w3), then both down, then w1 back (2 masters, 3 workers)",
+        &[
+            format!("victim seed {seed}; kills: {}", kills.len()),
+            format!(
+                "db ticks planned {}, run {}, duplicates {}, missed {}; untargeted: run {} of {}, duplicates {}",
+                db_ticks.expected,
+                db_ticks.ran,
+                db_ticks.duplicates,
+                db_ticks.missed.len(),
+                any_ticks.ran,
+                any_ticks.expected,
+                any_ticks.duplicates
+            ),
+            format!(
+                "runs on a non-matching worker: {}; mode-all runs: {every_runs}, twice on one worker: {}",
+                misplaced.wrong_worker.len(),
+                misplaced.twice_on_one_worker
+            ),
+            format!(
+                "both db workers down: shown unschedulable after {:.1} s, alerted after {:.1} s; back: schedulable alert after {:.1} s, {ran_after_return} db runs since",
+                (seen_unschedulable - gone_at) as f64 / 1000.0,
+                (alerted - gone_at) as f64 / 1000.0,
+                (recovered - back_at) as f64 / 1000.0
+            ),
+            format!("placement alerts by (job, kind): {alerts:?}"),
+            overlap_line(&overlaps),
+        ],
+    );
+    assert!(
+        misplaced.wrong_worker.is_empty(),
+        "targeted runs on workers without the labels: {:?}",
+        misplaced.wrong_worker
+    );
+    assert_eq!(
+        misplaced.twice_on_one_worker, 0,
+        "a mode-all tick ran twice on one worker"
+    );
+    assert!(every_runs > 0, "the mode-all job ran");
+    assert_no_overlap(&overlaps);
+    assert_eq!(
+        (db_ticks.duplicates, any_ticks.duplicates),
+        (0, 0),
+        "a tick ran twice"
+    );
+    assert_eq!(
+        any_view["unschedulable"], false,
+        "untargeted jobs stay schedulable"
+    );
+    assert_eq!(view_back["unschedulable"], false);
+    assert!(
+        ran_after_return > 0,
+        "db jobs ran again once a db worker returned"
+    );
+    for name in &db_names {
+        for kind in ["unschedulable", "schedulable"] {
+            assert_eq!(
+                alerts.get(&(name.clone(), kind.to_string())),
+                Some(&1),
+                "one {kind} alert for {name}: {alerts:?}"
+            );
+        }
+    }
+    assert!(
+        !alerts.keys().any(|(job, _)| job.starts_with("any-")),
+        "no placement alert for untargeted jobs: {alerts:?}"
+    );
+    // Misses only where no db worker could run them: around each kill
+    // (the dead worker's locks outlive it by its lease) and while none lived.
+    let mut windows: Vec<(i64, i64)> = kills
+        .iter()
+        .map(|at| (at - 1000, at + (WORKER_LEASE_SECS as i64 + 2) * 1000))
+        .collect();
+    windows.push((gone_at - 1000, back_at + 5000));
+    assert_misses_within(&db_ticks, &windows, "the kill windows and the absence");
 }
