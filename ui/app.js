@@ -75,6 +75,32 @@ function fmtDuration(ms) {
 }
 const statusBadge = (status) => el('span', { class: `status-${status}` }, status);
 
+// Labels ({role: 'db'}) as `role=db, zone=eu-1`: how the job dialog shows them.
+const fmtLabels = (labels) => Object.entries(labels || {}).map(([k, v]) => `${k}=${v}`).join(', ');
+
+// Labels as small badges, or null when there are none.
+function labelBadges(labels) {
+  const entries = Object.entries(labels || {});
+  return entries.length
+    ? el('span', { class: 'labels' }, ...entries.map(([k, v]) => el('span', { class: 'badge text-bg-light border me-1', 'data-label': k }, `${k}=${v}`)))
+    : null;
+}
+
+// "role=db, zone=eu-1" → {role: 'db', zone: 'eu-1'}, as rcronctl's --target
+// and the workers' RCRON_WORKER_LABELS read it. Only the shape is checked
+// here; the server checks the characters and answers 400 with the reason.
+function parseLabels(text) {
+  const labels = Object.create(null);
+  for (const item of text.split(',').map((i) => i.trim()).filter(Boolean)) {
+    const eq = item.indexOf('=');
+    if (eq < 0) throw new Error(`label "${item}" is not key=value`);
+    const key = item.slice(0, eq).trim();
+    if (Object.hasOwn(labels, key)) throw new Error(`label "${key}" is given twice`);
+    labels[key] = item.slice(eq + 1).trim();
+  }
+  return labels;
+}
+
 // ---- jobs -----------------------------------------------------------------
 
 let jobs = [];
@@ -92,7 +118,8 @@ async function loadJobs() {
 
 function renderJobs() {
   const q = $('#job-search').value.trim().toLowerCase();
-  const shown = jobs.filter((j) => !q || j.name.toLowerCase().includes(q) || j.command.toLowerCase().includes(q));
+  const shown = jobs.filter((j) => !q || j.name.toLowerCase().includes(q) || j.command.toLowerCase().includes(q)
+    || fmtLabels(j.target?.labels).toLowerCase().includes(q));
   const body = $('#jobs-table tbody');
   body.replaceChildren(...shown.map((j) => {
     const last = lastRuns[j.name];
@@ -102,6 +129,7 @@ function renderJobs() {
       el('td', { class: 'command font-monospace small', title: j.command }, j.command),
       el('td', { class: 'font-monospace small' }, j.cronExpr),
       el('td', {}, j.timezone || 'cluster'),
+      targetCell(j),
       el('td', {}, fmtIso(j.nextFireTime)),
       el('td', {}, last ? statusBadge(last.status) : '–'),
       el('td', {}, j.disabled ? el('span', { class: 'badge text-bg-secondary' }, 'paused') : el('span', { class: 'badge text-bg-success' }, 'yes')),
@@ -114,6 +142,25 @@ function renderJobs() {
           act('Delete', 'danger', () => deleteJob(j.name)))));
   }));
   $('#jobs-empty').classList.toggle('d-none', jobs.length > 0);
+}
+
+// Where a job runs: its labels (or "any"), "all workers" when every
+// matching worker runs each tick, and a warning when no live worker matches.
+function targetCell(j) {
+  const labels = j.target?.labels || {};
+  const all = j.target?.mode === 'all';
+  const badges = labelBadges(labels);
+  const parts = [];
+  if (badges) parts.push(badges);
+  if (all) parts.push(el('span', { class: 'small' }, badges ? '(all workers)' : 'all workers'));
+  else if (!badges) parts.push(el('span', { class: 'text-muted' }, 'any'));
+  if (j.unschedulable) {
+    const who = badges ? `carries ${fmtLabels(labels)}` : 'is up';
+    parts.push(el('span', { class: 'badge bg-danger ms-1 unschedulable', title: `No live worker ${who}: its runs start nowhere until one does` }, 'unschedulable'));
+  }
+  const matching = j.matchingWorkers === undefined ? undefined
+    : `${j.matchingWorkers} live worker${j.matchingWorkers === 1 ? '' : 's'} may run it`;
+  return el('td', { class: 'target', title: matching }, ...parts);
 }
 
 async function jobAction(name, action, done) {
@@ -152,6 +199,8 @@ function openEditor(job) {
     f.retryBackoffSecs.value = job.retryBackoffSecs;
     f.alertEmails.value = (job.alertEmails || []).join(', ');
     f.disabled.checked = job.disabled;
+    f.targetLabels.value = fmtLabels(job.target?.labels);
+    f.targetMode.value = job.target?.mode || 'one';
   }
   $('#cron-preview').textContent = '';
   modal().show();
@@ -172,13 +221,22 @@ function showFieldError(field, message) {
   return true;
 }
 
+// The form field of a problem's JSON path, where they differ.
+const FIELD_OF = { 'target.labels': 'targetLabels' };
+
 // Problems look like "`cronExpr`: ..." or "`name` may contain ...": put each
-// next to its field, the rest in the form's alert.
+// next to its field (all of a field's together), the rest in the form's alert.
 function showProblems(err) {
+  const byField = new Map();
   const rest = [];
   for (const p of err.problems.length ? err.problems : [err.message]) {
-    const m = /^`(\w+)`:?\s*(.*)$/.exec(p);
-    if (!(m && showFieldError(m[1], m[2] || p))) rest.push(p);
+    const m = /^`([\w.]+)`:?\s*(.*)$/.exec(p);
+    const field = m && (FIELD_OF[m[1]] || m[1]);
+    if (field) byField.set(field, [...(byField.get(field) || []), [m[2] || p, p]]);
+    else rest.push(p);
+  }
+  for (const [field, ps] of byField) {
+    if (!showFieldError(field, ps.map(([short]) => short).join('; '))) rest.push(...ps.map(([, full]) => full));
   }
   if (rest.length) {
     $('#form-error').textContent = rest.join('\n');
@@ -226,6 +284,11 @@ async function saveJob(ev) {
     alertEmails: f.alertEmails.value.split(',').map((s) => s.trim()).filter(Boolean),
   };
   if (f.timezone.value.trim()) spec.timezone = f.timezone.value.trim();
+  let labels;
+  try { labels = parseLabels(f.targetLabels.value); } catch (e) { showFieldError('targetLabels', e.message); return; }
+  // No labels and one worker per tick is no target at all: sent as none, so
+  // that a job of the original system saved from here stays as it was.
+  if (Object.keys(labels).length || f.targetMode.value === 'all') spec.target = { labels, mode: f.targetMode.value };
   try {
     if (editing) await api('PUT', `/jobs/${encodeURIComponent(editing)}`, spec);
     else await api('POST', '/jobs', spec);
@@ -300,7 +363,8 @@ async function loadWorkers() {
     el('td', {}, w.id, w.draining ? el('span', { class: 'badge text-bg-warning ms-2' }, 'draining') : ''),
     el('td', {}, w.ip), el('td', {}, w.hostname), el('td', {}, w.version),
     el('td', {}, fmtDuration(Date.now() - w.startTime)),
-    el('td', {}, runs(w)), el('td', {}, w.capacity), el('td', {}, w.timezone || '–'))));
+    el('td', {}, runs(w)), el('td', {}, w.capacity), el('td', {}, w.timezone || '–'),
+    el('td', { class: 'labels' }, labelBadges(w.labels) || '–'))));
   $('#workers-empty').classList.toggle('d-none', workers.length > 0);
 }
 
@@ -383,6 +447,8 @@ document.addEventListener('DOMContentLoaded', () => {
   for (const id of ['#f-cron', '#f-timezone']) {
     $(id).addEventListener('input', () => { clearTimeout(previewTimer); previewTimer = setTimeout(previewCron, 250); });
   }
+  // A refused label stays marked until the field is edited.
+  $('#f-target-labels').addEventListener('input', (e) => e.target.classList.remove('is-invalid'));
   $('#log-status').addEventListener('change', () => { logSkip = 0; refresh(); });
   $('#log-job').addEventListener('change', () => { location.hash = `#/logs?job=${encodeURIComponent($('#log-job').value.trim())}`; });
   $('#log-newer').addEventListener('click', () => { logSkip = Math.max(0, logSkip - PAGE_SIZE); refresh(); });

@@ -27,7 +27,10 @@ export RCRON_ETCD_ENDPOINTS="$RCRON_TEST_ETCD" RCRON_ETCD_PREFIX="/rcron-ui-$$-$
 export RCRON_MONGO_URI="$RCRON_TEST_MONGO" RCRON_MONGO_DB="rcron_ui_$$_$RANDOM"
 RCRON_LISTEN="127.0.0.1:$port" "$root/target/debug/rcron-master" >"$work/master.log" 2>&1 &
 MASTER_PID=$!
-RCRON_SPILL_DIR="$work/spill" RCRON_METRICS_LISTEN="" RCRON_DRAIN_SECS=1 "$root/target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
+# The worker carries labels, so the tests can place jobs on it (and on
+# labels it lacks); jobs without a target run on it as before.
+export RCRON_UI_WORKER_LABELS="role=ui-e2e,zone=e2e-1"
+RCRON_WORKER_LABELS="$RCRON_UI_WORKER_LABELS" RCRON_SPILL_DIR="$work/spill" RCRON_METRICS_LISTEN="" RCRON_DRAIN_SECS=1 "$root/target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
 WORKER_PID=$!
 wait_port 127.0.0.1 "$port" 30 rcron-master
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use rcron_shared::Labels;
+use rcron_shared::placement::{format_labels, parse_labels};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -106,7 +108,7 @@ enum JobCommand {
     /// Create or replace a job from a JSON file (`-` = stdin) or from flags.
     Save {
         /// Job JSON file, or `-` for stdin.
-        #[arg(long, short, conflicts_with_all = ["name", "command", "cron"])]
+        #[arg(long, short, conflicts_with_all = ["name", "command", "cron", "target", "all"])]
         file: Option<String>,
         /// Job name.
         #[arg(long, requires_all = ["command", "cron"])]
@@ -138,6 +140,14 @@ enum JobCommand {
         /// Extra alert recipient (repeatable).
         #[arg(long = "alert-email")]
         alert_emails: Vec<String>,
+        /// Run only on workers carrying every one of these labels,
+        /// `key=value,key=value` (as in the workers' `RCRON_WORKER_LABELS`).
+        #[arg(long, value_name = "LABELS", value_parser = parse_labels)]
+        target: Option<Labels>,
+        /// Every matching worker runs each tick (without `--target`: every
+        /// worker); by default one of them does.
+        #[arg(long)]
+        all: bool,
     },
     /// Delete a job.
     Delete { name: String },
@@ -268,9 +278,56 @@ fn time(ms: &Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// Labels as the API sends them (`{"role": "db"}`), written `role=db,...`.
+fn labels_text(labels: &Value) -> String {
+    let labels: Labels = labels
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+        .unwrap_or_default();
+    format_labels(&labels)
+}
+
+/// Where a job runs: `any`, `role=db (one)`, `role=db (all)`, `all workers`.
+fn target_text(job: &Value) -> String {
+    let labels = labels_text(&job["target"]["labels"]);
+    let all = job["target"]["mode"] == "all";
+    match (labels.is_empty(), all) {
+        (true, false) => "any".into(),
+        (true, true) => "all workers".into(),
+        (false, _) => format!("{labels} ({})", if all { "all" } else { "one" }),
+    }
+}
+
+/// Why a job's ticks run nowhere, when the API says they do.
+fn unschedulable_reason(job: &Value) -> Option<String> {
+    if job["unschedulable"] != true {
+        return None;
+    }
+    let labels = labels_text(&job["target"]["labels"]);
+    Some(if labels.is_empty() {
+        "unschedulable: no live worker can run it (draining ones do not count)".into()
+    } else {
+        format!("unschedulable: no live worker carries {labels}")
+    })
+}
+
+/// `paused`, `UNSCHEDULABLE` (enabled, but no live worker may run it) or
+/// `enabled`.
+fn job_status(job: &Value) -> &'static str {
+    if job["disabled"] == true {
+        "paused"
+    } else if job["unschedulable"] == true {
+        "UNSCHEDULABLE"
+    } else {
+        "enabled"
+    }
+}
+
 fn jobs_table(jobs: &[Value]) -> String {
     table(
-        &["NAME", "CRON", "TIMEZONE", "NEXT", "ENABLED", "COMMAND"],
+        &[
+            "NAME", "CRON", "TIMEZONE", "NEXT", "STATUS", "TARGET", "COMMAND",
+        ],
         jobs.iter()
             .map(|j| {
                 vec![
@@ -278,16 +335,28 @@ fn jobs_table(jobs: &[Value]) -> String {
                     s(&j["cronExpr"]),
                     s(&j["timezone"]),
                     s(&j["nextFireTime"]),
-                    if j["disabled"] == true {
-                        "no".into()
-                    } else {
-                        "yes".into()
-                    },
+                    job_status(j).into(),
+                    target_text(j),
                     s(&j["command"]),
                 ]
             })
             .collect(),
     )
+}
+
+/// One job for people: its document, then where it runs.
+fn job_text(job: &Value) -> String {
+    let mut out = serde_json::to_string_pretty(job).unwrap_or_default();
+    let matching = match job["matchingWorkers"].as_u64() {
+        Some(1) => "1 live worker matches".to_string(),
+        Some(n) => format!("{n} live workers match"),
+        None => "the worker registry could not be read".to_string(),
+    };
+    out.push_str(&format!("\ntarget: {}; {matching}", target_text(job)));
+    if let Some(why) = unschedulable_reason(job) {
+        out.push_str(&format!("\n{why}"));
+    }
+    out
 }
 
 fn logs_rows(logs: &[Value]) -> Vec<Vec<String>> {
@@ -365,7 +434,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 JobCommand::Get { name } => {
                     let v = api.get(&format!("/api/v1/jobs/{name}")).await?;
-                    print(&v, serde_json::to_string_pretty(&v)?);
+                    print(&v, job_text(&v));
                 }
                 JobCommand::Save {
                     file,
@@ -379,6 +448,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     retry_backoff,
                     disabled,
                     alert_emails,
+                    target,
+                    all,
                 } => {
                     let job: Value = match (file, name) {
                         (Some(path), _) => {
@@ -415,6 +486,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             if !alert_emails.is_empty() {
                                 j["alertEmails"] = json!(alert_emails);
                             }
+                            if target.is_some() || all {
+                                j["target"] = json!({
+                                    "labels": target.unwrap_or_default(),
+                                    "mode": if all { "all" } else { "one" },
+                                });
+                            }
                             j
                         }
                         (None, None) => bail!("give --file, or --name with --command and --cron"),
@@ -435,13 +512,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         "replaced"
                     };
-                    print(
-                        &v,
-                        format!(
-                            "job {name} {what}; next run {}",
-                            s(&v["job"]["nextFireTime"])
-                        ),
+                    let mut human = format!(
+                        "job {name} {what}; next run {}",
+                        s(&v["job"]["nextFireTime"])
                     );
+                    if let Some(why) = unschedulable_reason(&v["job"]) {
+                        human.push_str(&format!("\nwarning: {why}"));
+                    }
+                    print(&v, human);
                 }
                 JobCommand::Delete { name } => {
                     let v = api
@@ -633,6 +711,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 format!("{running}/{}", s(&w["capacity"])),
                                 state.to_string(),
                                 s(&w["timezone"]),
+                                match labels_text(&w["labels"]) {
+                                    l if l.is_empty() => "-".to_string(),
+                                    l => l,
+                                },
                             ]
                         })
                         .collect()
@@ -643,6 +725,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 table(
                     &[
                         "ID", "IP", "HOST", "VERSION", "STARTED", "RUNNING", "STATE", "ZONE",
+                        "LABELS",
                     ],
                     rows,
                 ),
@@ -745,10 +828,11 @@ async fn set_disabled(
             None,
         )
         .await?;
-    print(
-        &v,
-        format!("job {name} {}", if disabled { "paused" } else { "resumed" }),
-    );
+    let mut human = format!("job {name} {}", if disabled { "paused" } else { "resumed" });
+    if let Some(why) = unschedulable_reason(&v) {
+        human.push_str(&format!("\nwarning: {why}"));
+    }
+    print(&v, human);
     Ok(())
 }
 

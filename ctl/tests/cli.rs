@@ -21,32 +21,60 @@ fn ctl(base: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A master on the test etcd and MongoDB-wire server, under a key prefix
+/// and database of its own.
+struct Master {
+    /// `http://127.0.0.1:<port>`.
+    base: String,
+    /// Its etcd key prefix.
+    prefix: String,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), rcron_master::Error>>,
+}
+
+impl Master {
+    async fn start() -> Self {
+        let mut cfg = MasterConfig {
+            listen: format!("127.0.0.1:{}", kit::free_port())
+                .parse()
+                .expect("addr"),
+            ..MasterConfig::default()
+        };
+        cfg.etcd.endpoints = vec![kit::etcd_endpoint()];
+        cfg.etcd.prefix = kit::unique_prefix();
+        cfg.mongo.uri = kit::mongo_uri();
+        cfg.mongo.db = kit::unique_db();
+        let base = format!("http://{}", cfg.listen);
+        let prefix = cfg.etcd.prefix.clone();
+        let token = CancellationToken::new();
+        let task = tokio::spawn(rcron_master::run(cfg, token.clone()));
+        let http = kit::http_client();
+        kit::eventually(Duration::from_secs(20), "master to serve", || async {
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        })
+        .await;
+        Self {
+            base,
+            prefix,
+            token,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.token.cancel();
+        self.task.await.expect("master task").expect("master ran");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rcronctl_manages_jobs_and_reads_the_cluster() {
-    let mut cfg = MasterConfig {
-        listen: format!("127.0.0.1:{}", kit::free_port())
-            .parse()
-            .expect("addr"),
-        ..MasterConfig::default()
-    };
-    cfg.etcd.endpoints = vec![kit::etcd_endpoint()];
-    cfg.etcd.prefix = kit::unique_prefix();
-    cfg.mongo.uri = kit::mongo_uri();
-    cfg.mongo.db = kit::unique_db();
-    let base = format!("http://{}", cfg.listen);
-    let token = CancellationToken::new();
-    let master = tokio::spawn(rcron_master::run(cfg, token.clone()));
-    let http = kit::http_client();
-    kit::eventually(Duration::from_secs(20), "master to serve", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-    })
-    .await;
-
-    let b = base.clone();
+    let master = Master::start().await;
+    let b = master.base.clone();
     tokio::task::spawn_blocking(move || {
         let (ok, out, err) = ctl(
             &b,
@@ -195,6 +223,162 @@ async fn rcronctl_manages_jobs_and_reads_the_cluster() {
     })
     .await
     .expect("rcronctl checks");
-    token.cancel();
-    master.await.expect("master task").expect("master ran");
+    master.stop().await;
+}
+
+/// The `ctl` output line of `job list` / `workers` that starts with `first`.
+fn row<'a>(out: &'a str, first: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no row {first} in:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rcronctl_targets_jobs_at_labelled_workers() {
+    let master = Master::start().await;
+    // A live worker as the registry holds it: the record a worker started
+    // with `RCRON_WORKER_LABELS=role=db,zone=eu-1` publishes.
+    let keys = rcron_shared::Keys::new(&master.prefix).expect("prefix");
+    let worker = rcron_shared::WorkerInfo {
+        id: "db-1".into(),
+        hostname: "db-host".into(),
+        ip: "10.0.0.7".into(),
+        pid: 4242,
+        version: "test".into(),
+        start_time: 0,
+        capacity: 4,
+        running: vec![],
+        runs: vec![],
+        draining: false,
+        timezone: "UTC".into(),
+        labels: rcron_shared::placement::parse_labels("role=db,zone=eu-1").expect("labels"),
+    };
+    kit::etcd_client()
+        .await
+        .put(
+            keys.worker(&worker.id),
+            serde_json::to_vec(&worker).expect("worker json"),
+            None,
+        )
+        .await
+        .expect("register the worker");
+
+    let b = master.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let (ok, out, err) = ctl(&b, &["workers"]);
+        assert!(ok, "{err}");
+        assert!(
+            out.lines().next().is_some_and(|h| h.ends_with("LABELS")),
+            "{out}"
+        );
+        assert!(row(&out, "db-1").ends_with("role=db,zone=eu-1"), "{out}");
+
+        let save = |name: &str, extra: &[&str]| {
+            let mut args = vec![
+                "job",
+                "save",
+                "--name",
+                name,
+                "--command",
+                "true",
+                "--cron",
+                "@hourly",
+            ];
+            args.extend_from_slice(extra);
+            ctl(&b, &args)
+        };
+
+        // On a label the worker carries: placed, nothing to warn of.
+        let (ok, out, err) = save("backup", &["--target", "role=db"]);
+        assert!(ok, "{err}");
+        assert!(
+            out.starts_with("job backup created") && !out.contains("unschedulable"),
+            "{out}"
+        );
+        let (_, out, _) = ctl(&b, &["-o", "json", "job", "get", "backup"]);
+        let job: serde_json::Value = serde_json::from_str(&out).expect("json output");
+        assert_eq!(
+            job["target"],
+            serde_json::json!({"labels": {"role": "db"}, "mode": "one"})
+        );
+        assert_eq!(job["matchingWorkers"], 1);
+        assert_eq!(job["unschedulable"], false);
+        let (ok, out, _) = ctl(&b, &["job", "get", "backup"]);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("target: role=db (one); 1 live worker matches")
+                && !out.contains("unschedulable:"),
+            "{out}"
+        );
+
+        // On labels no worker carries: saved, and flagged everywhere it shows.
+        let (ok, out, err) = save("train", &["--target", "gpu=a100, zone=eu-1", "--all"]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("warning: unschedulable: no live worker carries gpu=a100,zone=eu-1"),
+            "{out}"
+        );
+        let (ok, out, _) = ctl(&b, &["job", "get", "train"]);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("target: gpu=a100,zone=eu-1 (all); 0 live workers match")
+                && out.contains("unschedulable: no live worker carries gpu=a100,zone=eu-1"),
+            "{out}"
+        );
+
+        // `--all` alone: every worker runs each tick.
+        let (ok, _, err) = save("everywhere", &["--all"]);
+        assert!(ok, "{err}");
+        let (_, out, _) = ctl(&b, &["-o", "json", "job", "get", "everywhere"]);
+        let job: serde_json::Value = serde_json::from_str(&out).expect("json output");
+        assert_eq!(
+            job["target"],
+            serde_json::json!({"labels": {}, "mode": "all"})
+        );
+        // A paused job runs nowhere on purpose: not unschedulable.
+        let (ok, _, err) = save("parked", &["--target", "gpu=a100", "--disabled"]);
+        assert!(ok, "{err}");
+
+        let (ok, out, _) = ctl(&b, &["job", "list"]);
+        assert!(ok, "{out}");
+        let header = out.lines().next().unwrap_or_default();
+        assert!(
+            header.contains("STATUS") && header.contains("TARGET"),
+            "{out}"
+        );
+        let backup = row(&out, "backup");
+        assert!(
+            backup.contains(" enabled ") && backup.contains("role=db (one)"),
+            "{out}"
+        );
+        let train = row(&out, "train");
+        assert!(
+            train.contains("UNSCHEDULABLE") && train.contains("gpu=a100,zone=eu-1 (all)"),
+            "{out}"
+        );
+        assert!(row(&out, "everywhere").contains("all workers"), "{out}");
+        let parked = row(&out, "parked");
+        assert!(
+            parked.contains(" paused ") && !parked.contains("UNSCHEDULABLE"),
+            "{out}"
+        );
+
+        // Bad selectors are refused before anything is sent.
+        let (ok, _, err) = save("bad", &["--target", "role"]);
+        assert!(!ok, "a label without a value fails");
+        assert!(
+            err.contains("--target") && err.contains("key=value"),
+            "{err}"
+        );
+        let (ok, _, err) = save("bad", &["--target", "role=d b"]);
+        assert!(!ok, "a value with a space fails");
+        assert!(err.contains("--target") && err.contains("ASCII"), "{err}");
+        let (ok, _, err) = ctl(&b, &["job", "get", "bad"]);
+        assert!(!ok && err.contains("not found"), "{err}");
+        let (ok, _, err) = ctl(&b, &["job", "save", "--file", "-", "--target", "role=db"]);
+        assert!(!ok && err.contains("cannot be used"), "{err}");
+    })
+    .await
+    .expect("rcronctl checks");
+    master.stop().await;
 }

@@ -11,7 +11,10 @@ const artifacts = process.env.RCRON_UI_ARTIFACTS || 'target/ui-artifacts';
 if (!base) throw new Error('RCRON_UI_URL is not set: run ui/run-e2e.sh through deploy/test-env.sh (deploy/test.sh does)');
 mkdirSync(artifacts, { recursive: true });
 
-test('the admin creates, watches, kills and deletes jobs through the REST API', { timeout: 180_000 }, async () => {
+// A headless chromium on the admin, recording what went wrong: console
+// errors, requests that failed (4xx/5xx) and requests to other origins.
+// Confirmation dialogs are accepted.
+async function openAdmin() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -27,6 +30,14 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
   const failed = [];
   page.on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`); });
   const shot = (name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+  return { browser, page, consoleErrors, foreign, failed, shot };
+}
+
+// Chromium logs every 4xx answer as a console error.
+const provoked = /Failed to load resource: the server responded with a status of 400/;
+
+test('the admin creates, watches, kills and deletes jobs through the REST API', { timeout: 180_000 }, async () => {
+  const { browser, page, consoleErrors, foreign, failed, shot } = await openAdmin();
 
   try {
     await page.goto(`${base}/`);
@@ -115,12 +126,144 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
   } finally {
     await browser.close();
   }
-  // Chromium logs every 4xx answer as a console error; the only ones allowed
-  // are the 400s the invalid expression deliberately provoked (and the page
-  // showed next to the field).
-  const provoked = /Failed to load resource: the server responded with a status of 400/;
+  // The only console errors allowed are the 400s the invalid expression
+  // deliberately provoked (and the page showed next to the field).
   assert.deepEqual(consoleErrors.filter((m) => !provoked.test(m)), [], 'no console errors');
   assert.ok(failed.length >= 1, 'the invalid expression was refused by the API');
   for (const f of failed) assert.match(f, /^400 POST \/api\/v1\/(cron\/preview|jobs)$/, `unexpected failed request ${f}`);
+  assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
+});
+
+// The job as the REST API returns it (null when there is none).
+async function storedJob(name) {
+  const r = await fetch(`${base}/api/v1/jobs/${encodeURIComponent(name)}`);
+  if (r.status === 404) return null;
+  assert.equal(r.status, 200, `GET job ${name}`);
+  return r.json();
+}
+
+async function eventually(what, check, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test('the admin places jobs on labelled workers and flags jobs no worker can run', { timeout: 120_000 }, async () => {
+  // run-e2e.sh starts the worker with these labels (RCRON_WORKER_LABELS).
+  const workerLabels = process.env.RCRON_UI_WORKER_LABELS;
+  assert.ok(workerLabels, 'RCRON_UI_WORKER_LABELS is set by ui/run-e2e.sh');
+  const role = Object.fromEntries(workerLabels.split(',').map((kv) => kv.split('='))).role;
+  assert.ok(role, `the test worker has a role label (${workerLabels})`);
+  const { browser, page, consoleErrors, foreign, failed, shot } = await openAdmin();
+  const jobRequest = (method, path) => page.waitForRequest((r) => r.method() === method && new URL(r.url()).pathname === path);
+
+  try {
+    // Workers page: the worker's labels in their own column.
+    await page.goto(`${base}/#/workers`);
+    await page.waitForSelector('#workers-table tbody tr td.labels .badge');
+    assert.ok((await page.locator('#workers-table thead th').allTextContents()).includes('Labels'));
+    const shown = await page.locator('#workers-table tbody td.labels .badge').allTextContents();
+    assert.deepEqual(shown.sort(), workerLabels.split(',').sort());
+    await shot('workers-labels');
+
+    // A job placed on the worker's role, every matching worker per tick.
+    // A label the server refuses first: its 400 shows under the field.
+    await page.goto(`${base}/#/jobs`);
+    await page.click('#new-job');
+    await page.fill('#f-name', 'ui-placed');
+    await page.fill('#f-command', 'echo placed');
+    await page.fill('#f-cron', '*/2 * * * * * *');
+    await page.fill('#f-target-labels', 'role=d b, zone=e/1');
+    await page.click('#save-job');
+    await page.waitForSelector('#f-target-labels.is-invalid');
+    const refused = await page.textContent('.invalid-feedback[data-for="targetLabels"]');
+    assert.match(refused, /"d b".*may only contain ASCII letters/);
+    assert.match(refused, /"e\/1"/, 'every problem of the field is shown');
+    assert.equal(await storedJob('ui-placed'), null, 'a refused job is not stored');
+    // A label that is not key=value never leaves the page.
+    await page.fill('#f-target-labels', 'role');
+    await page.click('#save-job');
+    await page.waitForSelector('#f-target-labels.is-invalid');
+    assert.match(await page.textContent('.invalid-feedback[data-for="targetLabels"]'), /not key=value/);
+
+    await page.fill('#f-target-labels', ` role = ${role} `);
+    assert.equal(await page.locator('#f-target-labels.is-invalid').count(), 0, 'editing the field clears its error');
+    await page.selectOption('#f-target-mode', 'all');
+    await shot('job-dialog-target');
+    const [created] = await Promise.all([jobRequest('POST', '/api/v1/jobs'), page.click('#save-job')]);
+    assert.deepEqual(created.postDataJSON().target, { labels: { role }, mode: 'all' });
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    await page.waitForSelector('tr[data-job="ui-placed"]');
+    const placed = await storedJob('ui-placed');
+    assert.deepEqual(placed.target, { labels: { role }, mode: 'all' });
+    assert.equal(placed.matchingWorkers, 1);
+    assert.equal(placed.unschedulable, false);
+    assert.match(await page.textContent('tr[data-job="ui-placed"] td.target'), new RegExp(`^role=${role}\\s*\\(all workers\\)$`));
+    assert.equal(await page.locator('tr[data-job="ui-placed"] .unschedulable').count(), 0);
+    // The labelled worker runs it.
+    await eventually('a run of ui-placed', async () => {
+      const { logs } = await (await fetch(`${base}/api/v1/logs?job=ui-placed&limit=5`)).json();
+      return logs.some((l) => l.status === 'success' && /placed/.test(l.output));
+    });
+
+    // Editing shows the target; clearing it sends none, and none is stored.
+    await page.click('tr[data-job="ui-placed"] button[data-action="edit"]');
+    assert.equal(await page.inputValue('#f-target-labels'), `role=${role}`);
+    assert.equal(await page.inputValue('#f-target-mode'), 'all');
+    await page.fill('#f-target-labels', '');
+    await page.selectOption('#f-target-mode', 'one');
+    const [replaced] = await Promise.all([jobRequest('PUT', '/api/v1/jobs/ui-placed'), page.click('#save-job')]);
+    assert.equal('target' in replaced.postDataJSON(), false, 'no target is sent for any worker, one per tick');
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    assert.equal('target' in (await storedJob('ui-placed')), false);
+    await page.waitForFunction(() => document.querySelector('tr[data-job="ui-placed"] td.target')?.textContent === 'any');
+
+    // A job on labels no live worker carries: stored, flagged unschedulable.
+    await page.click('#new-job');
+    await page.fill('#f-name', 'ui-nowhere');
+    await page.fill('#f-command', 'echo nowhere');
+    await page.fill('#f-cron', '0 0 3 * * * *');
+    await page.fill('#f-target-labels', 'role=nobody, zone=e2e-1');
+    await page.click('#save-job');
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    const badge = page.locator('tr[data-job="ui-nowhere"] .unschedulable');
+    await badge.waitFor();
+    assert.equal(await badge.textContent(), 'unschedulable');
+    assert.match(await badge.getAttribute('class'), /\bbadge\b.*\bbg-danger\b/);
+    assert.match(await badge.getAttribute('title'), /No live worker carries role=nobody, zone=e2e-1/);
+    const nowhere = await storedJob('ui-nowhere');
+    assert.deepEqual(nowhere.target, { labels: { role: 'nobody', zone: 'e2e-1' }, mode: 'one' });
+    assert.equal(nowhere.unschedulable, true);
+    assert.equal(nowhere.matchingWorkers, 0);
+    // The placed job runs on the worker: no badge.
+    assert.equal(await page.locator('tr[data-job="ui-placed"] .unschedulable').count(), 0);
+    await shot('jobs-unschedulable');
+    // Its dialog shows both labels; cancelled, nothing is sent.
+    await page.click('tr[data-job="ui-nowhere"] button[data-action="edit"]');
+    assert.equal(await page.inputValue('#f-target-labels'), 'role=nobody, zone=e2e-1');
+    assert.equal(await page.inputValue('#f-target-mode'), 'one');
+    await page.click('#job-modal button.btn-secondary[data-bs-dismiss="modal"]');
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    // Paused, it is meant to run nowhere: the badge goes.
+    await page.click('tr[data-job="ui-nowhere"] button[data-action="pause"]');
+    await page.waitForSelector('tr[data-job="ui-nowhere"] button[data-action="resume"]');
+    assert.equal(await badge.count(), 0);
+
+    for (const name of ['ui-placed', 'ui-nowhere']) {
+      await page.click(`tr[data-job="${name}"] button[data-action="delete"]`);
+      await page.waitForSelector(`tr[data-job="${name}"]`, { state: 'detached' });
+    }
+  } catch (e) {
+    await shot('failure-placement').catch(() => {});
+    throw e;
+  } finally {
+    await browser.close();
+  }
+  assert.deepEqual(consoleErrors.filter((m) => !provoked.test(m)), [], 'no console errors');
+  assert.deepEqual(failed, ['400 POST /api/v1/jobs'], 'only the refused label failed');
   assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
 });
