@@ -45,9 +45,22 @@ struct Mirror {
 }
 
 /// What this worker knows of the others, kept by [`watch`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterView {
     mirror: Mutex<Mirror>,
+    /// Bumped whenever a tick is marked fired or a lock changes, so that
+    /// ticks waiting their rank give up as soon as they are taken (and
+    /// free their job for its next tick here).
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for ClusterView {
+    fn default() -> Self {
+        Self {
+            mirror: Mutex::default(),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl ClusterView {
@@ -62,6 +75,35 @@ impl ClusterView {
         let m = self.mirror();
         m.fired.get(&job.name).is_some_and(|f| *f >= plan_ms)
             || (job.concurrency == rcron_shared::Concurrency::Forbid && m.busy.contains(&job.name))
+    }
+
+    /// Waits until `deadline` unless tick `plan_ms` of `job` is seen taken
+    /// first ([`Self::taken`]); true when it was.
+    pub async fn taken_before(
+        &self,
+        job: &Job,
+        plan_ms: i64,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let mut changes = self.changed.subscribe();
+        loop {
+            if self.taken(job, plan_ms) {
+                return true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return self.taken(job, plan_ms),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(deadline).await;
+                        return self.taken(job, plan_ms);
+                    }
+                }
+            }
+        }
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Whether tick `plan_ms` of `job` is known to have been started (or
@@ -105,6 +147,7 @@ impl ClusterView {
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(-1);
         self.mirror().fired.insert(job, plan);
+        self.bump();
     }
 }
 
@@ -389,6 +432,33 @@ mod tests {
                 Duration::ZERO
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_tick_gives_up_as_soon_as_it_is_taken() {
+        let view = std::sync::Arc::new(ClusterView::default());
+        let j = job(r#"{"name":"j","command":"true","cronExpr":"* * * * * * *"}"#);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let waiting = {
+            let (view, j) = (view.clone(), j.clone());
+            tokio::spawn(async move {
+                let taken = view.taken_before(&j, 5000, deadline).await;
+                (taken, tokio::time::Instant::now())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        view.set_fired(j.name.clone(), b"00000000000000005000");
+        let (taken, at) = waiting.await.expect("joined");
+        assert!(taken);
+        assert!(at < deadline, "woke when taken, not at the deadline");
+        let untaken = view
+            .taken_before(
+                &j,
+                6000,
+                tokio::time::Instant::now() + Duration::from_millis(10),
+            )
+            .await;
+        assert!(!untaken);
     }
 
     #[test]

@@ -114,21 +114,22 @@ impl Launcher for Runner {
             .fetch_add(1, Ordering::Relaxed);
         let (ctx, slots, tracker) = (self.ctx.clone(), self.slots.clone(), self.tracker.clone());
         let draining = self.draining.clone();
+        let deadline = tokio::time::Instant::now() + wait;
         self.tracker.spawn(async move {
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+            let tick = &pending.run.tick;
+            let plan_ms = tick.plan_time.timestamp_millis();
+            let taken = tokio::select! {
+                // A run-now request is claimed by deleting its key, which
+                // the mirror does not follow: the transaction decides.
+                taken = ctx.placement.view.taken_before(&tick.job, plan_ms, deadline),
+                    if tick.manual.is_none() => taken,
+                () = tokio::time::sleep_until(deadline), if tick.manual.is_some() => false,
                 () = draining.cancelled() => {
                     pending.events.finished(pending.run.id);
                     return;
                 }
-            }
-            let tick = &pending.run.tick;
-            if tick.manual.is_none()
-                && ctx
-                    .placement
-                    .view
-                    .taken(&tick.job, tick.plan_time.timestamp_millis())
-            {
+            };
+            if taken {
                 ctx.metrics.placement_taken.fetch_add(1, Ordering::Relaxed);
                 pending.events.finished(pending.run.id);
                 return;
