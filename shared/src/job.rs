@@ -22,6 +22,8 @@ pub const MAX_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
 pub const MAX_RETRIES: u32 = 100;
 /// Longest accepted backoff between retries: 1 day.
 pub const MAX_RETRY_BACKOFF_SECS: u64 = 24 * 3600;
+/// Longest accepted `startingDeadlineSecs`: 1 day.
+pub const MAX_STARTING_DEADLINE_SECS: u64 = 24 * 3600;
 /// Most extra alert recipients per job.
 pub const MAX_ALERT_EMAILS: usize = 50;
 
@@ -34,6 +36,28 @@ pub enum Concurrency {
     Forbid,
     /// Runs may overlap; each tick still runs once.
     Allow,
+    /// A new tick kills the running run (logged `killed`, reason
+    /// `replaced`) and then starts; never two runs at once, like `forbid`.
+    Replace,
+}
+
+impl Concurrency {
+    /// Whether a run holds the job's cluster lock (never two at once).
+    pub fn exclusive(self) -> bool {
+        matches!(self, Self::Forbid | Self::Replace)
+    }
+}
+
+/// What a tick found late does (ARCHITECTURE §4, "Verdicts").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Misfire {
+    /// A late tick is not run; it is logged `missed`.
+    #[default]
+    Skip,
+    /// A tick found late, but within `startingDeadlineSecs` of its planned
+    /// time, runs once (late); older ones are logged `missed`.
+    RunOnce,
 }
 
 /// A validated job.
@@ -72,6 +96,31 @@ pub struct Job {
     /// tick; `None` = any worker, one per tick (the original's behaviour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// What a tick found late does.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub misfire: Misfire,
+    /// How late (seconds after its planned time) a tick may still start;
+    /// 0 = the worker's `misfire_grace_secs`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub starting_deadline_secs: u64,
+    /// Whether a `missed` tick alerts.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub alert_on_missed: bool,
+    /// Cap of the doubling delay between retries; 0 = one hour.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub retry_backoff_max_secs: u64,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// The wire form before validation: every field as loosely typed as the
@@ -98,6 +147,14 @@ struct RawJob {
     alert_emails: Option<Vec<String>>,
     #[serde(default)]
     target: Option<Target>,
+    #[serde(default)]
+    misfire: Option<Misfire>,
+    #[serde(default)]
+    starting_deadline_secs: Option<u64>,
+    #[serde(default)]
+    alert_on_missed: Option<bool>,
+    #[serde(default)]
+    retry_backoff_max_secs: Option<u64>,
 }
 
 impl Job {
@@ -149,6 +206,10 @@ impl Job {
             disabled: Some(self.disabled),
             alert_emails: Some(self.alert_emails.clone()),
             target: self.target.clone(),
+            misfire: Some(self.misfire),
+            starting_deadline_secs: Some(self.starting_deadline_secs),
+            alert_on_missed: Some(self.alert_on_missed),
+            retry_backoff_max_secs: Some(self.retry_backoff_max_secs),
         };
         Self::from_raw(raw, true, &mut ScheduleCache::default()).map(|_| ())
     }
@@ -254,6 +315,18 @@ impl Job {
         if let Some(target) = &raw.target {
             problems.extend(target.problems());
         }
+        let starting_deadline_secs = raw.starting_deadline_secs.unwrap_or(0);
+        if starting_deadline_secs > MAX_STARTING_DEADLINE_SECS {
+            problems.push(format!(
+                "`startingDeadlineSecs` must be at most {MAX_STARTING_DEADLINE_SECS}"
+            ));
+        }
+        let retry_backoff_max_secs = raw.retry_backoff_max_secs.unwrap_or(0);
+        if retry_backoff_max_secs > MAX_RETRY_BACKOFF_SECS {
+            problems.push(format!(
+                "`retryBackoffMaxSecs` must be at most {MAX_RETRY_BACKOFF_SECS}"
+            ));
+        }
         // An empty selector in mode `one` is the same as none: stored as none.
         let target = raw.target.filter(|t| !t.is_any());
 
@@ -271,6 +344,10 @@ impl Job {
                 disabled: raw.disabled.unwrap_or(false),
                 alert_emails,
                 target,
+                misfire: raw.misfire.unwrap_or_default(),
+                starting_deadline_secs,
+                alert_on_missed: raw.alert_on_missed.unwrap_or(true),
+                retry_backoff_max_secs,
             }),
             _ => Err(Error::InvalidJob { problems }),
         }
@@ -429,6 +506,41 @@ mod tests {
         .expect_err("typo")
         .to_string();
         assert!(err.contains("lables"), "{err}");
+    }
+
+    #[test]
+    fn tick_policies_default_to_todays_behaviour_and_round_trip() {
+        let job =
+            Job::from_json(br#"{"name":"p","command":"y","cronExpr":"@daily"}"#).expect("valid");
+        assert_eq!(job.misfire, Misfire::Skip);
+        assert!(job.alert_on_missed);
+        let json = job.to_json();
+        for absent in [
+            "misfire",
+            "startingDeadlineSecs",
+            "alertOnMissed",
+            "retryBackoffMaxSecs",
+        ] {
+            assert!(!json.contains(absent), "{absent} in {json}");
+        }
+        let job = Job::from_json(
+            br#"{"name":"p","command":"y","cronExpr":"@daily","concurrency":"replace","misfire":"runOnce",
+            "startingDeadlineSecs":120,"alertOnMissed":false,"retryBackoffMaxSecs":600}"#,
+        )
+        .expect("valid");
+        assert_eq!(job.concurrency, Concurrency::Replace);
+        assert!(job.concurrency.exclusive());
+        assert_eq!(job.misfire, Misfire::RunOnce);
+        assert_eq!(
+            Job::from_json(job.to_json().as_bytes()).expect("again"),
+            job
+        );
+        let err = Job::from_json(
+            br#"{"name":"p","command":"y","cronExpr":"@daily","startingDeadlineSecs":999999999}"#,
+        )
+        .expect_err("too long")
+        .to_string();
+        assert!(err.contains("`startingDeadlineSecs`"), "{err}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod telemetry;
 
 pub use cron::{Schedule, ScheduleCache};
 pub use error::Error;
-pub use job::{Concurrency, Job};
+pub use job::{Concurrency, Job, Misfire};
 pub use keys::Keys;
 pub use name::JobName;
 pub use placement::{Labels, Target, TargetMode};

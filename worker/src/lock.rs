@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use rcron_shared::placement::{self, TargetMode};
-use rcron_shared::{Concurrency, Job, JobName, Keys};
+use rcron_shared::{Job, JobName, Keys};
 use serde::Serialize;
 
 use crate::run_stop::RunStop;
@@ -235,7 +235,7 @@ impl Locker {
     ) -> Result<LockOutcome, etcd_client::Error> {
         let request = self.keys.run(&job.name);
         let lock = self.tick_keys(job, lease).lock;
-        let forbid = job.concurrency == Concurrency::Forbid;
+        let forbid = job.concurrency.exclusive();
         let every_worker = placement::mode(job.target.as_ref()) == TargetMode::All;
         let (mut when, mut then) = (Vec::new(), Vec::new());
         if every_worker {
@@ -377,7 +377,7 @@ impl Locker {
             fired_options,
         } = self.tick_keys(job, lease);
         let plan = encode_plan(plan_ms);
-        let forbid = job.concurrency == Concurrency::Forbid;
+        let forbid = job.concurrency.exclusive();
 
         let mut when = vec![Compare::value(fired.clone(), CompareOp::Less, plan.clone())];
         let mut then = vec![TxnOp::put(fired.clone(), plan, fired_options)];

@@ -74,7 +74,7 @@ impl ClusterView {
     pub fn taken(&self, job: &Job, plan_ms: i64) -> bool {
         let m = self.mirror();
         m.fired.get(&job.name).is_some_and(|f| *f >= plan_ms)
-            || (job.concurrency == rcron_shared::Concurrency::Forbid && m.busy.contains(&job.name))
+            || (job.concurrency.exclusive() && m.busy.contains(&job.name))
     }
 
     /// Waits until `deadline` unless tick `plan_ms` of `job` is seen taken

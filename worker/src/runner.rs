@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rcron_shared::placement::{self, TargetMode};
-use rcron_shared::{Concurrency, JobName, LogRecord, RunRef, RunStatus, Warning};
+use rcron_shared::{JobName, LogRecord, RunRef, RunStatus, Warning};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -277,7 +277,7 @@ impl RunContext {
             Err(e) => {
                 self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.name, plan_ms, error = %e, "cannot take the lock; tick not started here");
-                if job.concurrency == Concurrency::Forbid {
+                if job.concurrency.exclusive() {
                     // Not awaited: no process runs, so the slot and the
                     // job's next ticks need not wait (a ghost lock only
                     // makes them find the job busy until it is gone).

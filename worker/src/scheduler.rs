@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rcron_shared::{Concurrency, Job, JobName, Schedule};
+use rcron_shared::{Job, JobName, Schedule};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -526,7 +526,7 @@ impl<L: Launcher> Scheduler<L> {
         let slot = match self.by_name.get(&name, name_of(&self.slots)) {
             Some(slot) => {
                 let s = &mut self.slots[slot as usize];
-                s.forbid = job.concurrency == Concurrency::Forbid;
+                s.forbid = job.concurrency.exclusive();
                 let old_job = std::mem::replace(&mut s.job, Arc::new(job));
                 let old = s.schedule.replace(schedule);
                 s.generation = s.generation.wrapping_add(1);
@@ -537,7 +537,7 @@ impl<L: Launcher> Scheduler<L> {
             }
             None => {
                 let entry = Slot {
-                    forbid: job.concurrency == Concurrency::Forbid,
+                    forbid: job.concurrency.exclusive(),
                     job: Arc::new(job),
                     schedule: Some(schedule),
                     generation: 0,

@@ -7,7 +7,7 @@ use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use rcron_shared::{Concurrency, Job, JobName, TargetMode};
+use rcron_shared::{Concurrency, Job, JobName, Misfire, TargetMode};
 
 use crate::Error;
 use crate::api::payload::JobPayload;
@@ -35,6 +35,20 @@ pub enum ConcurrencyDto {
     Forbid,
     /// Runs may overlap; each tick still runs once.
     Allow,
+    /// A new tick kills the running run (logged `killed`, reason
+    /// `replaced`) and starts.
+    Replace,
+}
+
+/// What a tick found late does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
+#[oai(rename_all = "camelCase")]
+pub enum MisfireDto {
+    /// Not run; logged `missed` (default).
+    #[default]
+    Skip,
+    /// Run once, late, if within `startingDeadlineSecs`.
+    RunOnce,
 }
 
 /// Which workers run a tick.
@@ -99,6 +113,23 @@ pub struct JobSpec {
     /// Which workers may run it; absent = any worker, one per tick.
     #[oai(skip_serializing_if_is_none)]
     pub target: Option<TargetSpec>,
+    /// What a tick found late does: `skip` (logged `missed`) or `runOnce`.
+    #[oai(default)]
+    pub misfire: MisfireDto,
+    /// How late a tick may still start (seconds); 0 = the worker's
+    /// `misfire_grace_secs`.
+    #[oai(default)]
+    pub starting_deadline_secs: u64,
+    /// Whether a `missed` tick alerts (default true).
+    #[oai(default = "yes")]
+    pub alert_on_missed: bool,
+    /// Cap of the doubling delay between retries (seconds); 0 = one hour.
+    #[oai(default)]
+    pub retry_backoff_max_secs: u64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl From<&Job> for JobSpec {
@@ -111,6 +142,7 @@ impl From<&Job> for JobSpec {
             concurrency: match job.concurrency {
                 Concurrency::Forbid => ConcurrencyDto::Forbid,
                 Concurrency::Allow => ConcurrencyDto::Allow,
+                Concurrency::Replace => ConcurrencyDto::Replace,
             },
             retries: job.retries,
             retry_backoff_secs: job.retry_backoff_secs,
@@ -124,6 +156,13 @@ impl From<&Job> for JobSpec {
                     TargetMode::All => TargetModeDto::All,
                 },
             }),
+            misfire: match job.misfire {
+                Misfire::Skip => MisfireDto::Skip,
+                Misfire::RunOnce => MisfireDto::RunOnce,
+            },
+            starting_deadline_secs: job.starting_deadline_secs,
+            alert_on_missed: job.alert_on_missed,
+            retry_backoff_max_secs: job.retry_backoff_max_secs,
         }
     }
 }
