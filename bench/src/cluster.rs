@@ -1,7 +1,8 @@
 //! The cluster benchmarks, against a real etcd and MongoDB-wire server:
 //! the raw etcd write-transaction rate with rcron's own client, and the
 //! end-to-end run rate of two workers raised step by step until ticks are
-//! missed.
+//! missed. [`Workers`] (in-process workers on a prefix and database of
+//! their own) is shared with the placement benchmark.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ impl CpuPerRun {
 }
 
 /// CPU seconds so far of the workers, their commands, etcd, the log store.
-fn cpu_snapshot(s: &Services) -> [f64; 4] {
+pub(crate) fn cpu_snapshot(s: &Services) -> [f64; 4] {
     let server = |pid: Option<u32>| pid.map_or(f64::NAN, |p| cpu_secs(&p.to_string(), Cpu::Own));
     [
         cpu_secs("self", Cpu::Own),
@@ -79,7 +80,7 @@ pub(crate) struct Step {
     pub(crate) cpu_per_run: CpuPerRun,
 }
 
-fn p50_p99(mut v: Vec<i64>) -> (i64, i64) {
+pub(crate) fn p50_p99(mut v: Vec<i64>) -> (i64, i64) {
     v.sort_unstable();
     let at = |q: f64| {
         v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
@@ -89,7 +90,7 @@ fn p50_p99(mut v: Vec<i64>) -> (i64, i64) {
     (at(0.5), at(0.99))
 }
 
-async fn connect(endpoint: &str) -> anyhow::Result<Client> {
+pub(crate) async fn connect(endpoint: &str) -> anyhow::Result<Client> {
     Ok(Client::connect([endpoint], None).await?)
 }
 
@@ -114,13 +115,11 @@ async fn rcron_client(endpoint: &str) -> anyhow::Result<Client> {
     Ok(rcron_shared::etcd::connect(&cfg).await?)
 }
 
-/// The lock transaction's shape (compare on a key, put on success, read
-/// on failure), on keys of its own, for `secs` seconds per mode.
 /// Drops etcd's history and reclaims its file, as production's hourly
 /// compaction would: the phases before this one wrote and deleted tens of
 /// thousands of keys, and an uncompacted store is measurably slower
 /// (the first version of this benchmark measured that, the other way round).
-async fn compact_and_defragment(mut client: Client) -> anyhow::Result<()> {
+pub(crate) async fn compact_and_defragment(mut client: Client) -> anyhow::Result<()> {
     let revision = client
         .get("/", None)
         .await?
@@ -136,6 +135,8 @@ async fn compact_and_defragment(mut client: Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The lock transaction's shape (compare on a key, put on success, read
+/// on failure), on keys of its own, for `secs` seconds per mode.
 pub(crate) async fn etcd_limit(
     s: &Services,
     secs: u64,
@@ -191,6 +192,31 @@ pub(crate) async fn etcd_limit(
     })
 }
 
+/// The sum of every sample of `name` on etcd's own `/metrics` (served on
+/// its client URL), e.g. `etcd_mvcc_txn_total`.
+pub(crate) async fn etcd_metric(
+    http: &reqwest::Client,
+    endpoint: &str,
+    name: &str,
+) -> anyhow::Result<f64> {
+    let text = http
+        .get(format!("http://{endpoint}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let samples: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix(name))
+        .filter(|rest| rest.starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    anyhow::ensure!(!samples.is_empty(), "etcd exports no {name}");
+    Ok(samples.iter().sum())
+}
+
 async fn revision(client: &mut Client) -> anyhow::Result<i64> {
     let resp = client
         .get("/", Some(GetOptions::new().with_count_only()))
@@ -198,46 +224,163 @@ async fn revision(client: &mut Client) -> anyhow::Result<i64> {
     Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
 }
 
+/// In-process workers (`rcron_worker::run`) on a fresh etcd prefix and
+/// MongoDB database of their own, so that no step sees another's keys or
+/// records.
+pub(crate) struct Workers {
+    prefix: String,
+    db: String,
+    /// Their ids, `bench-1` … `bench-N`.
+    pub(crate) ids: Vec<String>,
+    spill: std::path::PathBuf,
+    token: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), rcron_worker::Error>>>,
+}
+
+impl Workers {
+    /// Starts `count` workers, each with its own id and spill directory,
+    /// no metrics listener, and `tune` applied to its config last.
+    pub(crate) fn start(s: &Services, count: usize, tune: impl Fn(&mut WorkerConfig)) -> Self {
+        let prefix = format!("/rcron-bench-{}/", uuid::Uuid::now_v7().simple());
+        let db = format!("rcron_bench_{}", uuid::Uuid::now_v7().simple());
+        let spill = std::path::PathBuf::from(
+            std::env::var("RCRON_BENCH_SPILL")
+                .unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
+        )
+        .join(format!("rcron-bench-{}", uuid::Uuid::now_v7().simple()));
+        let token = CancellationToken::new();
+        let ids: Vec<String> = (1..=count).map(|w| format!("bench-{w}")).collect();
+        let tasks = ids
+            .iter()
+            .enumerate()
+            .map(|(w, id)| {
+                let mut cfg = WorkerConfig {
+                    worker_id: id.clone(),
+                    max_concurrency: 4096,
+                    spill_dir: spill.join(format!("w{}", w + 1)),
+                    metrics_listen: String::new(),
+                    log_batch_size: 500,
+                    ..WorkerConfig::default()
+                };
+                cfg.etcd.endpoints = vec![s.etcd.clone()];
+                cfg.etcd.prefix = prefix.clone();
+                cfg.mongo.uri = s.mongo.clone();
+                cfg.mongo.db = db.clone();
+                tune(&mut cfg);
+                tokio::spawn(rcron_worker::run(cfg, token.child_token()))
+            })
+            .collect();
+        Self {
+            prefix,
+            db,
+            ids,
+            spill,
+            token,
+            tasks,
+        }
+    }
+
+    /// Saves `jobs` jobs named `<stem>-<i>` running `true` every second,
+    /// with every other field at its default (`concurrency: forbid`).
+    pub(crate) async fn put_jobs(
+        &self,
+        etcd: &mut Client,
+        stem: &str,
+        jobs: usize,
+    ) -> anyhow::Result<()> {
+        for i in 0..jobs {
+            etcd.put(
+                format!("{}jobs/{stem}-{i}", self.prefix),
+                format!(r#"{{"name":"{stem}-{i}","command":"true","cronExpr":"* * * * * * *"}}"#),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every worker is registered under the prefix.
+    pub(crate) async fn registered(
+        &self,
+        etcd: &mut Client,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let dir = format!("{}workers/", self.prefix);
+        let deadline = Instant::now() + within;
+        loop {
+            let live = etcd
+                .get(
+                    dir.as_str(),
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+                .await?
+                .count();
+            if live as usize >= self.ids.len() {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{live} of {} workers registered after {within:?}",
+                self.ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Deletes the jobs, lets the workers go idle, stops them (their log
+    /// sinks flush on the way out), and returns the run records with a
+    /// plan time in `[from, to)`; then removes the prefix, the database
+    /// and the spill directories.
+    pub(crate) async fn stop(
+        self,
+        s: &Services,
+        from: i64,
+        to: i64,
+    ) -> anyhow::Result<Vec<Document>> {
+        delete_prefix(&s.etcd, &format!("{}jobs/", self.prefix)).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        self.token.cancel();
+        for w in self.tasks {
+            w.await??;
+        }
+        let mongo = mongodb::Client::with_uri_str(&s.mongo).await?;
+        let docs: Vec<Document> = mongo
+            .database(&self.db)
+            .collection::<Document>("log")
+            .find(doc! {"planTime": {"$gte": from, "$lt": to}})
+            .await?
+            .try_collect()
+            .await?;
+        let _ = mongo.database(&self.db).drop().await;
+        delete_prefix(&s.etcd, &self.prefix).await?;
+        let _ = std::fs::remove_dir_all(&self.spill);
+        Ok(docs)
+    }
+}
+
+/// Sleeps until the next whole second and returns it (ms since the epoch).
+pub(crate) async fn next_second() -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    let at = (now / 1000 + 1) * 1000;
+    tokio::time::sleep(Duration::from_millis((at - now) as u64)).await;
+    at
+}
+
+/// A millisecond field of a run record (stored as a 64- or 32-bit integer).
+pub(crate) fn millis(d: &Document, field: &str) -> i64 {
+    d.get_i64(field)
+        .or_else(|_| d.get_i32(field).map(i64::from))
+        .unwrap_or_default()
+}
+
 /// `jobs` jobs running `true` every second on two workers for `seconds`.
 pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyhow::Result<Step> {
-    let prefix = format!("/rcron-bench-{}/", uuid::Uuid::now_v7().simple());
-    let db = format!("rcron_bench_{}", uuid::Uuid::now_v7().simple());
     let mut etcd = connect(&s.etcd).await?;
-    let token = CancellationToken::new();
-    let spill = std::path::PathBuf::from(
-        std::env::var("RCRON_BENCH_SPILL")
-            .unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
-    )
-    .join(format!("rcron-bench-{}", uuid::Uuid::now_v7().simple()));
-    let mut workers = Vec::new();
-    for w in 1..=2 {
-        let mut cfg = WorkerConfig {
-            worker_id: format!("bench-{w}"),
-            max_concurrency: 4096,
-            spill_dir: spill.join(format!("w{w}")),
-            metrics_listen: String::new(),
-            log_batch_size: 500,
-            ..WorkerConfig::default()
-        };
-        cfg.etcd.endpoints = vec![s.etcd.clone()];
-        cfg.etcd.prefix = prefix.clone();
-        cfg.mongo.uri = s.mongo.clone();
-        cfg.mongo.db = db.clone();
-        workers.push(tokio::spawn(rcron_worker::run(cfg, token.child_token())));
-    }
-    for i in 0..jobs {
-        etcd.put(
-            format!("{prefix}jobs/e2e-{i}"),
-            format!(r#"{{"name":"e2e-{i}","command":"true","cronExpr":"* * * * * * *"}}"#),
-            None,
-        )
-        .await?;
-    }
+    let workers = Workers::start(s, 2, |_| {});
+    workers.put_jobs(&mut etcd, "e2e", jobs).await?;
     // Let both workers load the jobs and settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let now = chrono::Utc::now().timestamp_millis();
-    let from = (now / 1000 + 1) * 1000;
-    tokio::time::sleep(Duration::from_millis((from - now) as u64)).await;
+    let from = next_second().await;
     let rev_before = revision(&mut etcd).await?;
     let cpu_before = cpu_snapshot(s);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -246,31 +389,10 @@ pub(crate) async fn end_to_end(s: &Services, jobs: usize, seconds: u64) -> anyho
     // Runs of the last measured second end a little later.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rev_after = revision(&mut etcd).await?;
-    delete_prefix(&s.etcd, &format!("{prefix}jobs/")).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    token.cancel();
-    for w in workers {
-        w.await??;
-    }
-    let mongo = mongodb::Client::with_uri_str(&s.mongo).await?;
-    let docs: Vec<Document> = mongo
-        .database(&db)
-        .collection::<Document>("log")
-        .find(doc! {"planTime": {"$gte": from, "$lt": to}})
-        .await?
-        .try_collect()
-        .await?;
-    let _ = mongo.database(&db).drop().await;
-    delete_prefix(&s.etcd, &prefix).await?;
-    let _ = std::fs::remove_dir_all(&spill);
+    let docs = workers.stop(s, from, to).await?;
 
     let mut per_tick: HashMap<(String, i64), u64> = HashMap::new();
     let (mut start_lags, mut durations) = (Vec::new(), Vec::new());
-    let millis = |d: &Document, field: &str| {
-        d.get_i64(field)
-            .or_else(|_| d.get_i32(field).map(i64::from))
-            .unwrap_or_default()
-    };
     for d in &docs {
         let job = d.get_str("jobName").unwrap_or_default().to_string();
         let plan = millis(d, "planTime");

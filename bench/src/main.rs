@@ -11,6 +11,9 @@
 //!    workers ([`cluster`]).
 //! 4. With `--api` (same services): latency of job saves, the job list and
 //!    log queries with concurrent clients against a real master ([`api`]).
+//! 5. With `--placement` (same services): etcd transactions and proposals
+//!    per run, runs per worker and start lag at 2, 8 and 32 in-process
+//!    workers, with ranking off (before) and on (after) ([`placement`]).
 //!
 //! It prints the figures and writes a Markdown report. Figures are
 //! measured, never asserted: machines are noisy.
@@ -18,6 +21,7 @@
 mod api;
 mod cluster;
 mod lag;
+mod placement;
 mod procfs;
 
 use std::io::Write;
@@ -72,6 +76,19 @@ struct Args {
     /// Concurrent HTTP clients of the API benchmark.
     #[arg(long, default_value_t = 8)]
     api_clients: usize,
+    /// Also measure placement: etcd work per run and runs per worker, with
+    /// ranking off (`rank_delay_ms = 0`, before) and on (the default).
+    #[arg(long)]
+    placement: bool,
+    /// Worker counts of the placement benchmark (all in this process).
+    #[arg(long, value_delimiter = ',', default_value = "2,8,32")]
+    placement_workers: Vec<usize>,
+    /// Jobs running `true` every second in the placement benchmark.
+    #[arg(long, default_value_t = 100)]
+    placement_jobs: usize,
+    /// Seconds measured per placement row (after 5 s of settling).
+    #[arg(long, default_value_t = 20)]
+    placement_seconds: u64,
     /// Internal: measure one job count in this process and print one line.
     #[arg(long, hide = true)]
     single: Option<usize>,
@@ -166,11 +183,11 @@ fn main() -> anyhow::Result<()> {
     let mut limit = None;
     let mut steps = Vec::new();
     let mut api_figures = None;
-    let services = if args.cluster || args.api {
+    let services = if args.cluster || args.api || args.placement {
         let need = |var: &str| {
             std::env::var(var).map_err(|_| {
                 anyhow::anyhow!(
-                    "--cluster and --api need RCRON_TEST_ETCD and RCRON_TEST_MONGO: run under deploy/test-env.sh (or use deploy/bench.sh)"
+                    "--cluster, --api and --placement need RCRON_TEST_ETCD and RCRON_TEST_MONGO: run under deploy/test-env.sh (or use deploy/bench.sh)"
                 )
             })
         };
@@ -259,6 +276,63 @@ fn main() -> anyhow::Result<()> {
         }
         api_figures = Some(f);
     }
+    let mut placement_rows = Vec::new();
+    if let Some(services) = services.as_ref().filter(|_| args.placement) {
+        // reqwest is built without a TLS provider of its own; etcd's
+        // metrics are plain HTTP, but the builder wants one installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        println!(
+            "placement: {} jobs running `true` every second, {} s measured per row",
+            args.placement_jobs, args.placement_seconds
+        );
+        println!(
+            "{:>7} {:>6} {:>7} {:>7} {:>10} {:>6} {:>7} {:>9} {:>19} {:>9} {:>16} {:>13}",
+            "workers",
+            "rank",
+            "planned",
+            "ran",
+            "duplicates",
+            "missed",
+            "txn/run",
+            "prop/run",
+            "runs/worker min/mean/max",
+            "max/mean",
+            "start lag p50/99",
+            "CPU ms/run e/w"
+        );
+        for &n in &args.placement_workers {
+            for rank_delay_ms in [0, rcron_worker::WorkerConfig::default().rank_delay_ms] {
+                let r = rt.block_on(placement::measure(
+                    services,
+                    &http,
+                    n,
+                    rank_delay_ms,
+                    args.placement_jobs,
+                    args.placement_seconds,
+                ))?;
+                let (min, mean, max) = r.runs_per_worker;
+                println!(
+                    "{:>7} {:>6} {:>7} {:>7} {:>10} {:>6} {:>7.2} {:>9.2} {:>19} {:>9.2} {:>16} {:>13}",
+                    r.workers,
+                    r.rank_delay_ms,
+                    r.planned,
+                    r.ran,
+                    r.duplicates,
+                    r.missed,
+                    r.txn_per_run,
+                    r.proposals_per_run,
+                    format!("{min}/{mean:.1}/{max}"),
+                    r.busiest_over_mean(),
+                    format!("{}/{}", r.start_lag_ms.0, r.start_lag_ms.1),
+                    format!("{:.2}/{:.2}", r.etcd_cpu_ms, r.workers_cpu_ms)
+                );
+                placement_rows.push(r);
+            }
+        }
+    }
     // Last: its tens of thousands of writes leave garbage revisions that
     // slow etcd down for whatever runs after it (measured: two workers
     // missed a quarter of 200 runs/s after it, none before it).
@@ -276,26 +350,33 @@ fn main() -> anyhow::Result<()> {
     }
     let mut report = std::fs::File::create(&args.report)?;
     writeln!(report, "# rcron-bench\n")?;
+    // The placement section says its own window.
+    let measured = if rows.is_empty() && !args.cluster && !args.api {
+        String::new()
+    } else {
+        format!("; {} s measured per row", args.seconds)
+    };
     writeln!(
         report,
-        "Run {} on {} cores; {} s measured per row.\n",
+        "Run {} on {} cores{measured}.\n",
         Utc::now().format("%Y-%m-%d %H:%M UTC"),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        args.seconds
     )?;
-    writeln!(
-        report,
-        "## Firing lag (planned time to spawn), N jobs every second\n"
-    )?;
-    writeln!(
-        report,
-        "| scheduler | jobs | ticks | missed | p50 lag ms | p99 lag ms | max lag ms | CPU % | RSS MiB | peak RSS MiB |"
-    )?;
-    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    for (who, r) in &rows {
-        writeln!(report, "| {who} | {} |", r.join(" | "))?;
+    if !rows.is_empty() {
+        writeln!(
+            report,
+            "## Firing lag (planned time to spawn), N jobs every second\n"
+        )?;
+        writeln!(
+            report,
+            "| scheduler | jobs | ticks | missed | p50 lag ms | p99 lag ms | max lag ms | CPU % | RSS MiB | peak RSS MiB |"
+        )?;
+        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        for (who, r) in &rows {
+            writeln!(report, "| {who} | {} |", r.join(" | "))?;
+        }
     }
     let ratios: Vec<String> = rows
         .iter()
@@ -414,6 +495,51 @@ fn main() -> anyhow::Result<()> {
             "\nRun records bulk-loaded into the log store at {:.0}/s.",
             f.log_inserts_per_sec
         )?;
+    }
+    if !placement_rows.is_empty() {
+        writeln!(
+            report,
+            "\n## Placement: etcd work per run and runs per worker\n"
+        )?;
+        writeln!(
+            report,
+            "{} jobs running `true` every second (`concurrency: forbid`), {} s measured per row, workers in this process; etcd's counters (`{}`, `{}`) over the window ÷ ticks that ran; before = `rank_delay_ms = 0` (every worker tries every tick), after = the default.\n",
+            args.placement_jobs,
+            args.placement_seconds,
+            placement::TXN_TOTAL,
+            placement::PROPOSALS
+        )?;
+        writeln!(
+            report,
+            "| workers | mode | planned | ran | duplicates | missed | etcd txn/run | proposals/run | runs per worker min / mean / max | busiest ÷ mean | start lag ms p50/p99 | etcd CPU ms/run | workers CPU ms/run |"
+        )?;
+        writeln!(
+            report,
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
+        for r in &placement_rows {
+            let (min, mean, max) = r.runs_per_worker;
+            writeln!(
+                report,
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} / {:.1} / {} | {:.2} | {}/{} | {:.2} | {:.2} |",
+                r.workers,
+                r.mode(),
+                r.planned,
+                r.ran,
+                r.duplicates,
+                r.missed,
+                r.txn_per_run,
+                r.proposals_per_run,
+                min,
+                mean,
+                max,
+                r.busiest_over_mean(),
+                r.start_lag_ms.0,
+                r.start_lag_ms.1,
+                r.etcd_cpu_ms,
+                r.workers_cpu_ms
+            )?;
+        }
     }
     println!("report written to {}", args.report.display());
     Ok(())
