@@ -60,6 +60,8 @@ impl Alert {
         }
         let what = match (w.status, w.exit_code) {
             (RunStatus::Timeout, _) => "timed out".to_string(),
+            (RunStatus::Missed, _) => "missed a tick".to_string(),
+            (RunStatus::Interrupted, _) => "was interrupted (its worker died)".to_string(),
             (_, Some(code)) => format!("failed (exit code {code})"),
             _ => "failed".to_string(),
         };

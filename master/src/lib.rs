@@ -24,6 +24,7 @@ pub mod election;
 mod error;
 pub mod logs;
 pub mod placement;
+pub mod settle;
 pub mod store;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use crate::api::AppState;
 use crate::election::{ElectionSettings, LeaderState, MasterInfo};
 use crate::logs::LogStore;
 use crate::placement::PlacementWatch;
+use crate::settle::Settler;
 use crate::store::JobStore;
 
 /// How long in-flight requests may finish after shutdown is requested.
@@ -146,6 +148,14 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         jobs: state.store.clone(),
         logs: state.logs.clone(),
     });
+    let settler = Arc::new(Settler {
+        client: state.store.client(),
+        keys: keys.clone(),
+        jobs: state.store.clone(),
+        logs: state.logs.clone(),
+        timezone: config.timezone,
+        master_id: state.master_id.clone(),
+    });
     let settings = ElectionSettings {
         ttl_secs: config.election_ttl_secs,
         info: MasterInfo {
@@ -168,14 +178,16 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         state.leader.clone(),
         shutdown.child_token(),
         move |leadership| {
-            let (alerting, placement) = (alerting.clone(), placement.clone());
+            let (alerting, placement, settler) =
+                (alerting.clone(), placement.clone(), settler.clone());
             async move {
                 let check = placement.run(leadership.clone());
+                let settle = settler.run(leadership.clone());
                 if alerting.sinks.is_empty() {
                     // Keep warnings for when sinks are configured.
-                    tokio::join!(leadership.token().cancelled(), check);
+                    tokio::join!(leadership.token().cancelled(), check, settle);
                 } else {
-                    tokio::join!(alerting.run(leadership), check);
+                    tokio::join!(alerting.run(leadership), check, settle);
                 }
             }
         },

@@ -212,6 +212,35 @@ impl LogStore {
     }
 
     /// Every registered worker, sorted by id.
+    /// Writes run records (the leader's verdicts), each under its own
+    /// `_id` like the workers' (`<runId>-<attempt>`), so writing one twice
+    /// is harmless; kept for [`VERDICT_RETENTION`].
+    pub async fn insert_records(&self, records: &[rcron_shared::LogRecord]) -> Result<(), Error> {
+        let mut docs = Vec::with_capacity(records.len());
+        for r in records {
+            let Ok(mut doc) = mongodb::bson::to_document(r) else {
+                continue;
+            };
+            doc.insert("_id", r.document_id());
+            let expire = r
+                .end_time
+                .saturating_add(VERDICT_RETENTION.as_millis() as i64);
+            doc.insert("expireAt", mongodb::bson::DateTime::from_millis(expire));
+            docs.push(doc);
+        }
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let options = mongodb::options::InsertManyOptions::builder()
+            .ordered(false)
+            .build();
+        match self.logs.insert_many(docs).with_options(options).await {
+            Ok(_) => Ok(()),
+            Err(e) if only_duplicates(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
         let resp = self
             .etcd
@@ -232,5 +261,24 @@ impl LogStore {
                 }
             })
             .collect())
+    }
+}
+
+/// How long the leader's verdict records are kept: the workers' default
+/// `log_retention_days` (the master does not know the workers' setting).
+pub const VERDICT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Whether a failed insert only hit records that are already there.
+fn only_duplicates(e: &mongodb::error::Error) -> bool {
+    const DUPLICATE_KEY: i32 = 11000;
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::InsertMany(ime) => {
+            ime.write_concern_error.is_none()
+                && ime
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errs| errs.iter().all(|w| w.code == DUPLICATE_KEY))
+        }
+        _ => false,
     }
 }

@@ -45,7 +45,7 @@ impl JobStore {
             .clone()
             .put(
                 self.keys.job(&job.name),
-                job.to_json(),
+                stamped(job),
                 Some(PutOptions::new().with_prev_key()),
             )
             .await?;
@@ -57,7 +57,7 @@ impl JobStore {
         let key = self.keys.job(&job.name);
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, job.to_json(), None)]);
+            .and_then([TxnOp::put(key, stamped(job), None)]);
         let resp = self.client.clone().txn(txn).await?;
         if resp.succeeded() {
             Ok(())
@@ -93,7 +93,7 @@ impl JobStore {
                     CompareOp::Equal,
                     kv.mod_revision(),
                 )])
-                .and_then([TxnOp::put(key.clone(), job.to_json(), None)]);
+                .and_then([TxnOp::put(key.clone(), stamped(&job), None)]);
             if self.client.clone().txn(txn).await?.succeeded() {
                 return Ok(Some((before, job)));
             }
@@ -235,4 +235,10 @@ fn decode_lenient(kv: &KeyValue) -> Option<Job> {
     decode(kv)
         .map_err(|e| tracing::warn!(error = %e, "previous value is not a valid job"))
         .ok()
+}
+
+/// The job's JSON as stored: stamped with the time of this write, so that
+/// workers and the leader owe no verdict for ticks before it.
+fn stamped(job: &Job) -> String {
+    job.stamped(chrono::Utc::now().timestamp_millis()).to_json()
 }

@@ -109,6 +109,12 @@ pub struct Job {
     /// Cap of the doubling delay between retries; 0 = one hour.
     #[serde(default, skip_serializing_if = "is_default")]
     pub retry_backoff_max_secs: u64,
+    /// When a master last stored this version (ms), set by the master on
+    /// every write: ticks before it are not owed a verdict (they belonged
+    /// to another schedule, or the job was paused). Absent in jobs written
+    /// by other tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<i64>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -155,6 +161,8 @@ struct RawJob {
     alert_on_missed: Option<bool>,
     #[serde(default)]
     retry_backoff_max_secs: Option<u64>,
+    #[serde(default)]
+    updated_at: Option<i64>,
 }
 
 impl Job {
@@ -210,6 +218,7 @@ impl Job {
             starting_deadline_secs: Some(self.starting_deadline_secs),
             alert_on_missed: Some(self.alert_on_missed),
             retry_backoff_max_secs: Some(self.retry_backoff_max_secs),
+            updated_at: self.updated_at,
         };
         Self::from_raw(raw, true, &mut ScheduleCache::default()).map(|_| ())
     }
@@ -348,8 +357,17 @@ impl Job {
                 starting_deadline_secs,
                 alert_on_missed: raw.alert_on_missed.unwrap_or(true),
                 retry_backoff_max_secs,
+                updated_at: raw.updated_at,
             }),
             _ => Err(Error::InvalidJob { problems }),
+        }
+    }
+
+    /// The job stamped with the time it is stored (see `updated_at`).
+    pub fn stamped(&self, now_ms: i64) -> Self {
+        Self {
+            updated_at: Some(now_ms),
+            ..self.clone()
         }
     }
 

@@ -168,6 +168,17 @@ impl Keys {
         self.name_under(&self.unschedulable_dir(), key)
     }
 
+    /// `/cron/verdicts/`: verdict records the leader settled, waiting to
+    /// be written to the run log (ARCHITECTURE §4, "Verdicts").
+    pub fn verdicts_dir(&self) -> String {
+        format!("{}verdicts/", self.prefix)
+    }
+
+    /// `/cron/verdicts/<name>/<planTime>`.
+    pub fn verdicts(&self, name: &JobName, plan_ms: i64) -> String {
+        format!("{}{name}/{plan_ms}", self.verdicts_dir())
+    }
+
     /// `/cron/workers/`: the worker registry.
     pub fn workers_dir(&self) -> String {
         format!("{}workers/", self.prefix)

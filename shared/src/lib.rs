@@ -29,6 +29,7 @@ pub mod placement;
 pub mod records;
 pub mod secret;
 pub mod telemetry;
+pub mod verdict;
 
 pub use cron::{Schedule, ScheduleCache};
 pub use error::Error;

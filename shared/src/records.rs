@@ -24,6 +24,13 @@ pub enum RunStatus {
     /// start of a worker found it in the journal: the outcome is unknown,
     /// and `endTime` is the last time the worker was seen alive.
     Interrupted,
+    /// The tick was not run on purpose: the previous run of a `forbid`
+    /// job still held its lock (`reason` says why). No command ran.
+    Skipped,
+    /// The tick should have run and did not: found too late, no free slot,
+    /// no live worker, or nobody took it before its deadline (`reason`).
+    /// No command ran.
+    Missed,
 }
 
 impl RunStatus {
@@ -35,12 +42,20 @@ impl RunStatus {
             Self::Timeout => "timeout",
             Self::Killed => "killed",
             Self::Interrupted => "interrupted",
+            Self::Skipped => "skipped",
+            Self::Missed => "missed",
         }
     }
 
-    /// Whether this outcome is reported as a warning for alerting.
+    /// Whether this outcome is reported as a warning for alerting
+    /// (`missed` only when the job's `alertOnMissed` says so).
     pub fn warns(self) -> bool {
         matches!(self, Self::Failed | Self::Timeout | Self::Interrupted)
+    }
+
+    /// Whether this is a verdict on a tick that ran no command.
+    pub fn is_verdict(self) -> bool {
+        matches!(self, Self::Skipped | Self::Missed)
     }
 }
 
@@ -81,6 +96,13 @@ pub struct LogRecord {
     /// (`lock lost`, `worker shutdown`, …); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl LogRecord {
+    /// Its MongoDB `_id`: `<runId>-<attempt>` (resending never duplicates).
+    pub fn document_id(&self) -> String {
+        format!("{}-{}", self.run_id, self.attempt)
+    }
 }
 
 /// What a warning is about.

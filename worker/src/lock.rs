@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use rcron_shared::placement::{self, TargetMode};
+use rcron_shared::verdict::{decode_plan, encode_plan};
 use rcron_shared::{Job, JobName, Keys};
 use serde::Serialize;
 
@@ -96,6 +97,28 @@ impl HeldLocks {
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What settling a tick found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// This call settled it; `previous` is the fired tick it replaced
+    /// (None: the job had never fired).
+    Settled {
+        /// The replaced fired tick (ms).
+        previous: Option<i64>,
+    },
+    /// Another worker started or settled it (or a later tick) first.
+    Taken,
+}
+
+/// The fired tick a successful transaction replaced: its first operation
+/// reads the marker before the put.
+fn previous_fired(resp: &etcd_client::TxnResponse) -> Option<i64> {
+    match resp.op_responses().first() {
+        Some(TxnOpResponse::Get(g)) => g.kvs().first().and_then(|kv| decode_plan(kv.value())),
+        _ => None,
     }
 }
 
@@ -181,13 +204,14 @@ impl Locker {
         tracing::error!(job = %job, run_id, "cannot check for a lock left by a lost answer; if it was taken, it expires with this worker's session");
     }
 
-    /// Settles tick `plan_ms` of `job` as missed: advances the fired tick to
-    /// it if no worker started it (or a later one). True when this call
-    /// settled it, so the miss is counted once in the cluster.
-    pub async fn settle_missed(&self, job: &Job, plan_ms: i64) -> Result<bool, etcd_client::Error> {
+    /// Settles tick `plan_ms` of `job` (it will not run: skipped or
+    /// missed): advances the fired tick to it if no worker started it (or
+    /// a later one). `Settled` (with the value it replaced) when this call
+    /// settled it, so its verdict is recorded once in the cluster.
+    pub async fn settle(&self, job: &Job, plan_ms: i64) -> Result<Settle, etcd_client::Error> {
         if placement::mode(job.target.as_ref()) == TargetMode::All {
             // This worker's own tick: no other worker could have started it.
-            return Ok(true);
+            return Ok(Settle::Settled { previous: None });
         }
         let fired = self.keys.fired(&job.name);
         let plan = encode_plan(plan_ms);
@@ -197,16 +221,21 @@ impl Locker {
             .txn(
                 Txn::new()
                     .when([Compare::value(fired.clone(), CompareOp::Less, plan.clone())])
-                    .and_then([TxnOp::put(fired.clone(), plan.clone(), None)])
+                    .and_then([
+                        TxnOp::get(fired.clone(), None),
+                        TxnOp::put(fired.clone(), plan.clone(), None),
+                    ])
                     .or_else([TxnOp::get(fired.clone(), None)]),
             )
             .await?;
         if resp.succeeded() {
-            return Ok(true);
+            return Ok(Settle::Settled {
+                previous: previous_fired(&resp),
+            });
         }
         let exists = matches!(resp.op_responses().first(), Some(TxnOpResponse::Get(g)) if !g.kvs().is_empty());
         if exists {
-            return Ok(false);
+            return Ok(Settle::Taken);
         }
         // The job never fired anywhere: the marker starts at this tick.
         let resp = self
@@ -218,7 +247,11 @@ impl Locker {
                     .and_then([TxnOp::put(fired, plan, None)]),
             )
             .await?;
-        Ok(resp.succeeded())
+        Ok(if resp.succeeded() {
+            Settle::Settled { previous: None }
+        } else {
+            Settle::Taken
+        })
     }
 
     /// Claims a run-now request (`/cron/run/<name>` at `revision`) for run
@@ -327,6 +360,7 @@ impl Locker {
             held: held.map(|id| (self.held.clone(), id)),
             name: job.name.clone(),
             released: false,
+            previous_fired: None,
         }
     }
 
@@ -380,7 +414,11 @@ impl Locker {
         let forbid = job.concurrency.exclusive();
 
         let mut when = vec![Compare::value(fired.clone(), CompareOp::Less, plan.clone())];
-        let mut then = vec![TxnOp::put(fired.clone(), plan, fired_options)];
+        // Read first: the tick it replaces tells which ticks were skipped over.
+        let mut then = vec![
+            TxnOp::get(fired.clone(), None),
+            TxnOp::put(fired.clone(), plan, fired_options),
+        ];
         let mut otherwise = vec![TxnOp::get(fired, None)];
         let holder = self.holder(run_id, plan_ms);
         if forbid {
@@ -399,11 +437,9 @@ impl Locker {
             .await?;
         if resp.succeeded() {
             let held = forbid.then_some((lock, holder, lease, stop));
-            return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(self.guard(
-                job,
-                held,
-                Some(&resp),
-            )))));
+            let mut guard = self.guard(job, held, Some(&resp));
+            guard.previous_fired = previous_fired(&resp);
+            return Ok(Attempt::Done(LockOutcome::Acquired(Box::new(guard))));
         }
         let mut fired_value = None;
         if let Some(TxnOpResponse::Get(get)) = resp.op_responses().first() {
@@ -450,16 +486,6 @@ impl Locker {
     }
 }
 
-/// Plan times as fixed-width decimals, so etcd's byte comparison of values
-/// orders them numerically. -1 (no tick yet) sorts before every real one.
-fn encode_plan(plan_ms: i64) -> String {
-    if plan_ms < 0 {
-        "-".to_string()
-    } else {
-        format!("{plan_ms:020}")
-    }
-}
-
 /// A held lock. Call [`LockGuard::release`]; dropping it unreleased (a
 /// panic) releases it from a background task instead.
 pub struct LockGuard {
@@ -470,6 +496,10 @@ pub struct LockGuard {
     held: Option<(Arc<HeldLocks>, u64)>,
     name: JobName,
     released: bool,
+    /// For a scheduled tick: the fired tick the lock transaction replaced
+    /// (None: never fired, or a run-now request). The schedule's ticks in
+    /// between were neither run nor settled: the run records them missed.
+    pub previous_fired: Option<i64>,
 }
 
 impl LockGuard {

@@ -289,7 +289,7 @@ impl Sink {
                 return None;
             }
         };
-        doc.insert("_id", format!("{}-{}", record.run_id, record.attempt));
+        doc.insert("_id", record.document_id());
         let expire = record
             .end_time
             .saturating_add(self.settings.retention.as_millis() as i64);

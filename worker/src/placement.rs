@@ -142,10 +142,7 @@ impl ClusterView {
     }
 
     fn set_fired(&self, job: JobName, value: &[u8]) {
-        let plan = std::str::from_utf8(value)
-            .ok()
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(-1);
+        let plan = rcron_shared::verdict::decode_plan(value).unwrap_or(-1);
         self.mirror().fired.insert(job, plan);
         self.bump();
     }
@@ -369,6 +366,7 @@ mod tests {
             plan_time: t,
             schedule_time: t,
             manual: None,
+            schedule: None,
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rcron_shared::placement::{self, TargetMode};
+use rcron_shared::verdict;
 use rcron_shared::{JobName, LogRecord, RunRef, RunStatus, Warning};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,13 +19,13 @@ use crate::active::ActiveRuns;
 use crate::clock::Clock;
 use crate::executor::{self, ExecSettings, Outcome, StopReason, Stops};
 use crate::journal::{Journal, WARNING_OUTPUT_TAIL};
-use crate::lock::{LockOutcome, Locker};
+use crate::lock::{LockOutcome, Locker, Settle};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
 use crate::placement::Placement;
 use crate::register::SessionLease;
 use crate::run_stop::RunStop;
-use crate::scheduler::{Launcher, Run, RunEvents};
+use crate::scheduler::{Launcher, Run, RunEvents, Tick};
 use crate::slots::{Admit, Slots};
 use crate::warn::WarnSender;
 
@@ -142,6 +143,12 @@ impl Launcher for Runner {
         self.ctx.active.kill(run_id)
     }
 
+    fn settle(&mut self, tick: Tick, status: RunStatus, reason: &'static str) {
+        let ctx = self.ctx.clone();
+        self.tracker
+            .spawn(async move { ctx.verdict(&tick, status, reason).await });
+    }
+
     fn drain(&mut self) {
         // Ticks still waiting for a slot or their rank are left to other workers.
         self.draining.cancel();
@@ -217,19 +224,95 @@ impl RunContext {
                 tracing::debug!(job = %job, plan_ms, "tick given up here for lack of a slot; another worker started it");
                 continue;
             }
-            match self.locker.settle_missed(&p.run.tick.job, plan_ms).await {
-                Ok(true) => {
-                    self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(job = %job, plan_ms, "tick missed: no free run slot within the misfire grace, and no other worker started it");
-                }
-                Ok(false) => {
-                    tracing::debug!(job = %job, plan_ms, "tick given up here for lack of a slot; another worker started it");
-                }
-                Err(e) => {
-                    self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(job = %job, plan_ms, error = %e, "tick missed: no free run slot within the misfire grace (etcd not reachable to settle it)");
-                }
+            self.verdict(
+                &p.run.tick,
+                RunStatus::Missed,
+                "no free slot: every run slot stayed taken past the misfire grace",
+            )
+            .await;
+        }
+    }
+
+    /// Settles `tick`, which will not run here, as `status` for `reason`:
+    /// if this worker is the one that moves the job's fired tick to it, it
+    /// records the verdict, and `missed` for every tick the move skipped
+    /// over (ARCHITECTURE §4, "Verdicts"); otherwise a worker started it or
+    /// settled it first.
+    async fn verdict(&self, tick: &crate::scheduler::Tick, status: RunStatus, reason: &str) {
+        let job = &tick.job;
+        let plan_ms = tick.plan_time.timestamp_millis();
+        match self.locker.settle(job, plan_ms).await {
+            Ok(Settle::Settled { previous }) => {
+                let now = self.clock.now().timestamp_millis();
+                let mut records = match &tick.schedule {
+                    Some(schedule) => {
+                        verdict::gap_records(job, schedule, previous, plan_ms, &self.worker_id, now)
+                    }
+                    None => Vec::new(),
+                };
+                records.push(verdict::record(
+                    job,
+                    plan_ms,
+                    status,
+                    reason.to_string(),
+                    &self.worker_id,
+                    now,
+                ));
+                tracing::info!(job = %job.name, plan_ms, status = status.as_str(), reason, "tick settled without a run");
+                self.record_verdicts(job, records).await;
             }
+            Ok(Settle::Taken) => {
+                tracing::debug!(job = %job.name, plan_ms, "tick not run here; another worker started or settled it");
+            }
+            Err(e) => {
+                // Left to the leader master, which settles ticks nobody took.
+                tracing::warn!(job = %job.name, plan_ms, error = %e, reason, "cannot settle a tick that will not run here (etcd unreachable); the leader will");
+            }
+        }
+    }
+
+    /// Logs verdict records (and, for `missed` ones when the job says so, a
+    /// warning for the lot: one alert per settlement, not per tick).
+    async fn record_verdicts(&self, job: &rcron_shared::Job, records: Vec<LogRecord>) {
+        let missed = records
+            .iter()
+            .filter(|r| r.status == RunStatus::Missed)
+            .count();
+        self.metrics
+            .ticks_missed
+            .fetch_add(missed as u64, Ordering::Relaxed);
+        let warning = records
+            .iter()
+            .rev()
+            .find(|r| r.status == RunStatus::Missed)
+            .filter(|_| job.alert_on_missed)
+            .map(|last| Warning {
+                job_name: job.name.clone(),
+                run_id: last.run_id.clone(),
+                status: RunStatus::Missed,
+                command: job.command.clone(),
+                exit_code: None,
+                err: if missed > 1 {
+                    format!("{missed} ticks missed; the last: {}", last.err)
+                } else {
+                    last.err.clone()
+                },
+                output_tail: String::new(),
+                plan_time: last.plan_time,
+                start_time: last.start_time,
+                end_time: last.end_time,
+                worker: self.worker_id.clone(),
+                attempt: 1,
+                kind: rcron_shared::WarningKind::Run,
+            });
+        // Journaled like run records: a worker killed now still delivers them.
+        for record in records {
+            self.journal.finished(&record);
+            self.logs.send(record).await;
+        }
+        if let Some(w) = warning {
+            self.journal.warning(&w);
+            self.warns.send(w).await;
         }
     }
 
@@ -272,6 +355,14 @@ impl RunContext {
             Ok(LockOutcome::Busy) => {
                 self.metrics.lock_conflicts.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(job = %job.name, plan_ms, "previous run still going (concurrency: forbid); tick skipped");
+                if run.tick.manual.is_none() {
+                    self.verdict(
+                        &run.tick,
+                        RunStatus::Skipped,
+                        "overlap: the previous run was still going",
+                    )
+                    .await;
+                }
                 return;
             }
             Err(e) => {
@@ -296,6 +387,14 @@ impl RunContext {
         };
         events.started(run.id);
         self.metrics.ticks_fired.fetch_add(1, Ordering::Relaxed);
+        if let (Some(previous), Some(schedule)) = (guard.previous_fired, &run.tick.schedule) {
+            let now = self.clock.now().timestamp_millis();
+            let gap =
+                verdict::gap_records(job, schedule, Some(previous), plan_ms, &self.worker_id, now);
+            if !gap.is_empty() {
+                self.record_verdicts(job, gap).await;
+            }
+        }
         self.active.insert(
             RunRef {
                 job: job.name.to_string(),

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rcron_shared::{Job, JobName, Schedule};
+use rcron_shared::{Job, JobName, Misfire, RunStatus, Schedule};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +58,9 @@ pub struct Tick {
     /// For a run-now request: the mod revision of `/cron/run/<name>`, which
     /// the worker that runs it claims instead of advancing the fired tick.
     pub manual: Option<i64>,
+    /// The job's schedule (None for a run-now request of a paused job):
+    /// tells which ticks a move of the fired marker skipped over.
+    pub schedule: Option<Arc<Schedule>>,
 }
 
 /// A run handed to a [`Launcher`].
@@ -86,6 +89,12 @@ pub trait Launcher: Send + 'static {
     /// The worker drains: runs launched but not started yet (waiting for
     /// a slot) are dropped, each reporting [`RunEvents::finished`].
     fn drain(&mut self) {}
+
+    /// `tick` will not run here for `reason` (`skipped`: the job's previous
+    /// run is still in flight here; `missed`: found too late): settle it
+    /// in the cluster unless another worker started it, and record the
+    /// verdict once.
+    fn settle(&mut self, _tick: Tick, _status: rcron_shared::RunStatus, _reason: &'static str) {}
 }
 
 /// Counters of what the scheduler did.
@@ -357,7 +366,6 @@ impl<L: Launcher> Scheduler<L> {
             return;
         };
         let now = self.clock.now();
-        let missed = plan_time < now - self.misfire_grace;
         let mut ticks = std::mem::take(&mut self.batch.ticks);
         let mut fired = 0;
         for p in ticks.drain(..) {
@@ -365,14 +373,12 @@ impl<L: Launcher> Scheduler<L> {
             if s.schedule.is_none() || s.generation != p.generation {
                 continue;
             }
-            if missed {
-                self.stats.missed += 1;
-                self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
+            if plan_time < now - self.deadline(&s.job) {
+                self.too_late(p.slot, plan_time, now);
                 continue;
             }
             if s.forbid && s.in_flight > 0 {
-                self.overlap_skipped(p.slot, plan_time);
+                self.overlap_skipped(p.slot, plan_time, now);
                 continue;
             }
             let (job, mut kill) = p.run;
@@ -387,6 +393,7 @@ impl<L: Launcher> Scheduler<L> {
                 plan_time,
                 schedule_time: now,
                 manual: None,
+                schedule: s.schedule.clone(),
             };
             let owner = self.count_in_flight(p.slot);
             let id = self.running.insert(table_job, table_kill, Some(owner));
@@ -467,13 +474,18 @@ impl<L: Launcher> Scheduler<L> {
 
     /// Starts a run-now request's tick, for a scheduled or a paused job.
     fn run_now(&mut self, name: &JobName, revision: i64) {
-        let (job, kill, slot) = match self.by_name.get(name, name_of(&self.slots)) {
+        let (job, kill, slot, schedule) = match self.by_name.get(name, name_of(&self.slots)) {
             Some(slot) => {
                 let s = &self.slots[slot as usize];
-                (s.job.clone(), s.kill.clone(), Some(slot))
+                (
+                    s.job.clone(),
+                    s.kill.clone(),
+                    Some(slot),
+                    s.schedule.clone(),
+                )
             }
             None => match self.paused.get(name) {
-                Some(job) => (job.clone(), KillSwitch::new(), None),
+                Some(job) => (job.clone(), KillSwitch::new(), None, None),
                 None => {
                     tracing::warn!(job = %name, "run requested for a job this worker does not know");
                     return;
@@ -486,6 +498,7 @@ impl<L: Launcher> Scheduler<L> {
             plan_time: now,
             schedule_time: now,
             manual: Some(revision),
+            schedule,
         };
         self.count_fired(chrono::Duration::zero(), 1);
         self.start(tick, kill, slot);
@@ -630,7 +643,6 @@ impl<L: Launcher> Scheduler<L> {
     fn fire_due(&mut self) {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
-        let oldest_allowed = now - self.misfire_grace;
         let mut memo = HashMap::new();
         while let Some(Reverse((ms, slot, generation))) = self.heap.peek().copied() {
             if ms > now_ms {
@@ -644,19 +656,21 @@ impl<L: Launcher> Scheduler<L> {
             let Some(plan_time) = DateTime::from_timestamp_millis(ms) else {
                 continue;
             };
+            let oldest_allowed = now - self.deadline(&s.job);
+            let superseded = s.job.misfire == Misfire::RunOnce
+                && s.schedule
+                    .as_ref()
+                    .and_then(|sch| sch.next_after(plan_time))
+                    .is_some_and(|next| next <= now);
             if plan_time < oldest_allowed {
-                self.stats.missed += 1;
-                self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(job = %s.job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
+                self.too_late(slot, plan_time, now);
+            } else if superseded {
+                // `runOnce` runs only the latest late tick; the run of that
+                // one records the ones before it as missed.
             } else if s.forbid && s.in_flight > 0 {
-                self.overlap_skipped(slot, plan_time);
+                self.overlap_skipped(slot, plan_time, now);
             } else {
-                let tick = Tick {
-                    job: s.job.clone(),
-                    plan_time,
-                    schedule_time: now,
-                    manual: None,
-                };
+                let tick = self.tick_of(slot, plan_time, now);
                 let kill = s.kill.clone();
                 self.count_fired(now - plan_time, 1);
                 self.start(tick, kill, Some(slot));
@@ -666,17 +680,57 @@ impl<L: Launcher> Scheduler<L> {
         }
     }
 
+    /// How late a tick of `job` may still start: `startingDeadlineSecs`
+    /// for `misfire: runOnce` jobs that set it, else `misfire_grace_secs`.
+    fn deadline(&self, job: &Job) -> chrono::Duration {
+        if job.misfire == Misfire::RunOnce && job.starting_deadline_secs > 0 {
+            chrono::Duration::seconds(job.starting_deadline_secs as i64)
+        } else {
+            self.misfire_grace
+        }
+    }
+
+    fn tick_of(&self, slot: u32, plan_time: DateTime<Utc>, now: DateTime<Utc>) -> Tick {
+        let s = &self.slots[slot as usize];
+        Tick {
+            job: s.job.clone(),
+            plan_time,
+            schedule_time: now,
+            manual: None,
+            schedule: s.schedule.clone(),
+        }
+    }
+
+    /// A tick found later than its deadline: not run, settled as missed.
+    fn too_late(&mut self, slot: u32, plan_time: DateTime<Utc>, now: DateTime<Utc>) {
+        self.stats.missed += 1;
+        self.metrics.ticks_missed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(job = %self.slots[slot as usize].job.name, plan_time = %plan_time, "tick missed: the worker was too late to fire it");
+        let tick = self.tick_of(slot, plan_time, now);
+        self.launcher.settle(
+            tick,
+            RunStatus::Missed,
+            "late: found after its starting deadline",
+        );
+    }
+
     /// A `forbid` job's tick found the job's previous run still in flight
     /// here: not launched (the lock would refuse it anyway, at an etcd
     /// transaction's cost, and a worker whose session was replaced must
     /// never start a second run of a job it still runs).
-    fn overlap_skipped(&mut self, slot: u32, plan_time: DateTime<Utc>) {
+    fn overlap_skipped(&mut self, slot: u32, plan_time: DateTime<Utc>, now: DateTime<Utc>) {
         self.stats.overlap_skipped += 1;
         self.metrics
             .ticks_overlap_skipped
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(job = %self.slots[slot as usize].job.name, plan_time = %plan_time,
             "previous run still going here (concurrency: forbid); tick skipped");
+        let tick = self.tick_of(slot, plan_time, now);
+        self.launcher.settle(
+            tick,
+            RunStatus::Skipped,
+            "overlap: the previous run was still going",
+        );
     }
 
     /// Counts `n` ticks handed to the launcher `lag` after their instant

@@ -406,6 +406,10 @@ db = {db:?}
         // `forbid` holds per worker for jobs that run on every worker.
         let mut by_job: BTreeMap<(&str, &str), Vec<(i64, i64)>> = BTreeMap::new();
         for d in docs {
+            // Verdicts ran no command: nothing to overlap.
+            if matches!(d.get_str("status"), Ok("skipped" | "missed")) {
+                continue;
+            }
             let job = d.get_str("jobName").unwrap_or_default();
             let worker = if job.starts_with(EVERY_WORKER_STEM) {
                 d.get_str("worker").unwrap_or_default()
@@ -549,7 +553,11 @@ pub fn is_probe(d: &Document) -> bool {
 #[derive(Debug, Default)]
 pub struct Ticks {
     pub expected: usize,
+    /// Ticks with a record: a run, or a verdict (`skipped`, `missed`).
     pub ran: usize,
+    /// Of those, verdicts: ticks that ran no command, on purpose or not.
+    pub skipped: usize,
+    pub missed_verdicts: usize,
     /// Records beyond the first for one (job, planTime).
     pub duplicates: usize,
     /// (job, planTime) with no record.
@@ -571,6 +579,18 @@ impl Ticks {
             *ticks.statuses.entry(status).or_default() += 1;
         }
         let first = (from_ms + 999) / 1000 * 1000;
+        for d in docs {
+            let job = d.get_str("jobName").unwrap_or_default();
+            let plan = plan_time(d);
+            if !jobs.iter().any(|j| j == job) || plan < first || plan >= to_ms {
+                continue;
+            }
+            match d.get_str("status") {
+                Ok("skipped") => ticks.skipped += 1,
+                Ok("missed") => ticks.missed_verdicts += 1,
+                _ => {}
+            }
+        }
         for job in jobs {
             for plan in (first..to_ms).step_by(1000) {
                 ticks.expected += 1;
@@ -584,6 +604,20 @@ impl Ticks {
             }
         }
         ticks
+    }
+}
+
+impl Ticks {
+    /// "planned = ran + skipped + missed, unaccounted" for the report.
+    pub fn accounting(&self) -> String {
+        format!(
+            "ticks planned {} = ran {} + skipped {} + missed {}; unaccounted {}",
+            self.expected,
+            self.ran - self.skipped - self.missed_verdicts,
+            self.skipped,
+            self.missed_verdicts,
+            self.missed.len()
+        )
     }
 }
 

@@ -185,6 +185,7 @@ async fn sigkilling_a_random_worker_every_few_seconds_runs_no_tick_twice() {
             ),
             format!("records by status: {:?}", ticks.statuses),
             overlap_line(&overlaps),
+            ticks.accounting(),
         ],
     );
     assert_eq!(ticks.duplicates, 0, "a tick ran twice");
@@ -304,6 +305,7 @@ async fn etcd_down_for_15_s_then_everything_resumes_with_nothing_lost() {
                 failed.iter().filter(|r| delivered.contains_key(*r)).count()
             ),
             overlap_line(&overlaps),
+            ticks.accounting(),
         ],
     );
     assert_no_overlap(&overlaps);
@@ -378,6 +380,7 @@ async fn mongodb_down_for_30_s_loses_no_run_record() {
                 ticks.missed.len()
             ),
             overlap_line(&overlaps),
+            ticks.accounting(),
         ],
     );
     assert_no_overlap(&overlaps);
@@ -609,6 +612,7 @@ async fn sigkilling_the_etcd_leader_member_runs_no_tick_twice_and_keeps_one_aler
                 failed.iter().filter(|r| delivered.contains_key(*r)).count()
             ),
             overlap_line(&overlaps),
+            ticks.accounting(),
         ],
     );
     assert_no_overlap(&overlaps);
@@ -793,7 +797,9 @@ async fn a_rolling_restart_of_every_worker_never_overlaps_long_forbid_runs() {
     assert_no_overlap(&overlaps);
     assert_eq!(dups, 0, "a tick ran twice");
     assert!(
-        docs.iter().all(|d| d.get_str("status") == Ok("success")),
+        docs.iter()
+            .filter(|d| !matches!(d.get_str("status"), Ok("skipped" | "missed")))
+            .all(|d| d.get_str("status") == Ok("success")),
         "every drain let its runs finish: {by_status:?}"
     );
     for (w, took, writes) in &drains {
@@ -912,6 +918,7 @@ async fn etcd_stalled_for_5_8_and_12_s_never_overlaps_and_runs_no_tick_twice() {
             ),
             format!("records by status: {:?}", statuses(&docs)),
             overlap_line(&overlaps),
+            ticks.accounting(),
         ],
     );
     assert_eq!(
@@ -983,6 +990,7 @@ async fn a_full_worker_with_more_due_jobs_than_slots_starves_none() {
                 ticks.missed.len()
             ),
             overlap_line(&overlaps),
+            ticks.accounting(),
         ],
     );
     assert_no_overlap(&overlaps);
@@ -1157,6 +1165,7 @@ async fn targeted_jobs_follow_their_labelled_workers_through_kills_and_absence()
             ),
             format!("placement alerts by (job, kind): {alerts:?}"),
             overlap_line(&overlaps),
+            db_ticks.accounting(),
         ],
     );
     assert!(
@@ -1205,4 +1214,102 @@ async fn targeted_jobs_follow_their_labelled_workers_through_kills_and_absence()
         .collect();
     windows.push((gone_at - 1000, back_at + 5000));
     assert_misses_within(&db_ticks, &windows, "the kill windows and the absence");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_planned_tick_ends_as_one_record_run_skipped_or_missed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut c = Cluster::start(Services::shared(), 1, 2).await;
+    // Runs 2.5 s, due every second: most ticks find the previous run going.
+    let slow = c.guarded(&every_second("slow", 1, "sleep 2.5"));
+    // No worker carries role=nowhere: every tick is missed, settled by the leader.
+    let nowhere: Vec<Value> = every_second("nowhere", 1, "true")
+        .into_iter()
+        .map(|mut j| {
+            j["target"] = serde_json::json!({"labels": {"role": "nowhere"}});
+            j
+        })
+        .collect();
+    // Runs everywhere, while every worker is gone for 8 s.
+    let steady = c.guarded(&every_second("steady", 2, "true"));
+    let all: Vec<Value> = slow
+        .iter()
+        .chain(&nowhere)
+        .chain(&steady)
+        .cloned()
+        .collect();
+    c.put_jobs(&all).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = next_second().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for w in &mut c.workers {
+        w.kill();
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for w in &mut c.workers {
+        w.start();
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let to = current_second();
+    // Past the leader's settling delay before pausing: every tick of the
+    // window has its verdict by then.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    c.pause(&all).await;
+    let docs = settled(&c, from, to).await;
+    let overlaps = c.overlaps(&docs);
+    let per = |jobs: &[Value]| Ticks::count(&docs, &names(jobs), from, to);
+    let (slow_t, nowhere_t, steady_t) = (per(&slow), per(&nowhere), per(&steady));
+    let by_status = statuses(&docs);
+    let missed_alerts = c
+        .hook
+        .accepted()
+        .iter()
+        .filter(|b| b["kind"] == "missed" && b["job"] == "nowhere-0")
+        .count();
+    report(
+        "every tick accounted for: a forbid job longer than its interval, a job no worker matches, 2 jobs while every worker is gone for 8 s (1 master, 2 workers)",
+        &[
+            format!("slow: {}", slow_t.accounting()),
+            format!("nowhere: {}", nowhere_t.accounting()),
+            format!("steady: {}", steady_t.accounting()),
+            format!("records by status: {by_status:?}"),
+            format!("missed alerts for nowhere-0: {missed_alerts}"),
+            overlap_line(&overlaps),
+        ],
+    );
+    assert_no_overlap(&overlaps);
+    for (what, t) in [
+        ("slow", &slow_t),
+        ("nowhere", &nowhere_t),
+        ("steady", &steady_t),
+    ] {
+        assert_eq!(
+            t.duplicates, 0,
+            "{what}: a tick has two records (run and verdict?)"
+        );
+        assert!(
+            t.missed.is_empty(),
+            "{what}: ticks without a verdict: {:?}",
+            t.missed
+        );
+    }
+    assert!(slow_t.skipped > 0, "overlapping ticks are recorded skipped");
+    assert_eq!(
+        nowhere_t.missed_verdicts, nowhere_t.expected,
+        "every tick of an unschedulable job is missed"
+    );
+    assert!(
+        steady_t.missed_verdicts > 0,
+        "ticks while no worker lived are missed"
+    );
+    assert!(missed_alerts > 0, "missed ticks alert");
+    let reasons: BTreeSet<String> = docs
+        .iter()
+        .filter(|d| d.get_str("status") == Ok("missed") && d.get_str("jobName") == Ok("nowhere-0"))
+        .filter_map(|d| d.get_str("reason").ok().map(str::to_string))
+        .collect();
+    assert!(
+        reasons.iter().all(|r| r.contains("role=nowhere")),
+        "the reason names the selector: {reasons:?}"
+    );
 }

@@ -41,6 +41,12 @@ pub enum StatusDto {
     /// is the last time the worker was seen alive (or when the leftover
     /// process group was killed by the next start).
     Interrupted,
+    /// The tick ran no command on purpose: the previous run of a `forbid`
+    /// job was still going (`reason`).
+    Skipped,
+    /// The tick should have run and did not: late, no free slot, no live
+    /// worker, or nobody took it in time (`reason`).
+    Missed,
 }
 
 impl From<StatusDto> for RunStatus {
@@ -51,6 +57,8 @@ impl From<StatusDto> for RunStatus {
             StatusDto::Timeout => Self::Timeout,
             StatusDto::Killed => Self::Killed,
             StatusDto::Interrupted => Self::Interrupted,
+            StatusDto::Skipped => Self::Skipped,
+            StatusDto::Missed => Self::Missed,
         }
     }
 }
@@ -63,6 +71,8 @@ impl From<RunStatus> for StatusDto {
             RunStatus::Timeout => Self::Timeout,
             RunStatus::Killed => Self::Killed,
             RunStatus::Interrupted => Self::Interrupted,
+            RunStatus::Skipped => Self::Skipped,
+            RunStatus::Missed => Self::Missed,
         }
     }
 }

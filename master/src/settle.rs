@@ -1,0 +1,267 @@
+//! The leader settles ticks nobody took (ARCHITECTURE §4, "Verdicts").
+//!
+//! Every [`CHECK_EVERY`] the leader reads every job and every fired marker.
+//! A tick of an enabled `target.mode: one` job whose deadline has passed
+//! (its planned time plus [`SETTLE_AFTER`], plus `startingDeadlineSecs` for
+//! `misfire: runOnce` jobs) while the marker is still older was neither run
+//! nor given up by any worker: the leader moves the marker to the latest
+//! such tick with the same compare-and-swap the workers use (on the value
+//! it read, and only while it still leads) and, in the same transaction,
+//! stores a `missed` record for each tick it skipped over under
+//! `/cron/verdicts/` and, if the job alerts on misses, one warning. A
+//! second task moves stored verdicts into the run log and deletes them, so
+//! neither a MongoDB outage nor a leader change loses one, and a tick is
+//! run or marked missed, never both, never neither.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use rcron_shared::verdict::{self, decode_plan, encode_plan};
+use rcron_shared::{
+    Job, JobName, Keys, LogRecord, Misfire, RunStatus, ScheduleCache, TargetMode, Warning,
+    WarningKind, WorkerInfo, placement,
+};
+
+use crate::Error;
+use crate::election::Leadership;
+use crate::logs::LogStore;
+use crate::store::JobStore;
+
+/// How long after its planned time a tick nobody took is settled. Longer
+/// than a worker's default `misfire_grace_secs` (5 s) plus the ranking's
+/// waits, so that a worker that will still start it (late) gets to.
+pub const SETTLE_AFTER: Duration = Duration::from_secs(10);
+/// How often the leader checks.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// A job that never fired is owed verdicts from this long before the
+/// leader took over, at most (its creation time is not known).
+const FIRST_LOOK_BACK: Duration = Duration::from_secs(60);
+
+/// The leader's settlement of untaken ticks and the verdict writer.
+pub struct Settler {
+    /// Request client.
+    pub client: Client,
+    /// Key layout.
+    pub keys: Keys,
+    /// Jobs.
+    pub jobs: JobStore,
+    /// The run log and the worker registry.
+    pub logs: LogStore,
+    /// Zone of jobs that name none.
+    pub timezone: Tz,
+    /// This master's id (the `worker` of the records it writes).
+    pub master_id: String,
+}
+
+impl Settler {
+    /// Settles and writes verdicts until leadership ends.
+    pub async fn run(self: Arc<Self>, leadership: Leadership) {
+        let token = leadership.token().clone();
+        let took_over = chrono::Utc::now().timestamp_millis();
+        let mut schedules = ScheduleCache::default();
+        loop {
+            if let Err(e) = self.settle(&leadership, took_over, &mut schedules).await {
+                tracing::warn!(error = %e, "cannot settle untaken ticks; retrying");
+            }
+            if let Err(e) = self.write_verdicts().await {
+                tracing::warn!(error = %e, "cannot move settled verdicts to the run log; retrying");
+            }
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(CHECK_EVERY) => {}
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        leadership: &Leadership,
+        took_over: i64,
+        schedules: &mut ScheduleCache,
+    ) -> Result<(), Error> {
+        let jobs = self.jobs.list().await?;
+        let fired = self.fired().await?;
+        let workers = self.logs.workers().await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        for job in jobs.iter().filter(|j| !j.disabled) {
+            if placement::mode(job.target.as_ref()) == TargetMode::All || !leadership.is_valid() {
+                continue;
+            }
+            let Ok(schedule) =
+                schedules.parse(&job.cron_expr, job.timezone.unwrap_or(self.timezone))
+            else {
+                continue;
+            };
+            let marker = fired.get(&job.name).copied();
+            let settle_after = SETTLE_AFTER.as_millis() as i64
+                + if job.misfire == Misfire::RunOnce {
+                    job.starting_deadline_secs as i64 * 1000
+                } else {
+                    0
+                };
+            let before = now - settle_after + 1;
+            let previous = marker.flatten();
+            let from = previous
+                .unwrap_or(took_over - FIRST_LOOK_BACK.as_millis() as i64)
+                .max(job.updated_at.unwrap_or(i64::MIN));
+            let (ticks, more) = verdict::ticks_between(&schedule, from, before);
+            let Some(&last) = ticks.last() else {
+                continue;
+            };
+            let reason = why_not_run(job, &workers);
+            let mut records: Vec<LogRecord> = ticks
+                .iter()
+                .map(|t| {
+                    verdict::record(
+                        job,
+                        *t,
+                        RunStatus::Missed,
+                        reason.clone(),
+                        &self.master_id,
+                        now,
+                    )
+                })
+                .collect();
+            if more > 0
+                && let Some(r) = records.last_mut()
+            {
+                r.err = format!("{reason}; and {more} more ticks before it");
+                r.reason = Some(r.err.clone());
+            }
+            self.store(leadership, job, marker, last, records).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the job's marker from what was read (`marker`: None = no key,
+    /// Some(None) = `-`) to `last`, storing `records` and a warning, in one
+    /// transaction; nothing if a worker moved it meanwhile.
+    async fn store(
+        &self,
+        leadership: &Leadership,
+        job: &Job,
+        marker: Option<Option<i64>>,
+        last: i64,
+        records: Vec<LogRecord>,
+    ) -> Result<(), Error> {
+        let key = self.keys.fired(&job.name);
+        let unchanged = match marker {
+            None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            Some(previous) => Compare::value(
+                key.clone(),
+                CompareOp::Equal,
+                encode_plan(previous.unwrap_or(-1)),
+            ),
+        };
+        let leader = leadership.key();
+        let mut ops = vec![
+            TxnOp::put(key, encode_plan(last), None),
+            TxnOp::put(
+                self.keys.verdicts(&job.name, last),
+                serde_json::to_string(&records).unwrap_or_default(),
+                None,
+            ),
+        ];
+        if job.alert_on_missed
+            && let Some(latest) = records.last()
+        {
+            let warning = Warning {
+                job_name: job.name.clone(),
+                run_id: latest.run_id.clone(),
+                status: RunStatus::Missed,
+                command: job.command.clone(),
+                exit_code: None,
+                err: if records.len() > 1 {
+                    format!("{} ticks missed; the last: {}", records.len(), latest.err)
+                } else {
+                    latest.err.clone()
+                },
+                output_tail: String::new(),
+                plan_time: latest.plan_time,
+                start_time: latest.start_time,
+                end_time: latest.end_time,
+                worker: self.master_id.clone(),
+                attempt: 1,
+                kind: WarningKind::Run,
+            };
+            ops.push(TxnOp::put(
+                self.keys.warn(&job.name, &latest.run_id),
+                serde_json::to_string(&warning).unwrap_or_default(),
+                None,
+            ));
+        }
+        let txn = Txn::new()
+            .when([
+                unchanged,
+                Compare::create_revision(leader.key().to_vec(), CompareOp::Equal, leader.rev()),
+            ])
+            .and_then(ops);
+        if self.client.clone().txn(txn).await?.succeeded() {
+            tracing::warn!(job = %job.name, ticks = records.len(), last, "ticks nobody took settled as missed");
+        }
+        Ok(())
+    }
+
+    /// Every one-per-tick job's fired marker: Some(None) for `-`.
+    async fn fired(&self) -> Result<HashMap<JobName, Option<i64>>, Error> {
+        let resp = self
+            .client
+            .clone()
+            .get(self.keys.fired_dir(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| Some((self.keys.parse_fired(kv.key())?, decode_plan(kv.value()))))
+            .collect())
+    }
+
+    /// Writes stored verdicts to the run log, then deletes them (only if
+    /// unchanged). Records keep their ids, so writing twice is harmless.
+    async fn write_verdicts(&self) -> Result<(), Error> {
+        let resp = self
+            .client
+            .clone()
+            .get(
+                self.keys.verdicts_dir(),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await?;
+        for kv in resp.kvs() {
+            let records: Vec<LogRecord> = match serde_json::from_slice(kv.value()) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(key = %String::from_utf8_lossy(kv.key()), error = %e, "unreadable stored verdicts; dropped");
+                    Vec::new()
+                }
+            };
+            self.logs.insert_records(&records).await?;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    kv.key().to_vec(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::delete(kv.key().to_vec(), None)]);
+            self.client.clone().txn(txn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Why nobody ran a tick of `job`, as far as the leader can tell now.
+fn why_not_run(job: &Job, workers: &[WorkerInfo]) -> String {
+    if crate::placement::matching_workers(job, workers) > 0 {
+        return "not started: no worker took the tick before its deadline".to_string();
+    }
+    match job.target.as_ref().filter(|t| !t.labels.is_empty()) {
+        Some(t) => format!(
+            "unschedulable: no live worker carries {}",
+            placement::format_labels(&t.labels)
+        ),
+        None => "no live worker".to_string(),
+    }
+}
