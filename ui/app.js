@@ -55,11 +55,13 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function toast(message, kind = 'danger') {
+  // Warnings are dark text on yellow: a dark close button.
+  const close = kind === 'warning' ? 'btn-close' : 'btn-close btn-close-white';
   const t = el('div', { class: `toast align-items-center text-bg-${kind} border-0`, role: 'alert' },
     el('div', { class: 'd-flex' }, el('div', { class: 'toast-body' }, message),
-      el('button', { type: 'button', class: 'btn-close btn-close-white me-2 m-auto', 'data-bs-dismiss': 'toast', 'aria-label': 'Close' })));
+      el('button', { type: 'button', class: `${close} me-2 m-auto`, 'data-bs-dismiss': 'toast', 'aria-label': 'Close' })));
   $('#toasts').append(t);
-  const b = new bootstrap.Toast(t, { delay: kind === 'danger' ? 8000 : 3000 });
+  const b = new bootstrap.Toast(t, { delay: kind === 'success' ? 3000 : 8000 });
   t.addEventListener('hidden.bs.toast', () => t.remove());
   b.show();
 }
@@ -203,6 +205,7 @@ function openEditor(job) {
     f.targetMode.value = job.target?.mode || 'one';
   }
   $('#cron-preview').textContent = '';
+  showCronWarnings([]);
   modal().show();
   if (job) previewCron();
 }
@@ -244,6 +247,15 @@ function showProblems(err) {
   }
 }
 
+// What the API warns of in an expression (a daylight-saving change it runs
+// into, 6 fields written seconds-first): shown under the field, never a
+// refusal.
+function showCronWarnings(warnings) {
+  const box = $('#cron-warnings');
+  box.replaceChildren(...(warnings.length ? [el('ul', { class: 'mb-0 ps-3' }, ...warnings.map((w) => el('li', {}, w)))] : []));
+  box.classList.toggle('d-none', !warnings.length);
+}
+
 let previewTimer = null;
 let previewSeq = 0;
 async function previewCron() {
@@ -251,6 +263,7 @@ async function previewCron() {
   const expr = f.cronExpr.value.trim();
   f.cronExpr.classList.remove('is-invalid');
   $('#cron-preview').textContent = '';
+  showCronWarnings([]);
   if (!expr) return;
   const seq = ++previewSeq;
   try {
@@ -261,6 +274,7 @@ async function previewCron() {
     $('#cron-preview').textContent = p.next.length
       ? `Next runs (your time): ${p.next.map((t) => new Date(t).toLocaleString()).join(' · ')}`
       : 'This expression never fires again.';
+    showCronWarnings(p.warnings || []);
   } catch (e) {
     if (seq !== previewSeq) return;
     showFieldError(/time zone/.test(e.message) ? 'timezone' : 'cronExpr', e.message);
@@ -290,10 +304,13 @@ async function saveJob(ev) {
   // that a job of the original system saved from here stays as it was.
   if (Object.keys(labels).length || f.targetMode.value === 'all') spec.target = { labels, mode: f.targetMode.value };
   try {
-    if (editing) await api('PUT', `/jobs/${encodeURIComponent(editing)}`, spec);
-    else await api('POST', '/jobs', spec);
+    const saved = editing
+      ? await api('PUT', `/jobs/${encodeURIComponent(editing)}`, spec)
+      : await api('POST', '/jobs', spec);
     modal().hide();
-    toast(`${spec.name} saved`, 'success');
+    const warnings = saved?.warnings || [];
+    if (warnings.length) toast(`${spec.name} saved. Warning: ${warnings.join(' · ')}`, 'warning');
+    else toast(`${spec.name} saved`, 'success');
     await loadJobs();
   } catch (e) {
     showProblems(e);

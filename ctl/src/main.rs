@@ -86,7 +86,8 @@ enum Command {
     /// stdin, for the master's keys file (`RCRON_API_KEYS_FILE`).
     #[command(subcommand)]
     Key(KeyCommand),
-    /// The next fire times of a cron expression.
+    /// The next fire times of a cron expression (and, on stderr, warnings:
+    /// daylight-saving changes it runs into, seconds-first look-alikes).
     Preview {
         /// The expression, e.g. "*/5 * * * * * *".
         expr: String,
@@ -105,7 +106,8 @@ enum JobCommand {
     List,
     /// One job.
     Get { name: String },
-    /// Create or replace a job from a JSON file (`-` = stdin) or from flags.
+    /// Create or replace a job from a JSON file (`-` = stdin) or from flags;
+    /// warnings about its expression go to stderr.
     Save {
         /// Job JSON file, or `-` for stdin.
         #[arg(long, short, conflicts_with_all = ["name", "command", "cron", "target", "all"])]
@@ -359,6 +361,18 @@ fn job_text(job: &Value) -> String {
     out
 }
 
+/// The API's `warnings` about a cron expression (a save or a preview), on
+/// stderr: they never make a command fail, and stdout stays the answer.
+fn print_warnings(answer: &Value) {
+    for w in answer["warnings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        eprintln!("warning: {}", s(w));
+    }
+}
+
 fn logs_rows(logs: &[Value]) -> Vec<Vec<String>> {
     logs.iter()
         .map(|l| {
@@ -520,6 +534,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         human.push_str(&format!("\nwarning: {why}"));
                     }
                     print(&v, human);
+                    print_warnings(&v);
                 }
                 JobCommand::Delete { name } => {
                     let v = api
@@ -597,6 +612,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         )
                         .await?;
                     print(&v, format!("job {name} saved back as of version {to}"));
+                    print_warnings(&v);
                 }
                 JobCommand::Resume { name } => set_disabled(&api, &name, false, &print).await?,
             }
@@ -807,6 +823,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &v,
                 format!("{} in {}:\n{}", expr, s(&v["timezone"]), times.join("\n")),
             );
+            print_warnings(&v);
         }
     }
     Ok(())

@@ -382,3 +382,90 @@ async fn rcronctl_targets_jobs_at_labelled_workers() {
     .expect("rcronctl checks");
     master.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rcronctl_prints_cron_warnings_on_stderr_and_still_succeeds() {
+    let master = Master::start().await;
+    let b = master.base.clone();
+    tokio::task::spawn_blocking(move || {
+        // Daily 02:30 in Berlin: skipped in March, repeated in October.
+        let (ok, out, err) = ctl(
+            &b,
+            &["preview", "30 2 * * *", "--timezone", "Europe/Berlin"],
+        );
+        assert!(ok, "{err}");
+        assert_eq!(out.lines().count(), 6, "the times on stdout: {out}");
+        let warnings: Vec<&str> = err.lines().collect();
+        assert_eq!(warnings.len(), 2, "{err}");
+        assert!(
+            warnings.iter().any(
+                |w| w.starts_with("warning: runs at 03:00 instead of 02:30 on ")
+                    && w.ends_with("(Europe/Berlin skips 02:00–03:00)")
+            ),
+            "{err}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.starts_with("warning: 02:30 on ")
+                && w.ends_with("happens twice in Europe/Berlin; the job runs once, at the first")),
+            "{err}"
+        );
+        // Seconds-first in 6 fields.
+        let (ok, _, err) = ctl(&b, &["preview", "*/30 * * * * *"]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            err.trim_end(),
+            "warning: 6 fields are `min hour day month weekday year` here: `*/30 * * * * *` \
+             runs every 30 minutes; for seconds first, write 7 fields: `*/30 * * * * * *`"
+        );
+        let (ok, _, err) = ctl(&b, &["preview", "*/5 * * * * * *"]);
+        assert!(ok && err.is_empty(), "{err}");
+
+        // A save with warnings is a save: exit 0, the job stored, stdout
+        // as usual (JSON stays parseable), the warnings on stderr.
+        let save = |name: &str, cron: &str, extra: &[&str]| {
+            let mut args = extra.to_vec();
+            args.extend_from_slice(&[
+                "job",
+                "save",
+                "--name",
+                name,
+                "--command",
+                "true",
+                "--cron",
+                cron,
+                "--timezone",
+                "Europe/Berlin",
+            ]);
+            ctl(&b, &args)
+        };
+        let (ok, out, err) = save("nightly", "30 2 * * *", &[]);
+        assert!(ok, "{err}");
+        assert!(out.starts_with("job nightly created"), "{out}");
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(
+            err.contains("warning: runs at 03:00 instead of 02:30 on "),
+            "{err}"
+        );
+        let (ok, out, err) = save("nightly", "30 2 * * *", &["-o", "json"]);
+        assert!(ok, "{err}");
+        let answer: serde_json::Value = serde_json::from_str(&out).expect("json output");
+        assert_eq!(answer["warnings"].as_array().map(Vec::len), Some(2));
+        assert_eq!(err.lines().count(), 2, "{err}");
+        let (ok, out, _) = ctl(&b, &["job", "get", "nightly"]);
+        assert!(ok && out.contains("30 2 * * *"), "{out}");
+        let (ok, out, err) = save("nightly", "0 3 * * *", &[]);
+        assert!(ok && out.starts_with("job nightly replaced"), "{out}");
+        assert!(err.is_empty(), "{err}");
+
+        // A refusal names the field and its range.
+        let (ok, _, err) = save("bad", "0 25 * * *", &[]);
+        assert!(!ok, "refused");
+        assert!(
+            err.contains("field 2 (hour) `25` is out of range 0–23"),
+            "{err}"
+        );
+    })
+    .await
+    .expect("rcronctl checks");
+    master.stop().await;
+}

@@ -512,6 +512,136 @@ async fn cron_preview_lists_next_fire_times_or_says_why_not() {
     }
 }
 
+/// `30 2 * * *` in Europe/Berlin after 2026-06-01: 02:30 is repeated on
+/// 2026-10-25 and skipped on 2027-03-28.
+const BERLIN_0230: [&str; 2] = [
+    "02:30 on 2026-10-25 happens twice in Europe/Berlin; the job runs once, at the first",
+    "runs at 03:00 instead of 02:30 on 2027-03-28 (Europe/Berlin skips 02:00–03:00)",
+];
+
+const QUARTZ_LOOKALIKE: &str = "6 fields are `min hour day month weekday year` here: \
+     `*/30 * * * * *` runs every 30 minutes; for seconds first, write 7 fields: \
+     `*/30 * * * * * *`";
+
+#[tokio::test]
+async fn preview_and_saves_warn_where_the_user_is_likely_wrong_but_never_refuse() {
+    let h = harness().await;
+    let preview = |expr: &str| json!({"cronExpr": expr, "timezone": "Europe/Berlin", "after": "2026-06-01T00:00:00Z", "count": 2});
+    // A daily 02:30 in Berlin: fires are still listed, the DST changes are told.
+    let (status, body) = h
+        .send_json("POST", "/api/v1/cron/preview", &preview("30 2 * * *"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["next"].as_array().expect("next").len(), 2, "{body}");
+    assert_eq!(body["warnings"], json!(BERLIN_0230), "{body}");
+    // Seconds-first in 6 fields: every 30 *minutes* here.
+    let (status, body) = h
+        .send_json("POST", "/api/v1/cron/preview", &preview("*/30 * * * * *"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let warnings = body["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings[0], QUARTZ_LOOKALIKE, "{body}");
+    // Every 5 seconds, in 7 fields, in UTC: nothing to say.
+    let (status, body) = h
+        .send_json(
+            "POST",
+            "/api/v1/cron/preview",
+            &json!({"cronExpr": "*/5 * * * * * *", "timezone": "UTC"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["warnings"], json!([]), "{body}");
+    // A refusal names the field and what it accepts.
+    let (status, body) = h
+        .send_json(
+            "POST",
+            "/api/v1/cron/preview",
+            &json!({"cronExpr": "0 25 * * *"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let error = body["error"].as_str().expect("error");
+    assert!(
+        error.contains("field 2 (hour) `25` is out of range 0–23"),
+        "{body}"
+    );
+    assert!(!error.contains("Component error"), "{body}");
+
+    // Saves answer the warnings from now on (a year always holds Berlin's
+    // spring-forward and fall-back) and store the job all the same.
+    let mut dst = job("dst", "true");
+    dst["cronExpr"] = json!("30 2 * * *");
+    dst["timezone"] = json!("Europe/Berlin");
+    let (status, body) = h.send_json("POST", "/api/v1/jobs", &dst).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["name"], "dst", "{body}");
+    let texts: Vec<&str> = body["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| w.as_str().expect("text"))
+        .collect();
+    assert_eq!(texts.len(), 2, "{body}");
+    assert!(
+        texts
+            .iter()
+            .any(|w| w.starts_with("runs at 03:00 instead of 02:30 on ")
+                && w.ends_with(" (Europe/Berlin skips 02:00–03:00)")),
+        "{body}"
+    );
+    assert!(
+        texts.iter().any(|w| w.starts_with("02:30 on ")
+            && w.ends_with(" happens twice in Europe/Berlin; the job runs once, at the first")),
+        "{body}"
+    );
+    assert!(h.etcd_value("jobs/dst").await.is_some(), "stored");
+
+    let mut quartz = job("quartz", "true");
+    quartz["cronExpr"] = json!("*/30 * * * * *");
+    let (status, body) = h.send_json("PUT", "/api/v1/jobs/quartz", &quartz).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["warnings"], json!([QUARTZ_LOOKALIKE]), "{body}");
+    assert_eq!(body["job"]["cronExpr"], "*/30 * * * * *");
+    // Fixed as the warning says: replaced, nothing to say any more.
+    quartz["cronExpr"] = json!("*/5 * * * * * *");
+    let (status, body) = h.send_json("PUT", "/api/v1/jobs/quartz", &quartz).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["warnings"], json!([]), "{body}");
+    let (status, body) = h
+        .send_json("POST", "/api/v1/jobs", &job("clean", "true"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["warnings"], json!([]), "{body}");
+    // Reads carry no warnings.
+    let (_, body) = h.get("/api/v1/jobs/dst").await;
+    assert!(body.get("warnings").is_none(), "{body}");
+
+    // A refused save lists the field's problem.
+    let mut bad = job("bad", "true");
+    bad["cronExpr"] = json!("0 0 * * 8");
+    let (status, body) = h.send_json("POST", "/api/v1/jobs", &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["problems"][0]
+            .as_str()
+            .expect("problem")
+            .contains("`cronExpr`: invalid cron expression \"0 0 * * 8\": field 5 (weekday) `8` is out of range 0–7"),
+        "{body}"
+    );
+
+    // The legacy route answers as the original did: no warnings.
+    let legacy = r#"{"name":"legacy-dst","command":"true","cronExpr":"30 2 * * *","timezone":"Europe/Berlin"}"#;
+    let resp = h
+        .cli
+        .post("/job/save")
+        .form(&[("job", legacy)])
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    resp.assert_text(r#"{"errno":0,"msg":"success","data":null}"#)
+        .await;
+}
+
 #[tokio::test]
 async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
     let h = harness().await;
@@ -545,11 +675,32 @@ async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
         "ErrorBody",
         "PreviewRequest",
         "Preview",
+        "CreatedJob",
+        "SavedJob",
     ] {
         assert!(
             spec["components"]["schemas"][schema].is_object(),
             "schema {schema} missing"
         );
+    }
+    // Saves and previews answer warnings, always present (maybe empty);
+    // a created job is the job view plus its warnings.
+    for schema in ["Preview", "CreatedJob", "SavedJob"] {
+        let s = &spec["components"]["schemas"][schema];
+        assert_eq!(
+            s["properties"]["warnings"]["type"], "array",
+            "{schema}: {s}"
+        );
+        assert!(
+            s["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!("warnings"))),
+            "{schema}: {s}"
+        );
+    }
+    let created = &spec["components"]["schemas"]["CreatedJob"]["properties"];
+    for field in ["name", "cronExpr", "nextFireTime", "unschedulable"] {
+        assert!(created[field].is_object(), "CreatedJob lacks {field}");
     }
     let resp = h.cli.get("/docs").send().await;
     resp.assert_status_is_ok();

@@ -191,10 +191,18 @@ mod tests {
         assert_eq!(l.get("role").map(String::as_str), Some("db"));
         assert_eq!(format_labels(&l), "role=db,zone=eu-1");
         assert_eq!(labels(""), Labels::new());
-        assert!(parse_labels("role").unwrap_err().contains("key=value"));
-        assert!(parse_labels("a=1,a=2").unwrap_err().contains("twice"));
-        assert!(parse_labels("a=").unwrap_err().contains("empty"));
-        assert!(parse_labels("a b=1").unwrap_err().contains("ASCII"));
+        assert!(
+            parse_labels("role")
+                .expect_err("no =")
+                .contains("key=value")
+        );
+        assert!(
+            parse_labels("a=1,a=2")
+                .expect_err("twice")
+                .contains("twice")
+        );
+        assert!(parse_labels("a=").expect_err("empty").contains("empty"));
+        assert!(parse_labels("a b=1").expect_err("space").contains("ASCII"));
         assert!(parse_labels(&format!("a={}", "x".repeat(64))).is_err());
     }
 

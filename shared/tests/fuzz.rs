@@ -76,3 +76,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    // Fewer cases: each accepted expression's warnings look a year ahead.
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn refusals_name_the_field_and_warnings_never_panic(expr in expression(), from_days in 0i64..800) {
+        let from = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("valid time")
+            + chrono::TimeDelta::days(from_days);
+        match Schedule::parse(&expr, chrono_tz::Europe::Berlin) {
+            Ok(s) => {
+                prop_assert!(s.warnings(from).len() <= 3, "{expr}: {:?}", s.warnings(from));
+            }
+            Err(e) => {
+                let e = e.to_string();
+                prop_assert!(
+                    e.contains(" (second) ") || e.contains(" (minute) ") || e.contains(" (hour) ")
+                        || e.contains(" (day-of-month) ") || e.contains(" (month) ")
+                        || e.contains(" (weekday) ") || e.contains(" (year) ")
+                        || e.contains("expected 5 fields") || e.contains("unknown macro"),
+                    "{expr}: {e}"
+                );
+                prop_assert!(!e.contains("Component error"), "{expr}: {e}");
+            }
+        }
+    }
+}

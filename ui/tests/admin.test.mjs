@@ -267,3 +267,71 @@ test('the admin places jobs on labelled workers and flags jobs no worker can run
   assert.deepEqual(failed, ['400 POST /api/v1/jobs'], 'only the refused label failed');
   assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
 });
+
+test('the job dialog warns of DST changes and seconds-first look-alikes, and saves all the same', { timeout: 120_000 }, async () => {
+  const { browser, page, consoleErrors, foreign, failed, shot } = await openAdmin();
+  const warningsShown = (pattern) => page.waitForFunction(
+    (source) => new RegExp(source).test(document.querySelector('#cron-warnings:not(.d-none)')?.textContent || ''),
+    pattern.source);
+
+  try {
+    await page.goto(`${base}/#/jobs`);
+    await page.click('#new-job');
+    await page.fill('#f-name', 'ui-dst');
+    await page.fill('#f-command', 'true');
+    await page.fill('#f-timezone', 'Europe/Berlin');
+    // Daily at 02:30 in Berlin: skipped in March, repeated in October.
+    await page.fill('#f-cron', '30 2 * * *');
+    await warningsShown(/instead of 02:30/);
+    const shown = await page.locator('#cron-warnings li').allTextContents();
+    assert.equal(shown.length, 2, shown.join('\n'));
+    assert.ok(shown.some((w) => /^runs at 03:00 instead of 02:30 on \d{4}-03-\d\d \(Europe\/Berlin skips 02:00–03:00\)$/.test(w)), shown.join('\n'));
+    assert.ok(shown.some((w) => /^02:30 on \d{4}-10-\d\d happens twice in Europe\/Berlin; the job runs once, at the first$/.test(w)), shown.join('\n'));
+    assert.match(await page.getAttribute('#cron-warnings', 'class'), /\balert\b.*\balert-warning\b/);
+    // A warning is no error: the expression is valid and previewed.
+    assert.equal(await page.locator('#f-cron.is-invalid').count(), 0);
+    assert.match(await page.textContent('#cron-preview'), /^Next runs/);
+    await shot('job-dialog-warnings');
+
+    // An expression clear of both changes: the warnings go.
+    await page.fill('#f-cron', '0 3 * * *');
+    await page.waitForSelector('#cron-warnings.d-none', { state: 'attached' });
+    assert.equal(await page.locator('#cron-warnings li').count(), 0);
+    // Seconds-first in 6 fields: every 30 minutes here.
+    await page.fill('#f-cron', '*/30 * * * * *');
+    await warningsShown(/runs every 30 minutes; for seconds first, write 7 fields: `\*\/30 \* \* \* \* \* \*`/);
+
+    // Saved anyway; the warnings are repeated once the dialog closes.
+    await page.fill('#f-cron', '30 2 * * *');
+    await warningsShown(/instead of 02:30/);
+    const [created] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/api/v1/jobs'),
+      page.click('#save-job'),
+    ]);
+    assert.equal(created.status(), 201);
+    assert.equal((await created.json()).warnings.length, 2);
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    const toast = page.locator('#toasts .toast.text-bg-warning');
+    await toast.waitFor();
+    assert.match(await toast.textContent(), /^ui-dst saved\. Warning: .*instead of 02:30.*happens twice|^ui-dst saved\. Warning: .*happens twice.*instead of 02:30/);
+    await page.waitForSelector('tr[data-job="ui-dst"]');
+    assert.match(await page.textContent('tr[data-job="ui-dst"]'), /30 2 \* \* \*/);
+    await shot('jobs-saved-with-warnings');
+
+    // Editing it shows them again, from the preview.
+    await page.click('tr[data-job="ui-dst"] button[data-action="edit"]');
+    await warningsShown(/instead of 02:30/);
+    await page.click('#job-modal button.btn-secondary[data-bs-dismiss="modal"]');
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    await page.click('tr[data-job="ui-dst"] button[data-action="delete"]');
+    await page.waitForSelector('tr[data-job="ui-dst"]', { state: 'detached' });
+  } catch (e) {
+    await shot('failure-warnings').catch(() => {});
+    throw e;
+  } finally {
+    await browser.close();
+  }
+  assert.deepEqual(consoleErrors, [], 'no console errors');
+  assert.deepEqual(failed, [], 'warnings are never a refusal');
+  assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
+});

@@ -57,14 +57,22 @@ pub struct Preview {
     pub timezone: String,
     /// The next fire times, in order (fewer than asked when it stops firing).
     pub next: Vec<DateTime<Utc>>,
+    /// Where the expression probably does not do what was meant, one
+    /// sentence each (never a refusal): a daylight-saving change in the
+    /// zone within a year after `after` that skips or repeats one of its
+    /// wall-clock times ("runs at 03:00 instead of 02:30 on 2027-03-28"),
+    /// or 6 fields that look seconds-first (6 fields end with a year here).
+    pub warnings: Vec<String>,
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Cron")]
 impl CronApi {
     /// Preview a cron expression
     ///
-    /// The next fire times of an expression in a time zone; 400 with the
-    /// reason when it does not parse.
+    /// The next fire times of an expression in a time zone, with warnings
+    /// about daylight-saving changes it runs into and seconds-first
+    /// look-alikes; 400 with the reason (the field, as written, and what it
+    /// accepts) when it does not parse.
     #[oai(path = "/cron/preview", method = "post", operation_id = "previewCron")]
     async fn preview(&self, body: Json<PreviewRequest>) -> Result<Json<Preview>, ApiError> {
         let req = body.0;
@@ -80,11 +88,13 @@ impl CronApi {
             Some(name) => parse_timezone(name).map_err(Error::from)?,
         };
         let schedule = Schedule::parse(&req.cron_expr, tz).map_err(Error::from)?;
-        let next = schedule.upcoming(req.after.unwrap_or_else(Utc::now), req.count as usize);
+        let after = req.after.unwrap_or_else(Utc::now);
+        let next = schedule.upcoming(after, req.count as usize);
         Ok(Json(Preview {
             cron_expr: req.cron_expr,
             timezone: tz.name().to_string(),
             next,
+            warnings: schedule.warnings(after),
         }))
     }
 }

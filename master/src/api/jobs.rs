@@ -203,6 +203,20 @@ pub struct SavedJob {
     /// The job it replaced, if any.
     #[oai(skip_serializing_if_is_none)]
     pub previous: Option<JobSpec>,
+    /// Where its expression probably does not do what was meant (as in
+    /// `POST /cron/preview`); the job is saved all the same.
+    pub warnings: Vec<String>,
+}
+
+/// A job created with `POST`.
+#[derive(Debug, Object)]
+pub struct CreatedJob {
+    /// The job as stored.
+    #[oai(flatten)]
+    pub job: JobView,
+    /// Where its expression probably does not do what was meant (as in
+    /// `POST /cron/preview`); the job is created all the same.
+    pub warnings: Vec<String>,
 }
 
 /// Outcome of `PUT /jobs/{name}`.
@@ -221,7 +235,7 @@ pub enum PutResponse {
 pub enum CreateResponse {
     /// The job was created.
     #[oai(status = 201)]
-    Created(Json<JobView>),
+    Created(Json<CreatedJob>),
 }
 
 /// A kill or run request was sent.
@@ -335,6 +349,13 @@ impl JobsApi {
         }
     }
 
+    /// What a save answers about the job's expression, from now on.
+    fn warnings(&self, job: &Job) -> Vec<String> {
+        job.schedule(self.state.timezone)
+            .map(|s| s.warnings(Utc::now()))
+            .unwrap_or_default()
+    }
+
     async fn existing(&self, name: &JobName) -> Result<Job, Error> {
         self.state
             .store
@@ -362,6 +383,8 @@ impl JobsApi {
     /// Create a job
     ///
     /// Fails with 409 when a job of that name exists (use `PUT` to replace).
+    /// `warnings` says where the expression probably does not do what was
+    /// meant (daylight-saving changes within a year, seconds-first look-alikes).
     #[oai(path = "/jobs", method = "post", operation_id = "createJob")]
     async fn create(&self, req: &Request, body: JobPayload) -> Result<CreateResponse, ApiError> {
         let job = body.0?;
@@ -373,7 +396,10 @@ impl JobsApi {
             None,
             Some(&job),
         );
-        Ok(CreateResponse::Created(Json(self.view(&job).await)))
+        Ok(CreateResponse::Created(Json(CreatedJob {
+            job: self.view(&job).await,
+            warnings: self.warnings(&job),
+        })))
     }
 
     /// Get a job
@@ -388,7 +414,8 @@ impl JobsApi {
     ///
     /// The body's `name` must match the path. Answers 201 for a new job and
     /// 200 with the replaced job in `previous` otherwise. Pause or resume a
-    /// job by saving it with `disabled` set.
+    /// job by saving it with `disabled` set. `warnings` says where the
+    /// expression probably does not do what was meant.
     #[oai(path = "/jobs/:name", method = "put", operation_id = "putJob")]
     async fn put(
         &self,
@@ -422,6 +449,7 @@ impl JobsApi {
         let saved = SavedJob {
             job: self.view(&job).await,
             previous: previous.as_ref().map(JobSpec::from),
+            warnings: self.warnings(&job),
         };
         Ok(match previous {
             Some(_) => PutResponse::Replaced(Json(saved)),
