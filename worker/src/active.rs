@@ -87,10 +87,15 @@ impl ActiveRuns {
 
     /// Kills the run with this id, if it runs here.
     pub fn kill(&self, run_id: &str) -> bool {
+        self.stop(run_id, RunStopReason::Killed)
+    }
+
+    /// Stops the run with this id, if it executes here, for `reason`.
+    pub fn stop(&self, run_id: &str, reason: RunStopReason) -> bool {
         let stop = self.lock().runs.get(run_id).map(|e| e.stop.clone());
         match stop {
             Some(stop) => {
-                stop.stop(RunStopReason::Killed);
+                stop.stop(reason);
                 true
             }
             None => false,

@@ -39,6 +39,8 @@ pub enum StopReason {
     Shutdown,
     /// The worker could no longer vouch for the job's `forbid` lock.
     LockLost,
+    /// A newer tick of a `concurrency: replace` job took its place.
+    Replaced,
 }
 
 impl StopReason {
@@ -46,6 +48,7 @@ impl StopReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Killed => "killed on request",
+            Self::Replaced => "replaced",
             Self::Shutdown => "worker shutdown",
             Self::LockLost => "lock lost",
         }
@@ -172,6 +175,7 @@ pub async fn execute(
             reason = stops.run.stopped() => End::Stopped(match reason {
                 RunStopReason::Killed => StopReason::Killed,
                 RunStopReason::LockLost => StopReason::LockLost,
+                RunStopReason::Replaced => StopReason::Replaced,
             }),
             () = stops.shutdown.cancelled() => End::Stopped(StopReason::Shutdown),
         };
@@ -210,6 +214,7 @@ pub async fn execute(
         End::Stopped(reason) => {
             let why = match reason {
                 StopReason::Killed => "killed on request",
+                StopReason::Replaced => "killed: a newer tick replaced it (concurrency: replace)",
                 StopReason::Shutdown => "killed: worker shut down before the run finished",
                 StopReason::LockLost => {
                     "killed: the worker lost contact with etcd and could no longer hold the job's lock (concurrency: forbid)"

@@ -254,6 +254,28 @@ impl Locker {
         })
     }
 
+    /// Asks the run holding `job`'s lock to stop because a newer tick
+    /// replaces it (`/cron/killrun/<runId>` = `replaced`, put and deleted:
+    /// workers act on the put). False when no run holds it.
+    pub async fn replace_holder(&self, job: &Job) -> Result<bool, etcd_client::Error> {
+        let lock = self.tick_keys(job, 0).lock;
+        let resp = self.client.clone().get(lock, None).await?;
+        let run_id = resp
+            .kvs()
+            .first()
+            .and_then(|kv| serde_json::from_slice::<serde_json::Value>(kv.value()).ok())
+            .and_then(|v| v["runId"].as_str().map(str::to_string));
+        let Some(key) = run_id.as_deref().and_then(|id| self.keys.killrun(id)) else {
+            return Ok(false);
+        };
+        let mut client = self.client.clone();
+        client
+            .put(key.clone(), crate::watcher::REPLACED, None)
+            .await?;
+        client.delete(key, None).await?;
+        Ok(true)
+    }
+
     /// Claims a run-now request (`/cron/run/<name>` at `revision`) for run
     /// `run_id`: deletes the request and, for `forbid`, takes the lock, in
     /// one transaction, so one worker runs it. Leaves the fired tick alone.

@@ -102,6 +102,25 @@ impl ClusterView {
         }
     }
 
+    /// Waits until no run holds `job`'s lock, as far as the mirror knows,
+    /// or `deadline`; true when it is free.
+    pub async fn free_before(&self, job: &JobName, deadline: tokio::time::Instant) -> bool {
+        let mut changes = self.changed.subscribe();
+        loop {
+            if !self.mirror().busy.contains(job) {
+                return true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return !self.mirror().busy.contains(job),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
     fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
@@ -236,24 +255,27 @@ pub async fn watch(
             }
         }
     });
-    let locks = mirror_dir(&client, keys.lock_dir(), &token, |change| match change {
-        Change::Reset(kvs) => {
-            let busy = kvs
-                .iter()
-                .filter_map(|kv| keys.parse_lock(kv.key()))
-                .collect();
-            view.mirror().busy = busy;
-        }
-        Change::Put(kv) => {
-            if let Some(job) = keys.parse_lock(kv.key()) {
-                view.mirror().busy.insert(job);
+    let locks = mirror_dir(&client, keys.lock_dir(), &token, |change| {
+        match change {
+            Change::Reset(kvs) => {
+                let busy = kvs
+                    .iter()
+                    .filter_map(|kv| keys.parse_lock(kv.key()))
+                    .collect();
+                view.mirror().busy = busy;
+            }
+            Change::Put(kv) => {
+                if let Some(job) = keys.parse_lock(kv.key()) {
+                    view.mirror().busy.insert(job);
+                }
+            }
+            Change::Delete(key) => {
+                if let Some(job) = keys.parse_lock(key) {
+                    view.mirror().busy.remove(&job);
+                }
             }
         }
-        Change::Delete(key) => {
-            if let Some(job) = keys.parse_lock(key) {
-                view.mirror().busy.remove(&job);
-            }
-        }
+        view.bump();
     });
     tokio::join!(workers, fired, locks);
 }

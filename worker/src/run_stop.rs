@@ -19,11 +19,14 @@ pub enum RunStopReason {
     /// (session lease expiring unconfirmed, or the lock taken by another
     /// worker after the session was replaced).
     LockLost,
+    /// A newer tick of a `concurrency: replace` job took its place.
+    Replaced,
 }
 
 const NONE: u8 = 0;
 const KILLED: u8 = 1;
 const LOCK_LOST: u8 = 2;
+const REPLACED: u8 = 3;
 
 /// Cheap to clone; every clone stops the same run.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +49,7 @@ impl RunStop {
         let code = match reason {
             RunStopReason::Killed => KILLED,
             RunStopReason::LockLost => LOCK_LOST,
+            RunStopReason::Replaced => REPLACED,
         };
         let _ = self
             .0
@@ -59,6 +63,7 @@ impl RunStop {
         match self.0.reason.load(Ordering::Acquire) {
             KILLED => Some(RunStopReason::Killed),
             LOCK_LOST => Some(RunStopReason::LockLost),
+            REPLACED => Some(RunStopReason::Replaced),
             _ => None,
         }
     }

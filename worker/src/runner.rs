@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rcron_shared::placement::{self, TargetMode};
 use rcron_shared::verdict;
-use rcron_shared::{JobName, LogRecord, RunRef, RunStatus, Warning};
+use rcron_shared::{Concurrency, JobName, LogRecord, RunRef, RunStatus, Warning};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -28,6 +28,31 @@ use crate::run_stop::RunStop;
 use crate::scheduler::{Launcher, Run, RunEvents, Tick};
 use crate::slots::{Admit, Slots};
 use crate::warn::WarnSender;
+
+/// Longest wait between retries when the job sets no `retryBackoffMaxSecs`.
+const DEFAULT_RETRY_BACKOFF_MAX_SECS: u64 = 3600;
+
+/// The wait before retry number `attempt` (1 = after the first attempt):
+/// `retryBackoffSecs` doubled per retry, capped by `retryBackoffMaxSecs`
+/// (never below the first delay), then spread by ±20 % (`jitter` in
+/// [0, 1]) so that jobs failing together do not retry together.
+pub fn retry_delay(job: &rcron_shared::Job, attempt: u32, jitter: f64) -> Duration {
+    let base = job.retry_backoff_secs as f64;
+    if base == 0.0 {
+        return Duration::ZERO;
+    }
+    let cap = match job.retry_backoff_max_secs {
+        0 => DEFAULT_RETRY_BACKOFF_MAX_SECS,
+        n => n,
+    } as f64;
+    let doubled = base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+    let delay = doubled.min(cap.max(base));
+    Duration::from_secs_f64(delay * (0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
+}
+
+/// Seconds a replacing tick waits beyond the kill grace for the replaced
+/// run to end and release the lock.
+const REPLACE_EXTRA_WAIT_SECS: u64 = 2;
 
 /// What every run needs.
 pub struct RunContext {
@@ -141,6 +166,12 @@ impl Launcher for Runner {
 
     fn kill_run(&mut self, run_id: &str) -> bool {
         self.ctx.active.kill(run_id)
+    }
+
+    fn replace_run(&mut self, run_id: &str) -> bool {
+        self.ctx
+            .active
+            .stop(run_id, crate::run_stop::RunStopReason::Replaced)
     }
 
     fn settle(&mut self, tick: Tick, status: RunStatus, reason: &'static str) {
@@ -271,6 +302,38 @@ impl RunContext {
         }
     }
 
+    /// `concurrency: replace`: stops the run holding the job's lock, waits
+    /// until it is gone (its lock released) and takes the tick; None when
+    /// it does not stop in time, or another worker took the tick.
+    async fn replace(
+        &self,
+        job: &rcron_shared::Job,
+        plan_ms: i64,
+        run_id: &str,
+        lease: i64,
+        stop: &RunStop,
+    ) -> Option<Box<crate::lock::LockGuard>> {
+        if let Err(e) = self.locker.replace_holder(job).await {
+            tracing::warn!(job = %job.name, error = %e, "cannot ask the running run to stop for its replacement");
+            return None;
+        }
+        // The old run gets its kill grace, and its worker a moment to
+        // release the lock.
+        let deadline = tokio::time::Instant::now()
+            + self.exec.kill_grace
+            + Duration::from_secs(REPLACE_EXTRA_WAIT_SECS);
+        while self.placement.view.free_before(&job.name, deadline).await {
+            match self.locker.acquire(job, plan_ms, run_id, lease, stop).await {
+                Ok(LockOutcome::Acquired(guard)) => return Some(guard),
+                Ok(LockOutcome::Busy) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// Logs verdict records (and, for `missed` ones when the job says so, a
     /// warning for the lot: one alert per settlement, not per tick).
     async fn record_verdicts(&self, job: &rcron_shared::Job, records: Vec<LogRecord>) {
@@ -351,6 +414,22 @@ impl RunContext {
                 self.metrics.lock_conflicts.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(job = %job.name, plan_ms, "tick already started by another worker");
                 return;
+            }
+            Ok(LockOutcome::Busy)
+                if run.tick.manual.is_none() && job.concurrency == Concurrency::Replace =>
+            {
+                match self.replace(job, plan_ms, &run_id, lease, &stop).await {
+                    Some(guard) => guard,
+                    None => {
+                        self.verdict(
+                            &run.tick,
+                            RunStatus::Skipped,
+                            "replace: the previous run did not stop in time",
+                        )
+                        .await;
+                        return;
+                    }
+                }
             }
             Ok(LockOutcome::Busy) => {
                 self.metrics.lock_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -451,7 +530,9 @@ impl RunContext {
                     return;
                 }
                 if attempt < total {
-                    let backoff = Duration::from_secs(job.retry_backoff_secs);
+                    let jitter =
+                        f64::from(uuid::Uuid::new_v4().as_u128() as u32) / f64::from(u32::MAX);
+                    let backoff = retry_delay(job, attempt, jitter);
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => continue,
                         () = run.kill.killed() => {}
@@ -510,5 +591,36 @@ impl RunContext {
             attempt,
             kind: rcron_shared::WarningKind::Run,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(backoff: u64, max: u64) -> rcron_shared::Job {
+        rcron_shared::Job::from_json(
+            format!(
+                r#"{{"name":"r","command":"false","cronExpr":"@daily","retries":5,"retryBackoffSecs":{backoff},"retryBackoffMaxSecs":{max}}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("job")
+    }
+
+    #[test]
+    fn retries_double_up_to_the_cap_with_jitter() {
+        let j = job(10, 60);
+        let mid: Vec<u64> = (1..=5).map(|a| retry_delay(&j, a, 0.5).as_secs()).collect();
+        assert_eq!(mid, vec![10, 20, 40, 60, 60]);
+        assert_eq!(retry_delay(&j, 1, 0.0), Duration::from_secs(8));
+        assert_eq!(retry_delay(&j, 1, 1.0), Duration::from_secs(12));
+        assert_eq!(retry_delay(&job(0, 0), 3, 0.5), Duration::ZERO);
+        // No cap given: one hour; a cap below the first delay keeps the first.
+        assert_eq!(
+            retry_delay(&job(1000, 0), 4, 0.5),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(retry_delay(&job(30, 5), 2, 0.5), Duration::from_secs(30));
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rcron_shared::{Job, JobName, Misfire, RunStatus, Schedule};
+use rcron_shared::{Concurrency, Job, JobName, Misfire, RunStatus, Schedule};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -86,6 +86,12 @@ pub trait Launcher: Send + 'static {
         false
     }
 
+    /// Kills the run with this id if it executes here, because a newer
+    /// tick of its `concurrency: replace` job takes its place.
+    fn replace_run(&mut self, run_id: &str) -> bool {
+        self.kill_run(run_id)
+    }
+
     /// The worker drains: runs launched but not started yet (waiting for
     /// a slot) are dropped, each reporting [`RunEvents::finished`].
     fn drain(&mut self) {}
@@ -125,6 +131,7 @@ struct Slot {
     in_flight: u32,
     /// The job's `concurrency: forbid`, kept beside `in_flight` so the
     /// check at launch does not read the job (out of cache in a big batch).
+    /// (`replace` jobs launch: their run replaces the one in flight.)
     forbid: bool,
     /// Bumped when the slot is given to another job, so a run of the
     /// slot's former job does not count against the new one.
@@ -269,6 +276,7 @@ impl<L: Launcher> Scheduler<L> {
                 event = events.recv(), if events_open => match event {
                     Some(SchedulerEvent::Kill(name)) => self.kill(&name),
                     Some(SchedulerEvent::KillRun(run_id)) => self.kill_run(&run_id),
+                    Some(SchedulerEvent::ReplaceRun(run_id)) => self.replace_run(&run_id),
                     Some(_) => {} // no new runs while draining
                     None => events_open = false,
                 },
@@ -446,6 +454,7 @@ impl<L: Launcher> Scheduler<L> {
                 self.kill(&name);
             }
             SchedulerEvent::KillRun(run_id) => self.kill_run(&run_id),
+            SchedulerEvent::ReplaceRun(run_id) => self.replace_run(&run_id),
             SchedulerEvent::RunNow { name, revision } => self.run_now(&name, revision),
         }
         self.metrics
@@ -456,6 +465,15 @@ impl<L: Launcher> Scheduler<L> {
     fn kill_run(&mut self, run_id: &str) {
         let found = self.launcher.kill_run(run_id);
         tracing::info!(run_id, found, "kill of one run requested");
+    }
+
+    fn replace_run(&mut self, run_id: &str) {
+        let found = self.launcher.replace_run(run_id);
+        tracing::info!(
+            run_id,
+            found,
+            "run replaced by a newer tick (concurrency: replace)"
+        );
     }
 
     fn kill(&mut self, name: &JobName) {
@@ -539,7 +557,7 @@ impl<L: Launcher> Scheduler<L> {
         let slot = match self.by_name.get(&name, name_of(&self.slots)) {
             Some(slot) => {
                 let s = &mut self.slots[slot as usize];
-                s.forbid = job.concurrency.exclusive();
+                s.forbid = job.concurrency == Concurrency::Forbid;
                 let old_job = std::mem::replace(&mut s.job, Arc::new(job));
                 let old = s.schedule.replace(schedule);
                 s.generation = s.generation.wrapping_add(1);
@@ -550,7 +568,7 @@ impl<L: Launcher> Scheduler<L> {
             }
             None => {
                 let entry = Slot {
-                    forbid: job.concurrency.exclusive(),
+                    forbid: job.concurrency == Concurrency::Forbid,
                     job: Arc::new(job),
                     schedule: Some(schedule),
                     generation: 0,

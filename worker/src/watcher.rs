@@ -32,6 +32,9 @@ pub enum SchedulerEvent {
     Kill(JobName),
     /// Kill one run, by id (`/cron/killrun/<runId>`).
     KillRun(String),
+    /// Kill one run because a newer tick of its `concurrency: replace` job
+    /// takes its place (`/cron/killrun/<runId>` = `replaced`).
+    ReplaceRun(String),
     /// Run the job once now; `revision` identifies the request key's
     /// version, which the worker that runs it claims in its lock transaction.
     RunNow {
@@ -184,6 +187,9 @@ pub async fn watch_kills(
     .await;
 }
 
+/// The value of a `/cron/killrun/<runId>` put by a worker replacing the run.
+pub const REPLACED: &str = "replaced";
+
 /// Forwards kills of single runs (`/cron/killrun/<runId>`) until `token`
 /// is cancelled; like job kills, they live ≈2 s.
 pub async fn watch_run_kills(
@@ -193,7 +199,14 @@ pub async fn watch_run_kills(
     token: CancellationToken,
 ) {
     let dir = keys.killrun_dir();
-    let event = |kv: &KeyValue| keys.parse_killrun(kv.key()).map(SchedulerEvent::KillRun);
+    let event = |kv: &KeyValue| {
+        let run_id = keys.parse_killrun(kv.key())?;
+        Some(if kv.value() == REPLACED.as_bytes() {
+            SchedulerEvent::ReplaceRun(run_id)
+        } else {
+            SchedulerEvent::KillRun(run_id)
+        })
+    };
     retry("run kill watch", &token, || {
         watch_requests(&client, &dir, &event, &tx, &token)
     })
