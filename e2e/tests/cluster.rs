@@ -303,3 +303,100 @@ async fn a_failing_and_a_timing_out_job_each_produce_one_email_and_one_webhook()
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_job_stops_the_running_run_and_starts_the_new_tick() {
+    let c = Cluster::start().await;
+    let job = json!({"name": "fresh", "command": "sleep 300", "cronExpr": "*/3 * * * * * *",
+        "concurrency": "replace"});
+    let resp = c
+        .http
+        .put(format!("{}/api/v1/jobs/fresh", c.base))
+        .json(&job)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status(), 201);
+    let replaced = kit::eventually(
+        Duration::from_secs(30),
+        "a run replaced by the next tick",
+        || async {
+            let page = c.get("/api/v1/jobs/fresh/logs?status=killed").await;
+            page["logs"].as_array()?.first().cloned()
+        },
+    )
+    .await;
+    assert_eq!(replaced["reason"], "replaced", "{replaced}");
+    // The tick that replaced it runs now.
+    let running = kit::eventually(Duration::from_secs(10), "the new run", || async {
+        let workers = c.get("/api/v1/workers").await;
+        let runs = workers["workers"].as_array()?.first()?["runs"]
+            .as_array()?
+            .clone();
+        let run = runs.into_iter().find(|r| r["job"] == "fresh")?;
+        (run["planTime"].as_i64()? > replaced["planTime"].as_i64()?).then_some(run)
+    })
+    .await;
+    assert_ne!(running["runId"], replaced["runId"]);
+    let skipped = c.get("/api/v1/jobs/fresh/logs?status=skipped").await;
+    assert_eq!(skipped["total"], 0, "replace never skips: {skipped}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_wait_longer_each_time_and_overlapping_ticks_are_logged_skipped() {
+    let c = Cluster::start().await;
+    // Fires once, 3 s from now (7 fields: seconds first, then a year).
+    let at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let once = at.format("%-S %-M %-H %-d %-m * %Y").to_string();
+    let flaky = json!({"name": "flaky", "command": "exit 3", "cronExpr": once,
+        "retries": 3, "retryBackoffSecs": 1, "retryBackoffMaxSecs": 3});
+    let slow = json!({"name": "slow", "command": "sleep 300", "cronExpr": "* * * * * * *"});
+    for job in [&flaky, &slow] {
+        let name = job["name"].as_str().expect("name");
+        let resp = c
+            .http
+            .put(format!("{}/api/v1/jobs/{name}", c.base))
+            .json(job)
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(resp.status(), 201);
+    }
+    let attempts = kit::eventually(Duration::from_secs(30), "four attempts", || async {
+        let page = c.get("/api/v1/jobs/flaky/logs").await;
+        let logs = page["logs"].as_array()?.clone();
+        (logs.len() == 4).then_some(logs)
+    })
+    .await;
+    let mut by_attempt: Vec<(i64, i64, i64)> = attempts
+        .iter()
+        .map(|l| {
+            (
+                l["attempt"].as_i64().unwrap_or_default(),
+                l["startTime"].as_i64().unwrap_or_default(),
+                l["endTime"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    by_attempt.sort_unstable();
+    let waits: Vec<i64> = by_attempt.windows(2).map(|w| w[1].1 - w[0].2).collect();
+    // 1 s, 2 s, then capped at 3 s, each ±20 % (plus a little scheduling).
+    for (wait, nominal) in waits.iter().zip([1000, 2000, 3000]) {
+        assert!(
+            (nominal * 8 / 10..=nominal * 12 / 10 + 300).contains(wait),
+            "waits {waits:?} (nominal 1 s, 2 s, 3 s)"
+        );
+    }
+    let skipped = kit::eventually(Duration::from_secs(15), "skipped ticks", || async {
+        let page = c.get("/api/v1/jobs/slow/logs?status=skipped").await;
+        let first = page["logs"].as_array()?.first()?.clone();
+        Some(first)
+    })
+    .await;
+    assert_eq!(
+        skipped["reason"], "overlap: the previous run was still going",
+        "{skipped}"
+    );
+    c.stop().await;
+}
