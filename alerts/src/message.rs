@@ -56,6 +56,15 @@ impl Alert {
             WarningKind::Schedulable => {
                 return format!("[rcron] job {} is schedulable again", w.job_name);
             }
+            WarningKind::ClockSkew => {
+                return format!(
+                    "[rcron] worker {} clock is off: it stopped firing",
+                    w.worker
+                );
+            }
+            WarningKind::ClockOk => {
+                return format!("[rcron] worker {} clock is back: it fires again", w.worker);
+            }
             WarningKind::Run => {}
         }
         let what = match (w.status, w.exit_code) {

@@ -252,6 +252,8 @@ async fn rcronctl_targets_jobs_at_labelled_workers() {
         draining: false,
         timezone: "UTC".into(),
         labels: rcron_shared::placement::parse_labels("role=db,zone=eu-1").expect("labels"),
+        clock_offset_ms: None,
+        clock_skewed: false,
     };
     kit::etcd_client()
         .await

@@ -19,6 +19,7 @@
 pub mod alerting;
 pub mod api;
 pub mod audit;
+pub mod beacon;
 pub mod config;
 pub mod election;
 mod error;
@@ -180,14 +181,20 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         move |leadership| {
             let (alerting, placement, settler) =
                 (alerting.clone(), placement.clone(), settler.clone());
+            let clock = beacon::run(
+                settler.client.clone(),
+                settler.keys.clone(),
+                settler.master_id.clone(),
+                leadership.clone(),
+            );
             async move {
                 let check = placement.run(leadership.clone());
                 let settle = settler.run(leadership.clone());
                 if alerting.sinks.is_empty() {
                     // Keep warnings for when sinks are configured.
-                    tokio::join!(leadership.token().cancelled(), check, settle);
+                    tokio::join!(leadership.token().cancelled(), check, settle, clock);
                 } else {
-                    tokio::join!(alerting.run(leadership), check, settle);
+                    tokio::join!(alerting.run(leadership), check, settle, clock);
                 }
             }
         },

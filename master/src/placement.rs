@@ -33,7 +33,9 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 pub fn matching_workers(job: &Job, workers: &[WorkerInfo]) -> usize {
     workers
         .iter()
-        .filter(|w| !w.draining && placement::matches(job.target.as_ref(), &w.labels))
+        .filter(|w| {
+            !w.draining && !w.clock_skewed && placement::matches(job.target.as_ref(), &w.labels)
+        })
         .count()
 }
 
@@ -106,6 +108,7 @@ impl PlacementWatch {
                 tracing::warn!(job = %name, "job unschedulable: no live worker matches its target");
             }
         }
+        self.check_clocks(leadership, &workers).await?;
         let by_name: HashMap<&JobName, &Job> = jobs.iter().map(|j| (&j.name, j)).collect();
         for name in reported.iter().filter(|n| !stuck.contains_key(n)) {
             if !leadership.is_valid() {
@@ -123,6 +126,102 @@ impl PlacementWatch {
                     tracing::info!(job = %name, workers = n, "job schedulable again");
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// One alert when a worker's clock goes off beyond its bound (it stops
+    /// firing), one when it is back; kept in `/cron/skewed/<worker>`.
+    async fn check_clocks(
+        &self,
+        leadership: &Leadership,
+        workers: &[WorkerInfo],
+    ) -> Result<(), Error> {
+        let resp = self
+            .client
+            .clone()
+            .get(
+                self.keys.skewed_dir(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await?;
+        let dir = self.keys.skewed_dir();
+        let reported: HashSet<String> = resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                std::str::from_utf8(kv.key())
+                    .ok()?
+                    .strip_prefix(dir.as_str())
+                    .map(str::to_string)
+            })
+            .collect();
+        for w in workers {
+            if !leadership.is_valid() {
+                return Ok(());
+            }
+            let marked = reported.contains(&w.id);
+            if w.clock_skewed == marked {
+                continue;
+            }
+            let offset = w.clock_offset_ms.unwrap_or_default();
+            let (kind, text) = if w.clock_skewed {
+                (
+                    WarningKind::ClockSkew,
+                    format!(
+                        "worker {} clock is {:+.1} s off the leader's; it fires nothing until its clock is corrected (NTP)",
+                        w.id,
+                        offset as f64 / 1000.0
+                    ),
+                )
+            } else {
+                (
+                    WarningKind::ClockOk,
+                    format!(
+                        "worker {} clock is back within bounds ({offset:+} ms); it fires again",
+                        w.id
+                    ),
+                )
+            };
+            let marker = self.keys.skewed(&w.id);
+            let mark = if w.clock_skewed {
+                TxnOp::put(marker, offset.to_string(), None)
+            } else {
+                TxnOp::delete(marker, None)
+            };
+            // Warnings are filed under a job name: the worker's id when it
+            // is one, else `worker`.
+            let subject = JobName::new(w.id.clone())
+                .or_else(|_| JobName::new("worker"))
+                .map_err(Error::from)?;
+            let event_id = uuid::Uuid::now_v7().to_string();
+            let now = chrono::Utc::now().timestamp_millis();
+            let warning = Warning {
+                job_name: subject.clone(),
+                run_id: event_id.clone(),
+                status: if w.clock_skewed {
+                    RunStatus::Failed
+                } else {
+                    RunStatus::Success
+                },
+                command: String::new(),
+                exit_code: None,
+                err: text,
+                output_tail: String::new(),
+                plan_time: now,
+                start_time: now,
+                end_time: now,
+                worker: w.id.clone(),
+                attempt: 0,
+                kind,
+            };
+            let put = TxnOp::put(
+                self.keys.warn(&subject, &event_id),
+                serde_json::to_string(&warning).unwrap_or_default(),
+                None,
+            );
+            self.as_leader(leadership, vec![mark, put]).await?;
+            tracing::warn!(worker = %w.id, offset_ms = offset, skewed = w.clock_skewed, "worker clock state reported");
         }
         Ok(())
     }

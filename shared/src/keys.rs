@@ -179,6 +179,22 @@ impl Keys {
         format!("{}{name}/{plan_ms}", self.verdicts_dir())
     }
 
+    /// `/cron/clock`: the leader master's time beacon (`{masterId, timeMs}`),
+    /// rewritten every second; workers measure their clock against it.
+    pub fn clock(&self) -> String {
+        format!("{}clock", self.prefix)
+    }
+
+    /// `/cron/skewed/`: workers the leader reported for clock skew.
+    pub fn skewed_dir(&self) -> String {
+        format!("{}skewed/", self.prefix)
+    }
+
+    /// `/cron/skewed/<worker>`.
+    pub fn skewed(&self, worker_id: &str) -> String {
+        format!("{}{worker_id}", self.skewed_dir())
+    }
+
     /// `/cron/workers/`: the worker registry.
     pub fn workers_dir(&self) -> String {
         format!("{}workers/", self.prefix)

@@ -107,7 +107,7 @@ impl LogRecord {
 
 /// What a warning is about.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "camelCase")]
 pub enum WarningKind {
     /// A run ended badly (its `status` says how).
     #[default]
@@ -117,6 +117,11 @@ pub enum WarningKind {
     Unschedulable,
     /// A job reported unschedulable has a matching live worker again.
     Schedulable,
+    /// A worker's clock is off beyond its `max_clock_skew_ms`: it fires
+    /// nothing (`jobName` is the worker's id; put by the leader master).
+    ClockSkew,
+    /// That worker's clock is back within bounds.
+    ClockOk,
 }
 
 impl WarningKind {
@@ -126,6 +131,8 @@ impl WarningKind {
             Self::Run => "run",
             Self::Unschedulable => "unschedulable",
             Self::Schedulable => "schedulable",
+            Self::ClockSkew => "clockSkew",
+            Self::ClockOk => "clockOk",
         }
     }
 }
@@ -205,6 +212,14 @@ pub struct WorkerInfo {
     /// workers carrying every label it lists.
     #[serde(default)]
     pub labels: crate::Labels,
+    /// Its clock's offset from the cluster's reference (the leader
+    /// master's beacon), in ms; absent until measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
+    /// The offset is beyond the worker's `max_clock_skew_ms`: it fires
+    /// nothing until its clock is corrected.
+    #[serde(default)]
+    pub clock_skewed: bool,
 }
 
 /// A run executing on a worker, as listed in its registration.

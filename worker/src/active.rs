@@ -24,6 +24,16 @@ struct Entry {
 struct Inner {
     runs: HashMap<String, Entry>,
     draining: bool,
+    clock: ClockState,
+}
+
+/// The worker's clock against the cluster's reference, as registered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClockState {
+    /// Measured offset (ms, positive = ahead); None until measured.
+    pub offset_ms: Option<i64>,
+    /// Beyond `max_clock_skew_ms`: the worker fires nothing.
+    pub skewed: bool,
 }
 
 /// What the registration shows.
@@ -33,6 +43,8 @@ pub struct Snapshot {
     pub runs: Vec<RunRef>,
     /// Whether the worker is draining.
     pub draining: bool,
+    /// The clock's offset and whether it stops firing.
+    pub clock: ClockState,
 }
 
 impl Snapshot {
@@ -108,6 +120,28 @@ impl ActiveRuns {
         self.bump();
     }
 
+    /// Records the clock's state; the registration is rewritten when the
+    /// skew verdict changes or the offset moves by more than 50 ms.
+    pub fn set_clock(&self, clock: ClockState) {
+        let changed = {
+            let mut inner = self.lock();
+            let old = inner.clock;
+            let moved = match (old.offset_ms, clock.offset_ms) {
+                (Some(a), Some(b)) => (a - b).abs() > 50,
+                (a, b) => a.is_some() != b.is_some(),
+            };
+            if moved || old.skewed != clock.skewed {
+                inner.clock = clock;
+                true
+            } else {
+                false
+            }
+        };
+        if changed {
+            self.bump();
+        }
+    }
+
     /// How many runs execute now.
     pub fn len(&self) -> usize {
         self.lock().runs.len()
@@ -126,6 +160,7 @@ impl ActiveRuns {
         Snapshot {
             runs,
             draining: inner.draining,
+            clock: inner.clock,
         }
     }
 

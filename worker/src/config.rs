@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     /// This worker's labels (`role = "db"`); a job with a `target` runs
     /// only on workers carrying every label it lists.
     pub labels: rcron_shared::Labels,
+    /// Largest offset (ms) from the cluster's reference clock (the leader
+    /// master's beacon) at which the worker still fires.
+    pub max_clock_skew_ms: u64,
     /// Milliseconds the worker ranked *r* for a tick waits (times *r*,
     /// up to 8) before trying it when the workers before it have not;
     /// 0 = every worker tries every tick at once (no ranking).
@@ -88,6 +91,7 @@ impl Default for WorkerConfig {
             log_format: LogFormat::Text,
             labels: rcron_shared::Labels::new(),
             rank_delay_ms: 150,
+            max_clock_skew_ms: 500,
             etcd: EtcdConfig::default(),
             mongo: MongoConfig::default(),
         }
@@ -170,6 +174,10 @@ pub struct WorkerArgs {
     /// Worker labels, `key=value,key=value` (e.g. `role=db,zone=eu-1`).
     #[arg(long, env = "RCRON_WORKER_LABELS")]
     pub labels: Option<String>,
+    /// Largest clock offset from the leader's beacon at which this worker
+    /// still fires (ms).
+    #[arg(long, env = "RCRON_MAX_CLOCK_SKEW_MS")]
+    pub max_clock_skew_ms: Option<u64>,
     /// Wait per rank before covering a tick for the workers ranked before
     /// this one (ms; 0 = no ranking).
     #[arg(long, env = "RCRON_RANK_DELAY_MS")]
@@ -214,6 +222,7 @@ impl WorkerArgs {
             )));
         }
         config::set(&mut cfg.rank_delay_ms, self.rank_delay_ms);
+        config::set(&mut cfg.max_clock_skew_ms, self.max_clock_skew_ms);
         if cfg.rank_delay_ms > 10_000 {
             return Err(Error::Config("rank_delay_ms must be at most 10000".into()));
         }

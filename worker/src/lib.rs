@@ -35,6 +35,7 @@
 
 pub mod active;
 pub mod clock;
+pub mod clock_guard;
 pub mod config;
 mod error;
 pub mod executor;
@@ -72,6 +73,7 @@ pub use error::Error;
 
 use crate::active::ActiveRuns;
 use crate::clock::{Clock, SystemClock};
+use crate::clock_guard::ClockGuard;
 use crate::executor::ExecSettings;
 use crate::journal::Journal;
 use crate::lock::{HeldLocks, Locker};
@@ -167,6 +169,16 @@ pub async fn run_with_clock(
         Err(_) => None,
     };
     let active = Arc::new(ActiveRuns::default());
+    // From here on, times are the cluster's: the guard corrects the clock
+    // by its offset from the leader's beacon (and holds firing beyond
+    // `max_clock_skew_ms`).
+    let guard = Arc::new(ClockGuard::new(
+        clock.clone(),
+        config.max_clock_skew_ms,
+        active.clone(),
+        metrics.clone(),
+    ));
+    let clock: Arc<dyn Clock> = guard.clone();
     let info = WorkerInfo {
         id: worker_id.clone(),
         hostname: hostname::get()
@@ -190,6 +202,8 @@ pub async fn run_with_clock(
         draining: false,
         timezone: config.timezone.name().to_string(),
         labels: config.labels.clone(),
+        clock_offset_ms: None,
+        clock_skewed: false,
     };
     // Not a child of `shutdown`: the session (and the locks on its lease)
     // must outlive the runs that drain after shutdown is requested.
@@ -217,6 +231,12 @@ pub async fn run_with_clock(
     let watch_token = CancellationToken::new();
     let view = Arc::new(ClusterView::default());
     let watches = [
+        tokio::spawn(clock_guard::watch(
+            stream_client.clone(),
+            keys.clone(),
+            guard.clone(),
+            watch_token.clone(),
+        )),
         tokio::spawn(placement::watch(
             stream_client.clone(),
             keys.clone(),
@@ -271,6 +291,7 @@ pub async fn run_with_clock(
             misfire_grace: Duration::from_secs(config.misfire_grace_secs),
             background: tracker.clone(),
             metrics: metrics.clone(),
+            clock_guard: guard,
             placement: Placement {
                 me: worker_id.clone(),
                 rank_delay: Duration::from_millis(config.rank_delay_ms),

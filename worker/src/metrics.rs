@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use poem::http::StatusCode;
 use poem::web::Data;
@@ -52,6 +52,13 @@ pub struct WorkerMetrics {
     pub jobs: AtomicU64,
     /// Run records waiting in memory for MongoDB.
     pub log_buffered: AtomicU64,
+    /// The clock's measured offset from the cluster's reference (ms);
+    /// `i64::MIN` until measured.
+    pub clock_offset_ms: AtomicI64,
+    /// The offset is beyond `max_clock_skew_ms`: nothing fires.
+    pub clock_skewed: AtomicBool,
+    /// Ticks not fired because the clock is off (or not measured yet).
+    pub clock_holds: AtomicU64,
 }
 
 impl Default for WorkerMetrics {
@@ -72,6 +79,9 @@ impl Default for WorkerMetrics {
             running: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
             log_buffered: AtomicU64::new(0),
+            clock_offset_ms: AtomicI64::new(i64::MIN),
+            clock_skewed: AtomicBool::new(false),
+            clock_holds: AtomicU64::new(0),
         }
     }
 }
@@ -162,6 +172,29 @@ impl WorkerMetrics {
             "Ticks found taken by a worker ranked before this one (or the job busy) after the wait.",
             load(&self.placement_taken),
         );
+        let offset = self.clock_offset_ms.load(Ordering::Relaxed);
+        gauge(
+            &mut out,
+            "rcron_worker_clock_offset_seconds",
+            "This worker's clock minus the leader master's beacon (NaN until measured).",
+            if offset == i64::MIN {
+                f64::NAN
+            } else {
+                offset as f64 / 1000.0
+            },
+        );
+        gauge(
+            &mut out,
+            "rcron_worker_clock_skewed",
+            "1 while the clock offset exceeds max_clock_skew_ms (nothing fires).",
+            f64::from(u8::from(self.clock_skewed.load(Ordering::Relaxed))),
+        );
+        counter(
+            &mut out,
+            "rcron_worker_clock_holds_total",
+            "Ticks not fired because the clock was off or not yet measured.",
+            load(&self.clock_holds),
+        );
         let runs: Vec<(&str, u64)> = STATUSES
             .iter()
             .zip(&self.runs)
@@ -235,6 +268,13 @@ fn health() -> &'static str {
 
 #[handler]
 fn ready(Data(s): Data<&Shared>) -> Response {
+    if s.metrics.clock_skewed.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the clock is off beyond max_clock_skew_ms",
+        )
+            .into_response();
+    }
     if s.lease.borrow().is_some() {
         "ready".into_response()
     } else {

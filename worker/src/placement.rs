@@ -149,7 +149,8 @@ impl ClusterView {
                 let running = w.runs.len().max(w.running.len());
                 let peer = Peer {
                     full: w.capacity > 0 && running >= w.capacity as usize,
-                    draining: w.draining,
+                    // A worker whose clock is off fires nothing: not a candidate.
+                    draining: w.draining || w.clock_skewed,
                     labels: w.labels,
                 };
                 m.peers.insert(id, peer);
@@ -298,14 +299,14 @@ fn put_peer(view: &ClusterView, keys: &Keys, kv: &KeyValue) {
 }
 
 /// One change of a mirrored directory.
-enum Change<'a> {
+pub(crate) enum Change<'a> {
     /// Everything under it now (after a (re)start of the watch).
     Reset(&'a [KeyValue]),
     Put(&'a KeyValue),
     Delete(&'a [u8]),
 }
 
-async fn mirror_dir(
+pub(crate) async fn mirror_dir(
     client: &Client,
     dir: String,
     token: &CancellationToken,

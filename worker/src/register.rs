@@ -283,6 +283,8 @@ async fn keep_registration(
             info.running = snapshot.job_names();
             info.runs = snapshot.runs;
             info.draining = snapshot.draining;
+            info.clock_offset_ms = snapshot.clock.offset_ms;
+            info.clock_skewed = snapshot.clock.skewed;
             let value = serde_json::to_string(&info).unwrap_or_default();
             let mut kv = client.clone();
             let put = kv.put(

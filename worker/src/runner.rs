@@ -85,6 +85,8 @@ pub struct RunContext {
     pub metrics: Arc<WorkerMetrics>,
     /// Which worker tries a tick first.
     pub placement: Placement,
+    /// Whether the clock allows firing.
+    pub clock_guard: Arc<crate::clock_guard::ClockGuard>,
 }
 
 /// A tick waiting for a slot, with where it reports.
@@ -122,6 +124,12 @@ fn lock(slots: &Mutex<Slots<Pending>>) -> std::sync::MutexGuard<'_, Slots<Pendin
 
 impl Launcher for Runner {
     fn launch(&mut self, run: Run, events: &RunEvents) {
+        if !self.ctx.clock_guard.may_fire() {
+            // Left to workers whose clocks agree with the cluster's.
+            self.ctx.metrics.clock_holds.fetch_add(1, Ordering::Relaxed);
+            events.finished(run.id);
+            return;
+        }
         let pending = Pending {
             run,
             events: events.clone(),
@@ -175,6 +183,9 @@ impl Launcher for Runner {
     }
 
     fn settle(&mut self, tick: Tick, status: RunStatus, reason: &'static str) {
+        if !self.ctx.clock_guard.may_fire() {
+            return;
+        }
         let ctx = self.ctx.clone();
         self.tracker
             .spawn(async move { ctx.verdict(&tick, status, reason).await });

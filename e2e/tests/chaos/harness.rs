@@ -140,6 +140,8 @@ pub struct WorkerTuning {
     pub lease_secs: u64,
     pub max_concurrency: u32,
     pub drain_secs: u64,
+    /// `clock_offset_ms` of worker i (the rest run on the true clock).
+    pub clock_offsets: &'static [i64],
 }
 
 impl Default for WorkerTuning {
@@ -148,6 +150,7 @@ impl Default for WorkerTuning {
             lease_secs: WORKER_LEASE_SECS,
             max_concurrency: 256,
             drain_secs: 2,
+            clock_offsets: &[],
         }
     }
 }
@@ -236,6 +239,7 @@ kill_grace_secs = 1
 drain_secs = {drain_secs}
 log_flush_interval_ms = 200
 lease_ttl_secs = {lease_secs}
+clock_offset_ms = {clock_offset}
 spill_dir = {spill:?}
 metrics_listen = ""
 
@@ -261,6 +265,7 @@ db = {db:?}
                     max_concurrency = tuning.max_concurrency,
                     drain_secs = tuning.drain_secs,
                     lease_secs = tuning.lease_secs,
+                    clock_offset = tuning.clock_offsets.get(i - 1).copied().unwrap_or(0),
                 ),
             )
             .expect("write worker config");

@@ -1313,3 +1313,130 @@ async fn every_planned_tick_ends_as_one_record_run_skipped_or_missed() {
         "the reason names the selector: {reasons:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_with_clocks_3_s_off_fire_nothing_and_no_run_starts_early() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // w1 runs 3 s ahead, w2 3 s behind, w3 on time.
+    let c = Cluster::start_with(
+        Services::shared(),
+        1,
+        3,
+        WorkerTuning {
+            clock_offsets: &[3000, -3000, 0],
+            ..WorkerTuning::default()
+        },
+    )
+    .await;
+    // Each command prints the true time it started at (ms).
+    let jobs = c.guarded(&every_second("clock", 5, "date +%s%3N"));
+    c.put_jobs(&jobs).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = next_second().await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let to = current_second();
+    let workers = c
+        .http
+        .get(format!("{}/api/v1/workers", c.api()))
+        .send()
+        .await
+        .expect("workers")
+        .json::<Value>()
+        .await
+        .expect("workers JSON");
+    // Every tick of the window gets its verdict first.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    c.pause(&jobs).await;
+    let docs = settled(&c, from, to).await;
+    let ticks = Ticks::count(&docs, &names(&jobs), from, to);
+    let overlaps = c.overlaps(&docs);
+    let runs: Vec<&mongodb::bson::Document> = docs
+        .iter()
+        .filter(|d| d.get_str("jobName").is_ok_and(|j| j.starts_with("clock-")))
+        .filter(|d| d.get_str("status") == Ok("success"))
+        .collect();
+    let early: Vec<i64> = runs
+        .iter()
+        .filter_map(|d| {
+            let started: i64 = d.get_str("output").ok()?.trim().parse().ok()?;
+            Some(started - int(d, "planTime"))
+        })
+        .filter(|lead| *lead < -50)
+        .collect();
+    let mut by_worker = std::collections::BTreeMap::<String, usize>::new();
+    for d in &runs {
+        *by_worker
+            .entry(d.get_str("worker").unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    let clocks: Vec<(String, Value, Value)> = workers["workers"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| {
+                    (
+                        w["id"].as_str().unwrap_or_default().to_string(),
+                        w["clockOffsetMs"].clone(),
+                        w["clockSkewed"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let skew_alerts: BTreeSet<String> = c
+        .hook
+        .accepted()
+        .iter()
+        .filter(|b| b["kind"] == "clockSkew")
+        .filter_map(|b| b["worker"].as_str().map(str::to_string))
+        .collect();
+    report(
+        "clock skew: workers 3 s ahead (w1) and 3 s behind (w2) beside a correct one (w3); 5 jobs every second printing the true time (1 master)",
+        &[
+            format!("workers (id, measured offset ms, skewed): {clocks:?}"),
+            format!("runs by worker: {by_worker:?}"),
+            format!(
+                "runs starting more than 50 ms before their planned time (true clock): {}",
+                early.len()
+            ),
+            format!("clock alerts for: {skew_alerts:?}"),
+            ticks.accounting(),
+            overlap_line(&overlaps),
+        ],
+    );
+    assert_no_overlap(&overlaps);
+    assert!(
+        early.is_empty(),
+        "runs started early by the true clock: {early:?}"
+    );
+    assert_eq!(ticks.duplicates, 0, "a tick ran twice");
+    assert!(
+        ticks.missed.is_empty(),
+        "ticks without a record: {:?}",
+        ticks.missed
+    );
+    assert_eq!(
+        by_worker.keys().cloned().collect::<Vec<_>>(),
+        vec!["w3".to_string()],
+        "only the correct worker runs jobs"
+    );
+    for (id, offset, skewed) in &clocks {
+        let offset = offset.as_i64().unwrap_or_default();
+        match id.as_str() {
+            "w1" => assert!(
+                *skewed == true && (2900..3300).contains(&offset),
+                "{clocks:?}"
+            ),
+            "w2" => assert!(
+                *skewed == true && (-3100..-2700).contains(&offset),
+                "{clocks:?}"
+            ),
+            _ => assert!(*skewed == false && offset.abs() < 200, "{clocks:?}"),
+        }
+    }
+    assert_eq!(
+        skew_alerts,
+        BTreeSet::from(["w1".to_string(), "w2".to_string()]),
+        "one clock alert per skewed worker"
+    );
+}

@@ -183,6 +183,11 @@ pub struct WorkerView {
     /// Its labels (`RCRON_WORKER_LABELS`): jobs whose `target.labels` it
     /// carries all of may run here.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Its clock minus the leader master's beacon (ms); absent until measured.
+    #[oai(skip_serializing_if_is_none)]
+    pub clock_offset_ms: Option<i64>,
+    /// The offset is beyond its `max_clock_skew_ms`: it fires nothing.
+    pub clock_skewed: bool,
 }
 
 /// A run executing on a worker.
@@ -223,6 +228,8 @@ impl From<WorkerInfo> for WorkerView {
             draining: w.draining,
             timezone: w.timezone,
             labels: w.labels,
+            clock_offset_ms: w.clock_offset_ms,
+            clock_skewed: w.clock_skewed,
         }
     }
 }
