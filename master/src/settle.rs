@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
-use rcron_shared::verdict::{self, decode_plan, encode_plan};
+use rcron_shared::verdict::{self, SETTLED, decode_plan, encode_fired};
 use rcron_shared::{
     Job, JobName, Keys, LogRecord, Misfire, RunStatus, ScheduleCache, TargetMode, Warning,
     WarningKind, WorkerInfo, placement,
@@ -95,7 +95,7 @@ impl Settler {
             else {
                 continue;
             };
-            let marker = fired.get(&job.name).copied();
+            let marker = fired.get(&job.name).cloned();
             let settle_after = SETTLE_AFTER.as_millis() as i64
                 + if job.misfire == Misfire::RunOnce {
                     job.starting_deadline_secs as i64 * 1000
@@ -103,7 +103,7 @@ impl Settler {
                     0
                 };
             let before = now - settle_after + 1;
-            let previous = marker.flatten();
+            let previous = marker.as_ref().and_then(|(_, plan)| *plan);
             let from = previous
                 .unwrap_or(took_over - FIRST_LOOK_BACK.as_millis() as i64)
                 .max(job.updated_at.unwrap_or(i64::MIN));
@@ -137,28 +137,24 @@ impl Settler {
     }
 
     /// Moves the job's marker from what was read (`marker`: None = no key,
-    /// Some(None) = `-`) to `last`, storing `records` and a warning, in one
-    /// transaction; nothing if a worker moved it meanwhile.
+    /// else its raw value) to `last`, storing `records` and a warning, in
+    /// one transaction; nothing if a worker moved it meanwhile.
     async fn store(
         &self,
         leadership: &Leadership,
         job: &Job,
-        marker: Option<Option<i64>>,
+        marker: Option<(Vec<u8>, Option<i64>)>,
         last: i64,
         records: Vec<LogRecord>,
     ) -> Result<(), Error> {
         let key = self.keys.fired(&job.name);
         let unchanged = match marker {
             None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
-            Some(previous) => Compare::value(
-                key.clone(),
-                CompareOp::Equal,
-                encode_plan(previous.unwrap_or(-1)),
-            ),
+            Some((raw, _)) => Compare::value(key.clone(), CompareOp::Equal, raw),
         };
         let leader = leadership.key();
         let mut ops = vec![
-            TxnOp::put(key, encode_plan(last), None),
+            TxnOp::put(key, encode_fired(last, SETTLED), None),
             TxnOp::put(
                 self.keys.verdicts(&job.name, last),
                 serde_json::to_string(&records).unwrap_or_default(),
@@ -205,8 +201,9 @@ impl Settler {
         Ok(())
     }
 
-    /// Every one-per-tick job's fired marker: Some(None) for `-`.
-    async fn fired(&self) -> Result<HashMap<JobName, Option<i64>>, Error> {
+    /// Every one-per-tick job's fired marker: its raw value and plan time
+    /// (None for `-`).
+    async fn fired(&self) -> Result<HashMap<JobName, (Vec<u8>, Option<i64>)>, Error> {
         let resp = self
             .client
             .clone()
@@ -215,7 +212,10 @@ impl Settler {
         Ok(resp
             .kvs()
             .iter()
-            .filter_map(|kv| Some((self.keys.parse_fired(kv.key())?, decode_plan(kv.value()))))
+            .filter_map(|kv| {
+                let job = self.keys.parse_fired(kv.key())?;
+                Some((job, (kv.value().to_vec(), decode_plan(kv.value()))))
+            })
             .collect())
     }
 

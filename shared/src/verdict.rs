@@ -23,14 +23,24 @@ pub fn encode_plan(plan_ms: i64) -> String {
     }
 }
 
-/// The inverse of [`encode_plan`]; None for `-` (no tick yet).
-pub fn decode_plan(value: &[u8]) -> Option<i64> {
-    std::str::from_utf8(value)
-        .ok()?
-        .parse::<i64>()
-        .ok()
-        .filter(|p| *p >= 0)
+/// The value a mover writes: the plan, then `:` and who moved it (a run
+/// id, or `settled`). The suffix never changes the order between two plan
+/// times (they differ within the fixed-width digits), and lets a worker
+/// whose request's answer was lost tell whether its own request moved it.
+pub fn encode_fired(plan_ms: i64, by: &str) -> String {
+    format!("{}:{by}", encode_plan(plan_ms))
 }
+
+/// The plan time of a fired marker (with or without its suffix); None for
+/// `-` (no tick yet).
+pub fn decode_plan(value: &[u8]) -> Option<i64> {
+    let value = std::str::from_utf8(value).ok()?;
+    let plan = value.split_once(':').map_or(value, |(plan, _)| plan);
+    plan.parse::<i64>().ok().filter(|p| *p >= 0)
+}
+
+/// The suffix of a fired marker moved without a run (a verdict).
+pub const SETTLED: &str = "settled";
 
 /// Most ticks recorded one by one for a single gap; the rest of a longer
 /// gap (a job firing every second through a day-long outage) is told by

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use rcron_shared::placement::{self, TargetMode};
-use rcron_shared::verdict::{decode_plan, encode_plan};
+use rcron_shared::verdict::{SETTLED, decode_plan, encode_fired, encode_plan};
 use rcron_shared::{Job, JobName, Keys};
 use serde::Serialize;
 
@@ -223,7 +223,7 @@ impl Locker {
                     .when([Compare::value(fired.clone(), CompareOp::Less, plan.clone())])
                     .and_then([
                         TxnOp::get(fired.clone(), None),
-                        TxnOp::put(fired.clone(), plan.clone(), None),
+                        TxnOp::put(fired.clone(), encode_fired(plan_ms, SETTLED), None),
                     ])
                     .or_else([TxnOp::get(fired.clone(), None)]),
             )
@@ -244,7 +244,7 @@ impl Locker {
             .txn(
                 Txn::new()
                     .when([Compare::create_revision(fired.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(fired, plan, None)]),
+                    .and_then([TxnOp::put(fired, encode_fired(plan_ms, SETTLED), None)]),
             )
             .await?;
         Ok(if resp.succeeded() {
@@ -252,6 +252,32 @@ impl Locker {
         } else {
             Settle::Taken
         })
+    }
+
+    /// After a lock request whose answer was lost: whether that request
+    /// moved the job's fired marker (it holds this run's id), i.e. the
+    /// tick was taken for a run that never started. Retries while etcd is
+    /// unreachable, for about half a minute; None if it never answered.
+    pub async fn took_unanswered(&self, job: &Job, run_id: &str, plan_ms: i64) -> Option<bool> {
+        let fired = self.tick_keys(job, 0).fired;
+        let ours = encode_fired(plan_ms, run_id);
+        let mut delay = std::time::Duration::from_millis(200);
+        for _ in 0..ABANDON_ATTEMPTS {
+            match self.client.clone().get(fired.clone(), None).await {
+                Ok(resp) => {
+                    return Some(
+                        resp.kvs()
+                            .first()
+                            .is_some_and(|kv| kv.value() == ours.as_bytes()),
+                    );
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+        None
     }
 
     /// Asks the run holding `job`'s lock to stop because a newer tick
@@ -439,7 +465,7 @@ impl Locker {
         // Read first: the tick it replaces tells which ticks were skipped over.
         let mut then = vec![
             TxnOp::get(fired.clone(), None),
-            TxnOp::put(fired.clone(), plan, fired_options),
+            TxnOp::put(fired.clone(), encode_fired(plan_ms, run_id), fired_options),
         ];
         let mut otherwise = vec![TxnOp::get(fired, None)];
         let holder = self.holder(run_id, plan_ms);

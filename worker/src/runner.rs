@@ -313,6 +313,35 @@ impl RunContext {
         }
     }
 
+    /// A lock request whose answer never came may still have been applied:
+    /// its lock (if `forbid`) is given back, and if it took the tick, the
+    /// tick is recorded missed (nobody else can run it now).
+    async fn after_lost_answer(&self, tick: &Tick, run_id: &str) {
+        let plan_ms = tick.plan_time.timestamp_millis();
+        if tick.job.concurrency.exclusive() {
+            self.locker.abandon(&tick.job, run_id, plan_ms).await;
+        }
+        if self
+            .locker
+            .took_unanswered(&tick.job, run_id, plan_ms)
+            .await
+            == Some(true)
+        {
+            let reason =
+                "not started: etcd did not answer the request that took the tick".to_string();
+            let now = self.clock.now().timestamp_millis();
+            let record = verdict::record(
+                &tick.job,
+                plan_ms,
+                RunStatus::Missed,
+                reason,
+                &self.worker_id,
+                now,
+            );
+            self.record_verdicts(&tick.job, vec![record]).await;
+        }
+    }
+
     /// `concurrency: replace`: stops the run holding the job's lock, waits
     /// until it is gone (its lock released) and takes the tick; None when
     /// it does not stop in time, or another worker took the tick.
@@ -390,7 +419,7 @@ impl RunContext {
         }
     }
 
-    async fn run_tick(&self, run: &Run, events: &RunEvents) {
+    async fn run_tick(self: &Arc<Self>, run: &Run, events: &RunEvents) {
         let job = &run.tick.job;
         let plan_ms = run.tick.plan_time.timestamp_millis();
         let run_id = uuid::Uuid::now_v7().to_string();
@@ -458,15 +487,15 @@ impl RunContext {
             Err(e) => {
                 self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.name, plan_ms, error = %e, "cannot take the lock; tick not started here");
-                if job.concurrency.exclusive() {
+                if run.tick.manual.is_none() {
                     // Not awaited: no process runs, so the slot and the
                     // job's next ticks need not wait (a ghost lock only
                     // makes them find the job busy until it is gone).
-                    let (locker, job, stop) =
-                        (self.locker.clone(), job.clone(), self.stop_runs.clone());
+                    let (ctx, tick, stop) =
+                        (Arc::clone(self), run.tick.clone(), self.stop_runs.clone());
                     self.background.spawn(async move {
                         tokio::select! {
-                            () = locker.abandon(&job, &run_id, plan_ms) => {}
+                            () = ctx.after_lost_answer(&tick, &run_id) => {}
                             // Shutting down: the lease goes soon, and the lock with it.
                             () = stop.cancelled() => {}
                         }

@@ -24,6 +24,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rcron_shared::{Concurrency, Job, JobName, Misfire, RunStatus, Schedule};
+
+/// Most ticks looked at per job when catching up: a job firing every
+/// second with a day-long deadline still only costs this much.
+const CATCH_UP_STEPS: usize = 100_000;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -444,6 +448,9 @@ impl<L: Launcher> Scheduler<L> {
                 for job in jobs {
                     self.upsert(job);
                 }
+                // A snapshot follows a start or a broken watch (an etcd
+                // outage, say): `runOnce` jobs catch up on what they missed.
+                self.catch_up();
             }
             SchedulerEvent::Upsert(job) => self.upsert(job),
             SchedulerEvent::Remove(name) => {
@@ -695,6 +702,52 @@ impl<L: Launcher> Scheduler<L> {
             }
             // Catch up without replaying a long stall tick by tick.
             self.push_next_memo(slot, plan_time.max(oldest_allowed), &mut memo);
+        }
+    }
+
+    /// For each `misfire: runOnce` job with a `startingDeadlineSecs`, fires
+    /// its latest tick within that deadline now (late). If a worker already
+    /// ran it, the lock transaction says so and nothing runs; if not, it
+    /// runs once in the cluster, and the ones before it are recorded
+    /// missed by that run.
+    fn catch_up(&mut self) {
+        let now = self.clock.now();
+        let slots: Vec<u32> = self.by_name.slots().collect();
+        for slot in slots {
+            let s = &self.slots[slot as usize];
+            if s.job.misfire != Misfire::RunOnce || s.job.starting_deadline_secs == 0 {
+                continue;
+            }
+            let Some(schedule) = s.schedule.clone() else {
+                continue;
+            };
+            // Not before this version of the job was saved.
+            let saved = s
+                .job
+                .updated_at
+                .and_then(DateTime::from_timestamp_millis)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let mut cursor =
+                (now - chrono::Duration::seconds(s.job.starting_deadline_secs as i64)).max(saved);
+            let mut latest = None;
+            for _ in 0..CATCH_UP_STEPS {
+                match schedule.next_after(cursor) {
+                    Some(t) if t <= now => {
+                        latest = Some(t);
+                        cursor = t;
+                    }
+                    _ => break,
+                }
+            }
+            let Some(plan_time) = latest else { continue };
+            if s.forbid && s.in_flight > 0 {
+                continue;
+            }
+            tracing::info!(job = %s.job.name, plan_time = %plan_time, "catching up on the latest tick within the starting deadline (misfire: runOnce)");
+            let tick = self.tick_of(slot, plan_time, now);
+            let kill = self.slots[slot as usize].kill.clone();
+            self.count_fired(now - plan_time, 1);
+            self.start(tick, kill, Some(slot));
         }
     }
 
