@@ -84,9 +84,30 @@ pub fn record(
     by: &str,
     now_ms: i64,
 ) -> LogRecord {
+    record_of(
+        job.name.as_str(),
+        &job.command,
+        plan_ms,
+        status,
+        reason,
+        by,
+        now_ms,
+    )
+}
+
+/// [`record`] for a job known by name and command only.
+pub fn record_of(
+    job_name: &str,
+    command: &str,
+    plan_ms: i64,
+    status: RunStatus,
+    reason: String,
+    by: &str,
+    now_ms: i64,
+) -> LogRecord {
     LogRecord {
-        job_name: job.name.to_string(),
-        command: job.command.clone(),
+        job_name: job_name.to_string(),
+        command: command.to_string(),
         err: reason.clone(),
         output: String::new(),
         plan_time: plan_ms,

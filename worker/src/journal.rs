@@ -75,9 +75,27 @@ struct Started {
     proc_start: Option<u64>,
 }
 
+/// A lock request about to be sent for a tick: if the worker dies before
+/// the run starts (or the request is known to have failed), a later start
+/// checks whether the request took the tick, and if so records it missed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Take {
+    /// The run id the request was sent for.
+    pub run_id: String,
+    /// The job.
+    pub job: JobName,
+    /// The tick (ms).
+    pub plan_ms: i64,
+    /// The fired marker the request moves.
+    pub fired_key: String,
+}
+
 /// What a start recovered from journals left behind.
 #[derive(Debug, Default)]
 pub struct Recovered {
+    /// Lock requests whose outcome the dead worker never journaled.
+    pub takes: Vec<Take>,
     /// Records to write to MongoDB.
     pub records: Vec<LogRecord>,
     /// Warnings to put in etcd.
@@ -102,11 +120,16 @@ enum Line {
     Warn { key: String, warning: Warning },
     /// The `Warn` of `key` is stored.
     Warned { key: String },
+    /// A lock request for a tick is being sent; `key` is the run id.
+    Take { key: String, take: Take },
+    /// Its outcome is known (the run started, or the tick was not taken).
+    Took { key: String },
 }
 
 /// The open entries of a journal file, as replayed from its lines.
 #[derive(Default)]
 struct Open {
+    takes: BTreeMap<String, Take>,
     runs: BTreeMap<String, Started>,
     logs: BTreeMap<String, LogRecord>,
     warns: BTreeMap<String, Warning>,
@@ -205,6 +228,21 @@ impl Journal {
             );
         }
         Ok((journal, recovered))
+    }
+
+    /// Notes a lock request about to be sent; open until [`Journal::took`].
+    pub fn take(&self, take: Take) {
+        self.append(&Line::Take {
+            key: take.run_id.clone(),
+            take,
+        });
+    }
+
+    /// The lock request of `run_id` has a known outcome.
+    pub fn took(&self, run_id: &str) {
+        self.append(&Line::Took {
+            key: run_id.to_string(),
+        });
     }
 
     /// Notes that an attempt's command started as process group `pgid`.
@@ -348,6 +386,22 @@ impl Journal {
             }
         }
         replay_legacy(&files, &mut open);
+        for (key, take) in std::mem::take(&mut open.takes) {
+            // Resolved by the run it started (interrupted or logged below).
+            let prefix = format!("{key}-");
+            let resolved = open
+                .runs
+                .keys()
+                .chain(open.logs.keys())
+                .any(|k| k.starts_with(&prefix));
+            if !resolved {
+                self.append(&Line::Take {
+                    key,
+                    take: take.clone(),
+                });
+                out.takes.push(take);
+            }
+        }
         for (key, record) in open.logs {
             self.append(&Line::Log {
                 key,
@@ -395,6 +449,7 @@ impl Segment {
     const RUN: u8 = 0;
     const LOG: u8 = 1;
     const WARN: u8 = 2;
+    const TAKE: u8 = 3;
 
     /// Keeps `line`'s bytes while what it opened is open.
     fn track(&mut self, line: &Line, bytes: Vec<u8>) {
@@ -407,6 +462,8 @@ impl Segment {
             Line::Logged { key } => self.closed(Self::LOG, key),
             Line::Warn { key, .. } => self.opened(Self::WARN, key, bytes),
             Line::Warned { key } => self.closed(Self::WARN, key),
+            Line::Take { key, .. } => self.opened(Self::TAKE, key, bytes),
+            Line::Took { key } => self.closed(Self::TAKE, key),
         }
     }
 
@@ -522,6 +579,12 @@ fn replay(file: &Path, open: &mut Open) {
             }
             Ok(Line::Warned { key }) => {
                 open.warns.remove(&key);
+            }
+            Ok(Line::Take { key, take }) => {
+                open.takes.insert(key, take);
+            }
+            Ok(Line::Took { key }) => {
+                open.takes.remove(&key);
             }
             Err(e) => {
                 tracing::error!(file = %file.display(), line = n + 1, error = %e, "unreadable journal line skipped");
@@ -724,6 +787,32 @@ mod tests {
         second.close();
         assert!(!dir.exists() || std::fs::read_dir(&dir).expect("dir").count() == 0);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_lock_request_left_without_outcome_is_handed_back_unless_its_run_started() {
+        let dir = temp();
+        let (journal, _) = Journal::open(&dir, "w1", GRACE, 5_000).await.expect("open");
+        let job = JobName::new("j").expect("name");
+        let take = |run_id: &str| Take {
+            run_id: run_id.to_string(),
+            job: job.clone(),
+            plan_ms: 1_000,
+            fired_key: "/cron/fired/j".to_string(),
+        };
+        // Died between sending the request and starting the run.
+        journal.take(take("r1"));
+        // Started its run: the run's entry stands for the tick.
+        journal.take(take("r2"));
+        journal.started(&job, &record("r2", 1), u32::MAX - 1);
+        // Knew the outcome (the tick was not taken).
+        journal.take(take("r3"));
+        journal.took("r3");
+        drop(journal);
+
+        let (_journal, recovered) = Journal::open(&dir, "w2", GRACE, 9_000).await.expect("open");
+        assert_eq!(recovered.takes, vec![take("r1")]);
+        assert_eq!(recovered.interrupted, 1, "r2 is reported as its run");
     }
 
     #[tokio::test]

@@ -148,6 +148,7 @@ pub async fn run_with_clock(
         Spill::new(&spill_dir, "warnings", &worker_id),
         journal.clone(),
     );
+    let takes = recovered.takes;
     for record in recovered.records {
         logs.send(record).await;
     }
@@ -301,6 +302,7 @@ pub async fn run_with_clock(
         config.max_concurrency,
         tracker.clone(),
     );
+    runner.resolve_takes(takes);
     let scheduler = Scheduler::new(
         runner,
         clock,

@@ -259,7 +259,17 @@ impl Locker {
     /// tick was taken for a run that never started. Retries while etcd is
     /// unreachable, for about half a minute; None if it never answered.
     pub async fn took_unanswered(&self, job: &Job, run_id: &str, plan_ms: i64) -> Option<bool> {
-        let fired = self.tick_keys(job, 0).fired;
+        self.took_key(&self.fired_key(job), run_id, plan_ms).await
+    }
+
+    /// The fired marker a lock request for `job` moves.
+    pub fn fired_key(&self, job: &Job) -> String {
+        self.tick_keys(job, 0).fired
+    }
+
+    /// [`Locker::took_unanswered`] by the marker's key.
+    pub async fn took_key(&self, fired: &str, run_id: &str, plan_ms: i64) -> Option<bool> {
+        let fired = fired.to_string();
         let ours = encode_fired(plan_ms, run_id);
         let mut delay = std::time::Duration::from_millis(200);
         for _ in 0..ABANDON_ATTEMPTS {

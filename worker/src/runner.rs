@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::active::ActiveRuns;
 use crate::clock::Clock;
 use crate::executor::{self, ExecSettings, Outcome, StopReason, Stops};
-use crate::journal::{Journal, WARNING_OUTPUT_TAIL};
+use crate::journal::{Journal, Take, WARNING_OUTPUT_TAIL};
 use crate::lock::{LockOutcome, Locker, Settle};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
@@ -201,6 +201,18 @@ impl Launcher for Runner {
     }
 }
 
+impl Runner {
+    /// Resolves, in the background, lock requests a dead worker left open.
+    pub fn resolve_takes(&self, takes: Vec<Take>) {
+        if takes.is_empty() {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        self.tracker
+            .spawn(async move { ctx.resolve_takes(takes).await });
+    }
+}
+
 /// Gives `pending` a run slot, or queues it for one.
 fn admit(
     ctx: &Arc<RunContext>,
@@ -321,12 +333,11 @@ impl RunContext {
         if tick.job.concurrency.exclusive() {
             self.locker.abandon(&tick.job, run_id, plan_ms).await;
         }
-        if self
+        let took = self
             .locker
             .took_unanswered(&tick.job, run_id, plan_ms)
-            .await
-            == Some(true)
-        {
+            .await;
+        if took == Some(true) {
             let reason =
                 "not started: etcd did not answer the request that took the tick".to_string();
             let now = self.clock.now().timestamp_millis();
@@ -339,6 +350,40 @@ impl RunContext {
                 now,
             );
             self.record_verdicts(&tick.job, vec![record]).await;
+        }
+        if took.is_some() {
+            self.journal.took(run_id);
+        }
+    }
+
+    /// Lock requests a dead worker sent without journaling their outcome:
+    /// a request that took its tick left it without a run, recorded missed.
+    async fn resolve_takes(&self, takes: Vec<Take>) {
+        for take in takes {
+            let Some(took) = self
+                .locker
+                .took_key(&take.fired_key, &take.run_id, take.plan_ms)
+                .await
+            else {
+                continue; // etcd unreachable: the next start tries again
+            };
+            if took {
+                let reason = "not started: the worker died after taking the tick".to_string();
+                let now = self.clock.now().timestamp_millis();
+                let record = verdict::record_of(
+                    take.job.as_str(),
+                    "",
+                    take.plan_ms,
+                    RunStatus::Missed,
+                    reason,
+                    &self.worker_id,
+                    now,
+                );
+                tracing::warn!(job = %take.job, plan_ms = take.plan_ms, "a tick taken by a worker that died before running it is recorded missed");
+                self.journal.finished(&record);
+                self.logs.send(record).await;
+            }
+            self.journal.took(&take.run_id);
         }
     }
 
@@ -443,9 +488,23 @@ impl RunContext {
                 Ok(LockOutcome::AlreadyFired)
             }
             None => {
-                self.locker
+                // Journaled first: if this worker dies before the run
+                // starts, its next start finds out whether the request
+                // took the tick (and records it missed).
+                self.journal.take(Take {
+                    run_id: run_id.clone(),
+                    job: job.name.clone(),
+                    plan_ms,
+                    fired_key: self.locker.fired_key(job),
+                });
+                let outcome = self
+                    .locker
                     .acquire(job, plan_ms, &run_id, lease, &stop)
-                    .await
+                    .await;
+                if !matches!(outcome, Ok(LockOutcome::Acquired(_)) | Err(_)) {
+                    self.journal.took(&run_id);
+                }
+                outcome
             }
         };
         let guard = match claimed {
@@ -542,6 +601,10 @@ impl RunContext {
             let on_spawn = |pgid: u32, start: chrono::DateTime<chrono::Utc>| {
                 let record = self.record(run, run_id, attempt, &Outcome::started(start));
                 self.journal.started(&job.name, &record, pgid);
+                if attempt == 1 {
+                    // The run's own entry now stands for the tick.
+                    self.journal.took(run_id);
+                }
             };
             let outcome = executor::execute(
                 &self.exec,
@@ -562,6 +625,11 @@ impl RunContext {
             let retryable = matches!(outcome.status, RunStatus::Failed | RunStatus::Timeout);
             let record = self.record(run, run_id, attempt, &outcome);
             self.journal.finished(&record);
+            if attempt == 1 {
+                // Closed already if the command started; if it could not
+                // start, its record stands for the tick.
+                self.journal.took(run_id);
+            }
             self.logs.send(record).await;
             // A lost lock is reported at once (the job may run elsewhere
             // now); a failure after its last retry.
