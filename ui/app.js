@@ -75,7 +75,13 @@ function fmtDuration(ms) {
   const m = Math.floor(s / 60);
   return m < 60 ? `${m} min ${Math.round(s % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
-const statusBadge = (status) => el('span', { class: `status-${status}` }, status);
+// Verdicts are ticks that ran no command: shown as badges, apart from runs.
+const VERDICT_BADGE = { skipped: 'text-bg-secondary', missed: 'text-bg-warning' };
+const isVerdict = (status) => Object.hasOwn(VERDICT_BADGE, status);
+const statusBadge = (status) => el('span', { class: isVerdict(status) ? `badge ${VERDICT_BADGE[status]} status-${status}` : `status-${status}` }, status);
+
+// A worker's clock offset from the leader's beacon: "+3013 ms", "-12 ms".
+const fmtOffset = (ms) => `${ms >= 0 ? '+' : ''}${ms} ms`;
 
 // Labels ({role: 'db'}) as `role=db, zone=eu-1`: how the job dialog shows them.
 const fmtLabels = (labels) => Object.entries(labels || {}).map(([k, v]) => `${k}=${v}`).join(', ');
@@ -199,6 +205,10 @@ function openEditor(job) {
     f.concurrency.value = job.concurrency;
     f.retries.value = job.retries;
     f.retryBackoffSecs.value = job.retryBackoffSecs;
+    f.retryBackoffMaxSecs.value = job.retryBackoffMaxSecs ?? 0;
+    f.misfire.value = job.misfire || 'skip';
+    f.startingDeadlineSecs.value = job.startingDeadlineSecs ?? 0;
+    f.alertOnMissed.checked = job.alertOnMissed !== false;
     f.alertEmails.value = (job.alertEmails || []).join(', ');
     f.disabled.checked = job.disabled;
     f.targetLabels.value = fmtLabels(job.target?.labels);
@@ -298,6 +308,13 @@ async function saveJob(ev) {
     alertEmails: f.alertEmails.value.split(',').map((s) => s.trim()).filter(Boolean),
   };
   if (f.timezone.value.trim()) spec.timezone = f.timezone.value.trim();
+  // The tick policies are sent only when they differ from their defaults,
+  // like the target below: the body of a job that does not use them stays
+  // the original system's.
+  if (f.misfire.value !== 'skip') spec.misfire = f.misfire.value;
+  if (num(f.startingDeadlineSecs.value)) spec.startingDeadlineSecs = num(f.startingDeadlineSecs.value);
+  if (!f.alertOnMissed.checked) spec.alertOnMissed = false;
+  if (num(f.retryBackoffMaxSecs.value)) spec.retryBackoffMaxSecs = num(f.retryBackoffMaxSecs.value);
   let labels;
   try { labels = parseLabels(f.targetLabels.value); } catch (e) { showFieldError('targetLabels', e.message); return; }
   // No labels and one worker per tick is no target at all: sent as none, so
@@ -334,14 +351,18 @@ async function loadLogs() {
   const body = $('#logs-table tbody');
   body.replaceChildren(...page.logs.map((l) => {
     const key = `${l.runId}-${l.attempt}`;
-    const row = el('tr', { 'data-run': key, 'data-status': l.status, class: key === selectedRun ? 'table-active' : '', onclick: () => showOutput(l, key) },
+    const verdict = isVerdict(l.status);
+    const classes = [key === selectedRun ? 'table-active' : '', verdict ? 'verdict' : ''].filter(Boolean).join(' ');
+    // A verdict ran nothing: no duration; its reason is all there is to say.
+    const row = el('tr', { 'data-run': key, 'data-status': l.status, class: classes, onclick: () => showOutput(l, key) },
       el('td', {}, fmtTime(l.startTime)),
       el('td', {}, l.jobName),
       el('td', {}, statusBadge(l.status)),
-      el('td', {}, fmtDuration(Math.max(0, l.endTime - l.startTime))),
+      el('td', {}, verdict ? '–' : fmtDuration(Math.max(0, l.endTime - l.startTime))),
       el('td', {}, l.exitCode ?? '–'),
       el('td', {}, l.attempt),
-      el('td', {}, l.worker));
+      el('td', {}, l.worker),
+      el('td', { class: 'reason small', title: verdict ? `tick of ${fmtTime(l.planTime)}` : undefined }, l.reason || ''));
     return row;
   }));
   const first = page.total ? logSkip + 1 : 0;
@@ -355,7 +376,9 @@ function showOutput(l, key) {
   for (const r of document.querySelectorAll('#logs-table tbody tr')) r.classList.toggle('table-active', r.dataset.run === key);
   $('#log-output').classList.remove('d-none');
   $('#log-output-title').textContent = `${l.jobName} · ${fmtTime(l.startTime)} · ${l.status}${l.err ? ` · ${l.err}` : ''}`;
-  $('#log-output-text').textContent = l.output || '(no output)';
+  $('#log-output-text').textContent = isVerdict(l.status)
+    ? `No command ran for the tick of ${fmtTime(l.planTime)}: ${l.reason || l.err || l.status}.`
+    : l.output || '(no output)';
   $('#log-truncated').classList.toggle('d-none', !l.outputTruncated);
 }
 
@@ -381,8 +404,18 @@ async function loadWorkers() {
     el('td', {}, w.ip), el('td', {}, w.hostname), el('td', {}, w.version),
     el('td', {}, fmtDuration(Date.now() - w.startTime)),
     el('td', {}, runs(w)), el('td', {}, w.capacity), el('td', {}, w.timezone || '–'),
+    clockCell(w),
     el('td', { class: 'labels' }, labelBadges(w.labels) || '–'))));
   $('#workers-empty').classList.toggle('d-none', workers.length > 0);
+}
+
+// A worker's clock offset from the leader's beacon, and a red badge when it
+// is beyond the worker's max_clock_skew_ms (it then fires nothing).
+function clockCell(w) {
+  const measured = w.clockOffsetMs !== undefined && w.clockOffsetMs !== null;
+  return el('td', { class: 'clock text-nowrap', title: measured ? 'its clock minus the leader master\'s beacon' : 'not measured yet' },
+    el('span', { class: 'offset' }, measured ? fmtOffset(w.clockOffsetMs) : '–'),
+    w.clockSkewed ? el('span', { class: 'badge text-bg-danger ms-2 clock-skewed', title: 'beyond its max_clock_skew_ms: it fires no job until its clock is corrected' }, 'clock off — not firing') : '');
 }
 
 async function loadCluster() {

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use rcron_shared::Labels;
 use rcron_shared::placement::{format_labels, parse_labels};
 use serde_json::{Value, json};
@@ -53,9 +53,10 @@ enum Command {
     Logs {
         /// Only this job's runs.
         job: Option<String>,
-        /// Only runs that ended this way (success, failed, timeout, killed).
-        #[arg(long)]
-        status: Option<String>,
+        /// Only records of this status: runs that ended this way, or the
+        /// verdicts on ticks that ran no command (`skipped`, `missed`).
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
         /// How many runs.
         #[arg(long, default_value_t = 20)]
         limit: u64,
@@ -100,6 +101,78 @@ enum Command {
     },
 }
 
+/// A run-log status, as the API names it.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StatusArg {
+    /// Exit code 0.
+    Success,
+    /// Non-zero exit, signal, or could not start.
+    Failed,
+    /// Killed after the job's timeout.
+    Timeout,
+    /// Killed on request, at a drain, lock lost or replaced.
+    Killed,
+    /// Its worker died during the run.
+    Interrupted,
+    /// Not run on purpose: the previous run of a `forbid` job was still going.
+    Skipped,
+    /// Should have run and did not (late, no free slot, no live worker, …).
+    Missed,
+}
+
+impl StatusArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+            Self::Killed => "killed",
+            Self::Interrupted => "interrupted",
+            Self::Skipped => "skipped",
+            Self::Missed => "missed",
+        }
+    }
+}
+
+/// Whether runs of a job may overlap (`concurrency`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ConcurrencyArg {
+    /// Never two runs at once; a tick that finds one going is logged `skipped`.
+    Forbid,
+    /// Runs may overlap.
+    Allow,
+    /// A new tick kills the running run (logged `killed`, reason `replaced`).
+    Replace,
+}
+
+impl ConcurrencyArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbid => "forbid",
+            Self::Allow => "allow",
+            Self::Replace => "replace",
+        }
+    }
+}
+
+/// What a tick found late does (`misfire`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MisfireArg {
+    /// Not run; logged `missed`.
+    Skip,
+    /// Run once, late, if within `--starting-deadline`.
+    RunOnce,
+}
+
+impl MisfireArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::RunOnce => "runOnce",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum JobCommand {
     /// Every job.
@@ -108,49 +181,7 @@ enum JobCommand {
     Get { name: String },
     /// Create or replace a job from a JSON file (`-` = stdin) or from flags;
     /// warnings about its expression go to stderr.
-    Save {
-        /// Job JSON file, or `-` for stdin.
-        #[arg(long, short, conflicts_with_all = ["name", "command", "cron", "target", "all"])]
-        file: Option<String>,
-        /// Job name.
-        #[arg(long, requires_all = ["command", "cron"])]
-        name: Option<String>,
-        /// Shell command.
-        #[arg(long)]
-        command: Option<String>,
-        /// Cron expression.
-        #[arg(long)]
-        cron: Option<String>,
-        /// Seconds before a run is killed (0 = none).
-        #[arg(long)]
-        timeout: Option<u64>,
-        /// IANA time zone of the expression.
-        #[arg(long)]
-        timezone: Option<String>,
-        /// Let runs overlap.
-        #[arg(long)]
-        allow_overlap: bool,
-        /// Retries of a failed run.
-        #[arg(long)]
-        retries: Option<u32>,
-        /// Seconds between retries.
-        #[arg(long)]
-        retry_backoff: Option<u64>,
-        /// Save it paused.
-        #[arg(long)]
-        disabled: bool,
-        /// Extra alert recipient (repeatable).
-        #[arg(long = "alert-email")]
-        alert_emails: Vec<String>,
-        /// Run only on workers carrying every one of these labels,
-        /// `key=value,key=value` (as in the workers' `RCRON_WORKER_LABELS`).
-        #[arg(long, value_name = "LABELS", value_parser = parse_labels)]
-        target: Option<Labels>,
-        /// Every matching worker runs each tick (without `--target`: every
-        /// worker); by default one of them does.
-        #[arg(long)]
-        all: bool,
-    },
+    Save(Box<SaveArgs>),
     /// Delete a job.
     Delete { name: String },
     /// Kill a job's running runs.
@@ -170,6 +201,73 @@ enum JobCommand {
     },
     /// Resume a paused job.
     Resume { name: String },
+}
+
+/// The flags of `job save`.
+#[derive(Args)]
+struct SaveArgs {
+    /// Job JSON file, or `-` for stdin.
+    #[arg(long, short, conflicts_with_all = [
+        "name", "command", "cron", "target", "all", "concurrency", "misfire",
+        "starting_deadline", "no_alert_on_missed", "retry_backoff_max",
+    ])]
+    file: Option<String>,
+    /// Job name.
+    #[arg(long, requires_all = ["command", "cron"])]
+    name: Option<String>,
+    /// Shell command.
+    #[arg(long)]
+    command: Option<String>,
+    /// Cron expression.
+    #[arg(long)]
+    cron: Option<String>,
+    /// Seconds before a run is killed (0 = none).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// IANA time zone of the expression.
+    #[arg(long)]
+    timezone: Option<String>,
+    /// Let runs overlap (the same as `--concurrency allow`).
+    #[arg(long, conflicts_with = "concurrency")]
+    allow_overlap: bool,
+    /// Whether runs may overlap: `forbid` (the default), `allow`, or
+    /// `replace` (a new tick kills the running run).
+    #[arg(long, value_enum)]
+    concurrency: Option<ConcurrencyArg>,
+    /// Retries of a failed run.
+    #[arg(long)]
+    retries: Option<u32>,
+    /// Seconds before the first retry (doubling for each next one).
+    #[arg(long)]
+    retry_backoff: Option<u64>,
+    /// Cap of the doubling delay between retries, in seconds (0 = 1 h).
+    #[arg(long, value_name = "SECS")]
+    retry_backoff_max: Option<u64>,
+    /// A tick found late: `skip` (logged `missed`, the default) or
+    /// `run-once` (run once, late, within `--starting-deadline`).
+    #[arg(long, value_enum)]
+    misfire: Option<MisfireArg>,
+    /// How late a tick may still start, in seconds (0 = the worker's
+    /// misfire grace).
+    #[arg(long, value_name = "SECS")]
+    starting_deadline: Option<u64>,
+    /// Send no alert when a tick is missed (they are still logged).
+    #[arg(long)]
+    no_alert_on_missed: bool,
+    /// Save it paused.
+    #[arg(long)]
+    disabled: bool,
+    /// Extra alert recipient (repeatable).
+    #[arg(long = "alert-email")]
+    alert_emails: Vec<String>,
+    /// Run only on workers carrying every one of these labels,
+    /// `key=value,key=value` (as in the workers' `RCRON_WORKER_LABELS`).
+    #[arg(long, value_name = "LABELS", value_parser = parse_labels)]
+    target: Option<Labels>,
+    /// Every matching worker runs each tick (without `--target`: every
+    /// worker); by default one of them does.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Subcommand)]
@@ -300,6 +398,20 @@ fn target_text(job: &Value) -> String {
     }
 }
 
+/// A worker's clock offset from the leader's beacon (`+3013 ms`; `-` until
+/// measured), then `SKEWED` when it is beyond the worker's
+/// `max_clock_skew_ms` (it fires nothing).
+fn clock_text(worker: &Value) -> String {
+    let offset = worker["clockOffsetMs"]
+        .as_i64()
+        .map_or_else(|| "-".to_string(), |ms| format!("{ms:+} ms"));
+    if worker["clockSkewed"] == true {
+        format!("{offset} SKEWED")
+    } else {
+        offset
+    }
+}
+
 /// Why a job's ticks run nowhere, when the API says they do.
 fn unschedulable_reason(job: &Value) -> Option<String> {
     if job["unschedulable"] != true {
@@ -373,6 +485,11 @@ fn print_warnings(answer: &Value) {
     }
 }
 
+/// Whether a log record is a verdict on a tick that ran no command.
+fn is_verdict(log: &Value) -> bool {
+    matches!(log["status"].as_str(), Some("skipped" | "missed"))
+}
+
 fn logs_rows(logs: &[Value]) -> Vec<Vec<String>> {
     logs.iter()
         .map(|l| {
@@ -382,8 +499,14 @@ fn logs_rows(logs: &[Value]) -> Vec<Vec<String>> {
                 s(&l["jobName"]),
                 s(&l["status"]),
                 s(&l["exitCode"]),
-                format!("{dur} ms"),
+                // A verdict ran nothing: it has no duration.
+                if is_verdict(l) {
+                    "-".to_string()
+                } else {
+                    format!("{dur} ms")
+                },
                 s(&l["worker"]),
+                s(&l["reason"]),
                 l["output"]
                     .as_str()
                     .unwrap_or("")
@@ -403,6 +526,7 @@ const LOG_HEADERS: &[&str] = &[
     "EXIT",
     "DURATION",
     "WORKER",
+    "REASON",
     "LAST OUTPUT LINE",
 ];
 
@@ -450,21 +574,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let v = api.get(&format!("/api/v1/jobs/{name}")).await?;
                     print(&v, job_text(&v));
                 }
-                JobCommand::Save {
-                    file,
-                    name,
-                    command,
-                    cron,
-                    timeout,
-                    timezone,
-                    allow_overlap,
-                    retries,
-                    retry_backoff,
-                    disabled,
-                    alert_emails,
-                    target,
-                    all,
-                } => {
+                JobCommand::Save(args) => {
+                    let SaveArgs {
+                        file,
+                        name,
+                        command,
+                        cron,
+                        timeout,
+                        timezone,
+                        allow_overlap,
+                        concurrency,
+                        retries,
+                        retry_backoff,
+                        retry_backoff_max,
+                        misfire,
+                        starting_deadline,
+                        no_alert_on_missed,
+                        disabled,
+                        alert_emails,
+                        target,
+                        all,
+                    } = *args;
                     let job: Value = match (file, name) {
                         (Some(path), _) => {
                             let mut text = String::new();
@@ -488,11 +618,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             if allow_overlap {
                                 j["concurrency"] = json!("allow");
                             }
+                            if let Some(c) = concurrency {
+                                j["concurrency"] = json!(c.as_str());
+                            }
                             if let Some(r) = retries {
                                 j["retries"] = json!(r);
                             }
                             if let Some(b) = retry_backoff {
                                 j["retryBackoffSecs"] = json!(b);
+                            }
+                            if let Some(b) = retry_backoff_max {
+                                j["retryBackoffMaxSecs"] = json!(b);
+                            }
+                            if let Some(m) = misfire {
+                                j["misfire"] = json!(m.as_str());
+                            }
+                            if let Some(d) = starting_deadline {
+                                j["startingDeadlineSecs"] = json!(d);
+                            }
+                            if no_alert_on_missed {
+                                j["alertOnMissed"] = json!(false);
                             }
                             if disabled {
                                 j["disabled"] = json!(true);
@@ -627,8 +772,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(j) = &job {
                 query.push_str(&format!("&job={j}"));
             }
-            if let Some(st) = &status {
-                query.push_str(&format!("&status={st}"));
+            if let Some(st) = status {
+                query.push_str(&format!("&status={}", st.as_str()));
             }
             let v = api.get(&format!("/api/v1/logs{query}")).await?;
             let mut logs: Vec<Value> = v["logs"].as_array().cloned().unwrap_or_default();
@@ -727,6 +872,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 format!("{running}/{}", s(&w["capacity"])),
                                 state.to_string(),
                                 s(&w["timezone"]),
+                                clock_text(w),
                                 match labels_text(&w["labels"]) {
                                     l if l.is_empty() => "-".to_string(),
                                     l => l,
@@ -741,7 +887,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 table(
                     &[
                         "ID", "IP", "HOST", "VERSION", "STARTED", "RUNNING", "STATE", "ZONE",
-                        "LABELS",
+                        "CLOCK", "LABELS",
                     ],
                     rows,
                 ),

@@ -28,6 +28,8 @@ struct Master {
     base: String,
     /// Its etcd key prefix.
     prefix: String,
+    /// Its MongoDB database.
+    db: String,
     token: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), rcron_master::Error>>,
 }
@@ -46,6 +48,7 @@ impl Master {
         cfg.mongo.db = kit::unique_db();
         let base = format!("http://{}", cfg.listen);
         let prefix = cfg.etcd.prefix.clone();
+        let db = cfg.mongo.db.clone();
         let token = CancellationToken::new();
         let task = tokio::spawn(rcron_master::run(cfg, token.clone()));
         let http = kit::http_client();
@@ -60,6 +63,7 @@ impl Master {
         Self {
             base,
             prefix,
+            db,
             token,
             task,
         }
@@ -469,5 +473,318 @@ async fn rcronctl_prints_cron_warnings_on_stderr_and_still_succeeds() {
     })
     .await
     .expect("rcronctl checks");
+    master.stop().await;
+}
+
+/// The cells of a table row: columns are padded and two spaces apart, and
+/// a cell has at most single spaces inside.
+fn cells(row: &str) -> Vec<String> {
+    row.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Tick policies given as flags are stored as given, and a job saved
+/// without them does not gain them; `logs --status skipped|missed` lists
+/// the verdicts with their reason; `workers` shows each worker's clock.
+///
+/// The harness starts a master, no worker: the `missed` records are the
+/// leader's real verdicts on the ticks of a job no live worker may run; the
+/// `skipped` record (a worker's verdict) is written as a worker writes it,
+/// and the worker with a skewed clock is a registration record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
+    const OVERLAP: &str = "overlap: the previous run was still going";
+    let master = Master::start().await;
+    let keys = rcron_shared::Keys::new(&master.prefix).expect("prefix");
+    let mut etcd = kit::etcd_client().await;
+    // A worker 3 s ahead of the leader's beacon: registered, firing nothing
+    // (and not counted as one that may run a job).
+    let skewed = rcron_shared::WorkerInfo {
+        id: "skewed-1".into(),
+        hostname: "fast-clock".into(),
+        ip: "10.0.0.9".into(),
+        pid: 77,
+        version: "test".into(),
+        start_time: 0,
+        capacity: 2,
+        running: vec![],
+        runs: vec![],
+        draining: false,
+        timezone: "UTC".into(),
+        labels: rcron_shared::Labels::default(),
+        clock_offset_ms: Some(3013),
+        clock_skewed: true,
+    };
+    etcd.put(
+        keys.worker(&skewed.id),
+        serde_json::to_vec(&skewed).expect("worker json"),
+        None,
+    )
+    .await
+    .expect("register the worker");
+    // A tick a worker skipped because the job's previous run was still going.
+    let overlapping = rcron_shared::Job::from_json(
+        br#"{"name":"overlapping","command":"sleep 3","cronExpr":"* * * * * * *"}"#,
+    )
+    .expect("job");
+    let now = chrono::Utc::now().timestamp_millis();
+    let skipped = rcron_shared::verdict::record(
+        &overlapping,
+        now - 1000,
+        rcron_shared::RunStatus::Skipped,
+        OVERLAP.to_string(),
+        "w-elsewhere",
+        now,
+    );
+    let logs = rcron_master::logs::LogStore::connect(
+        &rcron_shared::config::MongoConfig {
+            uri: kit::mongo_uri(),
+            db: master.db.clone(),
+        },
+        etcd.clone(),
+        keys.clone(),
+    )
+    .await
+    .expect("log store");
+    logs.insert_records(&[skipped])
+        .await
+        .expect("write the skipped record");
+
+    let b = master.base.clone();
+    tokio::task::spawn_blocking(move || {
+        // The clock column: the offset, and SKEWED beyond the worker's bound.
+        let (ok, out, err) = ctl(&b, &["workers"]);
+        assert!(ok, "{err}");
+        let header: Vec<&str> = out
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert!(header.ends_with(&["ZONE", "CLOCK", "LABELS"]), "{out}");
+        assert!(
+            cells(row(&out, "skewed-1")).ends_with(&[
+                "UTC".to_string(),
+                "+3013 ms SKEWED".into(),
+                "-".into()
+            ]),
+            "{out}"
+        );
+
+        // Every policy flag, stored as given.
+        let (ok, out, err) = ctl(
+            &b,
+            &[
+                "job",
+                "save",
+                "--name",
+                "policies",
+                "--command",
+                "true",
+                "--cron",
+                "@hourly",
+                "--concurrency",
+                "replace",
+                "--misfire",
+                "run-once",
+                "--starting-deadline",
+                "30",
+                "--no-alert-on-missed",
+                "--retries",
+                "3",
+                "--retry-backoff",
+                "2",
+                "--retry-backoff-max",
+                "600",
+            ],
+        );
+        assert!(ok && out.starts_with("job policies created"), "{out}{err}");
+        let (ok, out, err) = ctl(&b, &["-o", "json", "job", "get", "policies"]);
+        assert!(ok, "{err}");
+        let job: serde_json::Value = serde_json::from_str(&out).expect("json output");
+        assert_eq!(job["concurrency"], "replace");
+        assert_eq!(job["misfire"], "runOnce");
+        assert_eq!(job["startingDeadlineSecs"], 30);
+        assert_eq!(job["alertOnMissed"], false);
+        assert_eq!(job["retries"], 3);
+        assert_eq!(job["retryBackoffSecs"], 2);
+        assert_eq!(job["retryBackoffMaxSecs"], 600);
+        // `--misfire skip` and `--concurrency forbid` are the defaults, sent as given.
+        let (ok, _, err) = ctl(
+            &b,
+            &[
+                "job",
+                "save",
+                "--name",
+                "policies",
+                "--command",
+                "true",
+                "--cron",
+                "@hourly",
+                "--concurrency",
+                "forbid",
+                "--misfire",
+                "skip",
+            ],
+        );
+        assert!(ok, "{err}");
+        let (_, out, _) = ctl(&b, &["-o", "json", "job", "get", "policies"]);
+        let job: serde_json::Value = serde_json::from_str(&out).expect("json output");
+        assert_eq!(job["concurrency"], "forbid");
+        assert_eq!(job["misfire"], "skip");
+        assert_eq!(job["alertOnMissed"], true, "a save replaces the whole job");
+        assert_eq!(job["startingDeadlineSecs"], 0);
+        // A job saved without them: the original system's document.
+        let (ok, _, err) = ctl(
+            &b,
+            &[
+                "job",
+                "save",
+                "--name",
+                "plain",
+                "--command",
+                "true",
+                "--cron",
+                "@hourly",
+            ],
+        );
+        assert!(ok, "{err}");
+
+        // Refused before anything is sent.
+        let (ok, _, err) = ctl(
+            &b,
+            &[
+                "job",
+                "save",
+                "--name",
+                "bad",
+                "--command",
+                "true",
+                "--cron",
+                "@hourly",
+                "--allow-overlap",
+                "--concurrency",
+                "replace",
+            ],
+        );
+        assert!(!ok && err.contains("cannot be used with"), "{err}");
+        let (ok, _, err) = ctl(
+            &b,
+            &[
+                "job",
+                "save",
+                "--name",
+                "bad",
+                "--command",
+                "true",
+                "--cron",
+                "@hourly",
+                "--misfire",
+                "sometimes",
+            ],
+        );
+        assert!(!ok && err.contains("run-once"), "{err}");
+        let (ok, _, err) = ctl(&b, &["job", "save", "--file", "-", "--misfire", "skip"]);
+        assert!(!ok && err.contains("cannot be used with"), "{err}");
+        let (ok, _, err) = ctl(&b, &["logs", "--status", "late"]);
+        assert!(
+            !ok && err.contains("skipped") && err.contains("missed"),
+            "{err}"
+        );
+        let (ok, _, err) = ctl(&b, &["job", "get", "bad"]);
+        assert!(!ok && err.contains("not found"), "{err}");
+
+        // The skipped tick, with its reason (a verdict has no duration).
+        let (ok, out, err) = ctl(&b, &["logs", "--status", "skipped"]);
+        assert!(ok, "{err}");
+        let header = out.lines().next().unwrap_or_default();
+        assert!(
+            header.contains(" WORKER ") && header.contains(" REASON "),
+            "{out}"
+        );
+        let skipped: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(skipped.len(), 1, "{out}");
+        assert_eq!(
+            cells(skipped[0])[1..],
+            ["overlapping", "skipped", "-", "-", "w-elsewhere", OVERLAP],
+            "{out}"
+        );
+        let (ok, out, err) = ctl(&b, &["-o", "json", "logs", "--status", "skipped"]);
+        assert!(ok, "{err}");
+        let record: serde_json::Value = serde_json::from_str(out.trim()).expect("one record");
+        assert_eq!(record["reason"], OVERLAP);
+        assert_eq!(record["output"], "");
+
+        // A job due every second that no live worker may run: the leader
+        // logs its ticks `missed` (10 s after each), with the reason.
+        let (ok, _, err) = ctl(
+            &b,
+            &[
+                "job",
+                "save",
+                "--name",
+                "every-second",
+                "--command",
+                "true",
+                "--cron",
+                "* * * * * * *",
+                "--no-alert-on-missed",
+            ],
+        );
+        assert!(ok, "{err}");
+        let missed = || ctl(&b, &["logs", "every-second", "--status", "missed"]).1;
+        let mut out = missed();
+        for _ in 0..90 {
+            if out.lines().count() > 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            out = missed();
+        }
+        let rows: Vec<&str> = out.lines().skip(1).collect();
+        assert!(!rows.is_empty(), "no missed tick logged in 45 s:\n{out}");
+        for r in &rows {
+            let r = cells(r);
+            assert_eq!(r[1..5], ["every-second", "missed", "-", "-"], "{out}");
+            assert!(r[6].starts_with("no live worker"), "{out}");
+        }
+        // The filter keeps the kinds apart.
+        let (ok, out, err) = ctl(&b, &["-o", "json", "logs", "--status", "missed"]);
+        assert!(ok, "{err}");
+        assert!(
+            out.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+                .all(|l| l["status"] == "missed" && l["jobName"] == "every-second"),
+            "{out}"
+        );
+        let (ok, _, err) = ctl(&b, &["job", "delete", "every-second"]);
+        assert!(ok, "{err}");
+    })
+    .await
+    .expect("rcronctl checks");
+
+    // What etcd holds: the defaults of a job saved without the policy
+    // flags are left out, as in the original system's documents.
+    let plain = etcd
+        .get(
+            keys.job(&rcron_shared::JobName::new("plain").expect("name")),
+            None,
+        )
+        .await
+        .expect("read the job");
+    let stored: serde_json::Value =
+        serde_json::from_slice(plain.kvs()[0].value()).expect("stored json");
+    for absent in [
+        "misfire",
+        "startingDeadlineSecs",
+        "alertOnMissed",
+        "retryBackoffMaxSecs",
+    ] {
+        assert!(stored.get(absent).is_none(), "{absent} in {stored}");
+    }
+    assert_eq!(stored["concurrency"], "forbid");
     master.stop().await;
 }

@@ -335,3 +335,107 @@ test('the job dialog warns of DST changes and seconds-first look-alikes, and sav
   assert.deepEqual(failed, [], 'warnings are never a refusal');
   assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
 });
+
+test('the admin saves tick policies, shows skipped ticks with their reason, and each worker\'s clock', { timeout: 120_000 }, async () => {
+  const { browser, page, consoleErrors, foreign, failed, shot } = await openAdmin();
+  const jobRequest = (method, path) => page.waitForRequest((r) => r.method() === method && new URL(r.url()).pathname === path);
+  const overlap = 'overlap: the previous run was still going';
+  const policies = ['misfire', 'startingDeadlineSecs', 'alertOnMissed', 'retryBackoffMaxSecs'];
+
+  try {
+    // A forbid job that runs 3 s every second, with every tick policy set.
+    await page.goto(`${base}/#/jobs`);
+    await page.click('#new-job');
+    assert.deepEqual(await page.locator('#f-concurrency option').evaluateAll((os) => os.map((o) => o.value)), ['forbid', 'allow', 'replace']);
+    assert.equal(await page.inputValue('#f-misfire'), 'skip');
+    assert.equal(await page.isChecked('#f-alert-missed'), true, 'missed ticks alert by default');
+    await page.fill('#f-name', 'ui-overlap');
+    await page.fill('#f-command', 'sleep 3');
+    await page.fill('#f-cron', '* * * * * * *');
+    await page.selectOption('#f-concurrency', 'forbid');
+    await page.selectOption('#f-misfire', 'runOnce');
+    await page.fill('#f-deadline', '30');
+    await page.uncheck('#f-alert-missed');
+    await page.fill('#f-retries', '2');
+    await page.fill('#f-backoff-max', '120');
+    await shot('job-dialog-policies');
+    const [created] = await Promise.all([jobRequest('POST', '/api/v1/jobs'), page.click('#save-job')]);
+    const sent = created.postDataJSON();
+    assert.deepEqual([sent.misfire, sent.startingDeadlineSecs, sent.alertOnMissed, sent.retryBackoffMaxSecs], ['runOnce', 30, false, 120]);
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    const stored = await storedJob('ui-overlap');
+    assert.equal(stored.concurrency, 'forbid');
+    assert.equal(stored.misfire, 'runOnce');
+    assert.equal(stored.startingDeadlineSecs, 30);
+    assert.equal(stored.alertOnMissed, false);
+    assert.equal(stored.retries, 2);
+    assert.equal(stored.retryBackoffMaxSecs, 120);
+
+    // Its dialog shows them again.
+    await page.click('tr[data-job="ui-overlap"] button[data-action="edit"]');
+    assert.equal(await page.inputValue('#f-misfire'), 'runOnce');
+    assert.equal(await page.inputValue('#f-deadline'), '30');
+    assert.equal(await page.isChecked('#f-alert-missed'), false);
+    assert.equal(await page.inputValue('#f-backoff-max'), '120');
+    await page.click('#job-modal button.btn-secondary[data-bs-dismiss="modal"]');
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+
+    // The ticks that find the previous run going: skipped, with the reason.
+    await page.goto(`${base}/#/logs?job=ui-overlap`);
+    await page.selectOption('#log-status', 'skipped');
+    const skipped = page.locator('#logs-table tbody tr[data-status="skipped"]');
+    await skipped.first().waitFor({ timeout: 20_000 });
+    await page.waitForFunction(() => [...document.querySelectorAll('#logs-table tbody tr')].every((r) => r.dataset.status === 'skipped'));
+    const reasons = await page.locator('#logs-table tbody tr td.reason').allTextContents();
+    assert.ok(reasons.length >= 1 && reasons.every((r) => r === overlap), reasons.join('\n'));
+    const badge = skipped.first().locator('.badge');
+    assert.equal(await badge.textContent(), 'skipped');
+    assert.match(await badge.getAttribute('class'), /\btext-bg-secondary\b/);
+    // A verdict ran nothing: no duration, and the panel says why.
+    await skipped.first().click();
+    assert.match(await page.textContent('#log-output-text'), /^No command ran for the tick of .*: overlap: the previous run was still going\.$/);
+    await shot('logs-skipped');
+    // The runs themselves are listed apart.
+    await page.selectOption('#log-status', 'success');
+    await page.waitForSelector('#logs-table tbody tr[data-status="success"]', { timeout: 20_000 });
+    assert.equal(await page.locator('#logs-table tbody tr[data-status="skipped"]').count(), 0);
+
+    // The workers page: the worker's clock offset from the leader's beacon
+    // (written every second), and no skew badge: its clock is this machine's.
+    await page.goto(`${base}/#/workers`);
+    assert.ok((await page.locator('#workers-table thead th').allTextContents()).includes('Clock'));
+    await page.waitForFunction(() => /^[+-]\d+ ms$/.test(document.querySelector('#workers-table tbody td.clock .offset')?.textContent || ''), null, { timeout: 30_000 });
+    assert.equal(await page.locator('#workers-table .clock-skewed').count(), 0);
+    const { workers } = await (await fetch(`${base}/api/v1/workers`)).json();
+    assert.ok(workers.length >= 1 && workers.every((w) => Number.isInteger(w.clockOffsetMs) && w.clockSkewed === false), JSON.stringify(workers));
+    await shot('workers-clock');
+
+    // Set back to their defaults, the policies are not sent (a PUT replaces
+    // the whole job): a job that does not use them stays as it was.
+    await page.goto(`${base}/#/jobs`);
+    await page.click('tr[data-job="ui-overlap"] button[data-action="edit"]');
+    await page.selectOption('#f-misfire', 'skip');
+    await page.fill('#f-deadline', '0');
+    await page.check('#f-alert-missed');
+    await page.fill('#f-backoff-max', '');
+    const [replaced] = await Promise.all([jobRequest('PUT', '/api/v1/jobs/ui-overlap'), page.click('#save-job')]);
+    const body = replaced.postDataJSON();
+    assert.deepEqual(policies.filter((k) => k in body), [], JSON.stringify(body));
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    const reset = await storedJob('ui-overlap');
+    assert.deepEqual([reset.misfire, reset.startingDeadlineSecs, reset.alertOnMissed, reset.retryBackoffMaxSecs], ['skip', 0, true, 0]);
+
+    await page.click('tr[data-job="ui-overlap"] button[data-action="pause"]');
+    await page.waitForSelector('tr[data-job="ui-overlap"] button[data-action="resume"]');
+    await page.click('tr[data-job="ui-overlap"] button[data-action="delete"]');
+    await page.waitForSelector('tr[data-job="ui-overlap"]', { state: 'detached' });
+  } catch (e) {
+    await shot('failure-policies').catch(() => {});
+    throw e;
+  } finally {
+    await browser.close();
+  }
+  assert.deepEqual(consoleErrors, [], 'no console errors');
+  assert.deepEqual(failed, [], 'no request failed');
+  assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
+});
