@@ -210,8 +210,9 @@ impl Locker {
     /// settled it, so its verdict is recorded once in the cluster.
     pub async fn settle(&self, job: &Job, plan_ms: i64) -> Result<Settle, etcd_client::Error> {
         if placement::mode(job.target.as_ref()) == TargetMode::All {
-            // This worker's own tick: no other worker could have started it.
-            return Ok(Settle::Settled { previous: None });
+            // Verdicts cover one-per-tick jobs: a job on every worker logs
+            // the ticks that ran on each (ARCHITECTURE §4, "Verdicts").
+            return Ok(Settle::Taken);
         }
         let fired = self.keys.fired(&job.name);
         let plan = encode_plan(plan_ms);

@@ -565,7 +565,10 @@ impl RunContext {
         };
         events.started(run.id);
         self.metrics.ticks_fired.fetch_add(1, Ordering::Relaxed);
-        if let (Some(previous), Some(schedule)) = (guard.previous_fired, &run.tick.schedule) {
+        let one_per_tick = placement::mode(job.target.as_ref()) == TargetMode::One;
+        if let (Some(previous), Some(schedule), true) =
+            (guard.previous_fired, &run.tick.schedule, one_per_tick)
+        {
             let now = self.clock.now().timestamp_millis();
             let gap =
                 verdict::gap_records(job, schedule, Some(previous), plan_ms, &self.worker_id, now);

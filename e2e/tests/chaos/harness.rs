@@ -473,6 +473,10 @@ db = {db:?}
         let mut out = Misplaced::default();
         let mut seen: BTreeSet<(String, i64, String)> = BTreeSet::new();
         for d in docs {
+            // Verdicts ran nothing, anywhere.
+            if matches!(d.get_str("status"), Ok("skipped" | "missed")) {
+                continue;
+            }
             let job = d.get_str("jobName").unwrap_or_default();
             let Some(target) = targets.get(job) else {
                 continue;
