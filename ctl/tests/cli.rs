@@ -258,6 +258,7 @@ async fn rcronctl_targets_jobs_at_labelled_workers() {
         labels: rcron_shared::placement::parse_labels("role=db,zone=eu-1").expect("labels"),
         clock_offset_ms: None,
         clock_skewed: false,
+        misfire_grace_secs: 5,
     };
     kit::etcd_client()
         .await
@@ -517,6 +518,7 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
         labels: rcron_shared::Labels::default(),
         clock_offset_ms: Some(3013),
         clock_skewed: true,
+        misfire_grace_secs: 5,
     };
     etcd.put(
         keys.worker(&skewed.id),

@@ -30,10 +30,13 @@ use crate::election::Leadership;
 use crate::logs::LogStore;
 use crate::store::JobStore;
 
-/// How long after its planned time a tick nobody took is settled. Longer
-/// than a worker's default `misfire_grace_secs` (5 s) plus the ranking's
-/// waits, so that a worker that will still start it (late) gets to.
+/// How long after its planned time a tick nobody took is settled, at
+/// least: longer than a worker's default `misfire_grace_secs` (5 s) plus
+/// the ranking's waits, so that a worker that will still start it (late)
+/// gets to. Workers with a longer grace push it out by as much.
 pub const SETTLE_AFTER: Duration = Duration::from_secs(10);
+/// Added to the longest `misfire_grace_secs` among live workers.
+const SETTLE_MARGIN_SECS: u64 = 5;
 /// How often the leader checks.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// A job that never fired is owed verdicts from this long before the
@@ -86,6 +89,12 @@ impl Settler {
         let fired = self.fired().await?;
         let workers = self.logs.workers().await?;
         let now = chrono::Utc::now().timestamp_millis();
+        let grace = workers
+            .iter()
+            .map(|w| w.misfire_grace_secs + SETTLE_MARGIN_SECS)
+            .max()
+            .unwrap_or(0)
+            .max(SETTLE_AFTER.as_secs());
         for job in jobs.iter().filter(|j| !j.disabled) {
             if placement::mode(job.target.as_ref()) == TargetMode::All || !leadership.is_valid() {
                 continue;
@@ -96,7 +105,7 @@ impl Settler {
                 continue;
             };
             let marker = fired.get(&job.name).cloned();
-            let settle_after = SETTLE_AFTER.as_millis() as i64
+            let settle_after = grace as i64 * 1000
                 + if job.misfire == Misfire::RunOnce {
                     job.starting_deadline_secs as i64 * 1000
                 } else {

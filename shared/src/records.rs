@@ -220,6 +220,10 @@ pub struct WorkerInfo {
     /// nothing until its clock is corrected.
     #[serde(default)]
     pub clock_skewed: bool,
+    /// Its `misfire_grace_secs`: how late it may still start a tick (the
+    /// leader settles untaken ticks only after every worker's grace).
+    #[serde(default)]
+    pub misfire_grace_secs: u64,
 }
 
 /// A run executing on a worker, as listed in its registration.

@@ -205,6 +205,7 @@ pub async fn run_with_clock(
         labels: config.labels.clone(),
         clock_offset_ms: None,
         clock_skewed: false,
+        misfire_grace_secs: config.misfire_grace_secs,
     };
     // Not a child of `shutdown`: the session (and the locks on its lease)
     // must outlive the runs that drain after shutdown is requested.
