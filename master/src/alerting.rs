@@ -397,11 +397,10 @@ impl Alerting {
 
     /// Deletes the warning if it is unchanged and this master still leads.
     async fn delete(&self, p: &Pending, leadership: &Leadership) {
-        let key = leadership.key();
         let txn = Txn::new()
             .when([
                 Compare::mod_revision(p.key.clone(), CompareOp::Equal, p.mod_revision),
-                Compare::create_revision(key.key().to_vec(), CompareOp::Equal, key.rev()),
+                leadership.still_leads(),
             ])
             .and_then([TxnOp::delete(p.key.clone(), None)]);
         let mut delay = Duration::from_millis(200);

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Client, Txn, TxnOp};
 use rcron_shared::Keys;
 
 use crate::election::Leadership;
@@ -32,13 +32,8 @@ pub async fn run(client: Client, keys: Keys, master_id: String, leadership: Lead
             "timeMs": chrono::Utc::now().timestamp_millis(),
         })
         .to_string();
-        let leader = leadership.key();
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                leader.key().to_vec(),
-                CompareOp::Equal,
-                leader.rev(),
-            )])
+            .when([leadership.still_leads()])
             .and_then([TxnOp::put(keys.clock(), value, None)]);
         if let Err(e) = client.clone().txn(txn).await {
             tracing::debug!(error = %e, "cannot write the clock beacon");

@@ -105,6 +105,16 @@ impl Leadership {
     pub fn key(&self) -> &LeaderKey {
         &self.key
     }
+
+    /// The transaction condition "this master still leads": its election
+    /// key is still the one it created.
+    pub fn still_leads(&self) -> etcd_client::Compare {
+        etcd_client::Compare::create_revision(
+            self.key.key().to_vec(),
+            etcd_client::CompareOp::Equal,
+            self.key.rev(),
+        )
+    }
 }
 
 /// Settings of the election.

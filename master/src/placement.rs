@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, GetOptions, Txn, TxnOp};
 use rcron_shared::placement::{self, format_labels};
 use rcron_shared::{Job, JobName, Keys, RunStatus, Warning, WarningKind, WorkerInfo};
 
@@ -292,14 +292,7 @@ impl PlacementWatch {
     }
 
     async fn as_leader(&self, leadership: &Leadership, ops: Vec<TxnOp>) -> Result<(), Error> {
-        let key = leadership.key();
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                key.key().to_vec(),
-                CompareOp::Equal,
-                key.rev(),
-            )])
-            .and_then(ops);
+        let txn = Txn::new().when([leadership.still_leads()]).and_then(ops);
         self.client.clone().txn(txn).await?;
         Ok(())
     }

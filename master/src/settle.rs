@@ -161,7 +161,6 @@ impl Settler {
             None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             Some((raw, _)) => Compare::value(key.clone(), CompareOp::Equal, raw),
         };
-        let leader = leadership.key();
         let mut ops = vec![
             TxnOp::put(key, encode_fired(last, SETTLED), None),
             TxnOp::put(
@@ -199,10 +198,7 @@ impl Settler {
             ));
         }
         let txn = Txn::new()
-            .when([
-                unchanged,
-                Compare::create_revision(leader.key().to_vec(), CompareOp::Equal, leader.rev()),
-            ])
+            .when([unchanged, leadership.still_leads()])
             .and_then(ops);
         if self.client.clone().txn(txn).await?.succeeded() {
             tracing::warn!(job = %job.name, ticks = records.len(), last, "ticks nobody took settled as missed");
