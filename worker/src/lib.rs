@@ -294,6 +294,8 @@ pub async fn run_with_clock(
             background: tracker.clone(),
             metrics: metrics.clone(),
             clock_guard: guard,
+            timezone: config.timezone,
+            schedules: Default::default(),
             placement: Placement {
                 me: worker_id.clone(),
                 rank_delay: Duration::from_millis(config.rank_delay_ms),

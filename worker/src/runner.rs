@@ -87,6 +87,10 @@ pub struct RunContext {
     pub placement: Placement,
     /// Whether the clock allows firing.
     pub clock_guard: Arc<crate::clock_guard::ClockGuard>,
+    /// Zone of jobs that name none.
+    pub timezone: chrono_tz::Tz,
+    /// Parsed schedules, for verdicts on ticks skipped over.
+    pub schedules: Mutex<rcron_shared::ScheduleCache>,
 }
 
 /// A tick waiting for a slot, with where it reports.
@@ -298,10 +302,15 @@ impl RunContext {
         match self.locker.settle(job, plan_ms).await {
             Ok(Settle::Settled { previous }) => {
                 let now = self.clock.now().timestamp_millis();
-                let mut records = match &tick.schedule {
-                    Some(schedule) => {
-                        verdict::gap_records(job, schedule, previous, plan_ms, &self.worker_id, now)
-                    }
+                let mut records = match self.schedule_of(tick, previous) {
+                    Some(schedule) => verdict::gap_records(
+                        job,
+                        &schedule,
+                        previous,
+                        plan_ms,
+                        &self.worker_id,
+                        now,
+                    ),
                     None => Vec::new(),
                 };
                 records.push(verdict::record(
@@ -417,6 +426,29 @@ impl RunContext {
             }
         }
         None
+    }
+
+    /// The schedule of `tick`'s job, when ticks may lie between `previous`
+    /// and it: plan times are whole seconds, so a gap of a second or less
+    /// holds none (the common case costs no lookup).
+    fn schedule_of(
+        &self,
+        tick: &Tick,
+        previous: Option<i64>,
+    ) -> Option<Arc<rcron_shared::Schedule>> {
+        let previous = previous?;
+        if tick.plan_time.timestamp_millis() - previous <= 1000 {
+            return None;
+        }
+        if let Some(schedule) = &tick.schedule {
+            return Some(schedule.clone());
+        }
+        let tz = tick.job.timezone.unwrap_or(self.timezone);
+        self.schedules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .parse(&tick.job.cron_expr, tz)
+            .ok()
     }
 
     /// Logs verdict records (and, for `missed` ones when the job says so, a
@@ -566,12 +598,18 @@ impl RunContext {
         events.started(run.id);
         self.metrics.ticks_fired.fetch_add(1, Ordering::Relaxed);
         let one_per_tick = placement::mode(job.target.as_ref()) == TargetMode::One;
-        if let (Some(previous), Some(schedule), true) =
-            (guard.previous_fired, &run.tick.schedule, one_per_tick)
+        if let (Some(previous), true) = (guard.previous_fired, one_per_tick)
+            && let Some(schedule) = self.schedule_of(&run.tick, Some(previous))
         {
             let now = self.clock.now().timestamp_millis();
-            let gap =
-                verdict::gap_records(job, schedule, Some(previous), plan_ms, &self.worker_id, now);
+            let gap = verdict::gap_records(
+                job,
+                &schedule,
+                Some(previous),
+                plan_ms,
+                &self.worker_id,
+                now,
+            );
             if !gap.is_empty() {
                 self.record_verdicts(job, gap).await;
             }

@@ -137,6 +137,9 @@ struct Slot {
     /// check at launch does not read the job (out of cache in a big batch).
     /// (`replace` jobs launch: their run replaces the one in flight.)
     forbid: bool,
+    /// How late a tick may still start ([`Scheduler::deadline`]), kept
+    /// here for the same reason.
+    late_after: chrono::Duration,
     /// Bumped when the slot is given to another job, so a run of the
     /// slot's former job does not count against the new one.
     incarnation: u32,
@@ -385,7 +388,7 @@ impl<L: Launcher> Scheduler<L> {
             if s.schedule.is_none() || s.generation != p.generation {
                 continue;
             }
-            if plan_time < now - self.deadline(&s.job) {
+            if plan_time < now - s.late_after {
                 self.too_late(p.slot, plan_time, now);
                 continue;
             }
@@ -405,7 +408,9 @@ impl<L: Launcher> Scheduler<L> {
                 plan_time,
                 schedule_time: now,
                 manual: None,
-                schedule: s.schedule.clone(),
+                // Not cloned for every tick of a big batch: the runner
+                // looks it up when it needs it.
+                schedule: None,
             };
             let owner = self.count_in_flight(p.slot);
             let id = self.running.insert(table_job, table_kill, Some(owner));
@@ -561,10 +566,12 @@ impl<L: Launcher> Scheduler<L> {
             },
         };
         let name = job.name.clone();
+        let late_after = self.deadline(&job);
         let slot = match self.by_name.get(&name, name_of(&self.slots)) {
             Some(slot) => {
                 let s = &mut self.slots[slot as usize];
                 s.forbid = job.concurrency == Concurrency::Forbid;
+                s.late_after = late_after;
                 let old_job = std::mem::replace(&mut s.job, Arc::new(job));
                 let old = s.schedule.replace(schedule);
                 s.generation = s.generation.wrapping_add(1);
@@ -576,6 +583,7 @@ impl<L: Launcher> Scheduler<L> {
             None => {
                 let entry = Slot {
                     forbid: job.concurrency == Concurrency::Forbid,
+                    late_after,
                     job: Arc::new(job),
                     schedule: Some(schedule),
                     generation: 0,
@@ -681,7 +689,7 @@ impl<L: Launcher> Scheduler<L> {
             let Some(plan_time) = DateTime::from_timestamp_millis(ms) else {
                 continue;
             };
-            let oldest_allowed = now - self.deadline(&s.job);
+            let oldest_allowed = now - s.late_after;
             let superseded = s.job.misfire == Misfire::RunOnce
                 && s.schedule
                     .as_ref()
