@@ -55,6 +55,8 @@ pub struct ClockGuard {
     state: Mutex<State>,
     max_skew_ms: i64,
     started: Instant,
+    /// No beacon exists at all (no master has led here): nothing to wait for.
+    no_reference: std::sync::atomic::AtomicBool,
     active: Arc<ActiveRuns>,
     metrics: Arc<WorkerMetrics>,
 }
@@ -77,6 +79,7 @@ impl ClockGuard {
             }),
             max_skew_ms: max_skew_ms as i64,
             started: Instant::now(),
+            no_reference: std::sync::atomic::AtomicBool::new(false),
             active,
             metrics,
         }
@@ -92,13 +95,22 @@ impl ClockGuard {
     }
 
     /// Whether the worker may fire: its offset is measured and within
-    /// bounds, or no beacon came within [`NO_BEACON_GRACE`] of its start.
+    /// bounds; or there is no beacon to measure against (no master ever
+    /// led on this etcd prefix), or none came within [`NO_BEACON_GRACE`] of
+    /// its start.
     pub fn may_fire(&self) -> bool {
         let state = self.state();
         if state.samples.is_empty() {
-            return self.started.elapsed() >= NO_BEACON_GRACE;
+            return self.no_reference.load(Ordering::Relaxed)
+                || self.started.elapsed() >= NO_BEACON_GRACE;
         }
         !state.skewed
+    }
+
+    /// Whether a beacon exists to measure against, as listed at (re)start
+    /// of the watch.
+    fn set_reference(&self, exists: bool) {
+        self.no_reference.store(!exists, Ordering::Relaxed);
     }
 
     /// Whether the offset is beyond `max_clock_skew_ms`.
@@ -165,12 +177,17 @@ impl Clock for ClockGuard {
 pub async fn watch(client: Client, keys: Keys, guard: Arc<ClockGuard>, token: CancellationToken) {
     let key = keys.clock();
     mirror_dir(&client, key, &token, |change| {
-        // The listed value was written up to a second ago: only fresh puts
-        // are samples.
-        if let Change::Put(kv) = change
-            && let Ok(beacon) = serde_json::from_slice::<Beacon>(kv.value())
-        {
-            guard.observe(beacon.time_ms);
+        match change {
+            // The listed value was written up to a second ago: not a
+            // sample, only a sign that a master writes one.
+            Change::Reset(kvs) => guard.set_reference(!kvs.is_empty()),
+            Change::Put(kv) => {
+                if let Ok(beacon) = serde_json::from_slice::<Beacon>(kv.value()) {
+                    guard.set_reference(true);
+                    guard.observe(beacon.time_ms);
+                }
+            }
+            Change::Delete(_) => {}
         }
     })
     .await;

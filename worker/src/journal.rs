@@ -83,12 +83,15 @@ struct Started {
 pub struct Take {
     /// The run id the request was sent for.
     pub run_id: String,
-    /// The job.
-    pub job: JobName,
+    /// The job, as it was.
+    pub job: rcron_shared::Job,
     /// The tick (ms).
     pub plan_ms: i64,
     /// The fired marker the request moves.
     pub fired_key: String,
+    /// The newest etcd revision seen before sending it: its history from
+    /// there tells whether it took the tick.
+    pub from_revision: i64,
 }
 
 /// What a start recovered from journals left behind.
@@ -794,11 +797,15 @@ mod tests {
         let dir = temp();
         let (journal, _) = Journal::open(&dir, "w1", GRACE, 5_000).await.expect("open");
         let job = JobName::new("j").expect("name");
+        let spec =
+            rcron_shared::Job::from_json(br#"{"name":"j","command":"true","cronExpr":"@daily"}"#)
+                .expect("job");
         let take = |run_id: &str| Take {
             run_id: run_id.to_string(),
-            job: job.clone(),
+            job: spec.clone(),
             plan_ms: 1_000,
             fired_key: "/cron/fired/j".to_string(),
+            from_revision: 7,
         };
         // Died between sending the request and starting the run.
         journal.take(take("r1"));

@@ -148,6 +148,22 @@ pub struct Locker {
     keys: Keys,
     worker_id: String,
     held: Arc<HeldLocks>,
+    revision: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Longest read of a marker's history.
+const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why a marker's history could not be read.
+enum HistoryError {
+    Compacted,
+    Etcd(etcd_client::Error),
+}
+
+impl From<etcd_client::Error> for HistoryError {
+    fn from(e: etcd_client::Error) -> Self {
+        Self::Etcd(e)
+    }
 }
 
 impl Locker {
@@ -158,6 +174,7 @@ impl Locker {
             keys,
             worker_id,
             held,
+            revision: Arc::default(),
         }
     }
 
@@ -255,12 +272,16 @@ impl Locker {
         })
     }
 
-    /// After a lock request whose answer was lost: whether that request
-    /// moved the job's fired marker (it holds this run's id), i.e. the
-    /// tick was taken for a run that never started. Retries while etcd is
-    /// unreachable, for about half a minute; None if it never answered.
-    pub async fn took_unanswered(&self, job: &Job, run_id: &str, plan_ms: i64) -> Option<bool> {
-        self.took_key(&self.fired_key(job), run_id, plan_ms).await
+    /// The newest etcd revision this locker has seen: a lock request sent
+    /// now is applied, if at all, after it.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Relaxed)
+    }
+
+    fn saw(&self, resp: &etcd_client::TxnResponse) {
+        if let Some(h) = resp.header() {
+            self.revision.fetch_max(h.revision(), Ordering::Relaxed);
+        }
     }
 
     /// The fired marker a lock request for `job` moves.
@@ -268,19 +289,35 @@ impl Locker {
         self.tick_keys(job, 0).fired
     }
 
-    /// [`Locker::took_unanswered`] by the marker's key.
-    pub async fn took_key(&self, fired: &str, run_id: &str, plan_ms: i64) -> Option<bool> {
-        let fired = fired.to_string();
+    /// After a lock request whose outcome is unknown (its answer was lost,
+    /// or its worker died): whether it moved the fired marker `fired` to
+    /// tick `plan_ms` for `run_id`, judged from the marker's history since
+    /// `from_revision` (later moves do not hide it). `Some(Some(previous))`
+    /// when it did (with the tick it replaced), `Some(None)` when it did
+    /// not, None when etcd cannot tell (unreachable for half a minute, or
+    /// that history compacted away).
+    pub async fn own_move(
+        &self,
+        fired: &str,
+        run_id: &str,
+        plan_ms: i64,
+        from_revision: i64,
+    ) -> Option<Option<Option<i64>>> {
         let ours = encode_fired(plan_ms, run_id);
         let mut delay = std::time::Duration::from_millis(200);
         for _ in 0..ABANDON_ATTEMPTS {
-            match self.client.clone().get(fired.clone(), None).await {
-                Ok(resp) => {
-                    return Some(
-                        resp.kvs()
-                            .first()
-                            .is_some_and(|kv| kv.value() == ours.as_bytes()),
-                    );
+            let attempt = tokio::time::timeout(
+                HISTORY_WAIT,
+                self.search_history(fired, ours.as_bytes(), from_revision),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(found)) => return Some(found),
+                Ok(Err(HistoryError::Compacted)) => return None,
+                Ok(Err(HistoryError::Etcd(e))) => {
+                    tracing::debug!(key = fired, error = %e, "cannot read the fired marker's history yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
                 }
                 Err(_) => {
                     tokio::time::sleep(delay).await;
@@ -289,6 +326,42 @@ impl Locker {
             }
         }
         None
+    }
+
+    async fn search_history(
+        &self,
+        fired: &str,
+        ours: &[u8],
+        from_revision: i64,
+    ) -> Result<Option<Option<i64>>, HistoryError> {
+        let now = self.client.clone().get(fired, None).await?;
+        // The marker's last change: the history to read ends there.
+        let Some(last) = now.kvs().first().map(|kv| kv.mod_revision()) else {
+            return Ok(None);
+        };
+        if last <= from_revision {
+            return Ok(None);
+        }
+        let options = etcd_client::WatchOptions::new()
+            .with_start_revision(from_revision + 1)
+            .with_prev_key();
+        let mut stream = self.client.clone().watch(fired, Some(options)).await?;
+        while let Some(resp) = stream.message().await? {
+            if resp.compact_revision() > 0 {
+                return Err(HistoryError::Compacted);
+            }
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                if kv.value() == ours {
+                    let previous = event.prev_kv().and_then(|p| decode_plan(p.value()));
+                    return Ok(Some(previous));
+                }
+                if kv.mod_revision() >= last {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Asks the run holding `job`'s lock to stop because a newer tick
@@ -494,6 +567,7 @@ impl Locker {
             .clone()
             .txn(Txn::new().when(when).and_then(then).or_else(otherwise))
             .await?;
+        self.saw(&resp);
         if resp.succeeded() {
             let held = forbid.then_some((lock, holder, lease, stop));
             let mut guard = self.guard(job, held, Some(&resp));

@@ -336,61 +336,86 @@ impl RunContext {
 
     /// A lock request whose answer never came may still have been applied:
     /// its lock (if `forbid`) is given back, and if it took the tick, the
-    /// tick is recorded missed (nobody else can run it now).
-    async fn after_lost_answer(&self, tick: &Tick, run_id: &str) {
+    /// tick (and any it skipped over) is recorded missed: nobody else can
+    /// run it now.
+    async fn after_lost_answer(&self, tick: &Tick, run_id: &str, from_revision: i64) {
         let plan_ms = tick.plan_time.timestamp_millis();
         if tick.job.concurrency.exclusive() {
             self.locker.abandon(&tick.job, run_id, plan_ms).await;
         }
+        let fired = self.locker.fired_key(&tick.job);
         let took = self
             .locker
-            .took_unanswered(&tick.job, run_id, plan_ms)
+            .own_move(&fired, run_id, plan_ms, from_revision)
             .await;
-        if took == Some(true) {
-            let reason =
-                "not started: etcd did not answer the request that took the tick".to_string();
-            let now = self.clock.now().timestamp_millis();
-            let record = verdict::record(
+        if let Some(Some(previous)) = took {
+            self.untaken_after_all(
                 &tick.job,
                 plan_ms,
-                RunStatus::Missed,
-                reason,
-                &self.worker_id,
-                now,
-            );
-            self.record_verdicts(&tick.job, vec![record]).await;
+                previous,
+                "not started: etcd did not answer the request that took the tick",
+            )
+            .await;
         }
         if took.is_some() {
             self.journal.took(run_id);
         }
     }
 
+    /// Records tick `plan_ms` of `job`, taken by a request that never led
+    /// to a run, as missed, with the ticks its move skipped over.
+    async fn untaken_after_all(
+        &self,
+        job: &rcron_shared::Job,
+        plan_ms: i64,
+        previous: Option<i64>,
+        reason: &str,
+    ) {
+        let now = self.clock.now().timestamp_millis();
+        let mut records = match self.schedule_for(job, plan_ms, previous) {
+            Some(schedule) => {
+                verdict::gap_records(job, &schedule, previous, plan_ms, &self.worker_id, now)
+            }
+            None => Vec::new(),
+        };
+        records.push(verdict::record(
+            job,
+            plan_ms,
+            RunStatus::Missed,
+            reason.to_string(),
+            &self.worker_id,
+            now,
+        ));
+        tracing::warn!(job = %job.name, plan_ms, reason, "a tick taken without a run is recorded missed");
+        self.record_verdicts(job, records).await;
+    }
+
     /// Lock requests a dead worker sent without journaling their outcome:
     /// a request that took its tick left it without a run, recorded missed.
     async fn resolve_takes(&self, takes: Vec<Take>) {
         for take in takes {
-            let Some(took) = self
+            let took = self
                 .locker
-                .took_key(&take.fired_key, &take.run_id, take.plan_ms)
-                .await
-            else {
-                continue; // etcd unreachable: the next start tries again
-            };
-            if took {
-                let reason = "not started: the worker died after taking the tick".to_string();
-                let now = self.clock.now().timestamp_millis();
-                let record = verdict::record_of(
-                    take.job.as_str(),
-                    "",
+                .own_move(
+                    &take.fired_key,
+                    &take.run_id,
                     take.plan_ms,
-                    RunStatus::Missed,
-                    reason,
-                    &self.worker_id,
-                    now,
-                );
-                tracing::warn!(job = %take.job, plan_ms = take.plan_ms, "a tick taken by a worker that died before running it is recorded missed");
-                self.journal.finished(&record);
-                self.logs.send(record).await;
+                    take.from_revision,
+                )
+                .await;
+            match took {
+                // etcd cannot tell now: the next start tries again.
+                None => continue,
+                Some(Some(previous)) => {
+                    self.untaken_after_all(
+                        &take.job,
+                        take.plan_ms,
+                        previous,
+                        "not started: the worker died after taking the tick",
+                    )
+                    .await;
+                }
+                Some(None) => {}
             }
             self.journal.took(&take.run_id);
         }
@@ -436,18 +461,31 @@ impl RunContext {
         tick: &Tick,
         previous: Option<i64>,
     ) -> Option<Arc<rcron_shared::Schedule>> {
+        let plan_ms = tick.plan_time.timestamp_millis();
+        match &tick.schedule {
+            Some(schedule) if previous.is_some_and(|p| plan_ms - p > 1000) => {
+                Some(schedule.clone())
+            }
+            _ => self.schedule_for(&tick.job, plan_ms, previous),
+        }
+    }
+
+    /// [`Self::schedule_of`] from the job alone.
+    fn schedule_for(
+        &self,
+        job: &rcron_shared::Job,
+        plan_ms: i64,
+        previous: Option<i64>,
+    ) -> Option<Arc<rcron_shared::Schedule>> {
         let previous = previous?;
-        if tick.plan_time.timestamp_millis() - previous <= 1000 {
+        if plan_ms - previous <= 1000 {
             return None;
         }
-        if let Some(schedule) = &tick.schedule {
-            return Some(schedule.clone());
-        }
-        let tz = tick.job.timezone.unwrap_or(self.timezone);
+        let tz = job.timezone.unwrap_or(self.timezone);
         self.schedules
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .parse(&tick.job.cron_expr, tz)
+            .parse(&job.cron_expr, tz)
             .ok()
     }
 
@@ -506,6 +544,7 @@ impl RunContext {
             return;
         };
         let stop = RunStop::new();
+        let from_revision = self.locker.revision();
         let claimed = match run.tick.manual {
             Some(revision) => {
                 self.locker
@@ -525,9 +564,10 @@ impl RunContext {
                 // took the tick (and records it missed).
                 self.journal.take(Take {
                     run_id: run_id.clone(),
-                    job: job.name.clone(),
+                    job: (**job).clone(),
                     plan_ms,
                     fired_key: self.locker.fired_key(job),
+                    from_revision,
                 });
                 let outcome = self
                     .locker
@@ -586,7 +626,7 @@ impl RunContext {
                         (Arc::clone(self), run.tick.clone(), self.stop_runs.clone());
                     self.background.spawn(async move {
                         tokio::select! {
-                            () = ctx.after_lost_answer(&tick, &run_id) => {}
+                            () = ctx.after_lost_answer(&tick, &run_id, from_revision) => {}
                             // Shutting down: the lease goes soon, and the lock with it.
                             () = stop.cancelled() => {}
                         }

@@ -207,6 +207,21 @@ async fn a_graceful_restart_of_the_running_worker_never_overlaps_a_forbid_run() 
         "{docs:?}"
     );
     assert_no_overlap(&docs, &dir);
+    // The ticks that found a run going are logged as such, never as well
+    // as run.
+    let verdicts = env.verdicts("slow").await;
+    let ran: std::collections::BTreeSet<i64> = docs.iter().map(|d| int(d, "planTime")).collect();
+    for v in &verdicts {
+        assert_eq!(string(v, "status"), "skipped", "{v:?}");
+        assert_eq!(
+            string(v, "reason"),
+            "overlap: the previous run was still going"
+        );
+        assert!(
+            !ran.contains(&int(v, "planTime")),
+            "a tick both ran and was skipped: {v:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,13 +114,36 @@ impl Env {
             .collect()
     }
 
-    /// Run records of `job`, oldest plan time first.
+    /// Run records of `job` (commands that ran; not the verdicts on ticks
+    /// that ran none), oldest plan time first.
     pub async fn logs(&self, job: &str) -> Vec<Document> {
         logs_at(&self.mongo_uri, &self.db, job).await
     }
+
+    /// Verdict records of `job` (`skipped`, `missed`), oldest plan time first.
+    pub async fn verdicts(&self, job: &str) -> Vec<Document> {
+        records_at(&self.mongo_uri, &self.db, job)
+            .await
+            .into_iter()
+            .filter(is_verdict)
+            .collect()
+    }
 }
 
+fn is_verdict(d: &Document) -> bool {
+    matches!(d.get_str("status"), Ok("skipped" | "missed"))
+}
+
+/// Run records of `job` (no verdicts), oldest plan time first.
 pub async fn logs_at(uri: &str, db: &str, job: &str) -> Vec<Document> {
+    records_at(uri, db, job)
+        .await
+        .into_iter()
+        .filter(|d| !is_verdict(d))
+        .collect()
+}
+
+async fn records_at(uri: &str, db: &str, job: &str) -> Vec<Document> {
     let client = mongodb::Client::with_uri_str(uri).await.expect("mongo");
     let cursor = client
         .database(db)
