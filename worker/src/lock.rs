@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use rcron_shared::placement::{self, TargetMode};
-use rcron_shared::verdict::{SETTLED, decode_plan, encode_fired, encode_plan};
+use rcron_shared::verdict::{decode_plan, encode_fired, encode_plan};
 use rcron_shared::{Job, JobName, Keys};
 use serde::Serialize;
 
@@ -225,7 +225,14 @@ impl Locker {
     /// missed): advances the fired tick to it if no worker started it (or
     /// a later one). `Settled` (with the value it replaced) when this call
     /// settled it, so its verdict is recorded once in the cluster.
-    pub async fn settle(&self, job: &Job, plan_ms: i64) -> Result<Settle, etcd_client::Error> {
+    /// `tag` goes into the marker (`<plan>:<tag>`): unique per attempt, it
+    /// lets a caller whose answer was lost find its own move later.
+    pub async fn settle(
+        &self,
+        job: &Job,
+        plan_ms: i64,
+        tag: &str,
+    ) -> Result<Settle, etcd_client::Error> {
         if placement::mode(job.target.as_ref()) == TargetMode::All {
             // Verdicts cover one-per-tick jobs: a job on every worker logs
             // the ticks that ran on each (ARCHITECTURE §4, "Verdicts").
@@ -241,7 +248,7 @@ impl Locker {
                     .when([Compare::value(fired.clone(), CompareOp::Less, plan.clone())])
                     .and_then([
                         TxnOp::get(fired.clone(), None),
-                        TxnOp::put(fired.clone(), encode_fired(plan_ms, SETTLED), None),
+                        TxnOp::put(fired.clone(), encode_fired(plan_ms, tag), None),
                     ])
                     .or_else([TxnOp::get(fired.clone(), None)]),
             )
@@ -262,7 +269,7 @@ impl Locker {
             .txn(
                 Txn::new()
                     .when([Compare::create_revision(fired.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(fired, encode_fired(plan_ms, SETTLED), None)]),
+                    .and_then([TxnOp::put(fired, encode_fired(plan_ms, tag), None)]),
             )
             .await?;
         Ok(if resp.succeeded() {

@@ -271,7 +271,7 @@ impl RunContext {
 
     /// Ticks that waited past the misfire grace: given up here, and counted
     /// missed if no worker started them (settled in etcd, so once).
-    async fn give_up(&self, expired: Vec<(JobName, i64, Pending)>) {
+    async fn give_up(self: &Arc<Self>, expired: Vec<(JobName, i64, Pending)>) {
         for (job, plan_ms, p) in expired {
             p.events.finished(p.run.id);
             self.metrics.no_slot.fetch_add(1, Ordering::Relaxed);
@@ -296,42 +296,62 @@ impl RunContext {
     /// records the verdict, and `missed` for every tick the move skipped
     /// over (ARCHITECTURE §4, "Verdicts"); otherwise a worker started it or
     /// settled it first.
-    async fn verdict(&self, tick: &crate::scheduler::Tick, status: RunStatus, reason: &str) {
+    async fn verdict(self: &Arc<Self>, tick: &Tick, status: RunStatus, reason: &'static str) {
         let job = &tick.job;
         let plan_ms = tick.plan_time.timestamp_millis();
-        match self.locker.settle(job, plan_ms).await {
+        let tag = format!("{}-{}", verdict::SETTLED, uuid::Uuid::now_v7().simple());
+        let from_revision = self.locker.revision();
+        match self.locker.settle(job, plan_ms, &tag).await {
             Ok(Settle::Settled { previous }) => {
-                let now = self.clock.now().timestamp_millis();
-                let mut records = match self.schedule_of(tick, previous) {
-                    Some(schedule) => verdict::gap_records(
-                        job,
-                        &schedule,
-                        previous,
-                        plan_ms,
-                        &self.worker_id,
-                        now,
-                    ),
-                    None => Vec::new(),
-                };
-                records.push(verdict::record(
-                    job,
-                    plan_ms,
-                    status,
-                    reason.to_string(),
-                    &self.worker_id,
-                    now,
-                ));
-                tracing::info!(job = %job.name, plan_ms, status = status.as_str(), reason, "tick settled without a run");
-                self.record_verdicts(job, records).await;
+                self.settled(tick, previous, status, reason).await;
             }
             Ok(Settle::Taken) => {
                 tracing::debug!(job = %job.name, plan_ms, "tick not run here; another worker started or settled it");
             }
             Err(e) => {
-                // Left to the leader master, which settles ticks nobody took.
-                tracing::warn!(job = %job.name, plan_ms, error = %e, reason, "cannot settle a tick that will not run here (etcd unreachable); the leader will");
+                // The request may still be applied (etcd stalled): look for
+                // it in the marker's history once etcd answers; if it never
+                // was, the leader settles the tick.
+                tracing::warn!(job = %job.name, plan_ms, error = %e, reason, "cannot settle a tick that will not run here (etcd unreachable); checking again later");
+                let (ctx, tick, stop) = (Arc::clone(self), tick.clone(), self.stop_runs.clone());
+                self.background.spawn(async move {
+                    let fired = ctx.locker.fired_key(&tick.job);
+                    let plan_ms = tick.plan_time.timestamp_millis();
+                    tokio::select! {
+                        found = ctx.locker.own_move(&fired, &tag, plan_ms, from_revision) => {
+                            if let Some(Some(previous)) = found {
+                                ctx.settled(&tick, previous, status, reason).await;
+                            }
+                        }
+                        () = stop.cancelled() => {}
+                    }
+                });
             }
         }
+    }
+
+    /// Records the verdict on `tick`, which this worker settled, and the
+    /// ticks its move of the marker skipped over (from `previous`).
+    async fn settled(&self, tick: &Tick, previous: Option<i64>, status: RunStatus, reason: &str) {
+        let job = &tick.job;
+        let plan_ms = tick.plan_time.timestamp_millis();
+        let now = self.clock.now().timestamp_millis();
+        let mut records = match self.schedule_of(tick, previous) {
+            Some(schedule) => {
+                verdict::gap_records(job, &schedule, previous, plan_ms, &self.worker_id, now)
+            }
+            None => Vec::new(),
+        };
+        records.push(verdict::record(
+            job,
+            plan_ms,
+            status,
+            reason.to_string(),
+            &self.worker_id,
+            now,
+        ));
+        tracing::info!(job = %job.name, plan_ms, status = status.as_str(), reason, "tick settled without a run");
+        self.record_verdicts(job, records).await;
     }
 
     /// A lock request whose answer never came may still have been applied:

@@ -620,12 +620,16 @@ impl Ticks {
     /// "planned = ran + skipped + missed, unaccounted" for the report.
     pub fn accounting(&self) -> String {
         format!(
-            "ticks planned {} = ran {} + skipped {} + missed {}; unaccounted {}",
+            "ticks planned {} = ran {} + skipped {} + missed {}; unaccounted {}{}",
             self.expected,
             self.ran - self.skipped - self.missed_verdicts,
             self.skipped,
             self.missed_verdicts,
-            self.missed.len()
+            self.missed.len(),
+            match self.missed.first() {
+                Some((job, plan)) => format!(" (first: {job} at {plan})"),
+                None => String::new(),
+            }
         )
     }
 }
