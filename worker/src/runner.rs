@@ -363,6 +363,10 @@ impl RunContext {
         if tick.job.concurrency.exclusive() {
             self.locker.abandon(&tick.job, run_id, plan_ms).await;
         }
+        if tick.manual.is_some() {
+            // A run-now request moves no marker: only its lock mattered.
+            return;
+        }
         let fired = self.locker.fired_key(&tick.job);
         let took = self
             .locker
@@ -638,7 +642,7 @@ impl RunContext {
             Err(e) => {
                 self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.name, plan_ms, error = %e, "cannot take the lock; tick not started here");
-                if run.tick.manual.is_none() {
+                if run.tick.manual.is_none() || job.concurrency.exclusive() {
                     // Not awaited: no process runs, so the slot and the
                     // job's next ticks need not wait (a ghost lock only
                     // makes them find the job busy until it is gone).
