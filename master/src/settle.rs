@@ -116,12 +116,15 @@ impl Settler {
             let from = previous
                 .unwrap_or(took_over - FIRST_LOOK_BACK.as_millis() as i64)
                 .max(job.updated_at.unwrap_or(i64::MIN));
-            let (ticks, more) = verdict::ticks_between(&schedule, from, before);
+            // At most a thousand a round: a longer backlog (a day-long
+            // outage of a job due every second) is settled over the next
+            // rounds, from where this one leaves the marker.
+            let (ticks, _) = verdict::ticks_between(&schedule, from, before);
             let Some(&last) = ticks.last() else {
                 continue;
             };
             let reason = why_not_run(job, &workers);
-            let mut records: Vec<LogRecord> = ticks
+            let records: Vec<LogRecord> = ticks
                 .iter()
                 .map(|t| {
                     verdict::record(
@@ -134,12 +137,6 @@ impl Settler {
                     )
                 })
                 .collect();
-            if more > 0
-                && let Some(r) = records.last_mut()
-            {
-                r.err = format!("{reason}; and {more} more ticks before it");
-                r.reason = Some(r.err.clone());
-            }
             self.store(leadership, job, marker, last, records).await?;
         }
         Ok(())
