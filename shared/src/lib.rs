@@ -9,6 +9,7 @@
 //!   workers for a tick.
 //! - [`keys`]: the etcd key layout, the only place that knows key strings.
 //! - [`records`]: the run log document, warnings and worker records.
+//! - [`backoff`]: the doubling wait between retries, shared by every loop.
 //! - [`config`]: shared config sections and the file → env → flag layering.
 //! - [`etcd`]: connecting, and classifying outages.
 //! - [`metrics`]: Prometheus text for counters and histograms.
@@ -17,6 +18,7 @@
 //! The master writes jobs and reads records; workers read jobs, write
 //! records. Neither depends on the other, only on this crate.
 
+pub mod backoff;
 pub mod config;
 pub mod cron;
 mod error;

@@ -14,10 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use rcron_shared::backoff::Backoff;
 use rcron_shared::placement::{self, TargetMode};
 use rcron_shared::verdict::{decode_plan, encode_fired, encode_plan};
 use rcron_shared::{Job, JobName, Keys};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::run_stop::RunStop;
 
@@ -122,6 +124,24 @@ fn previous_fired(resp: &etcd_client::TxnResponse) -> Option<i64> {
     }
 }
 
+/// What became of a request whose answer was lost ([`Locker::resolve_lost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostRequest {
+    /// It moved the marker to its tick, replacing `previous`.
+    Moved {
+        /// The replaced fired tick (ms).
+        previous: Option<i64>,
+    },
+    /// It did not, and now never will: the tick was settled in its stead,
+    /// replacing `previous`.
+    Fenced {
+        /// The replaced fired tick (ms).
+        previous: Option<i64>,
+    },
+    /// It did not: another worker started or settled the tick (or a later one).
+    Elsewhere,
+}
+
 /// What the lock transaction found.
 pub enum LockOutcome {
     /// This worker runs the tick; release the guard when done.
@@ -187,7 +207,7 @@ impl Locker {
         let key = self.tick_keys(job, 0).lock;
         let job = &job.name;
         let holder = self.holder(run_id, plan_ms);
-        let mut delay = std::time::Duration::from_millis(200);
+        let mut backoff = Backoff::etcd();
         // The lost request may still sit in a buffer of etcd's and be
         // applied after the first check: a second check a little later.
         let mut checks_left = 2;
@@ -213,8 +233,7 @@ impl Locker {
                 }
                 Err(e) => {
                     tracing::debug!(job = %job, error = %e, "cannot check for a lock left by a lost answer; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                    backoff.wait().await;
                 }
             }
         }
@@ -296,22 +315,65 @@ impl Locker {
         self.tick_keys(job, 0).fired
     }
 
-    /// After a lock request whose outcome is unknown (its answer was lost,
-    /// or its worker died): whether it moved the fired marker `fired` to
-    /// tick `plan_ms` for `run_id`, judged from the marker's history since
-    /// `from_revision` (later moves do not hide it). `Some(Some(previous))`
-    /// when it did (with the tick it replaced), `Some(None)` when it did
-    /// not, None when etcd cannot tell (unreachable for half a minute, or
-    /// that history compacted away).
-    pub async fn own_move(
+    /// What became of a request for tick `plan_ms` of `job` whose answer
+    /// never came (etcd stalled, or its worker died), which would have
+    /// written `mover` into the fired marker (a run id, or a settlement's
+    /// tag), having seen etcd at `from_revision` before it was sent.
+    ///
+    /// The request may still sit in one of etcd's buffers: a look at the
+    /// marker alone could miss a move applied just after it. So the tick is
+    /// settled first, until etcd answers (the same compare-and-swap as the
+    /// request's, "the marker is older than the tick"): once it is settled
+    /// or taken, the lost request can never move the marker any more, and
+    /// the marker's history up to now tells for certain whether it did.
+    /// None when that cannot be known (`stop` cancelled, etcd unreachable
+    /// for long, or the history compacted away).
+    pub async fn resolve_lost(
+        &self,
+        job: &Job,
+        plan_ms: i64,
+        mover: &str,
+        from_revision: i64,
+        fence_tag: &str,
+        stop: &CancellationToken,
+    ) -> Option<LostRequest> {
+        let mut backoff = Backoff::etcd();
+        let fenced = loop {
+            match self.settle(job, plan_ms, fence_tag).await {
+                Ok(settle) => break settle,
+                Err(e) => {
+                    tracing::debug!(job = %job.name, plan_ms, error = %e, "cannot settle the tick of a lost request yet; retrying");
+                    if !backoff.wait_or_cancel(stop).await {
+                        return None;
+                    }
+                }
+            }
+        };
+        if let Settle::Settled { previous } = fenced {
+            return Some(LostRequest::Fenced { previous });
+        }
+        let fired = self.fired_key(job);
+        match self.own_move(&fired, mover, plan_ms, from_revision).await? {
+            Some(previous) => Some(LostRequest::Moved { previous }),
+            None => Some(LostRequest::Elsewhere),
+        }
+    }
+
+    /// Whether the marker `fired` was moved to tick `plan_ms` by `mover`,
+    /// judged from its history since `from_revision` (later moves do not
+    /// hide it). `Some(Some(previous))` when it was (with the tick it
+    /// replaced), `Some(None)` when not, None when etcd cannot tell
+    /// (unreachable for long, or that history compacted away). Only
+    /// conclusive once the move can no longer happen ([`Self::resolve_lost`]).
+    async fn own_move(
         &self,
         fired: &str,
-        run_id: &str,
+        mover: &str,
         plan_ms: i64,
         from_revision: i64,
     ) -> Option<Option<Option<i64>>> {
-        let ours = encode_fired(plan_ms, run_id);
-        let mut delay = std::time::Duration::from_millis(200);
+        let ours = encode_fired(plan_ms, mover);
+        let mut backoff = Backoff::etcd();
         for _ in 0..ABANDON_ATTEMPTS {
             let attempt = tokio::time::timeout(
                 HISTORY_WAIT,
@@ -323,13 +385,9 @@ impl Locker {
                 Ok(Err(HistoryError::Compacted)) => return None,
                 Ok(Err(HistoryError::Etcd(e))) => {
                     tracing::debug!(key = fired, error = %e, "cannot read the fired marker's history yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                    backoff.wait().await;
                 }
-                Err(_) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
-                }
+                Err(_) => backoff.wait().await,
             }
         }
         None
@@ -680,14 +738,16 @@ pub(crate) async fn delete_if_ours(
 
 async fn release(client: Client, held: Option<Held>, name: JobName) {
     let Some(held) = held else { return };
-    let mut delay = std::time::Duration::from_millis(100);
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+    );
     for attempt in 1..=20 {
         match delete_if_ours(&client, &held.key, held.revision).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(job = %name, attempt, error = %e, "cannot release lock; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                backoff.wait().await;
             }
         }
     }

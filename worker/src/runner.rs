@@ -19,7 +19,7 @@ use crate::active::ActiveRuns;
 use crate::clock::Clock;
 use crate::executor::{self, ExecSettings, Outcome, StopReason, Stops};
 use crate::journal::{Journal, Take, WARNING_OUTPUT_TAIL};
-use crate::lock::{LockOutcome, Locker, Settle};
+use crate::lock::{LockOutcome, Locker, LostRequest, Settle};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
 use crate::placement::Placement;
@@ -309,21 +309,22 @@ impl RunContext {
                 tracing::debug!(job = %job.name, plan_ms, "tick not run here; another worker started or settled it");
             }
             Err(e) => {
-                // The request may still be applied (etcd stalled): look for
-                // it in the marker's history once etcd answers; if it never
-                // was, the leader settles the tick.
+                // The request may still be applied (etcd stalled): once
+                // etcd answers, the same settlement is sent again (same
+                // tag), and the marker's history tells which one moved it.
                 tracing::warn!(job = %job.name, plan_ms, error = %e, reason, "cannot settle a tick that will not run here (etcd unreachable); checking again later");
                 let (ctx, tick, stop) = (Arc::clone(self), tick.clone(), self.stop_runs.clone());
                 self.background.spawn(async move {
-                    let fired = ctx.locker.fired_key(&tick.job);
                     let plan_ms = tick.plan_time.timestamp_millis();
-                    tokio::select! {
-                        found = ctx.locker.own_move(&fired, &tag, plan_ms, from_revision) => {
-                            if let Some(Some(previous)) = found {
-                                ctx.settled(&tick, previous, status, reason).await;
-                            }
-                        }
-                        () = stop.cancelled() => {}
+                    let found = ctx
+                        .locker
+                        .resolve_lost(&tick.job, plan_ms, &tag, from_revision, &tag, &stop)
+                        .await;
+                    if let Some(
+                        LostRequest::Moved { previous } | LostRequest::Fenced { previous },
+                    ) = found
+                    {
+                        ctx.settled(&tick, previous, status, reason).await;
                     }
                 });
             }
@@ -355,34 +356,74 @@ impl RunContext {
     }
 
     /// A lock request whose answer never came may still have been applied:
-    /// its lock (if `forbid`) is given back, and if it took the tick, the
-    /// tick (and any it skipped over) is recorded missed: nobody else can
-    /// run it now.
+    /// its lock (if `forbid`) is given back, and the tick, which nobody
+    /// else can run now, is recorded missed (with any it skipped over)
+    /// whether the request took it or the tick was settled in its stead.
     async fn after_lost_answer(&self, tick: &Tick, run_id: &str, from_revision: i64) {
         let plan_ms = tick.plan_time.timestamp_millis();
-        if tick.job.concurrency.exclusive() {
-            self.locker.abandon(&tick.job, run_id, plan_ms).await;
-        }
+        let exclusive = tick.job.concurrency.exclusive();
         if tick.manual.is_some() {
             // A run-now request moves no marker: only its lock mattered.
+            if exclusive {
+                self.locker.abandon(&tick.job, run_id, plan_ms).await;
+            }
             return;
         }
-        let fired = self.locker.fired_key(&tick.job);
-        let took = self
+        let fence = format!("{}-{}", verdict::SETTLED, uuid::Uuid::now_v7().simple());
+        let resolved = self
             .locker
-            .own_move(&fired, run_id, plan_ms, from_revision)
-            .await;
-        if let Some(Some(previous)) = took {
-            self.untaken_after_all(
+            .resolve_lost(
                 &tick.job,
                 plan_ms,
-                previous,
-                "not started: etcd did not answer the request that took the tick",
+                run_id,
+                from_revision,
+                &fence,
+                &self.stop_runs,
             )
             .await;
+        // A request that did not move the marker took no lock either (one
+        // transaction); one that did, or may have, left it on the session.
+        if exclusive && matches!(resolved, Some(LostRequest::Moved { .. }) | None) {
+            self.locker.abandon(&tick.job, run_id, plan_ms).await;
         }
-        if took.is_some() {
+        self.record_lost(
+            &tick.job,
+            plan_ms,
+            resolved,
+            "etcd did not answer the request that took the tick",
+        )
+        .await;
+        if resolved.is_some() {
             self.journal.took(run_id);
+        }
+    }
+
+    /// Records what [`crate::lock::Locker::resolve_lost`] found about a
+    /// lock request that never led to a run: its tick missed either way,
+    /// if the request took it or if it was settled in its stead.
+    async fn record_lost(
+        &self,
+        job: &rcron_shared::Job,
+        plan_ms: i64,
+        resolved: Option<LostRequest>,
+        took_because: &str,
+    ) {
+        match resolved {
+            Some(LostRequest::Moved { previous }) => {
+                let reason = format!("not started: {took_because}");
+                self.untaken_after_all(job, plan_ms, previous, &reason)
+                    .await;
+            }
+            Some(LostRequest::Fenced { previous }) => {
+                self.untaken_after_all(
+                    job,
+                    plan_ms,
+                    previous,
+                    "not started: etcd did not answer the lock request in time",
+                )
+                .await;
+            }
+            Some(LostRequest::Elsewhere) | None => {}
         }
     }
 
@@ -418,29 +459,29 @@ impl RunContext {
     /// a request that took its tick left it without a run, recorded missed.
     async fn resolve_takes(&self, takes: Vec<Take>) {
         for take in takes {
-            let took = self
+            let fence = format!("{}-{}", verdict::SETTLED, uuid::Uuid::now_v7().simple());
+            let resolved = self
                 .locker
-                .own_move(
-                    &take.fired_key,
-                    &take.run_id,
+                .resolve_lost(
+                    &take.job,
                     take.plan_ms,
+                    &take.run_id,
                     take.from_revision,
+                    &fence,
+                    &self.stop_runs,
                 )
                 .await;
-            match took {
-                // etcd cannot tell now: the next start tries again.
-                None => continue,
-                Some(Some(previous)) => {
-                    self.untaken_after_all(
-                        &take.job,
-                        take.plan_ms,
-                        previous,
-                        "not started: the worker died after taking the tick",
-                    )
-                    .await;
-                }
-                Some(None) => {}
+            // etcd cannot tell now: the next start tries again.
+            if resolved.is_none() {
+                continue;
             }
+            self.record_lost(
+                &take.job,
+                take.plan_ms,
+                resolved,
+                "the worker died after taking the tick",
+            )
+            .await;
             self.journal.took(&take.run_id);
         }
     }
@@ -651,7 +692,8 @@ impl RunContext {
                     self.background.spawn(async move {
                         tokio::select! {
                             () = ctx.after_lost_answer(&tick, &run_id, from_revision) => {}
-                            // Shutting down: the lease goes soon, and the lock with it.
+                            // Shutting down: the lease goes soon, and the lock with
+                            // it; the journaled request is resolved at next start.
                             () = stop.cancelled() => {}
                         }
                     });
