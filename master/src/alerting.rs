@@ -17,6 +17,7 @@
 //! between are deleted undelivered and counted, and the next alert says how
 //! many were suppressed.
 
+use rcron_shared::backoff::Backoff;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,7 +101,7 @@ impl Alerting {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
         let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let mut tasks = JoinSet::new();
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::etcd();
 
         'outer: while !token.is_cancelled() {
             // Backlog first, then changes from the next revision on.
@@ -108,11 +109,9 @@ impl Alerting {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read pending warnings; retrying");
-                    tokio::select! {
-                        () = token.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
+                    if !backoff.wait_or_cancel(&token).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
@@ -150,7 +149,7 @@ impl Alerting {
                     continue;
                 }
             };
-            backoff = Duration::from_millis(200);
+            backoff.reset();
             loop {
                 tokio::select! {
                     () = token.cancelled() => break 'outer,
@@ -338,14 +337,13 @@ impl Alerting {
             )])
             .and_then([TxnOp::delete(key.clone(), None)]);
         let give_up = Instant::now() + DELETE_DELIVERED_FOR;
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::etcd();
         loop {
             match self.client.clone().txn(txn.clone()).await {
                 Ok(_) => break,
                 Err(e) if Instant::now() < give_up => {
                     tracing::warn!(key = %key, error = %e, "cannot delete delivered warning; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    backoff.wait().await;
                 }
                 Err(e) => {
                     tracing::error!(key = %key, error = %e, "delivered warning not deleted; it will be delivered again");
@@ -365,7 +363,7 @@ impl Alerting {
         alert: &Alert,
         leadership: &Leadership,
     ) -> bool {
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::new(Duration::from_millis(500), MAX_BACKOFF);
         loop {
             if !leadership.is_valid() {
                 return false;
@@ -384,12 +382,10 @@ impl Alerting {
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(sink = sink.name(), job = %alert.warning.job_name, run_id = %alert.warning.run_id,
-                        error = %e, retry_in_ms = backoff.as_millis() as u64, "alert delivery failed; retrying");
-                    tokio::select! {
-                        () = leadership.token().cancelled() => return false,
-                        () = tokio::time::sleep(backoff) => {}
+                        error = %e, retry_in_ms = backoff.current().as_millis() as u64, "alert delivery failed; retrying");
+                    if !backoff.wait_or_cancel(leadership.token()).await {
+                        return false;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -403,14 +399,13 @@ impl Alerting {
                 leadership.still_leads(),
             ])
             .and_then([TxnOp::delete(p.key.clone(), None)]);
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::etcd();
         while leadership.is_valid() {
             match self.client.clone().txn(txn.clone()).await {
                 Ok(_) => return,
                 Err(e) => {
                     tracing::warn!(key = %p.key, error = %e, "cannot delete delivered warning; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    backoff.wait().await;
                 }
             }
         }

@@ -11,6 +11,7 @@
 //! what is left then is logged as lost (as is the queue of a master killed
 //! while MongoDB is down).
 
+use rcron_shared::backoff::Backoff;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -172,7 +173,7 @@ pub fn channel() -> (Audit, mpsc::UnboundedReceiver<AuditRecord>) {
 /// the queue is empty (the master bounds that wait by [`FLUSH_AT_STOP`]).
 pub async fn write(coll: Collection<Document>, mut rx: mpsc::UnboundedReceiver<AuditRecord>) {
     ensure_indexes(&coll).await;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
     while let Some(record) = rx.recv().await {
         let Ok(doc) = bson::to_document(&record) else {
             tracing::error!(id = %record.id, "cannot encode an audit record");
@@ -181,14 +182,13 @@ pub async fn write(coll: Collection<Document>, mut rx: mpsc::UnboundedReceiver<A
         loop {
             match store(&coll, &doc).await {
                 Ok(()) => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, queued = rx.len() + 1, retry_in_ms = backoff.as_millis() as u64,
+                    tracing::warn!(error = %e, queued = rx.len() + 1, retry_in_ms = backoff.current().as_millis() as u64,
                         "cannot store an audit record; will retry");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait().await;
                 }
             }
         }

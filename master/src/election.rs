@@ -15,6 +15,7 @@
 //! delivery, which covers a process that was paused (SIGSTOP, VM freeze)
 //! and wakes up after its lease expired.
 
+use rcron_shared::backoff::Backoff;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -144,21 +145,19 @@ pub async fn run<F, Fut>(
     let ttl = Duration::from_secs(settings.ttl_secs as u64);
     // Stop leading a safe margin before etcd could expire the lease.
     let safe_for = ttl.saturating_sub((ttl / 5).max(Duration::from_millis(500)));
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::etcd();
     while !shutdown.is_cancelled() {
         let lease = match client.clone().lease_grant(settings.ttl_secs, None).await {
             Ok(l) => l.id(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot get an election lease; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.cancelled() => return,
+                if !backoff.wait_or_cancel(&shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        backoff = Duration::from_millis(200);
+        backoff.reset();
         let (last_ok_tx, last_ok) = watch::channel(Instant::now());
         let keepalive_token = shutdown.child_token();
         let keepalive = tokio::spawn(keep_alive(
@@ -191,7 +190,7 @@ pub async fn run<F, Fut>(
                 keepalive_token.cancel();
                 let _ = keepalive.await;
                 let _ = client.clone().lease_revoke(lease).await;
-                tokio::time::sleep(backoff).await;
+                backoff.wait().await;
                 continue;
             }
         };

@@ -10,6 +10,7 @@
 //!   it is still free or still this run's; a lock another worker holds by
 //!   then stops its run the same way.
 
+use rcron_shared::backoff::Backoff;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ pub async fn keep_locks(
     mut session: SessionLease,
     token: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         let lease = *session.borrow_and_update();
         let pending = held.not_on(lease);
@@ -74,13 +75,12 @@ pub async fn keep_locks(
         if retry {
             tokio::select! {
                 () = token.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = backoff.wait() => {}
                 changed = session.changed() => if changed.is_err() { return },
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
             continue;
         }
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         // Also a look every second: a lock taken just as the session
         // changed was not in the list this round went through.
         tokio::select! {

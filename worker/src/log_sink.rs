@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use crate::journal::Journal;
 use crate::metrics::WorkerMetrics;
 use crate::spill::Spill;
+use rcron_shared::backoff::Backoff;
 
 /// Duplicate key: the record is already stored.
 const DUPLICATE_KEY: i32 = 11000;
@@ -98,7 +99,8 @@ pub fn spawn(
         settings,
         spill,
         buffer: VecDeque::new(),
-        backoff: Duration::ZERO,
+        backoff: Backoff::new(Duration::from_millis(200), MAX_BACKOFF),
+        failing: false,
         retry_at: Instant::now(),
         indexes_ready: false,
         pending_files: Vec::new(),
@@ -114,7 +116,9 @@ struct Sink {
     settings: SinkSettings,
     spill: Spill,
     buffer: VecDeque<LogRecord>,
-    backoff: Duration,
+    backoff: Backoff,
+    /// The last write failed: retrying at `retry_at`.
+    failing: bool,
     retry_at: Instant,
     indexes_ready: bool,
     /// Spill files waiting to be sent.
@@ -190,10 +194,11 @@ impl Sink {
                 self.journal.logged(&record);
             }
         }
-        if self.backoff > Duration::ZERO {
+        if self.failing {
             tracing::info!("MongoDB is back; buffered run records written");
         }
-        self.backoff = Duration::ZERO;
+        self.failing = false;
+        self.backoff.reset();
         if let Some(file) = self.loaded_file.take()
             && let Err(e) = std::fs::remove_file(&file)
         {
@@ -202,9 +207,10 @@ impl Sink {
     }
 
     fn failed(&mut self, e: &mongodb::error::Error) {
-        self.backoff = (self.backoff * 2).clamp(Duration::from_millis(200), MAX_BACKOFF);
-        self.retry_at = Instant::now() + self.backoff;
-        tracing::warn!(error = %e, buffered = self.buffer.len(), retry_in_ms = self.backoff.as_millis() as u64,
+        let wait = self.backoff.next_delay();
+        self.failing = true;
+        self.retry_at = Instant::now() + wait;
+        tracing::warn!(error = %e, buffered = self.buffer.len(), retry_in_ms = wait.as_millis() as u64,
             "cannot write run records to MongoDB; will retry");
     }
 
@@ -234,7 +240,7 @@ impl Sink {
 
     /// When all is written, loads the next spill file into the buffer.
     fn load_next_spill_file(&mut self) {
-        if !self.buffer.is_empty() || self.loaded_file.is_some() || self.backoff > Duration::ZERO {
+        if !self.buffer.is_empty() || self.loaded_file.is_some() || self.failing {
             return;
         }
         let Some(file) = self.pending_files.pop() else {

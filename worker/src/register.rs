@@ -13,6 +13,7 @@
 //! on it). A stall therefore costs no etcd writes, and a drain keeps the
 //! session until its runs have ended.
 
+use rcron_shared::backoff::Backoff;
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::Arc;
@@ -92,7 +93,7 @@ pub async fn run_session(
         timing,
         token.clone(),
     ));
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::etcd();
     while !token.is_cancelled() {
         let asked = Instant::now();
         let granted = tokio::time::timeout(
@@ -111,7 +112,7 @@ pub async fn run_session(
                 continue;
             }
         };
-        backoff = Duration::from_millis(200);
+        backoff.reset();
         tracing::info!(worker = %info.id, lease, "etcd session started");
         lease_tx.send_replace(Some(lease));
         match keep(
@@ -146,17 +147,13 @@ pub async fn run_session(
 async fn retry_grant(
     lease_tx: &watch::Sender<Option<i64>>,
     error: &str,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
     token: &CancellationToken,
 ) {
     // Without a lease nothing can be vouched for.
     lease_tx.send_replace(None);
     tracing::warn!(error, "cannot start etcd session; retrying");
-    tokio::select! {
-        () = tokio::time::sleep(*backoff) => {}
-        () = token.cancelled() => {}
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    backoff.wait_or_cancel(token).await;
 }
 
 type KeepAlive = (LeaseKeeper, LeaseKeepAliveStream);

@@ -3,6 +3,7 @@
 //! memory (retried with backoff) and, past a bound or at shutdown, in a
 //! spill file that the next start sends. None is dropped.
 
+use rcron_shared::backoff::Backoff;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -67,7 +68,7 @@ async fn run(
             }
         }
     }
-    let mut backoff = Duration::ZERO;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         // Send what is queued; on failure wait (still accepting new ones).
         while let Some(w) = queue.front() {
@@ -75,11 +76,9 @@ async fn run(
                 Ok(()) => {
                     journal.warned(w);
                     queue.pop_front();
-                    backoff = Duration::ZERO;
+                    backoff.reset();
                 }
                 Err(e) => {
-                    backoff =
-                        (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(10));
                     tracing::warn!(error = %e, queued = queue.len(), "cannot put warning; retrying");
                     break;
                 }
@@ -101,7 +100,7 @@ async fn run(
         let wait = if queue.is_empty() {
             Duration::from_secs(3600)
         } else {
-            backoff
+            backoff.next_delay()
         };
         tokio::select! {
             w = rx.recv() => match w {

@@ -11,7 +11,7 @@
 //! run with that id) on this worker, or asks it to compete for running the
 //! job once.
 
-use std::time::Duration;
+use rcron_shared::backoff::Backoff;
 
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use rcron_shared::placement::{self, Labels};
@@ -68,17 +68,15 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), etcd_client::Error>>,
 {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::etcd();
     while !token.is_cancelled() {
         match attempt().await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(what, error = %e, retry_in_ms = backoff.as_millis() as u64, "etcd watch interrupted; starting again");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = token.cancelled() => return,
+                tracing::warn!(what, error = %e, retry_in_ms = backoff.current().as_millis() as u64, "etcd watch interrupted; starting again");
+                if !backoff.wait_or_cancel(token).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
