@@ -10,6 +10,8 @@
 //! - [`keys`]: the etcd key layout, the only place that knows key strings.
 //! - [`records`]: the run log document, warnings and worker records.
 //! - [`backoff`]: the doubling wait between retries, shared by every loop.
+//! - [`runlog`]: the run log seam (writer, reader) and its MongoDB and
+//!   in-memory stores.
 //! - [`config`]: shared config sections and the file → env → flag layering.
 //! - [`etcd`]: connecting, and classifying outages.
 //! - [`metrics`]: Prometheus text for counters and histograms.
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod name;
 pub mod placement;
 pub mod records;
+pub mod runlog;
 pub mod secret;
 pub mod telemetry;
 pub mod verdict;

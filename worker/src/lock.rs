@@ -178,6 +178,8 @@ const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 enum HistoryError {
     Compacted,
     Etcd(etcd_client::Error),
+    /// The watch ended before it told for certain; read it again.
+    Ended(String),
 }
 
 impl From<etcd_client::Error> for HistoryError {
@@ -387,6 +389,14 @@ impl Locker {
                     tracing::debug!(key = fired, error = %e, "cannot read the fired marker's history yet; retrying");
                     backoff.wait().await;
                 }
+                Ok(Err(HistoryError::Ended(why))) => {
+                    tracing::info!(
+                        key = fired,
+                        why,
+                        "the fired marker's history was cut short; reading it again"
+                    );
+                    backoff.wait().await;
+                }
                 Err(_) => backoff.wait().await,
             }
         }
@@ -415,18 +425,33 @@ impl Locker {
             if resp.compact_revision() > 0 {
                 return Err(HistoryError::Compacted);
             }
+            if resp.canceled() {
+                return Err(HistoryError::Ended(format!(
+                    "watch cancelled: {}",
+                    resp.cancel_reason()
+                )));
+            }
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
                 if kv.value() == ours {
-                    let previous = event.prev_kv().and_then(|p| decode_plan(p.value()));
-                    return Ok(Some(previous));
+                    // Every move replaces a value (the marker is created
+                    // before the first): a missing one is not "none".
+                    let Some(prev) = event.prev_kv() else {
+                        return Err(HistoryError::Ended(
+                            "the move came without the value it replaced".into(),
+                        ));
+                    };
+                    return Ok(Some(decode_plan(prev.value())));
                 }
                 if kv.mod_revision() >= last {
                     return Ok(None);
                 }
             }
         }
-        Ok(None)
+        // Only the event at `last` proves the move absent.
+        Err(HistoryError::Ended(
+            "the history ended before the marker's last change".into(),
+        ))
     }
 
     /// Asks the run holding `job`'s lock to stop because a newer tick

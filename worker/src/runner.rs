@@ -320,6 +320,7 @@ impl RunContext {
                         .locker
                         .resolve_lost(&tick.job, plan_ms, &tag, from_revision, &tag, &stop)
                         .await;
+                    tracing::info!(job = %tick.job.name, plan_ms, outcome = ?found, "settlement whose answer was lost resolved");
                     if let Some(
                         LostRequest::Moved { previous } | LostRequest::Fenced { previous },
                     ) = found
@@ -351,7 +352,7 @@ impl RunContext {
             &self.worker_id,
             now,
         ));
-        tracing::info!(job = %job.name, plan_ms, status = status.as_str(), reason, "tick settled without a run");
+        tracing::info!(job = %job.name, plan_ms, ?previous, status = status.as_str(), reason, "tick settled without a run");
         self.record_verdicts(job, records).await;
     }
 
@@ -381,6 +382,7 @@ impl RunContext {
                 &self.stop_runs,
             )
             .await;
+        tracing::info!(job = %tick.job.name, plan_ms, run_id, outcome = ?resolved, "lock request whose answer was lost resolved");
         // A request that did not move the marker took no lock either (one
         // transaction); one that did, or may have, left it on the session.
         if exclusive && matches!(resolved, Some(LostRequest::Moved { .. }) | None) {
@@ -451,7 +453,7 @@ impl RunContext {
             &self.worker_id,
             now,
         ));
-        tracing::warn!(job = %job.name, plan_ms, reason, "a tick taken without a run is recorded missed");
+        tracing::warn!(job = %job.name, plan_ms, ?previous, reason, "a tick taken without a run is recorded missed");
         self.record_verdicts(job, records).await;
     }
 
@@ -717,6 +719,7 @@ impl RunContext {
                 now,
             );
             if !gap.is_empty() {
+                tracing::info!(job = %job.name, plan_ms, previous, missed = gap.len(), "ticks nobody took before this run recorded missed");
                 self.record_verdicts(job, gap).await;
             }
         }

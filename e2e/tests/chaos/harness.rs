@@ -95,6 +95,8 @@ impl Services {
 
 pub struct Cluster {
     pub prefix: String,
+    /// etcd endpoints the cluster uses.
+    pub etcd: Vec<String>,
     pub db: String,
     pub mongo_uri: String,
     pub masters: Vec<Node>,
@@ -189,6 +191,7 @@ impl Cluster {
         let endpoints = services.etcd.join(",");
         let mut cluster = Self {
             prefix: prefix.clone(),
+            etcd: services.etcd.clone(),
             db: db.clone(),
             mongo_uri: services.mongo_uri.clone(),
             masters: Vec::new(),
@@ -545,6 +548,56 @@ impl Drop for Cluster {
             eprintln!("chaos cluster logs kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Cluster {
+    /// Every value `job`'s fired marker took, oldest first, with the one
+    /// it replaced: who moved it over which ticks, for a report on ticks
+    /// left without a record.
+    pub async fn marker_history(&self, job: &str) -> Vec<String> {
+        let Ok(name) = rcron_shared::JobName::new(job) else {
+            return vec![format!("{job:?} is not a job name")];
+        };
+        let Ok(keys) = rcron_shared::Keys::new(&self.prefix) else {
+            return vec!["bad prefix".to_string()];
+        };
+        let key = keys.fired(&name);
+        let history = async {
+            let mut client = etcd_client::Client::connect(&self.etcd, None).await?;
+            let now = client.get(key.clone(), None).await?;
+            let Some(last) = now.kvs().first().map(|kv| kv.mod_revision()) else {
+                return Ok(Vec::new());
+            };
+            let options = etcd_client::WatchOptions::new()
+                .with_start_revision(1)
+                .with_prev_key();
+            let mut stream = client.watch(key, Some(options)).await?;
+            let mut lines = Vec::new();
+            while let Some(resp) = stream.message().await? {
+                for event in resp.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    let prev = event
+                        .prev_kv()
+                        .map(|p| String::from_utf8_lossy(p.value()).into_owned());
+                    lines.push(format!(
+                        "rev {}: {} (replaced {})",
+                        kv.mod_revision(),
+                        String::from_utf8_lossy(kv.value()),
+                        prev.as_deref().unwrap_or("nothing")
+                    ));
+                    if kv.mod_revision() >= last {
+                        return Ok::<_, etcd_client::Error>(lines);
+                    }
+                }
+            }
+            Ok(lines)
+        };
+        match tokio::time::timeout(Duration::from_secs(10), history).await {
+            Ok(Ok(lines)) => lines,
+            Ok(Err(e)) => vec![format!("cannot read the marker's history: {e}")],
+            Err(_) => vec!["the marker's history did not come in 10 s".to_string()],
         }
     }
 }

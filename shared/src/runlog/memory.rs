@@ -1,0 +1,140 @@
+//! An in-memory run log for unit tests of the code around the store: it
+//! keeps records by id like the real one, and can be made unreachable.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use super::{LogPage, LogQuery, RunLogError, RunLogReader, RunLogWriter};
+use crate::LogRecord;
+
+/// Records by id, in memory.
+#[derive(Debug, Default)]
+pub struct MemoryRunLog {
+    records: Mutex<BTreeMap<String, LogRecord>>,
+    down: AtomicBool,
+    writes: AtomicUsize,
+    failed_writes: AtomicUsize,
+}
+
+impl MemoryRunLog {
+    /// An empty, reachable log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every request fail as unreachable (`true`) or work again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every stored record, by id.
+    pub fn records(&self) -> Vec<LogRecord> {
+        self.map().values().cloned().collect()
+    }
+
+    /// Successful write calls so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Write calls refused while down.
+    pub fn failed_writes(&self) -> usize {
+        self.failed_writes.load(Ordering::SeqCst)
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, LogRecord>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reachable(&self) -> Result<(), RunLogError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(RunLogError::Unavailable("the in-memory log is down".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl RunLogWriter for MemoryRunLog {
+    async fn write(&self, records: &[LogRecord]) -> Result<(), RunLogError> {
+        if let Err(e) = self.reachable() {
+            self.failed_writes.fetch_add(1, Ordering::SeqCst);
+            return Err(e);
+        }
+        let mut map = self.map();
+        for r in records {
+            map.entry(r.document_id()).or_insert_with(|| r.clone());
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl RunLogReader for MemoryRunLog {
+    async fn query(&self, query: &LogQuery) -> Result<LogPage, RunLogError> {
+        query.check()?;
+        self.reachable()?;
+        let mut matching: Vec<LogRecord> = self
+            .map()
+            .values()
+            .filter(|r| query.matches(r))
+            .cloned()
+            .collect();
+        matching.sort_by_key(|r| std::cmp::Reverse(r.start_time));
+        let total = matching.len() as u64;
+        let records = matching
+            .into_iter()
+            .skip(query.skip as usize)
+            .take(query.limit as usize)
+            .collect();
+        Ok(LogPage { records, total })
+    }
+
+    async fn ping(&self) -> Result<(), RunLogError> {
+        self.reachable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RunStatus;
+
+    fn record(run: &str, start: i64, status: RunStatus) -> LogRecord {
+        let mut r =
+            crate::verdict::record_of("j", "true", start, status, String::new(), "w", start);
+        r.run_id = run.to_string();
+        r
+    }
+
+    #[tokio::test]
+    async fn stores_each_record_once_and_pages_newest_first() {
+        let log = MemoryRunLog::new();
+        let a = record("a", 1, RunStatus::Success);
+        let b = record("b", 2, RunStatus::Failed);
+        log.write(&[a.clone(), b.clone()]).await.expect("write");
+        log.write(&[a.clone()]).await.expect("write again");
+        let page = log
+            .query(&LogQuery {
+                limit: 10,
+                ..LogQuery::default()
+            })
+            .await
+            .expect("query");
+        assert_eq!(page.total, 2);
+        let ids: Vec<&str> = page.records.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, vec!["b", "a"]);
+    }
+
+    #[tokio::test]
+    async fn a_down_log_refuses_writes_as_unavailable() {
+        let log = MemoryRunLog::new();
+        log.set_down(true);
+        let err = log.write(&[record("a", 1, RunStatus::Success)]).await;
+        assert!(matches!(err, Err(RunLogError::Unavailable(_))));
+        assert_eq!(log.failed_writes(), 1);
+        assert!(log.records().is_empty());
+    }
+}

@@ -1,0 +1,289 @@
+//! The run log in MongoDB: the only code that knows its collection
+//! (`<db>.log`), its document `_id` and `expireAt`, its indexes, and how
+//! documents written by the original Go workers read back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions, InsertManyOptions};
+use mongodb::{Collection, Database, IndexModel};
+use serde::Deserialize;
+
+use super::{LogPage, LogQuery, RunLogError, RunLogReader, RunLogWriter};
+use crate::config::MongoConfig;
+use crate::{LogRecord, RunStatus};
+
+/// The collection of run records, as the original named it.
+pub const COLLECTION: &str = "log";
+/// How long a request waits for a reachable server before failing (a
+/// query answers 503, a write is retried later).
+pub const SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
+/// Duplicate key: the record is already stored.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// A client for `mongo`'s server, named `app` in its logs. Connects
+/// lazily: nothing fails here while the server is down.
+pub async fn database(mongo: &MongoConfig, app: &str) -> Result<Database, RunLogError> {
+    let mut options = ClientOptions::parse(&mongo.uri)
+        .await
+        .map_err(|e| RunLogError::Refused(format!("bad MongoDB uri: {e}")))?;
+    options.server_selection_timeout = Some(SELECTION_TIMEOUT);
+    options.connect_timeout = Some(SELECTION_TIMEOUT);
+    options.app_name = Some(app.to_string());
+    let client = mongodb::Client::with_options(options).map_err(classify)?;
+    Ok(client.database(&mongo.db))
+}
+
+/// The run log in `<db>.log`.
+#[derive(Debug)]
+pub struct MongoRunLog {
+    coll: Collection<Document>,
+    /// How long a record is kept after it ended (TTL on `expireAt`).
+    retention: Duration,
+    indexes_ready: AtomicBool,
+}
+
+impl MongoRunLog {
+    /// The log in `db`; records written here expire `retention` after
+    /// their end.
+    pub fn new(db: &Database, retention: Duration) -> Self {
+        Self {
+            coll: db.collection(COLLECTION),
+            retention,
+            indexes_ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The stored form of `record`.
+    pub fn document(&self, record: &LogRecord) -> Result<Document, RunLogError> {
+        let mut doc = bson::to_document(record)
+            .map_err(|e| RunLogError::Refused(format!("cannot encode a run record: {e}")))?;
+        doc.insert("_id", record.document_id());
+        let expire = record
+            .end_time
+            .saturating_add(self.retention.as_millis() as i64);
+        doc.insert("expireAt", bson::DateTime::from_millis(expire));
+        Ok(doc)
+    }
+
+    /// The indexes the routes and the TTL rely on (once per process).
+    async fn ensure_indexes(&self) -> Result<(), RunLogError> {
+        if self.indexes_ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let indexes = [
+            IndexModel::builder()
+                .keys(doc! {"jobName": 1, "startTime": -1})
+                .build(),
+            // The log list of every job, newest first (the admin's front page).
+            IndexModel::builder().keys(doc! {"startTime": -1}).build(),
+            IndexModel::builder()
+                .keys(doc! {"expireAt": 1})
+                .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
+                .build(),
+        ];
+        for index in indexes {
+            self.coll.create_index(index).await.map_err(classify)?;
+        }
+        self.indexes_ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many records match `filter`. The `count` command, not
+    /// `count_documents`: the latter is an aggregation that reads every
+    /// matching document, the former counts from the index (measured in
+    /// BENCHMARKS.md). Exact for a filtered count on a replica set; the
+    /// unfiltered total comes from collection metadata, which only an
+    /// unclean shutdown can leave off (it is a page total, not a tally).
+    async fn count(&self, filter: &Document) -> mongodb::error::Result<u64> {
+        let reply = self
+            .coll
+            .client()
+            .database(self.coll.namespace().db.as_str())
+            .run_command(doc! {"count": self.coll.name(), "query": filter.clone()})
+            .await?;
+        let n = match reply.get("n") {
+            Some(Bson::Int32(n)) => i64::from(*n),
+            Some(Bson::Int64(n)) => *n,
+            Some(Bson::Double(n)) => *n as i64,
+            // A server whose reply has no count: the slow, sure way.
+            _ => return self.coll.count_documents(filter.clone()).await,
+        };
+        Ok(n.max(0) as u64)
+    }
+}
+
+#[async_trait::async_trait]
+impl RunLogWriter for MongoRunLog {
+    async fn write(&self, records: &[LogRecord]) -> Result<(), RunLogError> {
+        self.ensure_indexes().await?;
+        let mut docs = Vec::with_capacity(records.len());
+        for r in records {
+            match self.document(r) {
+                Ok(doc) => docs.push(doc),
+                // Cannot happen for a record rcron built; not worth a retry loop.
+                Err(e) => tracing::error!(run_id = %r.run_id, error = %e, "run record dropped"),
+            }
+        }
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let options = InsertManyOptions::builder().ordered(false).build();
+        match self.coll.insert_many(docs).with_options(options).await {
+            Ok(_) => Ok(()),
+            Err(e) if only_duplicates(&e) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunLogReader for MongoRunLog {
+    async fn query(&self, query: &LogQuery) -> Result<LogPage, RunLogError> {
+        query.check()?;
+        let mut filter = Document::new();
+        if let Some(job) = &query.job {
+            filter.insert("jobName", job.as_str());
+        }
+        if let Some(status) = query.status {
+            filter.insert("status", status.as_str());
+        }
+        let page = async {
+            let cursor = self
+                .coll
+                .find(filter.clone())
+                .sort(doc! {"startTime": -1})
+                .skip(query.skip)
+                .limit(query.limit as i64)
+                .await?;
+            cursor.try_collect::<Vec<Document>>().await
+        };
+        let (total, docs) = tokio::try_join!(self.count(&filter), page).map_err(classify)?;
+        let records = docs
+            .into_iter()
+            .filter_map(|d| match bson::from_document::<StoredLog>(d) {
+                Ok(s) => Some(LogRecord::from(s)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping unreadable log document");
+                    None
+                }
+            })
+            .collect();
+        Ok(LogPage { records, total })
+    }
+
+    async fn ping(&self) -> Result<(), RunLogError> {
+        self.coll
+            .client()
+            .database("admin")
+            .run_command(doc! {"ping": 1})
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// Whether a failed insert only hit records that are already there.
+fn only_duplicates(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::InsertMany(ime) => {
+            ime.write_concern_error.is_none()
+                && ime
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errs| errs.iter().all(|w| w.code == DUPLICATE_KEY))
+        }
+        _ => false,
+    }
+}
+
+/// Unreachable (worth retrying as is) or refused.
+pub fn classify(e: mongodb::error::Error) -> RunLogError {
+    use mongodb::error::ErrorKind;
+    match e.kind.as_ref() {
+        ErrorKind::ServerSelection { .. }
+        | ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. } => RunLogError::Unavailable(e.to_string()),
+        _ => RunLogError::Refused(e.to_string()),
+    }
+}
+
+/// A stored record as read back. Documents written by the original Go
+/// system lack the fields rcron added; they read with defaults.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredLog {
+    job_name: String,
+    #[serde(default)]
+    command: String,
+    #[serde(default)]
+    err: String,
+    #[serde(default)]
+    output: String,
+    #[serde(default)]
+    plan_time: i64,
+    #[serde(default)]
+    schedule_time: i64,
+    #[serde(default)]
+    start_time: i64,
+    #[serde(default)]
+    end_time: i64,
+    #[serde(default)]
+    run_id: String,
+    #[serde(default)]
+    worker: String,
+    #[serde(default)]
+    exit_code: Option<i32>,
+    #[serde(default)]
+    status: Option<RunStatus>,
+    #[serde(default)]
+    attempt: Option<u32>,
+    #[serde(default)]
+    output_truncated: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl From<StoredLog> for LogRecord {
+    fn from(s: StoredLog) -> Self {
+        let status = s.status.unwrap_or(if s.err.is_empty() {
+            RunStatus::Success
+        } else {
+            RunStatus::Failed
+        });
+        LogRecord {
+            job_name: s.job_name,
+            command: s.command,
+            err: s.err,
+            output: s.output,
+            plan_time: s.plan_time,
+            schedule_time: s.schedule_time,
+            start_time: s.start_time,
+            end_time: s.end_time,
+            run_id: s.run_id,
+            worker: s.worker,
+            exit_code: s.exit_code,
+            status,
+            attempt: s.attempt.unwrap_or(1),
+            output_truncated: s.output_truncated,
+            reason: s.reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_written_by_the_original_reads_with_defaults() {
+        let doc = doc! {"jobName": "job1", "command": "echo", "err": "exit status 1",
+        "output": "", "planTime": 1_i64, "scheduleTime": 2_i64, "startTime": 3_i64, "endTime": 4_i64};
+        let stored: StoredLog = bson::from_document(doc).expect("reads");
+        let r = LogRecord::from(stored);
+        assert_eq!(r.status, RunStatus::Failed);
+        assert_eq!(r.attempt, 1);
+    }
+}
