@@ -324,12 +324,13 @@ impl Locker {
     ///
     /// The request may still sit in one of etcd's buffers: a look at the
     /// marker alone could miss a move applied just after it. So the tick is
-    /// settled first, until etcd answers (the same compare-and-swap as the
-    /// request's, "the marker is older than the tick"): once it is settled
-    /// or taken, the lost request can never move the marker any more, and
-    /// the marker's history up to now tells for certain whether it did.
-    /// None when that cannot be known (`stop` cancelled, etcd unreachable
-    /// for long, or the history compacted away).
+    /// settled first under `fence_tag`, until etcd answers (the same
+    /// compare-and-swap as the request's, "the marker is older than the
+    /// tick"): once it is settled or taken, the lost request can never move
+    /// the marker any more, and the marker's history up to now tells for
+    /// certain whether it did, or the fence did (its own answer may have
+    /// been lost too). None when that cannot be known (`stop` cancelled,
+    /// etcd unreachable for long, or the history compacted away).
     pub async fn resolve_lost(
         &self,
         job: &Job,
@@ -355,31 +356,36 @@ impl Locker {
             return Some(LostRequest::Fenced { previous });
         }
         let fired = self.fired_key(job);
-        match self.own_move(&fired, mover, plan_ms, from_revision).await? {
-            Some(previous) => Some(LostRequest::Moved { previous }),
-            None => Some(LostRequest::Elsewhere),
-        }
+        let movers = [
+            encode_fired(plan_ms, mover),
+            encode_fired(plan_ms, fence_tag),
+        ];
+        Some(
+            match self.find_move(&fired, &movers, from_revision).await? {
+                Some((0, previous)) => LostRequest::Moved { previous },
+                Some((_, previous)) => LostRequest::Fenced { previous },
+                None => LostRequest::Elsewhere,
+            },
+        )
     }
 
-    /// Whether the marker `fired` was moved to tick `plan_ms` by `mover`,
-    /// judged from its history since `from_revision` (later moves do not
-    /// hide it). `Some(Some(previous))` when it was (with the tick it
-    /// replaced), `Some(None)` when not, None when etcd cannot tell
+    /// Which of `values` (if any) the marker `fired` took in its history
+    /// since `from_revision`, and the tick it replaced: `Some(Some((index,
+    /// previous)))`, `Some(None)` when none. None when etcd cannot tell
     /// (unreachable for long, or that history compacted away). Only
-    /// conclusive once the move can no longer happen ([`Self::resolve_lost`]).
-    async fn own_move(
+    /// conclusive once those moves can no longer happen
+    /// ([`Self::resolve_lost`]).
+    async fn find_move(
         &self,
         fired: &str,
-        mover: &str,
-        plan_ms: i64,
+        values: &[String],
         from_revision: i64,
-    ) -> Option<Option<Option<i64>>> {
-        let ours = encode_fired(plan_ms, mover);
+    ) -> Option<Option<(usize, Option<i64>)>> {
         let mut backoff = Backoff::etcd();
         for _ in 0..ABANDON_ATTEMPTS {
             let attempt = tokio::time::timeout(
                 HISTORY_WAIT,
-                self.search_history(fired, ours.as_bytes(), from_revision),
+                self.search_history(fired, values, from_revision),
             )
             .await;
             match attempt {
@@ -406,9 +412,9 @@ impl Locker {
     async fn search_history(
         &self,
         fired: &str,
-        ours: &[u8],
+        values: &[String],
         from_revision: i64,
-    ) -> Result<Option<Option<i64>>, HistoryError> {
+    ) -> Result<Option<(usize, Option<i64>)>, HistoryError> {
         let now = self.client.clone().get(fired, None).await?;
         // The marker's last change: the history to read ends there.
         let Some(last) = now.kvs().first().map(|kv| kv.mod_revision()) else {
@@ -433,7 +439,7 @@ impl Locker {
             }
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
-                if kv.value() == ours {
+                if let Some(index) = values.iter().position(|v| kv.value() == v.as_bytes()) {
                     // Every move replaces a value (the marker is created
                     // before the first): a missing one is not "none".
                     let Some(prev) = event.prev_kv() else {
@@ -441,14 +447,14 @@ impl Locker {
                             "the move came without the value it replaced".into(),
                         ));
                     };
-                    return Ok(Some(decode_plan(prev.value())));
+                    return Ok(Some((index, decode_plan(prev.value()))));
                 }
                 if kv.mod_revision() >= last {
                     return Ok(None);
                 }
             }
         }
-        // Only the event at `last` proves the move absent.
+        // Only the event at `last` proves the moves absent.
         Err(HistoryError::Ended(
             "the history ended before the marker's last change".into(),
         ))

@@ -121,3 +121,26 @@ async fn a_lost_request_beaten_by_another_worker_is_not_counted_as_this_workers(
         .await;
     assert_eq!(found, Some(LostRequest::Elsewhere));
 }
+
+#[tokio::test]
+async fn a_fence_whose_own_answer_was_lost_is_still_known_as_this_workers_settlement() {
+    let (locker, job, lease) = locker().await;
+    assert!(run(&locker, &job, T0, "r0", lease).await);
+    let from = locker.revision();
+    // The first settlement of the tick was applied; its answer was lost.
+    locker
+        .settle(&job, T0 + 2000, "settled-d")
+        .await
+        .expect("settle");
+    let found = locker
+        .resolve_lost(
+            &job,
+            T0 + 2000,
+            "r5",
+            from,
+            "settled-d",
+            &CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(found, Some(LostRequest::Fenced { previous: Some(T0) }));
+}
