@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{self, Document};
 use rcron_master::MasterConfig;
+use rcron_shared::config::MongoConfig;
+use rcron_shared::runlog::{self, RunLogWriter, mongo::MongoRunLog};
 use rcron_shared::{LogRecord, RunStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -168,9 +169,9 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// A run record as a worker stores it.
-fn log_document(i: usize) -> anyhow::Result<Document> {
+fn log_record(i: usize) -> LogRecord {
     let plan = 1_700_000_000_000 + i as i64 * 1000;
-    let record = LogRecord {
+    LogRecord {
         job_name: format!("api-log-{}", i % LOG_JOBS),
         command: "echo hello".into(),
         err: String::new(),
@@ -186,10 +187,7 @@ fn log_document(i: usize) -> anyhow::Result<Document> {
         attempt: 1,
         output_truncated: false,
         reason: None,
-    };
-    let mut doc = bson::to_document(&record)?;
-    doc.insert("_id", format!("bench-{i}-1"));
-    Ok(doc)
+    }
 }
 
 /// Saves `jobs` jobs, lists them, loads `logs` run records and queries
@@ -283,17 +281,21 @@ pub(crate) async fn api(
         .await?,
     );
 
-    let mongo = mongodb::Client::with_uri_str(&s.mongo).await?;
-    let coll = mongo.database(&db).collection::<Document>("log");
-    rcron_worker::log_sink::ensure_indexes(&coll).await?;
+    let database = runlog::mongo::database(
+        &MongoConfig {
+            uri: s.mongo.clone(),
+            db: db.clone(),
+        },
+        "rcron-bench",
+    )
+    .await?;
+    let run_log = MongoRunLog::new(&database, Duration::from_secs(86_400));
     let started = Instant::now();
     let mut i = 0;
     while i < logs {
         let end = (i + INSERT_BATCH).min(logs);
-        let batch = (i..end)
-            .map(log_document)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        coll.insert_many(batch).await?;
+        let batch: Vec<LogRecord> = (i..end).map(log_record).collect();
+        run_log.write(&batch).await?;
         i = end;
     }
     let log_inserts_per_sec = logs as f64 / started.elapsed().as_secs_f64();
@@ -326,7 +328,7 @@ pub(crate) async fn api(
 
     token.cancel();
     master.await??;
-    let _ = mongo.database(&db).drop().await;
+    let _ = database.drop().await;
     cluster::delete_prefix(&s.etcd, &prefix).await?;
     Ok(ApiFigures {
         rows,

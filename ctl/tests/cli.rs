@@ -541,17 +541,17 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
         "w-elsewhere",
         now,
     );
-    let logs = rcron_master::logs::LogStore::connect(
+    let db = rcron_shared::runlog::mongo::database(
         &rcron_shared::config::MongoConfig {
             uri: kit::mongo_uri(),
             db: master.db.clone(),
         },
-        etcd.clone(),
-        keys.clone(),
+        "rcronctl-test",
     )
     .await
-    .expect("log store");
-    logs.insert_records(&[skipped])
+    .expect("run log");
+    let logs = rcron_shared::runlog::mongo::MongoRunLog::new(&db, Duration::from_secs(3600));
+    rcron_shared::runlog::RunLogWriter::write(&logs, &[skipped])
         .await
         .expect("write the skipped record");
 

@@ -34,6 +34,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub const FLUSH_AT_STOP: Duration = Duration::from_secs(5);
 /// Most records a page may hold.
 pub const MAX_PAGE: u64 = 1000;
+/// The audit trail's collection, beside the run log.
+pub const COLLECTION: &str = "audit";
 
 /// One change, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]

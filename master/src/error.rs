@@ -40,6 +40,12 @@ pub enum Error {
     /// MongoDB refused the request.
     #[error("MongoDB: {0}")]
     Mongo(mongodb::error::Error),
+    /// The run log cannot be reached; the request may succeed later.
+    #[error("{0}")]
+    RunLogUnavailable(String),
+    /// The run log refused the request.
+    #[error("{0}")]
+    RunLog(String),
     /// The HTTP listener could not be opened.
     #[error("cannot listen: {0}")]
     Listen(#[source] std::io::Error),
@@ -67,11 +73,24 @@ impl From<mongodb::error::Error> for Error {
     }
 }
 
+impl From<rcron_shared::runlog::RunLogError> for Error {
+    fn from(e: rcron_shared::runlog::RunLogError) -> Self {
+        use rcron_shared::runlog::RunLogError;
+        match e {
+            RunLogError::Unavailable(_) => Self::RunLogUnavailable(e.to_string()),
+            RunLogError::Refused(_) => Self::RunLog(e.to_string()),
+            RunLogError::BadQuery(m) => Self::BadRequest(m),
+        }
+    }
+}
+
 impl Error {
     /// Whether the same request could succeed once a dependency is back.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::EtcdUnavailable(_) | Self::MongoUnavailable(_) => true,
+            Self::EtcdUnavailable(_) | Self::MongoUnavailable(_) | Self::RunLogUnavailable(_) => {
+                true
+            }
             Self::Invalid(rcron_shared::Error::Etcd(e)) => is_unavailable(e),
             _ => false,
         }

@@ -3,10 +3,11 @@
 //! - [`config`]: file → env → flag configuration.
 //! - [`store`]: jobs and kill requests in etcd (the only writer of
 //!   `/cron/jobs/` and `/cron/killer/`).
-//! - [`logs`]: run records from MongoDB and the worker registry.
+//! - [`registry`]: the worker registry in etcd.
 //! - [`api`]: the legacy routes, the REST API with OpenAPI and Swagger UI,
-//!   and health probes; handlers call [`store`]/[`logs`] and map their
-//!   errors to status codes in one place.
+//!   and health probes; handlers call [`store`], [`registry`] and the run
+//!   log (`rcron_shared::runlog`) and map their errors to status codes in
+//!   one place.
 //! - [`election`]: every master campaigns on `/cron/master`; the leader runs
 //! - [`alerting`]: backlog + watch of `/cron/warn/`, delivery to the sinks of
 //!   `rcron-alerts`, deletion of delivered warnings.
@@ -23,8 +24,8 @@ pub mod beacon;
 pub mod config;
 pub mod election;
 mod error;
-pub mod logs;
 pub mod placement;
+pub mod registry;
 pub mod settle;
 pub mod store;
 
@@ -42,10 +43,11 @@ pub use error::Error;
 use crate::alerting::{AlertStats, Alerting};
 use crate::api::AppState;
 use crate::election::{ElectionSettings, LeaderState, MasterInfo};
-use crate::logs::LogStore;
 use crate::placement::PlacementWatch;
+use crate::registry::WorkerRegistry;
 use crate::settle::Settler;
 use crate::store::JobStore;
+use rcron_shared::runlog::{self, RunLogStore, mongo::MongoRunLog};
 
 /// How long in-flight requests may finish after shutdown is requested.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -54,7 +56,8 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
     let keys = config.etcd.keys()?;
     let client = rcron_shared::etcd::connect(&config.etcd).await?;
-    let logs = LogStore::connect(&config.mongo, client.clone(), keys.clone()).await?;
+    let db = runlog::mongo::database(&config.mongo, "rcron-master").await?;
+    let logs: Arc<dyn RunLogStore> = Arc::new(MongoRunLog::new(&db, settle::VERDICT_RETENTION));
     let tokens = Arc::new(
         api::Tokens::new(
             config.api_token.clone(),
@@ -64,11 +67,14 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
         .map_err(|e| Error::Invalid(rcron_shared::Error::Config(format!("API keys: {e}"))))?,
     );
     let (audit, audit_queue) = audit::channel();
-    let audit_task = tokio::spawn(audit::write(logs.audit_collection(), audit_queue));
+    let audit_trail = db.collection(audit::COLLECTION);
+    let audit_task = tokio::spawn(audit::write(audit_trail.clone(), audit_queue));
     Ok(Arc::new(AppState {
         audit,
         audit_task: std::sync::Mutex::new(Some(audit_task)),
-        store: JobStore::new(client, keys),
+        store: JobStore::new(client.clone(), keys.clone()),
+        workers: WorkerRegistry::new(client, keys),
+        audit_trail,
         logs,
         timezone: config.timezone,
         max_body_bytes: config.max_body_bytes,
@@ -147,12 +153,13 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         client: state.store.client(),
         keys: keys.clone(),
         jobs: state.store.clone(),
-        logs: state.logs.clone(),
+        workers: state.workers.clone(),
     });
     let settler = Arc::new(Settler {
         client: state.store.client(),
         keys: keys.clone(),
         jobs: state.store.clone(),
+        workers: state.workers.clone(),
         logs: state.logs.clone(),
         timezone: config.timezone,
         master_id: state.master_id.clone(),

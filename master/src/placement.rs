@@ -20,7 +20,7 @@ use rcron_shared::{Job, JobName, Keys, RunStatus, Warning, WarningKind, WorkerIn
 
 use crate::Error;
 use crate::election::Leadership;
-use crate::logs::LogStore;
+use crate::registry::WorkerRegistry;
 use crate::store::JobStore;
 
 /// How long a job must stay unschedulable before it is reported.
@@ -64,7 +64,7 @@ pub struct PlacementWatch {
     /// Jobs.
     pub jobs: JobStore,
     /// The worker registry.
-    pub logs: LogStore,
+    pub workers: WorkerRegistry,
 }
 
 impl PlacementWatch {
@@ -90,7 +90,7 @@ impl PlacementWatch {
         since: &mut HashMap<JobName, i64>,
     ) -> Result<(), Error> {
         let jobs = self.jobs.list().await?;
-        let workers = self.logs.workers().await?;
+        let workers = self.workers.list().await?;
         let reported = self.reported().await?;
         let now = chrono::Utc::now().timestamp_millis();
         let stuck: HashMap<&JobName, &Job> = jobs

@@ -27,8 +27,9 @@ use rcron_shared::{
 
 use crate::Error;
 use crate::election::Leadership;
-use crate::logs::LogStore;
+use crate::registry::WorkerRegistry;
 use crate::store::JobStore;
+use rcron_shared::runlog::RunLogStore;
 
 /// How long after its planned time a tick nobody took is settled, at
 /// least: longer than a worker's default `misfire_grace_secs` (5 s) plus
@@ -51,8 +52,10 @@ pub struct Settler {
     pub keys: Keys,
     /// Jobs.
     pub jobs: JobStore,
-    /// The run log and the worker registry.
-    pub logs: LogStore,
+    /// The worker registry.
+    pub workers: WorkerRegistry,
+    /// The run log, where verdicts go.
+    pub logs: Arc<dyn RunLogStore>,
     /// Zone of jobs that name none.
     pub timezone: Tz,
     /// This master's id (the `worker` of the records it writes).
@@ -87,7 +90,7 @@ impl Settler {
     ) -> Result<(), Error> {
         let jobs = self.jobs.list().await?;
         let fired = self.fired().await?;
-        let workers = self.logs.workers().await?;
+        let workers = self.workers.list().await?;
         let now = chrono::Utc::now().timestamp_millis();
         let grace = workers
             .iter()
@@ -240,7 +243,7 @@ impl Settler {
                     Vec::new()
                 }
             };
-            self.logs.insert_records(&records).await?;
+            self.logs.write(&records).await?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     kv.key().to_vec(),
@@ -253,6 +256,10 @@ impl Settler {
         Ok(())
     }
 }
+
+/// How long the leader's verdict records are kept: the workers' default
+/// `log_retention_days` (the master does not know the workers' setting).
+pub const VERDICT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// Why nobody ran a tick of `job`, as far as the leader can tell now.
 fn why_not_run(job: &Job, workers: &[WorkerInfo]) -> String {

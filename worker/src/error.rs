@@ -12,9 +12,9 @@ pub enum Error {
     /// etcd refused a request or could not be reached.
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
-    /// MongoDB refused a request or could not be reached.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
+    /// The run log refused a request or could not be reached.
+    #[error(transparent)]
+    RunLog(#[from] rcron_shared::runlog::RunLogError),
     /// A local file (spill files) could not be read or written.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -704,7 +704,8 @@ fn lock_dir(dir: &Path) -> Result<Option<Flock<File>>, Error> {
 }
 
 fn attempt_key(record: &LogRecord) -> String {
-    format!("{}-{}", record.run_id, record.attempt)
+    // One attempt, one record: its id in the run log names it here too.
+    record.document_id()
 }
 
 /// Ids end up in file names: keep them to safe characters.

@@ -61,9 +61,8 @@ pub mod watcher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::bson::Document;
-use mongodb::options::ClientOptions;
 use rcron_shared::WorkerInfo;
+use rcron_shared::runlog::{self, mongo::MongoRunLog};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,27 +83,11 @@ use crate::runner::{RunContext, Runner};
 use crate::scheduler::Scheduler;
 use crate::spill::Spill;
 
-/// How long a MongoDB request waits for a reachable server before failing
-/// (and being retried by the sink), instead of the driver's 30 s.
-const MONGO_SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// Runs a worker until `shutdown` is cancelled, with the system clock
 /// (shifted by `clock_offset_ms`).
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), Error> {
     let clock = Arc::new(SystemClock::with_offset_ms(config.clock_offset_ms));
     run_with_clock(config, clock, shutdown).await
-}
-
-/// A MongoDB collection handle for the run log; connecting is lazy.
-pub async fn log_collection(
-    mongo: &rcron_shared::config::MongoConfig,
-) -> Result<mongodb::Collection<Document>, Error> {
-    let mut options = ClientOptions::parse(&mongo.uri).await?;
-    options.server_selection_timeout = Some(MONGO_SELECTION_TIMEOUT);
-    options.connect_timeout = Some(MONGO_SELECTION_TIMEOUT);
-    options.app_name = Some("rcron-worker".to_string());
-    let client = mongodb::Client::with_options(options)?;
-    Ok(client.database(&mongo.db).collection("log"))
 }
 
 /// [`run`] with an injected clock.
@@ -130,13 +113,16 @@ pub async fn run_with_clock(
     .await?;
     let journal = Arc::new(journal);
     let metrics = Arc::new(WorkerMetrics::default());
+    let run_log = MongoRunLog::new(
+        &runlog::mongo::database(&config.mongo, "rcron-worker").await?,
+        Duration::from_secs(u64::from(config.log_retention_days) * 86_400),
+    );
     let (logs, log_task) = log_sink::spawn(
-        log_collection(&config.mongo).await?,
+        Arc::new(run_log),
         SinkSettings {
             batch_size: config.log_batch_size.max(1),
             flush_interval: Duration::from_millis(config.log_flush_interval_ms.max(10)),
             buffer_records: config.log_buffer_records.max(1),
-            retention: Duration::from_secs(u64::from(config.log_retention_days) * 86_400),
         },
         Spill::new(&spill_dir, "logs", &worker_id),
         journal.clone(),

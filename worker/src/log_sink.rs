@@ -1,12 +1,13 @@
-//! Run records to MongoDB `cron.log`, in batches, without ever losing one.
+//! Run records to the run log (`rcron_shared::runlog`), in batches,
+//! without ever losing one.
 //!
 //! Runs hand records to a bounded channel and never wait on MongoDB. The
 //! sink task buffers them and inserts a batch when it is full or every
 //! flush interval. While MongoDB is unreachable it retries with backoff;
 //! past `log_buffer_records` the oldest records go to a spill file, which
 //! is sent once MongoDB is back — also by the next worker start, if this
-//! one stops first. Each document's `_id` is `<runId>-<attempt>`, so a
-//! batch resent after a partial failure cannot create duplicates.
+//! one stops first. The log stores each record once however often it is
+//! sent, so a batch resent after a partial failure creates no duplicate.
 //!
 //! The task ends when every sender is dropped (all runs finished), after a
 //! last flush; what still cannot be written is spilled.
@@ -15,10 +16,10 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mongodb::bson::{self, Document, doc};
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, IndexModel};
+use std::sync::Arc;
+
 use rcron_shared::LogRecord;
+use rcron_shared::runlog::{RunLogError, RunLogWriter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -27,8 +28,6 @@ use crate::metrics::WorkerMetrics;
 use crate::spill::Spill;
 use rcron_shared::backoff::Backoff;
 
-/// Duplicate key: the record is already stored.
-const DUPLICATE_KEY: i32 = 11000;
 /// Longest wait between retries while MongoDB is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long the final flush at shutdown may take before spilling.
@@ -43,8 +42,6 @@ pub struct SinkSettings {
     pub flush_interval: Duration,
     /// Records kept in memory before spilling.
     pub buffer_records: usize,
-    /// How long MongoDB keeps a record (TTL on `expireAt`).
-    pub retention: Duration,
 }
 
 /// The sending side, cloned into every run.
@@ -64,30 +61,9 @@ impl LogSender {
     }
 }
 
-/// The log collection and its indexes.
-pub async fn ensure_indexes(coll: &Collection<Document>) -> mongodb::error::Result<()> {
-    coll.create_index(
-        IndexModel::builder()
-            .keys(doc! {"jobName": 1, "startTime": -1})
-            .build(),
-    )
-    .await?;
-    // The log list of every job, newest first (the admin's front page).
-    coll.create_index(IndexModel::builder().keys(doc! {"startTime": -1}).build())
-        .await?;
-    coll.create_index(
-        IndexModel::builder()
-            .keys(doc! {"expireAt": 1})
-            .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
-            .build(),
-    )
-    .await?;
-    Ok(())
-}
-
 /// Starts the sink task; returns its sender and handle.
 pub fn spawn(
-    coll: Collection<Document>,
+    store: Arc<dyn RunLogWriter>,
     settings: SinkSettings,
     spill: Spill,
     journal: std::sync::Arc<Journal>,
@@ -95,14 +71,13 @@ pub fn spawn(
 ) -> (LogSender, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.batch_size.max(1) * 4);
     let sink = Sink {
-        coll,
+        store,
         settings,
         spill,
         buffer: VecDeque::new(),
         backoff: Backoff::new(Duration::from_millis(200), MAX_BACKOFF),
         failing: false,
         retry_at: Instant::now(),
-        indexes_ready: false,
         pending_files: Vec::new(),
         loaded_file: None,
         journal,
@@ -112,7 +87,7 @@ pub fn spawn(
 }
 
 struct Sink {
-    coll: Collection<Document>,
+    store: Arc<dyn RunLogWriter>,
     settings: SinkSettings,
     spill: Spill,
     buffer: VecDeque<LogRecord>,
@@ -120,7 +95,6 @@ struct Sink {
     /// The last write failed: retrying at `retry_at`.
     failing: bool,
     retry_at: Instant,
-    indexes_ready: bool,
     /// Spill files waiting to be sent.
     pending_files: Vec<PathBuf>,
     /// The spill file whose records are in `buffer`; deleted once sent.
@@ -171,31 +145,18 @@ impl Sink {
         if self.buffer.is_empty() || Instant::now() < self.retry_at {
             return;
         }
-        if !self.indexes_ready {
-            match ensure_indexes(&self.coll).await {
-                Ok(()) => self.indexes_ready = true,
-                Err(e) => return self.failed(&e),
-            }
-        }
         while !self.buffer.is_empty() {
             let n = self.buffer.len().min(self.settings.batch_size);
-            let docs: Vec<Document> = self
-                .buffer
-                .iter()
-                .take(n)
-                .filter_map(|r| self.document(r))
-                .collect();
-            match self.coll.insert_many(docs).ordered(false).await {
-                Ok(_) => {}
-                Err(e) if only_duplicates(&e) => {}
-                Err(e) => return self.failed(&e),
+            let batch = &self.buffer.make_contiguous()[..n];
+            if let Err(e) = self.store.write(batch).await {
+                return self.failed(&e);
             }
             for record in self.buffer.drain(..n) {
                 self.journal.logged(&record);
             }
         }
         if self.failing {
-            tracing::info!("MongoDB is back; buffered run records written");
+            tracing::info!("the run log is back; buffered run records written");
         }
         self.failing = false;
         self.backoff.reset();
@@ -206,12 +167,12 @@ impl Sink {
         }
     }
 
-    fn failed(&mut self, e: &mongodb::error::Error) {
+    fn failed(&mut self, e: &RunLogError) {
         let wait = self.backoff.next_delay();
         self.failing = true;
         self.retry_at = Instant::now() + wait;
         tracing::warn!(error = %e, buffered = self.buffer.len(), retry_in_ms = wait.as_millis() as u64,
-            "cannot write run records to MongoDB; will retry");
+            "cannot write run records to the run log; will retry");
     }
 
     /// Moves the oldest records to a spill file when the buffer is over its size.
@@ -286,33 +247,131 @@ impl Sink {
             let _ = std::fs::remove_file(file);
         }
     }
-
-    fn document(&self, record: &LogRecord) -> Option<Document> {
-        let mut doc = match bson::to_document(record) {
-            Ok(doc) => doc,
-            Err(e) => {
-                tracing::error!(run_id = %record.run_id, error = %e, "cannot encode run record");
-                return None;
-            }
-        };
-        doc.insert("_id", record.document_id());
-        let expire = record
-            .end_time
-            .saturating_add(self.settings.retention.as_millis() as i64);
-        doc.insert("expireAt", bson::DateTime::from_millis(expire));
-        Some(doc)
-    }
 }
 
-fn only_duplicates(e: &mongodb::error::Error) -> bool {
-    match e.kind.as_ref() {
-        mongodb::error::ErrorKind::InsertMany(ime) => {
-            ime.write_concern_error.is_none()
-                && ime
-                    .write_errors
-                    .as_ref()
-                    .is_some_and(|errs| errs.iter().all(|w| w.code == DUPLICATE_KEY))
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rcron_shared::RunStatus;
+    use rcron_shared::runlog::memory::MemoryRunLog;
+
+    use super::*;
+
+    struct Running {
+        sender: LogSender,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn start(
+        store: &Arc<MemoryRunLog>,
+        dir: &Path,
+        batch: usize,
+        every: Duration,
+    ) -> Running {
+        let (journal, _) = Journal::open(dir, "w", Duration::from_millis(100), 0)
+            .await
+            .expect("journal");
+        let (sender, task) = spawn(
+            store.clone(),
+            SinkSettings {
+                batch_size: batch,
+                flush_interval: every,
+                buffer_records: 1000,
+            },
+            Spill::new(dir, "logs", "w"),
+            Arc::new(journal),
+            Arc::new(WorkerMetrics::default()),
+        );
+        Running { sender, task }
+    }
+
+    fn record(i: usize) -> LogRecord {
+        let mut r = rcron_shared::verdict::record_of(
+            "j",
+            "true",
+            i as i64 * 1000,
+            RunStatus::Success,
+            String::new(),
+            "w",
+            i as i64,
+        );
+        r.run_id = format!("run-{i}");
+        r
+    }
+
+    fn temp_dir() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("rcron-sink-{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        _ => false,
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn full_batches_go_out_at_once_in_the_configured_size() {
+        let dir = temp_dir();
+        let store = Arc::new(MemoryRunLog::new());
+        // No timed flush: only full batches are written.
+        let sink = start(&store, &dir, 10, Duration::from_secs(3600)).await;
+        for i in 0..30 {
+            sink.sender.send(record(i)).await;
+        }
+        until("30 records", || store.records().len() == 30).await;
+        assert_eq!(store.writes(), 3, "three batches of ten");
+        drop(sink.sender);
+        sink.task.await.expect("sink ends");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn records_sent_while_the_log_is_down_arrive_once_when_it_is_back() {
+        let dir = temp_dir();
+        let store = Arc::new(MemoryRunLog::new());
+        store.set_down(true);
+        let sink = start(&store, &dir, 10, Duration::from_millis(10)).await;
+        for i in 0..25 {
+            sink.sender.send(record(i)).await;
+        }
+        until("a failed write", || store.failed_writes() > 0).await;
+        assert!(store.records().is_empty());
+        store.set_down(false);
+        until("25 records", || store.records().len() == 25).await;
+        drop(sink.sender);
+        sink.task.await.expect("sink ends");
+        let ids: std::collections::BTreeSet<String> =
+            store.records().iter().map(|r| r.run_id.clone()).collect();
+        assert_eq!(ids.len(), 25, "each record once");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn records_left_at_a_stop_during_an_outage_are_written_by_the_next_start() {
+        let dir = temp_dir();
+        let store = Arc::new(MemoryRunLog::new());
+        store.set_down(true);
+        let sink = start(&store, &dir, 10, Duration::from_millis(10)).await;
+        for i in 0..5 {
+            sink.sender.send(record(i)).await;
+        }
+        drop(sink.sender);
+        // Gives up after its final flush time and keeps them on disk.
+        sink.task.await.expect("sink ends");
+        assert!(store.records().is_empty());
+        store.set_down(false);
+        let next = start(&store, &dir, 10, Duration::from_millis(10)).await;
+        until("the 5 records of the last life", || {
+            store.records().len() == 5
+        })
+        .await;
+        drop(next.sender);
+        next.task.await.expect("sink ends");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -137,7 +137,7 @@ impl AuditApi {
     ) -> Result<Json<JobVersions>, ApiError> {
         let name = rcron_shared::JobName::new(name.0).map_err(Error::from)?;
         let mut records = crate::audit::query(
-            &self.state.logs.audit_collection(),
+            &self.state.audit_trail,
             &AuditQuery {
                 job: Some(name.to_string()),
                 limit: MAX_PAGE,
@@ -188,7 +188,7 @@ impl AuditApi {
             .into());
         }
         let records = crate::audit::query(
-            &self.state.logs.audit_collection(),
+            &self.state.audit_trail,
             &AuditQuery {
                 job: job.0,
                 key: key.0,

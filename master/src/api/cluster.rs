@@ -253,8 +253,8 @@ impl ClusterApi {
     async fn cluster(&self) -> Json<ClusterStatus> {
         let masters = self.masters().await;
         let etcd = Health::from(self.state.store.ping().await);
-        let mongo = Health::from(self.state.logs.ping().await);
-        let workers = self.state.logs.workers().await.unwrap_or_default();
+        let mongo = Health::from(self.state.logs.ping().await.map_err(Error::from));
+        let workers = self.state.workers.list().await.unwrap_or_default();
         let pending = self.pending().await.map(|p| p.len() as u64).unwrap_or(0);
         let masters = masters.unwrap_or_default();
         let own_zone = self.state.timezone.name().to_string();

@@ -77,7 +77,7 @@ pub(crate) async fn metrics(Data(state): Data<&Arc<AppState>>) -> Response {
         etcd_up,
     );
     gauge(&mut out, "rcron_jobs", "Jobs stored in etcd.", jobs);
-    let unschedulable = match (state.store.list().await, state.logs.workers().await) {
+    let unschedulable = match (state.store.list().await, state.workers.list().await) {
         (Ok(jobs), Ok(workers)) => jobs
             .iter()
             .filter(|j| crate::placement::is_unschedulable(j, &workers))

@@ -298,7 +298,7 @@ impl JobsApi {
     async fn views(&self, jobs: &[Job]) -> Vec<JobView> {
         // Placement is extra: a registry that cannot be read leaves it out
         // rather than failing the request.
-        let workers = self.state.logs.workers().await.ok();
+        let workers = self.state.workers.list().await.ok();
         let now = Utc::now();
         let mut next = std::collections::HashMap::new();
         jobs.iter()
@@ -527,7 +527,7 @@ impl JobsApi {
     async fn kill(&self, req: &Request, name: Path<String>) -> Result<KillResponse, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
         if self.state.store.get(&name).await?.is_none() {
-            let workers = self.state.logs.workers().await?;
+            let workers = self.state.workers.list().await?;
             let running = workers
                 .iter()
                 .any(|w| w.running.iter().any(|j| *j == name.as_str()));
@@ -562,7 +562,7 @@ impl JobsApi {
             ))
             .into());
         }
-        let workers = self.state.logs.workers().await?;
+        let workers = self.state.workers.list().await?;
         let Some((worker, run)) = workers.iter().find_map(|w| {
             w.runs
                 .iter()

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::api::AppState;
 use crate::audit::Origin;
-use crate::logs::LogQuery;
+use rcron_shared::runlog::LogQuery;
 
 /// The `errno` of every failed legacy request, as in the original.
 const ERRNO_FAILED: i32 = -1;
@@ -215,8 +215,8 @@ pub(crate) async fn workers(Data(state): Data<&Arc<AppState>>) -> Response {
     outcome(
         async {
             Ok(state
-                .logs
-                .workers()
+                .workers
+                .list()
                 .await?
                 .into_iter()
                 .map(|w| w.ip)

@@ -10,7 +10,7 @@ use rcron_shared::{JobName, LogRecord, RunStatus, WorkerInfo};
 
 use crate::Error;
 use crate::api::{ApiError, ApiTags, AppState};
-use crate::logs::LogQuery;
+use rcron_shared::runlog::LogQuery;
 
 /// REST operations on run logs and workers.
 pub struct LogsApi {
@@ -330,7 +330,7 @@ impl LogsApi {
         tag = "ApiTags::Workers"
     )]
     async fn workers(&self) -> Result<Json<WorkerList>, ApiError> {
-        let workers = self.state.logs.workers().await?;
+        let workers = self.state.workers.list().await?;
         Ok(Json(WorkerList {
             workers: workers.into_iter().map(WorkerView::from).collect(),
         }))

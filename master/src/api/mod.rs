@@ -33,15 +33,20 @@ use serde::Serialize;
 use crate::Error;
 use crate::alerting::AlertStats;
 use crate::election::LeaderState;
-use crate::logs::LogStore;
+use crate::registry::WorkerRegistry;
 use crate::store::JobStore;
+use rcron_shared::runlog::RunLogStore;
 
 /// What every handler shares.
 pub struct AppState {
     /// Jobs and kill requests in etcd.
     pub store: JobStore,
-    /// Run records in MongoDB and the worker registry.
-    pub logs: LogStore,
+    /// The run log (records and verdicts).
+    pub logs: Arc<dyn RunLogStore>,
+    /// The worker registry in etcd.
+    pub workers: WorkerRegistry,
+    /// The audit trail's collection (`<db>.audit`), for reading it.
+    pub audit_trail: mongodb::Collection<mongodb::bson::Document>,
     /// Zone of jobs that name none.
     pub timezone: Tz,
     /// Largest accepted request body.
@@ -233,6 +238,12 @@ pub enum ApiError {
     Internal(Json<ErrorBody>),
 }
 
+impl From<rcron_shared::runlog::RunLogError> for ApiError {
+    fn from(err: rcron_shared::runlog::RunLogError) -> Self {
+        Error::from(err).into()
+    }
+}
+
 impl From<Error> for ApiError {
     /// The one place that decides the status code of a domain error.
     fn from(err: Error) -> Self {
@@ -252,8 +263,14 @@ impl From<Error> for ApiError {
             Error::Invalid(_) | Error::BadRequest(_) => Self::BadRequest(body),
             Error::NotFound(_) | Error::RunNotFound(_) => Self::NotFound(body),
             Error::Conflict(_) => Self::Conflict(body),
-            Error::EtcdUnavailable(_) | Error::MongoUnavailable(_) => Self::Unavailable(body),
-            Error::Etcd(_) | Error::Mongo(_) | Error::Corrupt { .. } | Error::Listen(_) => {
+            Error::EtcdUnavailable(_)
+            | Error::MongoUnavailable(_)
+            | Error::RunLogUnavailable(_) => Self::Unavailable(body),
+            Error::Etcd(_)
+            | Error::Mongo(_)
+            | Error::RunLog(_)
+            | Error::Corrupt { .. }
+            | Error::Listen(_) => {
                 tracing::error!(error = %body.0.error, "request failed");
                 Self::Internal(body)
             }

@@ -88,3 +88,9 @@ pub trait RunLogReader: Send + Sync {
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), RunLogError>;
 }
+
+/// A store that is read and written (the master reads it and writes the
+/// leader's verdicts).
+pub trait RunLogStore: RunLogReader + RunLogWriter {}
+
+impl<T: RunLogReader + RunLogWriter> RunLogStore for T {}
