@@ -49,7 +49,9 @@ impl MemoryRunLog {
 
     fn reachable(&self) -> Result<(), RunLogError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(RunLogError::Unavailable("the in-memory log is down".into()));
+            return Err(RunLogError::Unavailable(
+                "the in-memory run log is down".into(),
+            ));
         }
         Ok(())
     }
@@ -115,7 +117,9 @@ mod tests {
         let a = record("a", 1, RunStatus::Success);
         let b = record("b", 2, RunStatus::Failed);
         log.write(&[a.clone(), b]).await.expect("write");
-        log.write(std::slice::from_ref(&a)).await.expect("write again");
+        log.write(std::slice::from_ref(&a))
+            .await
+            .expect("write again");
         let page = log
             .query(&LogQuery {
                 limit: 10,

@@ -20,10 +20,11 @@ pub const MAX_PAGE: u64 = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum RunLogError {
     /// The store cannot be reached now; the same request may succeed later.
-    #[error("the run log is unavailable: {0}")]
+    /// The message names the store ("MongoDB is unavailable: …").
+    #[error("{0}")]
     Unavailable(String),
-    /// The store refused the request.
-    #[error("the run log refused the request: {0}")]
+    /// The store refused the request; the message names the store.
+    #[error("{0}")]
     Refused(String),
     /// The request itself is wrong (a page size out of range).
     #[error("{0}")]

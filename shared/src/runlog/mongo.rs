@@ -28,7 +28,7 @@ const DUPLICATE_KEY: i32 = 11000;
 pub async fn database(mongo: &MongoConfig, app: &str) -> Result<Database, RunLogError> {
     let mut options = ClientOptions::parse(&mongo.uri)
         .await
-        .map_err(|e| RunLogError::Refused(format!("bad MongoDB uri: {e}")))?;
+        .map_err(|e| RunLogError::Refused(format!("MongoDB: bad uri: {e}")))?;
     options.server_selection_timeout = Some(SELECTION_TIMEOUT);
     options.connect_timeout = Some(SELECTION_TIMEOUT);
     options.app_name = Some(app.to_string());
@@ -205,8 +205,10 @@ pub fn classify(e: mongodb::error::Error) -> RunLogError {
     match e.kind.as_ref() {
         ErrorKind::ServerSelection { .. }
         | ErrorKind::Io(_)
-        | ErrorKind::ConnectionPoolCleared { .. } => RunLogError::Unavailable(e.to_string()),
-        _ => RunLogError::Refused(e.to_string()),
+        | ErrorKind::ConnectionPoolCleared { .. } => {
+            RunLogError::Unavailable(format!("MongoDB is unavailable: {e}"))
+        }
+        _ => RunLogError::Refused(format!("MongoDB: {e}")),
     }
 }
 
