@@ -35,10 +35,24 @@ pub struct LogQuery {
     pub job: Option<String>,
     /// Only records with this status.
     pub status: Option<RunStatus>,
+    /// Only records of runs: no verdicts (`skipped`, `missed`: ticks that
+    /// ran no command), as the original's log held.
+    pub runs_only: bool,
     /// Records to skip (newest first).
     pub skip: u64,
     /// Records to return.
     pub limit: u64,
+}
+
+/// One key of the worker registry (`/cron/workers/<id>`).
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The key's last segment: an rcron worker's id, or the IP address an
+    /// original worker registered.
+    pub id: String,
+    /// The rcron worker's record; `None` for an original worker (empty
+    /// value) or a value that does not read as one.
+    pub record: Option<WorkerInfo>,
 }
 
 /// The run log and the worker registry.
@@ -154,6 +168,13 @@ impl LogStore {
         if let Some(status) = query.status {
             filter.insert("status", status.as_str());
         }
+        if query.runs_only && query.status.is_none() {
+            // `$nin` also matches the original's documents, which have no status.
+            filter.insert(
+                "status",
+                doc! {"$nin": [RunStatus::Skipped.as_str(), RunStatus::Missed.as_str()]},
+            );
+        }
         let page = async {
             let cursor = self
                 .logs
@@ -211,7 +232,6 @@ impl LogStore {
         Ok(())
     }
 
-    /// Every registered worker, sorted by id.
     /// Writes run records (the leader's verdicts), each under its own
     /// `_id` like the workers' (`<runId>-<attempt>`), so writing one twice
     /// is harmless; kept for [`VERDICT_RETENTION`].
@@ -241,7 +261,21 @@ impl LogStore {
         }
     }
 
+    /// Every registered rcron worker, sorted by id.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        Ok(self
+            .registrations()
+            .await?
+            .into_iter()
+            .filter_map(|r| r.record)
+            .collect())
+    }
+
+    /// Every key of the worker registry, sorted by id, with its record when
+    /// it is an rcron worker's. The original's workers register their IP
+    /// as the id with an empty value: they run nothing rcron schedules, but
+    /// the legacy worker list shows them, as the original did.
+    pub async fn registrations(&self) -> Result<Vec<Registration>, Error> {
         let resp = self
             .etcd
             .clone()
@@ -253,12 +287,16 @@ impl LogStore {
         Ok(resp
             .kvs()
             .iter()
-            .filter_map(|kv| match serde_json::from_slice::<WorkerInfo>(kv.value()) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!(key = %String::from_utf8_lossy(kv.key()), error = %e, "skipping unreadable worker record");
+            .filter_map(|kv| {
+                let id = self.keys.parse_worker(kv.key())?;
+                let record = if kv.value().is_empty() {
                     None
-                }
+                } else {
+                    serde_json::from_slice::<WorkerInfo>(kv.value())
+                        .map_err(|e| tracing::warn!(worker = %id, error = %e, "unreadable worker record"))
+                        .ok()
+                };
+                Some(Registration { id, record })
             })
             .collect())
     }

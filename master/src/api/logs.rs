@@ -255,6 +255,7 @@ impl LogsApi {
             .query(&LogQuery {
                 job,
                 status: status.map(RunStatus::from),
+                runs_only: false,
                 skip,
                 limit,
             })

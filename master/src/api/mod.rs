@@ -25,7 +25,7 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use poem::http::StatusCode;
 use poem::web::headers::{ContentLength, HeaderMapExt};
-use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, post};
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
 use serde::Serialize;
@@ -91,12 +91,13 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
     Route::new()
         .at("/", get(ui::index))
         .at("/ui/*path", get(ui::asset))
-        .at("/job/save", post(legacy::save))
-        .at("/job/delete", post(legacy::delete))
-        .at("/job/list", get(legacy::list))
-        .at("/job/kill", post(legacy::kill))
-        .at("/job/log", get(legacy::log))
-        .at("/worker/list", get(legacy::workers))
+        // Any method, as the original's `ServeMux` routes.
+        .at("/job/save", legacy::save)
+        .at("/job/delete", legacy::delete)
+        .at("/job/list", legacy::list)
+        .at("/job/kill", legacy::kill)
+        .at("/job/log", legacy::log)
+        .at("/worker/list", legacy::workers)
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .at("/metrics", get(health::metrics))
