@@ -157,7 +157,7 @@ impl LogStore {
     pub async fn query(&self, query: &LogQuery) -> Result<LogPage, Error> {
         if query.limit == 0 || query.limit > MAX_PAGE {
             return Err(Error::BadRequest(format!(
-                "`limit` must be between 1 and {MAX_PAGE}, got {}",
+                "`limit` must be a whole number from 1 to {MAX_PAGE}, got {}",
                 query.limit
             )));
         }
