@@ -16,6 +16,10 @@ command -v npm >/dev/null || apt_install nodejs npm
 command -v node >/dev/null || die "node is needed"
 (cd "$here" && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent)
 (cd "$root" && cargo build -q -p rcron-master -p rcron-worker)
+# Cargo's own target directory (CARGO_TARGET_DIR when set), so the binaries
+# run are the ones just built.
+target=${CARGO_TARGET_DIR:-$root/target}
+case $target in /*) ;; *) target=$root/$target ;; esac
 
 work=$(mktemp -d /tmp/rcron-ui-e2e.XXXXXX)
 MASTER_PID="" WORKER_PID=""
@@ -25,12 +29,12 @@ trap cleanup EXIT
 port=$(free_port)
 export RCRON_ETCD_ENDPOINTS="$RCRON_TEST_ETCD" RCRON_ETCD_PREFIX="/rcron-ui-$$-$RANDOM/"
 export RCRON_MONGO_URI="$RCRON_TEST_MONGO" RCRON_MONGO_DB="rcron_ui_$$_$RANDOM"
-RCRON_LISTEN="127.0.0.1:$port" "$root/target/debug/rcron-master" >"$work/master.log" 2>&1 &
+RCRON_LISTEN="127.0.0.1:$port" "$target/debug/rcron-master" >"$work/master.log" 2>&1 &
 MASTER_PID=$!
 # The worker carries labels, so the tests can place jobs on it (and on
 # labels it lacks); jobs without a target run on it as before.
 export RCRON_UI_WORKER_LABELS="role=ui-e2e,zone=e2e-1"
-RCRON_WORKER_LABELS="$RCRON_UI_WORKER_LABELS" RCRON_SPILL_DIR="$work/spill" RCRON_METRICS_LISTEN="" RCRON_DRAIN_SECS=1 "$root/target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
+RCRON_WORKER_LABELS="$RCRON_UI_WORKER_LABELS" RCRON_SPILL_DIR="$work/spill" RCRON_METRICS_LISTEN="" RCRON_DRAIN_SECS=1 "$target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
 WORKER_PID=$!
 wait_port 127.0.0.1 "$port" 30 rcron-master
 

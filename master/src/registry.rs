@@ -6,6 +6,17 @@ use rcron_shared::{Keys, WorkerInfo};
 
 use crate::Error;
 
+/// One key of the worker registry (`/cron/workers/<id>`).
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The key's last segment: an rcron worker's id, or the IP address an
+    /// original worker registered.
+    pub id: String,
+    /// The rcron worker's record; `None` for an original worker (empty
+    /// value) or a value that does not read as one.
+    pub record: Option<WorkerInfo>,
+}
+
 /// Reads the registry.
 #[derive(Clone)]
 pub struct WorkerRegistry {
@@ -19,8 +30,21 @@ impl WorkerRegistry {
         Self { etcd, keys }
     }
 
-    /// Every registered worker, sorted by id (etcd lists keys in order).
+    /// Every registered rcron worker, sorted by id (etcd lists keys in order).
     pub async fn list(&self) -> Result<Vec<WorkerInfo>, Error> {
+        Ok(self
+            .registrations()
+            .await?
+            .into_iter()
+            .filter_map(|r| r.record)
+            .collect())
+    }
+
+    /// Every key of the registry, sorted by id, with its record when it is
+    /// an rcron worker's. The original's workers register their IP as the
+    /// id with an empty value: they run nothing rcron schedules, but the
+    /// legacy worker list shows them, as the original did.
+    pub async fn registrations(&self) -> Result<Vec<Registration>, Error> {
         let resp = self
             .etcd
             .clone()
@@ -32,12 +56,16 @@ impl WorkerRegistry {
         Ok(resp
             .kvs()
             .iter()
-            .filter_map(|kv| match serde_json::from_slice::<WorkerInfo>(kv.value()) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!(key = %String::from_utf8_lossy(kv.key()), error = %e, "skipping unreadable worker record");
+            .filter_map(|kv| {
+                let id = self.keys.parse_worker(kv.key())?;
+                let record = if kv.value().is_empty() {
                     None
-                }
+                } else {
+                    serde_json::from_slice::<WorkerInfo>(kv.value())
+                        .map_err(|e| tracing::warn!(worker = %id, error = %e, "unreadable worker record"))
+                        .ok()
+                };
+                Some(Registration { id, record })
             })
             .collect())
     }

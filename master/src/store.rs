@@ -40,6 +40,16 @@ impl JobStore {
 
     /// Creates or replaces a job; returns the job it replaced.
     pub async fn save(&self, job: &Job) -> Result<Option<Job>, Error> {
+        Ok(self
+            .save_returning_stored(job)
+            .await?
+            .and_then(decode_lenient))
+    }
+
+    /// [`JobStore::save`], returning the replaced value as stored, whether
+    /// or not it reads as an rcron job (the legacy routes show what the
+    /// original would have read in it).
+    pub async fn save_returning_stored(&self, job: &Job) -> Result<Option<Vec<u8>>, Error> {
         let resp = self
             .client
             .clone()
@@ -49,7 +59,7 @@ impl JobStore {
                 Some(PutOptions::new().with_prev_key()),
             )
             .await?;
-        Ok(resp.prev_key().and_then(decode_lenient))
+        Ok(resp.prev_key().map(|kv| kv.value().to_vec()))
     }
 
     /// Creates a job that must not exist yet.
@@ -134,15 +144,39 @@ impl JobStore {
 
     /// Deletes a job; returns it, or `None` when it did not exist.
     pub async fn delete(&self, name: &JobName) -> Result<Option<Job>, Error> {
+        Ok(self
+            .delete_key(self.keys.job(name))
+            .await?
+            .and_then(decode_lenient))
+    }
+
+    /// Deletes `/cron/jobs/<name>` for any string, as the original did;
+    /// returns the value it held, whether or not it reads as an rcron job.
+    /// For the legacy delete: jobs stored by the original may have names
+    /// rcron refuses.
+    pub async fn delete_any_name(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.delete_key(self.keys.job_of_any_name(name)).await
+    }
+
+    async fn delete_key(&self, key: String) -> Result<Option<Vec<u8>>, Error> {
         let resp = self
             .client
             .clone()
-            .delete(
-                self.keys.job(name),
-                Some(DeleteOptions::new().with_prev_key()),
-            )
+            .delete(key, Some(DeleteOptions::new().with_prev_key()))
             .await?;
-        Ok(resp.prev_kvs().first().and_then(decode_lenient))
+        Ok(resp.prev_kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    /// Every value under `/cron/jobs/`, in key (= name) order, as stored:
+    /// the legacy list shows documents the original wrote and rcron
+    /// refuses (a name with a space, an expression it cannot parse).
+    pub async fn list_stored(&self) -> Result<Vec<Vec<u8>>, Error> {
+        let resp = self
+            .client
+            .clone()
+            .get(self.keys.jobs_dir(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(resp.kvs().iter().map(|kv| kv.value().to_vec()).collect())
     }
 
     /// Asks every worker to kill the job's running run(s): a short-lived
@@ -231,8 +265,8 @@ fn decode_cached(kv: &KeyValue, schedules: &mut ScheduleCache) -> Result<Job, Er
 
 /// For values returned as "the previous job": an unreadable one is reported
 /// as absent rather than failing a write that already happened.
-fn decode_lenient(kv: &KeyValue) -> Option<Job> {
-    decode(kv)
+fn decode_lenient(value: Vec<u8>) -> Option<Job> {
+    Job::from_stored(&value)
         .map_err(|e| tracing::warn!(error = %e, "previous value is not a valid job"))
         .ok()
 }

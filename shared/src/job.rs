@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::cron::{Schedule, ScheduleCache, parse_timezone};
 use crate::name::name_problem;
 use crate::placement::Target;
-use crate::{Error, JobName};
+use crate::{Error, JobName, job_shape};
 
 /// Longest accepted command, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
@@ -42,6 +42,9 @@ pub enum Concurrency {
 }
 
 impl Concurrency {
+    /// The names the job's JSON accepts, in the order of the docs.
+    pub const NAMES: &'static [&'static str] = &["forbid", "allow", "replace"];
+
     /// Whether a run holds the job's cluster lock (never two at once).
     pub fn exclusive(self) -> bool {
         matches!(self, Self::Forbid | Self::Replace)
@@ -58,6 +61,11 @@ pub enum Misfire {
     /// A tick found late, but within `startingDeadlineSecs` of its planned
     /// time, runs once (late); older ones are logged `missed`.
     RunOnce,
+}
+
+impl Misfire {
+    /// The names the job's JSON accepts.
+    pub const NAMES: &'static [&'static str] = &["skip", "runOnce"];
 }
 
 /// A validated job.
@@ -133,7 +141,7 @@ fn is_true(v: &bool) -> bool {
 /// JSON allows, so that validation can report all problems together.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawJob {
+pub(crate) struct RawJob {
     name: Option<String>,
     command: Option<String>,
     cron_expr: Option<String>,
@@ -169,29 +177,73 @@ impl Job {
     /// Decodes a job document and validates it. Unknown fields are ignored
     /// (forward compatibility); every problem found is listed in the error.
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
-        let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
-            reason: e.to_string(),
-        })?;
-        Self::from_raw(raw, true, &mut ScheduleCache::default())
+        Self::decode(bytes, true, &mut ScheduleCache::default())
     }
 
     /// Decodes a job read back from etcd. The same rules as
     /// [`Job::from_json`] except the time-dependent one: a stored job whose
     /// expression no longer fires is still a job (it just never runs).
     pub fn from_stored(bytes: &[u8]) -> Result<Self, Error> {
-        let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
-            reason: e.to_string(),
-        })?;
-        Self::from_raw(raw, false, &mut ScheduleCache::default())
+        Self::decode(bytes, false, &mut ScheduleCache::default())
     }
 
     /// [`Job::from_stored`] for one of many jobs read together: `cache`
     /// parses each distinct expression once.
     pub fn from_stored_cached(bytes: &[u8], cache: &mut ScheduleCache) -> Result<Self, Error> {
-        let raw: RawJob = serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson {
-            reason: e.to_string(),
-        })?;
-        Self::from_raw(raw, false, cache)
+        Self::decode(bytes, false, cache)
+    }
+
+    /// Decodes the wire form and checks it. A document that is JSON but not
+    /// of the job's shape (a string for a number, an unknown `concurrency`)
+    /// is explained field by field ([`crate::job_shape`]), and the rules are
+    /// then checked on the fields that did decode, so every problem is
+    /// reported at once.
+    fn decode(
+        bytes: &[u8],
+        must_fire_again: bool,
+        schedules: &mut ScheduleCache,
+    ) -> Result<Self, Error> {
+        let err = match serde_json::from_slice::<RawJob>(bytes) {
+            Ok(raw) => return Self::from_raw(raw, must_fire_again, schedules),
+            Err(e) => e,
+        };
+        let invalid_json = || Error::InvalidJson {
+            reason: err.to_string(),
+        };
+        if !err.is_data() {
+            return Err(invalid_json());
+        }
+        let Ok(mut document) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return Err(invalid_json());
+        };
+        let Some(fields) = document.as_object_mut() else {
+            return Err(Error::InvalidJob {
+                problems: vec![format!(
+                    "a job must be a JSON object, got {}",
+                    job_shape::kind_of(&document)
+                )],
+            });
+        };
+        let shape = job_shape::field_problems(fields);
+        if shape.is_empty() {
+            return Err(invalid_json());
+        }
+        for (field, _) in &shape {
+            fields.remove(*field);
+        }
+        let unexplained = |p: &String| {
+            !shape
+                .iter()
+                .any(|(f, _)| *p == format!("`{f}` is required"))
+        };
+        let mut problems: Vec<String> = shape.iter().map(|(_, p)| p.clone()).collect();
+        if let Ok(raw) = serde_json::from_value::<RawJob>(document)
+            && let Err(Error::InvalidJob { problems: rules }) =
+                Self::from_raw(raw, must_fire_again, schedules)
+        {
+            problems.extend(rules.into_iter().filter(unexplained));
+        }
+        Err(Error::InvalidJob { problems })
     }
 
     /// The job's schedule, in its own zone or in `default_tz`.
@@ -297,16 +349,26 @@ impl Job {
 
         let timeout_secs = raw.timeout_secs.unwrap_or(0);
         if timeout_secs > MAX_TIMEOUT_SECS {
-            problems.push(format!("`timeoutSecs` must be at most {MAX_TIMEOUT_SECS}"));
+            problems.push(job_shape::whole_number(
+                "timeoutSecs",
+                MAX_TIMEOUT_SECS,
+                &timeout_secs.into(),
+            ));
         }
         let retries = raw.retries.unwrap_or(0);
         if retries > MAX_RETRIES {
-            problems.push(format!("`retries` must be at most {MAX_RETRIES}"));
+            problems.push(job_shape::whole_number(
+                "retries",
+                MAX_RETRIES.into(),
+                &retries.into(),
+            ));
         }
         let retry_backoff_secs = raw.retry_backoff_secs.unwrap_or(0);
         if retry_backoff_secs > MAX_RETRY_BACKOFF_SECS {
-            problems.push(format!(
-                "`retryBackoffSecs` must be at most {MAX_RETRY_BACKOFF_SECS}"
+            problems.push(job_shape::whole_number(
+                "retryBackoffSecs",
+                MAX_RETRY_BACKOFF_SECS,
+                &retry_backoff_secs.into(),
             ));
         }
         let alert_emails = raw.alert_emails.unwrap_or_default();
@@ -326,14 +388,18 @@ impl Job {
         }
         let starting_deadline_secs = raw.starting_deadline_secs.unwrap_or(0);
         if starting_deadline_secs > MAX_STARTING_DEADLINE_SECS {
-            problems.push(format!(
-                "`startingDeadlineSecs` must be at most {MAX_STARTING_DEADLINE_SECS}"
+            problems.push(job_shape::whole_number(
+                "startingDeadlineSecs",
+                MAX_STARTING_DEADLINE_SECS,
+                &starting_deadline_secs.into(),
             ));
         }
         let retry_backoff_max_secs = raw.retry_backoff_max_secs.unwrap_or(0);
         if retry_backoff_max_secs > MAX_RETRY_BACKOFF_SECS {
-            problems.push(format!(
-                "`retryBackoffMaxSecs` must be at most {MAX_RETRY_BACKOFF_SECS}"
+            problems.push(job_shape::whole_number(
+                "retryBackoffMaxSecs",
+                MAX_RETRY_BACKOFF_SECS,
+                &retry_backoff_max_secs.into(),
             ));
         }
         // An empty selector in mode `one` is the same as none: stored as none.
@@ -473,9 +539,47 @@ mod tests {
             Job::from_json(br#"{"name":"x","command":"y","cronExpr":"@daily","timeoutSecs":-1}"#)
                 .expect_err("negative")
                 .to_string();
-        assert!(err.contains("invalid value"), "{err}");
-        assert!(Job::from_json(br#"[1,2]"#).is_err());
-        assert!(Job::from_json(br#"null"#).is_err());
+        assert!(
+            err.contains("`timeoutSecs` must be a whole number from 0 to 2592000, got -1"),
+            "{err}"
+        );
+        assert!(!err.contains("u64"), "no type names: {err}");
+        for (doc, kind) in [
+            (&b"[1,2]"[..], "a list"),
+            (b"null", "null"),
+            (b"5", "a number"),
+        ] {
+            let err = Job::from_json(doc).expect_err("not an object").to_string();
+            assert!(
+                err.contains(&format!("a job must be a JSON object, got {kind}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_types_and_broken_rules_are_reported_together_without_type_names() {
+        let err = Job::from_json(
+            br#"{"name":5,"timeoutSecs":"abc","concurrency":"sometimes","timezone":"Nowhere/City"}"#,
+        )
+        .expect_err("invalid");
+        let Error::InvalidJob { problems } = &err else {
+            panic!("unexpected {err:?}");
+        };
+        assert_eq!(
+            problems,
+            &[
+                "`name` must be a string, got 5",
+                "`timeoutSecs` must be a whole number from 0 to 2592000, got \"abc\"",
+                "`concurrency` must be one of forbid, allow, replace, got \"sometimes\"",
+                "`command` is required",
+                "`timezone`: unknown time zone \"Nowhere/City\" (expected an IANA name such as Europe/Berlin or UTC)",
+                "`cronExpr` is required",
+            ]
+        );
+        for internal in ["u64", "u32", "RawJob", "variant", "struct"] {
+            assert!(!err.to_string().contains(internal), "{internal}: {err}");
+        }
     }
 
     #[test]
@@ -517,7 +621,10 @@ mod tests {
         )
         .expect_err("bad mode")
         .to_string();
-        assert!(err.contains("unknown variant"), "{err}");
+        assert!(
+            err.contains("`target.mode` must be one of one, all, got \"some\""),
+            "{err}"
+        );
         let err = Job::from_json(
             br#"{"name":"b","command":"y","cronExpr":"@daily","target":{"lables":{"role":"db"}}}"#,
         )

@@ -53,6 +53,14 @@ impl Keys {
         format!("{}{name}", self.jobs_dir())
     }
 
+    /// `/cron/jobs/<name>` for any string, as the original built it. Only
+    /// for the legacy delete, which must reach a job another tool stored
+    /// under a name rcron refuses. etcd keys are flat strings, so no `name`
+    /// (`..`, `/`) reaches a key outside `/cron/jobs/`.
+    pub fn job_of_any_name(&self, name: &str) -> String {
+        format!("{}{name}", self.jobs_dir())
+    }
+
     /// The job a `/cron/jobs/<name>` key belongs to.
     pub fn parse_job(&self, key: &[u8]) -> Option<JobName> {
         self.name_under(&self.jobs_dir(), key)
@@ -205,6 +213,13 @@ impl Keys {
         format!("{}{worker_id}", self.workers_dir())
     }
 
+    /// The id a `/cron/workers/<id>` key registers; the original's workers
+    /// register under their IP address, with an empty value.
+    pub fn parse_worker(&self, key: &[u8]) -> Option<String> {
+        let key = String::from_utf8_lossy(key);
+        key.strip_prefix(&self.workers_dir()).map(str::to_string)
+    }
+
     /// `/cron/master`: the election key masters campaign on.
     pub fn master_election(&self) -> String {
         format!("{}master", self.prefix)
@@ -272,6 +287,12 @@ mod tests {
         assert_eq!(k.lock(&name("job1")), "/cron/lock/job1");
         assert_eq!(k.fired(&name("job1")), "/cron/fired/job1");
         assert_eq!(k.worker("w1"), "/cron/workers/w1");
+        assert_eq!(
+            k.parse_worker(b"/cron/workers/10.0.0.7").as_deref(),
+            Some("10.0.0.7")
+        );
+        assert_eq!(k.parse_worker(b"/cron/jobs/x"), None);
+        assert_eq!(k.job_of_any_name("my job"), "/cron/jobs/my job");
         assert_eq!(k.lock_on(&name("job1"), "w1"), "/cron/lock/job1/w1");
         assert_eq!(k.fired_on(&name("job1"), "w1"), "/cron/fired/job1/w1");
         assert_eq!(k.parse_fired(b"/cron/fired/job1"), Some(name("job1")));

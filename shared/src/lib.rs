@@ -2,7 +2,8 @@
 //!
 //! - [`name`]: [`JobName`], validated once when built.
 //! - [`job`]: the job document of `/cron/jobs/<name>`, decoded and checked
-//!   in one step ([`Job::from_json`]).
+//!   in one step ([`Job::from_json`]); `job_shape` explains documents of
+//!   the wrong shape field by field.
 //! - [`cron`]: cron expressions with the original's meaning, per-zone
 //!   ([`Schedule`]).
 //! - [`placement`]: worker labels, job targets, and the ranking of
@@ -26,6 +27,7 @@ pub mod cron;
 mod error;
 pub mod etcd;
 pub mod job;
+mod job_shape;
 pub mod keys;
 pub mod metrics;
 pub mod name;

@@ -33,6 +33,11 @@ pub enum TargetMode {
     All,
 }
 
+impl TargetMode {
+    /// The names the job's JSON accepts.
+    pub const NAMES: &'static [&'static str] = &["one", "all"];
+}
+
 /// The job's `target`: the labels a worker must carry, and how many of the
 /// matching workers run each tick.
 // Unknown fields are refused: a misspelt `labels` would otherwise let a

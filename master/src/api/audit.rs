@@ -113,12 +113,6 @@ pub struct JobVersions {
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Audit")]
 impl AuditApi {
-    /// List changes
-    ///
-    /// Every change made through the API (legacy routes included), newest
-    /// first: who, from where, which route, which job, the job before and
-    /// after. 503 while MongoDB is unreachable (changes made meanwhile are
-    /// stored once it is back).
     /// List a job's versions
     ///
     /// Every version of the job the audit trail recorded (each save, pause
@@ -167,6 +161,12 @@ impl AuditApi {
         }))
     }
 
+    /// List changes
+    ///
+    /// Every change made through the API (legacy routes included), newest
+    /// first: who, from where, which route, which job, the job before and
+    /// after. 503 while MongoDB is unreachable (changes made meanwhile are
+    /// stored once it is back).
     #[oai(path = "/audit", method = "get", operation_id = "listAudit")]
     async fn list(
         &self,
@@ -177,12 +177,15 @@ impl AuditApi {
         /// Only changes older than this id: `nextBefore` of the previous page.
         before: Query<Option<String>>,
         /// Changes per page (1–1000).
-        #[oai(default = "default_limit")]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u64>,
     ) -> Result<Json<AuditPage>, ApiError> {
         if limit.0 == 0 || limit.0 > MAX_PAGE {
             return Err(Error::BadRequest(format!(
-                "`limit` must be between 1 and {MAX_PAGE}, got {}",
+                "`limit` must be a whole number from 1 to {MAX_PAGE}, got {}",
                 limit.0
             ))
             .into());

@@ -40,7 +40,10 @@ pub struct PreviewRequest {
     #[oai(skip_serializing_if_is_none)]
     pub timezone: Option<String>,
     /// How many fire times to return (1–100, default 5).
-    #[oai(default = "default_count")]
+    #[oai(
+        default = "default_count",
+        validator(minimum(value = "1"), maximum(value = "100"))
+    )]
     pub count: u32,
     /// Start after this instant (default: now).
     #[oai(skip_serializing_if_is_none)]
@@ -78,7 +81,7 @@ impl CronApi {
         let req = body.0;
         if req.count == 0 || req.count > MAX_PREVIEW {
             return Err(Error::BadRequest(format!(
-                "`count` must be between 1 and {MAX_PREVIEW}, got {}",
+                "`count` must be a whole number from 1 to {MAX_PREVIEW}, got {}",
                 req.count
             ))
             .into());

@@ -255,6 +255,7 @@ impl LogsApi {
             .query(&LogQuery {
                 job,
                 status: status.map(RunStatus::from),
+                runs_only: false,
                 skip,
                 limit,
             })
@@ -288,7 +289,10 @@ impl LogsApi {
         #[oai(default)]
         skip: Query<u64>,
         /// Runs per page (1–1000).
-        #[oai(default = "default_limit")]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u64>,
     ) -> Result<Json<LogPageDto>, ApiError> {
         // A filter, not a reference: a name no job has simply matches nothing.
@@ -312,7 +316,10 @@ impl LogsApi {
         #[oai(default)]
         skip: Query<u64>,
         /// Runs per page (1–1000).
-        #[oai(default = "default_limit")]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u64>,
     ) -> Result<Json<LogPageDto>, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;

@@ -4,14 +4,17 @@
 //!
 //! Every route goes through [`origin`] (writes from pages of other
 //! origins get 403; an open API answers only loopback hosts) and
-//! [`limit_body`] (oversized bodies get 413) and
-//! every error poem itself raises (unknown route, unparsable body) is turned
-//! into the same JSON shape the REST handlers use: `{"error": "..."}`.
+//! [`limit_body`] (oversized bodies get 413); a parameter or body the REST
+//! framework refuses is explained by [`explain`] (the field, what it
+//! accepts, what was sent), and every other error poem itself raises
+//! (unknown route) is turned into the same JSON shape the REST handlers
+//! use: `{"error": "..."}`.
 
 pub mod audit;
 mod auth;
 pub mod cluster;
 pub mod cron;
+mod explain;
 mod health;
 pub mod jobs;
 mod legacy;
@@ -25,7 +28,7 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use poem::http::StatusCode;
 use poem::web::headers::{ContentLength, HeaderMapExt};
-use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, post};
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
 use serde::Serialize;
@@ -89,6 +92,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         "REST API of rcron, a distributed cron. Every error answers with a JSON body \
          `{\"error\": \"...\"}` (and `problems` listing each issue with a job).",
     );
+    let explainer = Arc::new(explain::Explainer::new(&api.spec()));
     let max_body = state.max_body_bytes;
     let timing_state = state.clone();
     let tokens = state.tokens.clone();
@@ -96,12 +100,13 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
     Route::new()
         .at("/", get(ui::index))
         .at("/ui/*path", get(ui::asset))
-        .at("/job/save", post(legacy::save))
-        .at("/job/delete", post(legacy::delete))
-        .at("/job/list", get(legacy::list))
-        .at("/job/kill", post(legacy::kill))
-        .at("/job/log", get(legacy::log))
-        .at("/worker/list", get(legacy::workers))
+        // Any method, as the original's `ServeMux` routes.
+        .at("/job/save", legacy::save)
+        .at("/job/delete", legacy::delete)
+        .at("/job/list", legacy::list)
+        .at("/job/kill", legacy::kill)
+        .at("/job/log", legacy::log)
+        .at("/worker/list", legacy::workers)
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .at("/metrics", get(health::metrics))
@@ -109,6 +114,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .nest("/docs", api.swagger_ui())
         .nest_no_strip("/api/v1", api)
         .data(state)
+        .around(move |ep, req| explain::check(ep, req, explainer.clone()))
         .around(move |ep, req| auth::check(ep, req, tokens.clone()))
         // Outside the token check: a foreign page is refused before it
         // learns whether a token is needed.

@@ -38,6 +38,9 @@ pub struct LogQuery {
     pub job: Option<String>,
     /// Only records with this status.
     pub status: Option<RunStatus>,
+    /// Only records of runs: no verdicts (`skipped`, `missed`: ticks that
+    /// ran no command), as the original's log held.
+    pub runs_only: bool,
     /// Records to skip (newest first).
     pub skip: u64,
     /// Records to return, 1 to [`MAX_PAGE`].
@@ -49,7 +52,7 @@ impl LogQuery {
     pub fn check(&self) -> Result<(), RunLogError> {
         if self.limit == 0 || self.limit > MAX_PAGE {
             return Err(RunLogError::BadQuery(format!(
-                "`limit` must be between 1 and {MAX_PAGE}, got {}",
+                "`limit` must be a whole number from 1 to {MAX_PAGE}, got {}",
                 self.limit
             )));
         }
@@ -60,6 +63,7 @@ impl LogQuery {
     pub fn matches(&self, record: &LogRecord) -> bool {
         self.job.as_deref().is_none_or(|j| record.job_name == j)
             && self.status.is_none_or(|s| record.status == s)
+            && !(self.runs_only && record.status.is_verdict())
     }
 }
 

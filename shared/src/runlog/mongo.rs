@@ -150,6 +150,13 @@ impl RunLogReader for MongoRunLog {
         if let Some(status) = query.status {
             filter.insert("status", status.as_str());
         }
+        if query.runs_only && query.status.is_none() {
+            // `$nin` also matches the original's documents, which have no status.
+            filter.insert(
+                "status",
+                doc! {"$nin": [RunStatus::Skipped.as_str(), RunStatus::Missed.as_str()]},
+            );
+        }
         let page = async {
             let cursor = self
                 .coll
