@@ -197,7 +197,8 @@ pub async fn export(client: &Client, out: Printer, args: ExportArgs) -> anyhow::
     if out.is_json() {
         out.document(&serde_json::json!({ "dir": dir.display().to_string(), "files": files }));
     } else {
-        println!("exported {} jobs to {}", files.len(), dir.display());
+        let jobs = if files.len() == 1 { "job" } else { "jobs" };
+        println!("exported {} {jobs} to {}", files.len(), dir.display());
     }
     Ok(())
 }

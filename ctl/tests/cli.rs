@@ -729,3 +729,94 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
     assert_eq!(stored["concurrency"], "forbid");
     master.stop().await;
 }
+
+/// Pause and resume are a patch of `disabled` alone: an operator key may
+/// send it, and what this client does not know of the job is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_key_pauses_and_resumes_and_nothing_else_of_the_job_changes() {
+    const ADMIN: &str = "admin-secret-0123456789";
+    const OPERATOR: &str = "oscar-secret-0123456789";
+    let keys_file = common::temp_dir("keys").join("keys.toml");
+    std::fs::write(
+        &keys_file,
+        format!(
+            "[[key]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
+             [[key]]\nname = \"oscar\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
+            rcron_master::api::hash_secret(ADMIN),
+            rcron_master::api::hash_secret(OPERATOR)
+        ),
+    )
+    .expect("write keys file");
+    let file = keys_file.clone();
+    let master = Master::start_with(move |cfg| cfg.api_keys_file = Some(file)).await;
+    let b = master.base.clone();
+    let job = || {
+        [
+            "job",
+            "save",
+            "--name",
+            "nightly",
+            "--command",
+            "echo hi",
+            "--cron",
+            "0 3 * * *",
+        ]
+    };
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        let mut args = vec!["--token", ADMIN];
+        args.extend(job());
+        ctl(&b, &args)
+    });
+    assert!(ok, "{err}");
+    // A field of a later version, written by it.
+    let keys = rcron_shared::Keys::new(&master.prefix).expect("prefix");
+    let key = keys.job(&rcron_shared::JobName::new("nightly").expect("name"));
+    let stored = || {
+        let key = key.clone();
+        async move {
+            let resp = kit::etcd_client().await.get(key, None).await.expect("get");
+            serde_json::from_slice::<serde_json::Value>(resp.kvs()[0].value()).expect("json")
+        }
+    };
+    let mut later = stored().await;
+    later["futureField"] = serde_json::json!([1, 2]);
+    kit::etcd_client()
+        .await
+        .put(key.clone(), later.to_string(), None)
+        .await
+        .expect("put");
+
+    let b = master.base.clone();
+    tokio::task::block_in_place(|| {
+        let (ok, out, err) = ctl(&b, &["--token", OPERATOR, "job", "pause", "nightly"]);
+        assert!(ok, "{err}");
+        assert_eq!(out.trim_end(), "job nightly paused");
+        let mut args = vec!["--token", OPERATOR];
+        args.extend(job());
+        let (ok, _, err) = ctl(&b, &args);
+        assert!(!ok && err.contains("403") && err.contains("oscar"), "{err}");
+    });
+    let paused = stored().await;
+    assert_eq!(paused["disabled"], true);
+    assert_eq!(
+        paused["futureField"],
+        serde_json::json!([1, 2]),
+        "kept: {paused}"
+    );
+    assert_eq!(paused["command"], "echo hi");
+    tokio::task::block_in_place(|| {
+        let (ok, out, err) = ctl(
+            &b,
+            &[
+                "--token", OPERATOR, "-o", "json", "job", "resume", "nightly",
+            ],
+        );
+        assert!(ok, "{err}");
+        let answer: serde_json::Value = serde_json::from_str(&out).expect("the API's document");
+        assert_eq!(answer["disabled"], false);
+        assert!(answer["warnings"].is_array(), "{answer}");
+    });
+    assert_eq!(stored().await["futureField"], serde_json::json!([1, 2]));
+    let _ = std::fs::remove_file(keys_file);
+    master.stop().await;
+}

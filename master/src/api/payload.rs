@@ -80,6 +80,7 @@ impl Payload for JobPatchPayload {
             .or_insert_with(|| {
                 let mut patch = job;
                 patch.rust_typename = None;
+                patch.title = Some(PATCH_SCHEMA.to_string());
                 patch.required.clear();
                 patch.description = Some(
                     "Any fields of a job, to change only those (a JSON merge patch, RFC 7396): \
