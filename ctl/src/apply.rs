@@ -3,8 +3,9 @@
 //! `apply` reads job files (JSON, or YAML by extension; one job or a list
 //! each), checks every job with the same rules as the master before it
 //! writes anything, compares them with the cluster's jobs field by field,
-//! and saves those that differ (`--prune`: deletes the jobs no file holds;
-//! `--dry-run`: only says what it would do). `export` writes each job of
+//! creates the new ones and patches what differs in the others (so fields
+//! of a stored job this version does not know are kept; `--prune`: deletes
+//! the jobs no file holds; `--dry-run`: only says what it would do). `export` writes each job of
 //! the cluster to `<name>.json` in the form `apply` reads, without what
 //! the master sets itself (`updatedAt`), so `export` then `apply --prune`
 //! on the same directory changes nothing.
@@ -101,10 +102,13 @@ pub async fn apply(client: &Client, out: Printer, args: ApplyArgs) -> anyhow::Re
         dry_run: args.dry_run,
         ..Plan::default()
     };
-    let mut to_save = Vec::new();
+    let mut writes = Vec::new();
     for (name, d) in &desired {
-        match current.get(name) {
-            None => plan.created.push(name.clone()),
+        let write = match current.get(name) {
+            None => {
+                plan.created.push(name.clone());
+                Write::Create(&d.job)
+            }
             Some(now) => {
                 let changes = field_changes(now, &d.job);
                 if changes.is_empty() {
@@ -115,14 +119,18 @@ pub async fn apply(client: &Client, out: Printer, args: ApplyArgs) -> anyhow::Re
                     name: name.clone(),
                     changes,
                 });
+                Write::Update(
+                    &d.job,
+                    merge_patch(&stored_fields(now), &stored_fields(&d.job)),
+                )
             }
-        }
+        };
         // What is written must pass the master's rules of today (a stored
         // job whose expression fires no more may stay, not be saved again).
         d.job
             .validate()
             .with_context(|| format!("{}: job {name}", d.origin))?;
-        to_save.push(&d.job);
+        writes.push(write);
     }
     if args.prune {
         plan.deleted = current
@@ -133,18 +141,23 @@ pub async fn apply(client: &Client, out: Printer, args: ApplyArgs) -> anyhow::Re
     }
 
     if !args.dry_run {
-        let total = to_save.len() + plan.deleted.len();
+        let total = writes.len() + plan.deleted.len();
         let mut done = 0;
-        for job in to_save {
-            let answer = client.save_job(job).await.with_context(|| {
+        for write in writes {
+            let (job, answer) = match write {
+                Write::Create(job) => (job, client.save_job(job).await.map(|a| a.body.warnings)),
+                Write::Update(job, fields) => (
+                    job,
+                    client
+                        .patch_job(job.name.as_str(), &fields)
+                        .await
+                        .map(|a| a.body.warnings),
+                ),
+            };
+            let found = answer.with_context(|| {
                 format!("saving job {} ({done} of {total} changes made)", job.name)
             })?;
-            let named: Vec<String> = answer
-                .body
-                .warnings
-                .iter()
-                .map(|w| format!("{}: {w}", job.name))
-                .collect();
+            let named: Vec<String> = found.iter().map(|w| format!("{}: {w}", job.name)).collect();
             warnings(&named);
             done += 1;
         }
@@ -320,20 +333,54 @@ fn job_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A write `apply` makes.
+enum Write<'a> {
+    /// A new job, saved whole.
+    Create(&'a Job),
+    /// A job that differs, changed by a patch of what differs: fields of
+    /// the stored job this client does not know are kept.
+    Update(&'a Job, Map<String, Value>),
+}
+
+/// A job's fields as stored (defaults left out), without what the master
+/// sets itself.
+fn stored_fields(job: &Job) -> Map<String, Value> {
+    let job = Job {
+        updated_at: None,
+        ..job.clone()
+    };
+    match serde_json::to_value(job) {
+        Ok(Value::Object(fields)) => fields,
+        _ => Map::new(),
+    }
+}
+
+/// The JSON merge patch (RFC 7396) that makes `from` into `to`: what
+/// differs, `null` for what `to` lacks; objects (a target's labels) are
+/// patched key by key, since a patch merges them.
+fn merge_patch(from: &Map<String, Value>, to: &Map<String, Value>) -> Map<String, Value> {
+    let mut patch = Map::new();
+    for key in from.keys().filter(|k| !to.contains_key(*k)) {
+        patch.insert(key.clone(), Value::Null);
+    }
+    for (key, value) in to {
+        match (from.get(key), value) {
+            (Some(old), new) if old == new => {}
+            (Some(Value::Object(old)), Value::Object(new)) => {
+                patch.insert(key.clone(), Value::Object(merge_patch(old, new)));
+            }
+            _ => {
+                patch.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    patch
+}
+
 /// The fields in which `to` differs from `from`, as stored (what the
 /// master sets itself left out).
 fn field_changes(from: &Job, to: &Job) -> Vec<FieldChange> {
-    let fields = |job: &Job| -> Map<String, Value> {
-        let job = Job {
-            updated_at: None,
-            ..job.clone()
-        };
-        match serde_json::to_value(job) {
-            Ok(Value::Object(fields)) => fields,
-            _ => Map::new(),
-        }
-    };
-    let (from, to) = (fields(from), fields(to));
+    let (from, to) = (stored_fields(from), stored_fields(to));
     let names: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
     names
         .into_iter()
@@ -374,4 +421,32 @@ fn plan_text(plan: &Plan) -> String {
         plan.deleted.len()
     ));
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::merge_patch;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn a_merge_patch_names_what_differs_and_nulls_what_is_gone() {
+        let from = object(json!({"name": "j", "command": "a", "timeoutSecs": 5,
+            "target": {"labels": {"role": "db", "zone": "eu"}, "mode": "one"}}));
+        let to = object(json!({"name": "j", "command": "b",
+            "target": {"labels": {"role": "db", "gpu": "yes"}, "mode": "one"}}));
+        assert_eq!(
+            Value::Object(merge_patch(&from, &to)),
+            json!({"command": "b", "timeoutSecs": null,
+                   "target": {"labels": {"zone": null, "gpu": "yes"}}})
+        );
+        assert!(merge_patch(&to, &to).is_empty());
+    }
 }

@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{Master, ctl, ctl_with_stdin, temp_dir};
+use rcron_testkit as kit;
 use serde_json::{Value, json};
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -21,6 +22,8 @@ fn json_out(out: &str) -> Value {
 async fn apply_creates_updates_and_prunes_and_export_then_apply_changes_nothing() {
     let master = Master::start().await;
     let b = master.base.clone();
+    let prefix = master.prefix.clone();
+    let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let save = |name: &str, cron: &str| {
             let (ok, _, err) = ctl(
@@ -41,6 +44,26 @@ async fn apply_creates_updates_and_prunes_and_export_then_apply_changes_nothing(
         save("keep", "@hourly");
         save("change", "0 3 * * *");
         save("stale", "@daily");
+        // A field of a later version, in a job apply will change.
+        let key = rcron_shared::Keys::new(&prefix)
+            .expect("prefix")
+            .job(&rcron_shared::JobName::new("change").expect("name"));
+        let stored = || {
+            let key = key.clone();
+            handle.block_on(async move {
+                let resp = kit::etcd_client().await.get(key, None).await.expect("get");
+                serde_json::from_slice::<Value>(resp.kvs()[0].value()).expect("json")
+            })
+        };
+        let mut later = stored();
+        later["futureField"] = json!("kept");
+        handle.block_on(async {
+            kit::etcd_client()
+                .await
+                .put(key.clone(), later.to_string(), None)
+                .await
+                .expect("put")
+        });
 
         let dir = temp_dir("apply");
         // One job in JSON; a list in YAML; other files are not job files.
@@ -118,6 +141,7 @@ async fn apply_creates_updates_and_prunes_and_export_then_apply_changes_nothing(
             json!({"labels": {"role": "db"}, "mode": "one"})
         );
         assert_eq!(fresh["alertEmails"], json!(["ops@example.com"]));
+        assert_eq!(stored()["futureField"], "kept", "patched, not replaced");
         let (_, out, _) = ctl(&b, &["-o", "json", "job", "get", "change"]);
         let change = json_out(&out);
         assert_eq!(

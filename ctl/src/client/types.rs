@@ -61,6 +61,9 @@ pub struct PatchedJob {
     /// The job as stored now.
     #[serde(flatten)]
     pub job: JobView,
+    /// Where its expression probably does not do what was meant.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// A kill or run request was sent.
