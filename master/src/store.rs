@@ -341,3 +341,72 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 fn stamped(job: &Job) -> String {
     job.stamped(chrono::Utc::now().timestamp_millis()).to_json()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn name() -> JobName {
+        JobName::new("p").expect("name")
+    }
+
+    fn patched(stored: Value, patch: Value) -> Result<Option<Value>, Error> {
+        patched_document(&object(stored), &object(patch), &name())
+            .map(|d| d.map(|bytes| serde_json::from_slice(&bytes).expect("json")))
+    }
+
+    #[test]
+    fn a_patch_merges_keeps_unknown_fields_and_restamps() {
+        let stored = json!({"name": "p", "command": "a", "cronExpr": "@daily", "timezone": "UTC",
+            "target": {"labels": {"role": "db"}}, "future": {"x": 1}, "updatedAt": 5});
+        let doc = patched(
+            stored,
+            json!({"command": "b", "timezone": null, "target": {"labels": {"zone": "eu"}},
+                   "updatedAt": 7}),
+        )
+        .expect("valid")
+        .expect("changed");
+        assert_eq!(doc["command"], "b");
+        assert!(doc.get("timezone").is_none(), "{doc}");
+        assert_eq!(doc["target"]["labels"], json!({"role": "db", "zone": "eu"}));
+        assert_eq!(doc["future"], json!({"x": 1}));
+        let at = doc["updatedAt"].as_i64().expect("stamped");
+        assert!(at > 7, "stamped by the master, not the client: {doc}");
+    }
+
+    #[test]
+    fn a_patch_that_changes_nothing_writes_nothing() {
+        let stored = json!({"name": "p", "command": "a", "cronExpr": "@daily", "updatedAt": 5});
+        assert!(
+            patched(stored.clone(), json!({"command": "a", "updatedAt": 9}))
+                .expect("valid")
+                .is_none()
+        );
+        assert!(patched(stored, json!({})).expect("valid").is_none());
+    }
+
+    #[test]
+    fn a_patch_is_refused_as_a_save_would_be_and_cannot_rename() {
+        let stored = json!({"name": "p", "command": "a", "cronExpr": "@daily"});
+        let err = patched(stored.clone(), json!({"cronExpr": "nope", "command": null}))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("`cronExpr`") && err.contains("`command` is required"),
+            "{err}"
+        );
+        let err = patched(stored, json!({"name": "q"}))
+            .expect_err("renamed")
+            .to_string();
+        assert!(err.contains("cannot be renamed"), "{err}");
+    }
+}
