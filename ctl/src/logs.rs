@@ -26,7 +26,8 @@ pub struct LogsArgs {
     /// verdicts on ticks that ran no command (`skipped`, `missed`).
     #[arg(long, value_enum)]
     status: Option<StatusArg>,
-    /// How many runs.
+    /// How many runs (with --follow: how many of the newest runs each
+    /// poll compares, at least 200).
     #[arg(long, default_value_t = 20)]
     limit: u64,
     /// Print the runs logged from now on, oldest first, as they come (one
