@@ -177,9 +177,8 @@ async function jobAction(name, action, done) {
 }
 
 async function setPaused(job, paused) {
-  // One field changed on the server: nothing else of the job is rewritten.
-  const action = paused ? 'pause' : 'resume';
-  try { await api('POST', `/jobs/${encodeURIComponent(job.name)}/${action}`); toast(`${job.name} ${paused ? 'paused' : 'resumed'}`, 'success'); await loadJobs(); }
+  // A patch of one field: nothing else of the job is rewritten (operators may send it).
+  try { await api('PATCH', `/jobs/${encodeURIComponent(job.name)}`, { disabled: paused }); toast(`${job.name} ${paused ? 'paused' : 'resumed'}`, 'success'); await loadJobs(); }
   catch (e) { toast(`${job.name}: ${e.message}`); }
 }
 

@@ -1,79 +1,12 @@
 //! `rcronctl` (the real binary) against a real master on a real etcd.
 
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
-use rcron_master::MasterConfig;
+use common::{Master, ctl};
 use rcron_testkit as kit;
-use tokio_util::sync::CancellationToken;
-
-fn ctl(base: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rcronctl"))
-        .arg("--server")
-        .arg(base)
-        .args(args)
-        .output()
-        .expect("run rcronctl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A master on the test etcd and MongoDB-wire server, under a key prefix
-/// and database of its own.
-struct Master {
-    /// `http://127.0.0.1:<port>`.
-    base: String,
-    /// Its etcd key prefix.
-    prefix: String,
-    /// Its MongoDB database.
-    db: String,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), rcron_master::Error>>,
-}
-
-impl Master {
-    async fn start() -> Self {
-        let mut cfg = MasterConfig {
-            listen: format!("127.0.0.1:{}", kit::free_port())
-                .parse()
-                .expect("addr"),
-            ..MasterConfig::default()
-        };
-        cfg.etcd.endpoints = vec![kit::etcd_endpoint()];
-        cfg.etcd.prefix = kit::unique_prefix();
-        cfg.mongo.uri = kit::mongo_uri();
-        cfg.mongo.db = kit::unique_db();
-        let base = format!("http://{}", cfg.listen);
-        let prefix = cfg.etcd.prefix.clone();
-        let db = cfg.mongo.db.clone();
-        let token = CancellationToken::new();
-        let task = tokio::spawn(rcron_master::run(cfg, token.clone()));
-        let http = kit::http_client();
-        kit::eventually(Duration::from_secs(20), "master to serve", || async {
-            http.get(format!("{base}/healthz"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        })
-        .await;
-        Self {
-            base,
-            prefix,
-            db,
-            token,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        self.task.await.expect("master task").expect("master ran");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rcronctl_manages_jobs_and_reads_the_cluster() {
@@ -714,9 +647,12 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
             ["overlapping", "skipped", "-", "-", "w-elsewhere", OVERLAP],
             "{out}"
         );
+        // `-o json`: the API's page, one document.
         let (ok, out, err) = ctl(&b, &["-o", "json", "logs", "--status", "skipped"]);
         assert!(ok, "{err}");
-        let record: serde_json::Value = serde_json::from_str(out.trim()).expect("one record");
+        let page: serde_json::Value = serde_json::from_str(&out).expect("one document");
+        assert_eq!(page["total"], 1, "{out}");
+        let record = &page["logs"][0];
         assert_eq!(record["reason"], OVERLAP);
         assert_eq!(record["output"], "");
 
@@ -756,9 +692,12 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
         // The filter keeps the kinds apart.
         let (ok, out, err) = ctl(&b, &["-o", "json", "logs", "--status", "missed"]);
         assert!(ok, "{err}");
+        let page: serde_json::Value = serde_json::from_str(&out).expect("one document");
+        let records = page["logs"].as_array().expect("logs");
+        assert!(!records.is_empty(), "{out}");
         assert!(
-            out.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+            records
+                .iter()
                 .all(|l| l["status"] == "missed" && l["jobName"] == "every-second"),
             "{out}"
         );
@@ -788,5 +727,96 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
         assert!(stored.get(absent).is_none(), "{absent} in {stored}");
     }
     assert_eq!(stored["concurrency"], "forbid");
+    master.stop().await;
+}
+
+/// Pause and resume are a patch of `disabled` alone: an operator key may
+/// send it, and what this client does not know of the job is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_key_pauses_and_resumes_and_nothing_else_of_the_job_changes() {
+    const ADMIN: &str = "admin-secret-0123456789";
+    const OPERATOR: &str = "oscar-secret-0123456789";
+    let keys_file = common::temp_dir("keys").join("keys.toml");
+    std::fs::write(
+        &keys_file,
+        format!(
+            "[[key]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
+             [[key]]\nname = \"oscar\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
+            rcron_master::api::hash_secret(ADMIN),
+            rcron_master::api::hash_secret(OPERATOR)
+        ),
+    )
+    .expect("write keys file");
+    let file = keys_file.clone();
+    let master = Master::start_with(move |cfg| cfg.api_keys_file = Some(file)).await;
+    let b = master.base.clone();
+    let job = || {
+        [
+            "job",
+            "save",
+            "--name",
+            "nightly",
+            "--command",
+            "echo hi",
+            "--cron",
+            "0 3 * * *",
+        ]
+    };
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        let mut args = vec!["--token", ADMIN];
+        args.extend(job());
+        ctl(&b, &args)
+    });
+    assert!(ok, "{err}");
+    // A field of a later version, written by it.
+    let keys = rcron_shared::Keys::new(&master.prefix).expect("prefix");
+    let key = keys.job(&rcron_shared::JobName::new("nightly").expect("name"));
+    let stored = || {
+        let key = key.clone();
+        async move {
+            let resp = kit::etcd_client().await.get(key, None).await.expect("get");
+            serde_json::from_slice::<serde_json::Value>(resp.kvs()[0].value()).expect("json")
+        }
+    };
+    let mut later = stored().await;
+    later["futureField"] = serde_json::json!([1, 2]);
+    kit::etcd_client()
+        .await
+        .put(key.clone(), later.to_string(), None)
+        .await
+        .expect("put");
+
+    let b = master.base.clone();
+    tokio::task::block_in_place(|| {
+        let (ok, out, err) = ctl(&b, &["--token", OPERATOR, "job", "pause", "nightly"]);
+        assert!(ok, "{err}");
+        assert_eq!(out.trim_end(), "job nightly paused");
+        let mut args = vec!["--token", OPERATOR];
+        args.extend(job());
+        let (ok, _, err) = ctl(&b, &args);
+        assert!(!ok && err.contains("403") && err.contains("oscar"), "{err}");
+    });
+    let paused = stored().await;
+    assert_eq!(paused["disabled"], true);
+    assert_eq!(
+        paused["futureField"],
+        serde_json::json!([1, 2]),
+        "kept: {paused}"
+    );
+    assert_eq!(paused["command"], "echo hi");
+    tokio::task::block_in_place(|| {
+        let (ok, out, err) = ctl(
+            &b,
+            &[
+                "--token", OPERATOR, "-o", "json", "job", "resume", "nightly",
+            ],
+        );
+        assert!(ok, "{err}");
+        let answer: serde_json::Value = serde_json::from_str(&out).expect("the API's document");
+        assert_eq!(answer["disabled"], false);
+        assert!(answer["warnings"].is_array(), "{answer}");
+    });
+    assert_eq!(stored().await["futureField"], serde_json::json!([1, 2]));
+    let _ = std::fs::remove_file(keys_file);
     master.stop().await;
 }

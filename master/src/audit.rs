@@ -56,7 +56,7 @@ pub struct AuditRecord {
     pub forwarded_for: Option<String>,
     /// Method and path, e.g. `POST /job/save`.
     pub route: String,
-    /// `create`, `replace`, `delete`, `pause`, `resume`, `run`, `kill`, `killRun`.
+    /// `create`, `replace`, `update`, `delete`, `pause`, `resume`, `run`, `kill`, `killRun`.
     pub action: String,
     /// The job changed or acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -102,9 +102,7 @@ impl Settler {
             if placement::mode(job.target.as_ref()) == TargetMode::All || !leadership.is_valid() {
                 continue;
             }
-            let Ok(schedule) =
-                schedules.parse(&job.cron_expr, job.timezone.unwrap_or(self.timezone))
-            else {
+            let Ok(schedule) = schedules.parse(&job.cron_expr, job.zone(self.timezone)) else {
                 continue;
             };
             let marker = fired.get(&job.name).cloned();

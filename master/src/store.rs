@@ -5,6 +5,7 @@ use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
 };
 use rcron_shared::{Job, JobName, Keys, ScheduleCache};
+use serde_json::{Map, Value};
 
 use crate::Error;
 
@@ -76,15 +77,18 @@ impl JobStore {
         }
     }
 
-    /// Pauses (`disabled`) or resumes a job without touching anything
-    /// else in it: read, change the one field, write back only if nobody
-    /// wrote in between (retried). The job before and after; `None` when
-    /// the job does not exist.
-    pub async fn set_disabled(
+    /// Changes the fields of a job that `patch` names, as a JSON merge patch
+    /// (RFC 7396: objects merge, `null` removes a field, so it takes its
+    /// default; anything else replaces). The merged document must be a
+    /// valid job with the same name; fields of the stored document this
+    /// version does not know are kept. Written only if nobody wrote in
+    /// between (retried), and only if something changed, stamped like every
+    /// write. `None` when the job does not exist.
+    pub async fn patch(
         &self,
         name: &JobName,
-        disabled: bool,
-    ) -> Result<Option<(Job, Job)>, Error> {
+        patch: &Map<String, Value>,
+    ) -> Result<Option<Patched>, Error> {
         let key = self.keys.job(name);
         for _ in 0..5 {
             let resp = self.client.clone().get(key.clone(), None).await?;
@@ -92,24 +96,43 @@ impl JobStore {
                 return Ok(None);
             };
             let before = decode(kv)?;
-            let mut job = before.clone();
-            if job.disabled == disabled {
-                return Ok(Some((before, job)));
-            }
-            job.disabled = disabled;
+            let stored = match serde_json::from_slice(kv.value()) {
+                Ok(Value::Object(stored)) => stored,
+                _ => {
+                    return Err(Error::Corrupt {
+                        key: String::from_utf8_lossy(kv.key()).into_owned(),
+                        reason: "not a JSON object".into(),
+                    });
+                }
+            };
+            let Some(document) = patched_document(&stored, patch, name)? else {
+                return Ok(Some(Patched {
+                    after: before.clone(),
+                    before,
+                    changed: false,
+                }));
+            };
+            let after = Job::from_stored(&document).map_err(|e| Error::Corrupt {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                reason: e.to_string(),
+            })?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     key.clone(),
                     CompareOp::Equal,
                     kv.mod_revision(),
                 )])
-                .and_then([TxnOp::put(key.clone(), stamped(&job), None)]);
+                .and_then([TxnOp::put(key.clone(), document, None)]);
             if self.client.clone().txn(txn).await?.succeeded() {
-                return Ok(Some((before, job)));
+                return Ok(Some(Patched {
+                    before,
+                    after,
+                    changed: true,
+                }));
             }
         }
         Err(Error::Conflict(format!(
-            "{name} (changed by others while being paused or resumed; try again)"
+            "{name} (changed by others while being changed here; try again)"
         )))
     }
 
@@ -271,8 +294,153 @@ fn decode_lenient(value: Vec<u8>) -> Option<Job> {
         .ok()
 }
 
+/// What a patch did to a job.
+#[derive(Debug)]
+pub struct Patched {
+    /// The job before.
+    pub before: Job,
+    /// The job after (the same when nothing changed).
+    pub after: Job,
+    /// Whether anything was written.
+    pub changed: bool,
+}
+
+/// The document `patch` makes of `stored`, stamped, or `None` when it
+/// changes nothing. Invalid results are refused as a save would refuse
+/// them (every problem named); so is a new name, which would be another
+/// job.
+fn patched_document(
+    stored: &Map<String, Value>,
+    patch: &Map<String, Value>,
+    name: &JobName,
+) -> Result<Option<Vec<u8>>, Error> {
+    let mut document = Value::Object(stored.clone());
+    merge_patch(&mut document, &Value::Object(patch.clone()));
+    let Value::Object(mut document) = document else {
+        // Merging an object into an object gives an object.
+        return Ok(None);
+    };
+    // Set by the master on every write, never by a client.
+    match stored.get(UPDATED_AT) {
+        Some(at) => document.insert(UPDATED_AT.into(), at.clone()),
+        None => document.remove(UPDATED_AT),
+    };
+    if &document == stored {
+        return Ok(None);
+    }
+    let job = Job::from_json(&serde_json::to_vec(&document).unwrap_or_default())?;
+    if job.name != *name {
+        return Err(Error::BadRequest(format!(
+            "a job cannot be renamed: the body's name {:?} is not the path's {:?}",
+            job.name.as_str(),
+            name.as_str()
+        )));
+    }
+    // The fields a save would store, as it stores them; the rest of the
+    // merged document (fields this version does not know, fields given at
+    // their default) stays as it is.
+    let stamped = job.stamped(chrono::Utc::now().timestamp_millis());
+    if let Ok(Value::Object(fields)) = serde_json::to_value(stamped) {
+        document.extend(fields);
+    }
+    Ok(Some(serde_json::to_vec(&document).unwrap_or_default()))
+}
+
+/// The job field every write stamps.
+const UPDATED_AT: &str = "updatedAt";
+
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes a
+/// key, any other value replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
 /// The job's JSON as stored: stamped with the time of this write, so that
 /// workers and the leader owe no verdict for ticks before it.
 fn stamped(job: &Job) -> String {
     job.stamped(chrono::Utc::now().timestamp_millis()).to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn name() -> JobName {
+        JobName::new("p").expect("name")
+    }
+
+    fn patched(stored: Value, patch: Value) -> Result<Option<Value>, Error> {
+        patched_document(&object(stored), &object(patch), &name())
+            .map(|d| d.map(|bytes| serde_json::from_slice(&bytes).expect("json")))
+    }
+
+    #[test]
+    fn a_patch_merges_keeps_unknown_fields_and_restamps() {
+        let stored = json!({"name": "p", "command": "a", "cronExpr": "@daily", "timezone": "UTC",
+            "target": {"labels": {"role": "db"}}, "future": {"x": 1}, "updatedAt": 5});
+        let doc = patched(
+            stored,
+            json!({"command": "b", "timezone": null, "target": {"labels": {"zone": "eu"}},
+                   "updatedAt": 7}),
+        )
+        .expect("valid")
+        .expect("changed");
+        assert_eq!(doc["command"], "b");
+        assert!(doc.get("timezone").is_none(), "{doc}");
+        assert_eq!(doc["target"]["labels"], json!({"role": "db", "zone": "eu"}));
+        assert_eq!(doc["future"], json!({"x": 1}));
+        let at = doc["updatedAt"].as_i64().expect("stamped");
+        assert!(at > 7, "stamped by the master, not the client: {doc}");
+    }
+
+    #[test]
+    fn a_patch_that_changes_nothing_writes_nothing() {
+        let stored = json!({"name": "p", "command": "a", "cronExpr": "@daily", "updatedAt": 5});
+        assert!(
+            patched(stored.clone(), json!({"command": "a", "updatedAt": 9}))
+                .expect("valid")
+                .is_none()
+        );
+        assert!(patched(stored, json!({})).expect("valid").is_none());
+    }
+
+    #[test]
+    fn a_patch_is_refused_as_a_save_would_be_and_cannot_rename() {
+        let stored = json!({"name": "p", "command": "a", "cronExpr": "@daily"});
+        let err = patched(stored.clone(), json!({"cronExpr": "nope", "command": null}))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("`cronExpr`") && err.contains("`command` is required"),
+            "{err}"
+        );
+        let err = patched(stored, json!({"name": "q"}))
+            .expect_err("renamed")
+            .to_string();
+        assert!(err.contains("cannot be renamed"), "{err}");
+    }
 }

@@ -77,6 +77,7 @@ impl Harness {
         let req = match method {
             "POST" => self.cli.post(path),
             "PUT" => self.cli.put(path),
+            "PATCH" => self.cli.patch(path),
             other => panic!("unsupported {other}"),
         };
         read(req.body_json(body).send().await.0).await
@@ -353,6 +354,218 @@ async fn rest_job_lifecycle_with_real_status_codes() {
     let (status, body) = h.get("/api/v1/jobs/a").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"], "job \"a\" not found");
+}
+
+/// A job as GET shows it: the stored job's fields (each one the REST schema
+/// documents) plus what the cluster computes.
+#[tokio::test]
+async fn a_job_is_shown_with_every_field_it_is_stored_with() {
+    let h = harness().await;
+    let every = json!({"name": "every", "command": "true", "cronExpr": "@daily",
+        "timeoutSecs": 30, "concurrency": "replace", "retries": 2, "retryBackoffSecs": 5,
+        "timezone": "Europe/Paris", "disabled": true, "alertEmails": ["ops@example.com"],
+        "target": {"labels": {"role": "db"}, "mode": "all"}, "misfire": "runOnce",
+        "startingDeadlineSecs": 60, "alertOnMissed": false, "retryBackoffMaxSecs": 600});
+    let (status, body) = h.send_json("PUT", "/api/v1/jobs/every", &every).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let stored: Value =
+        serde_json::from_slice(&h.etcd_value("jobs/every").await.expect("stored")).expect("json");
+    let (_, shown) = h.get("/api/v1/jobs/every").await;
+    for (field, value) in stored.as_object().expect("object") {
+        assert_eq!(&shown[field], value, "{field} as stored: {shown}");
+    }
+    let (_, spec) = h.get("/api/v1/openapi.json").await;
+    let documented = spec["components"]["schemas"]["Job"]["properties"]
+        .as_object()
+        .expect("properties");
+    let mut fields: Vec<&String> = stored.as_object().expect("object").keys().collect();
+    let mut names: Vec<&String> = documented.keys().collect();
+    fields.sort();
+    names.sort();
+    assert_eq!(fields, names, "the REST schema documents each stored field");
+}
+
+#[tokio::test]
+async fn patch_changes_only_the_given_fields_and_keeps_unknown_ones() {
+    let h = harness().await;
+    let mut base = job("p", "echo p");
+    base["timeoutSecs"] = json!(30);
+    base["target"] = json!({"labels": {"role": "db"}});
+    let (status, body) = h.send_json("PUT", "/api/v1/jobs/p", &base).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A field of a later version, written by it.
+    let stored = || async {
+        let bytes = h.etcd_value("jobs/p").await.expect("stored");
+        serde_json::from_slice::<Value>(&bytes).expect("json")
+    };
+    let mut later = stored().await;
+    later["futureField"] = json!({"x": 1});
+    let first_stamp = later["updatedAt"].as_i64().expect("stamped");
+    h.etcd
+        .clone()
+        .put(format!("{}jobs/p", h.prefix), later.to_string(), None)
+        .await
+        .expect("put");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // Pause: one field.
+    let (status, body) = h
+        .send_json("PATCH", "/api/v1/jobs/p", &json!({"disabled": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["disabled"], true);
+    assert_eq!(body["timeoutSecs"], 30);
+    assert_eq!(body["nextFireTime"], Value::Null, "paused: {body}");
+    assert!(body["warnings"].is_array(), "{body}");
+    let now = stored().await;
+    assert_eq!(now["disabled"], true);
+    assert_eq!(now["command"], "echo p");
+    assert_eq!(now["timeoutSecs"], 30);
+    assert_eq!(now["futureField"], json!({"x": 1}), "kept: {now}");
+    assert!(
+        now["updatedAt"].as_i64().expect("stamped") > first_stamp,
+        "{now}"
+    );
+
+    // Objects merge; other values replace; `null` resets.
+    let (status, body) = h
+        .send_json(
+            "PATCH",
+            "/api/v1/jobs/p",
+            &json!({"target": {"labels": {"zone": "eu-1"}}, "timezone": "Europe/Berlin",
+                    "alertEmails": ["a@example.com"], "updatedAt": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["target"]["labels"],
+        json!({"role": "db", "zone": "eu-1"})
+    );
+    assert_eq!(body["timezone"], "Europe/Berlin");
+    assert_ne!(body["updatedAt"], 1, "set by the master: {body}");
+    let (status, body) = h
+        .send_json(
+            "PATCH",
+            "/api/v1/jobs/p",
+            &json!({"timezone": null, "target": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.get("timezone").is_none() && body.get("target").is_none(),
+        "{body}"
+    );
+    assert_eq!(body["alertEmails"], json!(["a@example.com"]));
+
+    // A body that changes nothing writes nothing.
+    let revision = |h: &Harness| {
+        let etcd = h.etcd.clone();
+        let key = format!("{}jobs/p", h.prefix);
+        async move { etcd.clone().get(key, None).await.expect("get").kvs()[0].mod_revision() }
+    };
+    let before = revision(&h).await;
+    let (status, _) = h
+        .send_json(
+            "PATCH",
+            "/api/v1/jobs/p",
+            &json!({"disabled": true, "command": "echo p"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revision(&h).await, before, "no write");
+
+    // Refused as a save would be, each problem named; nothing written.
+    let (status, body) = h
+        .send_json(
+            "PATCH",
+            "/api/v1/jobs/p",
+            &json!({"cronExpr": "61 * * * *", "timeoutSecs": 99999999}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let problems = body["problems"].to_string();
+    assert!(
+        problems.contains("`cronExpr`") && problems.contains("`timeoutSecs`"),
+        "{body}"
+    );
+    let (status, body) = h
+        .send_json("PATCH", "/api/v1/jobs/p", &json!({"command": null}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["problems"]
+            .to_string()
+            .contains("`command` is required"),
+        "{body}"
+    );
+    let (status, body) = h
+        .send_json("PATCH", "/api/v1/jobs/p", &json!({"name": "q"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("renamed")),
+        "{body}"
+    );
+    let (status, body) = h.send_json("PATCH", "/api/v1/jobs/p", &json!([1, 2])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("JSON object")),
+        "{body}"
+    );
+    let resp = h
+        .cli
+        .patch("/api/v1/jobs/p")
+        .content_type("application/json")
+        .body("{nope")
+        .send()
+        .await;
+    let (status, body) = read(resp.0).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(revision(&h).await, before, "nothing written");
+    let (status, body) = h
+        .send_json("PATCH", "/api/v1/jobs/ghost", &json!({"disabled": true}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "job \"ghost\" not found");
+
+    // The merge-patch media type is accepted too.
+    let resp = h
+        .cli
+        .patch("/api/v1/jobs/p")
+        .content_type("application/merge-patch+json")
+        .body(r#"{"disabled": false}"#)
+        .send()
+        .await;
+    let (status, body) = read(resp.0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(stored().await["disabled"], false);
+    assert_eq!(stored().await["futureField"], json!({"x": 1}));
+
+    // Audited like every change: pause and resume by name, else update.
+    let mut actions = Vec::new();
+    for _ in 0..50 {
+        let entries = audit_entries(&h.cli, "?job=p").await;
+        actions = entries["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e["route"] == "PATCH /api/v1/jobs/p")
+            .map(|e| e["action"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if actions.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        actions,
+        ["resume", "update", "update", "pause"],
+        "newest first"
+    );
 }
 
 #[tokio::test]
@@ -661,7 +874,7 @@ async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
     let paths = spec["paths"].as_object().expect("paths");
     for (path, methods) in [
         ("/api/v1/jobs", vec!["get", "post"]),
-        ("/api/v1/jobs/{name}", vec!["get", "put", "delete"]),
+        ("/api/v1/jobs/{name}", vec!["get", "put", "patch", "delete"]),
         ("/api/v1/jobs/{name}/kill", vec!["post"]),
         ("/api/v1/runs/{run_id}/kill", vec!["post"]),
         ("/api/v1/jobs/{name}/run", vec!["post"]),
@@ -680,7 +893,8 @@ async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
         }
     }
     for schema in [
-        "JobSpec",
+        "Job",
+        "JobPatch",
         "JobView",
         "JobList",
         "ErrorBody",
@@ -709,6 +923,22 @@ async fn openapi_document_lists_every_rest_route_and_swagger_ui_renders() {
             "{schema}: {s}"
         );
     }
+    // A patch names any fields of a job, none required.
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["JobPatch"]["properties"], schemas["Job"]["properties"],
+        "a patch has the job's fields"
+    );
+    assert!(
+        schemas["JobPatch"]["required"].is_null(),
+        "{}",
+        schemas["JobPatch"]
+    );
+    assert_eq!(
+        spec["paths"]["/api/v1/jobs/{name}"]["patch"]["requestBody"]["content"]["application/json; charset=utf-8"]
+            ["schema"]["$ref"],
+        "#/components/schemas/JobPatch"
+    );
     let created = &spec["components"]["schemas"]["CreatedJob"]["properties"];
     for field in ["name", "cronExpr", "nextFireTime", "unschedulable"] {
         assert!(created[field].is_object(), "CreatedJob lacks {field}");
@@ -1333,6 +1563,33 @@ async fn named_keys_get_what_their_role_allows() {
             .await
             .assert_status(want);
     }
+    // Operator: a PATCH of `disabled` alone is a pause or resume; any other
+    // field is a change.
+    for (patch, want) in [
+        (json!({"disabled": true}), StatusCode::OK),
+        (json!({"disabled": false}), StatusCode::OK),
+        (json!({"command": "false"}), StatusCode::FORBIDDEN),
+        (
+            json!({"disabled": true, "command": "false"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (json!({"disabled": "yes"}), StatusCode::FORBIDDEN),
+    ] {
+        let resp = cli
+            .patch("/api/v1/jobs/keyed")
+            .header("Authorization", bearer("oscar-secret-0123456789"))
+            .body_json(&patch)
+            .send()
+            .await;
+        let (status, body) = read(resp.0).await;
+        assert_eq!(status, want, "{patch}: {body}");
+    }
+    cli.patch("/api/v1/jobs/keyed")
+        .header("Authorization", bearer("rita-secret-0123456789"))
+        .body_json(&json!({"disabled": true}))
+        .send()
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
     let resp = cli
         .post("/job/kill")
         .header("Authorization", bearer("oscar-secret-0123456789"))

@@ -76,7 +76,7 @@ mod tests {
         assert_eq!(b.next_delay(), Duration::from_millis(100));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_cancelled_wait_returns_false_at_once() {
         let token = CancellationToken::new();
         token.cancel();

@@ -364,6 +364,21 @@ fn minutes_reading(fields: &[&str]) -> String {
     format!("reads {}", named.join(", "))
 }
 
+/// A job's IANA time zone (`Europe/Berlin`), written as its name. A type
+/// of its own rather than [`Tz`] so that the REST schema can describe it
+/// (`openapi` feature): traits of poem-openapi cannot be implemented for a
+/// type of chrono-tz here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Timezone(pub Tz);
+
+impl Timezone {
+    /// The IANA name.
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+}
+
 /// Parses an IANA time-zone name such as `Europe/Berlin` or `UTC`.
 pub fn parse_timezone(name: &str) -> Result<Tz, Error> {
     name.parse::<Tz>().map_err(|_| Error::InvalidTimezone {

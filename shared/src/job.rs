@@ -9,7 +9,7 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::cron::{Schedule, ScheduleCache, parse_timezone};
+use crate::cron::{Schedule, ScheduleCache, Timezone, parse_timezone};
 use crate::name::name_problem;
 use crate::placement::Target;
 use crate::{Error, JobName, job_shape};
@@ -27,11 +27,14 @@ pub const MAX_STARTING_DEADLINE_SECS: u64 = 24 * 3600;
 /// Most extra alert recipients per job.
 pub const MAX_ALERT_EMAILS: usize = 50;
 
-/// Whether runs of one job may overlap.
+/// Whether runs of a job may overlap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
 pub enum Concurrency {
-    /// Never two runs of this job at once, cluster-wide.
+    /// Never two runs of this job at once, cluster-wide (default); a tick
+    /// that finds the previous run going is logged `skipped`.
     #[default]
     Forbid,
     /// Runs may overlap; each tick still runs once.
@@ -53,9 +56,11 @@ impl Concurrency {
 
 /// What a tick found late does (ARCHITECTURE §4, "Verdicts").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", oai(rename_all = "camelCase"))]
 pub enum Misfire {
-    /// A late tick is not run; it is logged `missed`.
+    /// Not run; logged `missed` (default).
     #[default]
     Skip,
     /// A tick found late, but within `startingDeadlineSecs` of its planned
@@ -68,60 +73,82 @@ impl Misfire {
     pub const NAMES: &'static [&'static str] = &["skip", "runOnce"];
 }
 
-/// A validated job.
+/// A job. Only `name`, `command` and `cronExpr` are required; a document of
+/// the original system is a valid job.
+// The one definition of a job (ARCHITECTURE §3). serde gives the document
+// stored in etcd (defaults left out, as in the original's documents) and
+// the `openapi` feature the REST schema and views (every field shown), so
+// a field added here is stored, served and documented alike. Bodies are
+// decoded by `Job::from_json`, which names every problem at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", oai(rename_all = "camelCase"))]
 pub struct Job {
-    /// Unique name; also the etcd key's last segment.
+    /// Unique name: 1–128 letters (any script), digits, `.`, `_`, `-`.
     pub name: JobName,
-    /// Shell command, run with `sh -c` (the shell is configurable on workers).
+    /// Shell command, run with `sh -c` on a worker.
     pub command: String,
-    /// Cron expression in the original's syntax (5, 6 or 7 fields, or a macro).
+    /// Cron expression: 5 fields `min hour dom month dow`, 6 (plus year),
+    /// 7 (seconds first, then year, e.g. `*/5 * * * * * *`), or a macro
+    /// such as `@daily`.
     pub cron_expr: String,
-    /// Seconds before a run is killed; 0 means no limit.
+    /// Seconds before a run is killed and logged as `timeout`; 0 = no limit.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub timeout_secs: u64,
     /// Whether runs may overlap.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub concurrency: Concurrency,
     /// How many times a failed run is retried.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub retries: u32,
-    /// Seconds to wait before each retry.
+    /// Seconds before the first retry (doubling for each next one).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub retry_backoff_secs: u64,
-    /// IANA zone the expression is evaluated in; `None` means the
-    /// cluster's configured zone.
+    /// IANA time zone of the expression (e.g. `Europe/Berlin`); absent = the
+    /// cluster's zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<Tz>,
+    #[cfg_attr(feature = "openapi", oai(skip_serializing_if_is_none))]
+    pub timezone: Option<Timezone>,
     /// Paused jobs are kept but never fired.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub disabled: bool,
-    /// Extra recipients for this job's alerts.
+    /// Extra recipients of this job's alerts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub alert_emails: Vec<String>,
-    /// Which workers may run it, and whether one or all of them run each
-    /// tick; `None` = any worker, one per tick (the original's behaviour).
+    /// Which workers may run it; absent = any worker, one per tick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", oai(skip_serializing_if_is_none))]
     pub target: Option<Target>,
-    /// What a tick found late does.
+    /// What a tick found late does: `skip` (logged `missed`) or `runOnce`.
     #[serde(default, skip_serializing_if = "is_default")]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub misfire: Misfire,
-    /// How late (seconds after its planned time) a tick may still start;
-    /// 0 = the worker's `misfire_grace_secs`.
+    /// How late a tick may still start (seconds); 0 = the worker's
+    /// `misfire_grace_secs`.
     #[serde(default, skip_serializing_if = "is_default")]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub starting_deadline_secs: u64,
-    /// Whether a `missed` tick alerts.
+    /// Whether a `missed` tick alerts (default true).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[cfg_attr(feature = "openapi", oai(default = "yes"))]
     pub alert_on_missed: bool,
-    /// Cap of the doubling delay between retries; 0 = one hour.
+    /// Cap of the doubling delay between retries (seconds); 0 = one hour.
     #[serde(default, skip_serializing_if = "is_default")]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub retry_backoff_max_secs: u64,
-    /// When a master last stored this version (ms), set by the master on
-    /// every write: ticks before it are not owed a verdict (they belonged
-    /// to another schedule, or the job was paused). Absent in jobs written
-    /// by other tools.
+    /// When a master last stored this version (ms since the epoch), set on
+    /// every write; ticks before it are not owed a record. Absent in jobs
+    /// written by other tools.
+    // Ticks before it belonged to another schedule, or the job was paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", oai(read_only, skip_serializing_if_is_none))]
     pub updated_at: Option<i64>,
 }
 
@@ -137,8 +164,12 @@ fn is_true(v: &bool) -> bool {
     *v
 }
 
-/// The wire form before validation: every field as loosely typed as the
-/// JSON allows, so that validation can report all problems together.
+/// The decoder's view of a job document before validation: each field of
+/// [`Job`] as loosely typed as the JSON allows, so that validation can
+/// report all problems together. Not a second definition: `from_raw` builds
+/// the `Job` with an exhaustive struct literal (a field added to `Job`
+/// does not compile until it is decoded here), and
+/// `every_field_survives_a_round_trip` checks that each is read back.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawJob {
@@ -248,31 +279,19 @@ impl Job {
 
     /// The job's schedule, in its own zone or in `default_tz`.
     pub fn schedule(&self, default_tz: Tz) -> Result<Schedule, Error> {
-        Schedule::parse(&self.cron_expr, self.timezone.unwrap_or(default_tz))
+        Schedule::parse(&self.cron_expr, self.zone(default_tz))
     }
 
-    /// Checks a job built in code (for example from the REST API's typed
-    /// body) against the same rules as [`Job::from_json`].
+    /// Checks a job built or changed in code against the same rules as
+    /// [`Job::from_json`].
     pub fn validate(&self) -> Result<(), Error> {
-        let raw = RawJob {
-            name: Some(self.name.to_string()),
-            command: Some(self.command.clone()),
-            cron_expr: Some(self.cron_expr.clone()),
-            timeout_secs: Some(self.timeout_secs),
-            concurrency: Some(self.concurrency),
-            retries: Some(self.retries),
-            retry_backoff_secs: Some(self.retry_backoff_secs),
-            timezone: self.timezone.map(|tz| tz.name().to_string()),
-            disabled: Some(self.disabled),
-            alert_emails: Some(self.alert_emails.clone()),
-            target: self.target.clone(),
-            misfire: Some(self.misfire),
-            starting_deadline_secs: Some(self.starting_deadline_secs),
-            alert_on_missed: Some(self.alert_on_missed),
-            retry_backoff_max_secs: Some(self.retry_backoff_max_secs),
-            updated_at: self.updated_at,
-        };
-        Self::from_raw(raw, true, &mut ScheduleCache::default()).map(|_| ())
+        Self::from_json(self.to_json().as_bytes()).map(|_| ())
+    }
+
+    /// The zone its expression is evaluated in: its own, or `default_tz`
+    /// (the cluster's) when it names none.
+    pub fn zone(&self, default_tz: Tz) -> Tz {
+        self.timezone.map_or(default_tz, |tz| tz.0)
     }
 
     fn from_raw(
@@ -415,7 +434,7 @@ impl Job {
                 concurrency: raw.concurrency.unwrap_or_default(),
                 retries,
                 retry_backoff_secs,
-                timezone,
+                timezone: timezone.map(Timezone),
                 disabled: raw.disabled.unwrap_or(false),
                 alert_emails,
                 target,
@@ -487,13 +506,32 @@ mod tests {
             "disabled":true,"alertEmails":["ops@example.com"],"futureField":{"x":1}}"#;
         let job = Job::from_json(json).expect("valid");
         assert_eq!(job.concurrency, Concurrency::Allow);
-        assert_eq!(job.timezone, Some(chrono_tz::Europe::Paris));
+        assert_eq!(job.timezone, Some(Timezone(chrono_tz::Europe::Paris)));
         let again = Job::from_json(job.to_json().as_bytes()).expect("round trip");
         assert_eq!(again, job);
         let v: serde_json::Value = serde_json::from_str(&job.to_json()).expect("json");
         assert_eq!(v["cronExpr"], "@daily");
         assert_eq!(v["timeoutSecs"], 30);
         assert_eq!(v["timezone"], "Europe/Paris");
+    }
+
+    #[test]
+    fn every_field_survives_a_round_trip() {
+        // Every field away from its default, so none is left out when stored.
+        let json = br#"{"name":"all","command":"true","cronExpr":"@daily","timeoutSecs":30,
+            "concurrency":"replace","retries":2,"retryBackoffSecs":5,"timezone":"Europe/Paris",
+            "disabled":true,"alertEmails":["ops@example.com"],
+            "target":{"labels":{"role":"db"},"mode":"all"},"misfire":"runOnce",
+            "startingDeadlineSecs":60,"alertOnMissed":false,"retryBackoffMaxSecs":600,
+            "updatedAt":1700000000000}"#;
+        let job = Job::from_json(json).expect("valid");
+        let stored: serde_json::Value = serde_json::from_str(&job.to_json()).expect("json");
+        let sent: serde_json::Value = serde_json::from_slice(json).expect("json");
+        assert_eq!(stored, sent, "a field is not decoded or not stored");
+        assert_eq!(
+            Job::from_json(job.to_json().as_bytes()).expect("again"),
+            job
+        );
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! - [`etcd`]: connecting, and classifying outages.
 //! - [`metrics`]: Prometheus text for counters and histograms.
 //! - [`telemetry`]: tracing setup.
+//! - `openapi` (feature `openapi`, used by the master): how the job's
+//!   string types appear in the REST schema; [`Job`] and its parts derive
+//!   theirs where they are defined.
 //!
 //! The master writes jobs and reads records; workers read jobs, write
 //! records. Neither depends on the other, only on this crate.
@@ -31,6 +34,8 @@ mod job_shape;
 pub mod keys;
 pub mod metrics;
 pub mod name;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod placement;
 pub mod records;
 pub mod runlog;
@@ -38,7 +43,7 @@ pub mod secret;
 pub mod telemetry;
 pub mod verdict;
 
-pub use cron::{Schedule, ScheduleCache};
+pub use cron::{Schedule, ScheduleCache, Timezone};
 pub use error::Error;
 pub use job::{Concurrency, Job, Misfire};
 pub use keys::Keys;

@@ -24,7 +24,9 @@ pub type Labels = BTreeMap<String, String>;
 
 /// Which workers run a tick of the job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
 pub enum TargetMode {
     /// One matching worker runs each tick (the default).
     #[default]
@@ -38,18 +40,26 @@ impl TargetMode {
     pub const NAMES: &'static [&'static str] = &["one", "all"];
 }
 
-/// The job's `target`: the labels a worker must carry, and how many of the
+/// Where a job may run: the labels a worker must carry, and how many of the
 /// matching workers run each tick.
 // Unknown fields are refused: a misspelt `labels` would otherwise let a
 // job pinned to some hosts run anywhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(
+    feature = "openapi",
+    oai(rename_all = "camelCase", deny_unknown_fields)
+)]
 pub struct Target {
-    /// A worker matches when it carries every one of these labels.
+    /// Labels a worker must all carry (`{"role": "db"}`); keys and values
+    /// are 1–63 ASCII letters, digits, `.`, `_`, `-`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub labels: Labels,
-    /// `one` or `all`.
+    /// `one` (default) or `all`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub mode: TargetMode,
 }
 

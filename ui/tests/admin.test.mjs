@@ -93,7 +93,13 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
     await page.selectOption('#log-status', 'killed');
     await page.waitForSelector('#logs-table tr[data-status="killed"]', { timeout: 20_000 });
     await page.goto(`${base}/#/jobs`);
-    await page.click('tr[data-job="ui-long"] button[data-action="pause"]');
+    // Pause is a PATCH of `disabled` alone.
+    const [paused] = await Promise.all([
+      page.waitForRequest((r) => r.method() === 'PATCH' && new URL(r.url()).pathname === '/api/v1/jobs/ui-long'),
+      page.click('tr[data-job="ui-long"] button[data-action="pause"]'),
+    ]);
+    assert.deepEqual(JSON.parse(paused.postData()), { disabled: true });
+    assert.equal((await paused.response()).status(), 200);
     await page.waitForSelector('tr[data-job="ui-long"] button[data-action="resume"]');
     await page.click('tr[data-job="ui-long"] button[data-action="kill"]');
     await page.goto(`${base}/#/logs?job=ui-long`);

@@ -548,7 +548,7 @@ impl RunContext {
         if plan_ms - previous <= 1000 {
             return None;
         }
-        let tz = job.timezone.unwrap_or(self.timezone);
+        let tz = job.zone(self.timezone);
         self.schedules
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -546,10 +546,7 @@ impl<L: Launcher> Scheduler<L> {
         {
             return; // unchanged (a re-list after a watch error): keep its next tick
         }
-        let key: ScheduleKey = (
-            job.cron_expr.clone(),
-            job.timezone.unwrap_or(self.default_tz),
-        );
+        let key: ScheduleKey = (job.cron_expr.clone(), job.zone(self.default_tz));
         let schedule = match self.schedules.get(&key) {
             Some(s) => s.clone(),
             None => match job.schedule(self.default_tz) {
@@ -637,10 +634,8 @@ impl<L: Launcher> Scheduler<L> {
     /// are then its only two references.
     fn release_schedule(&mut self, job: &Job, old: Arc<Schedule>) {
         if Arc::strong_count(&old) == 2 {
-            self.schedules.remove(&(
-                job.cron_expr.clone(),
-                job.timezone.unwrap_or(self.default_tz),
-            ));
+            self.schedules
+                .remove(&(job.cron_expr.clone(), job.zone(self.default_tz)));
         }
     }
 

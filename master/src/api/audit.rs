@@ -39,7 +39,7 @@ pub struct AuditEntry {
     pub forwarded_for: Option<String>,
     /// Method and path.
     pub route: String,
-    /// `create`, `replace`, `delete`, `pause`, `resume`, `run`, `kill`, `killRun`.
+    /// `create`, `replace`, `update`, `delete`, `pause`, `resume`, `run`, `kill`, `killRun`.
     pub action: String,
     /// The job.
     #[oai(skip_serializing_if_is_none)]
@@ -98,7 +98,7 @@ pub struct JobVersion {
     pub time: i64,
     /// Who saved it.
     pub key: String,
-    /// How (`create`, `replace`, `pause`, `resume`).
+    /// How (`create`, `replace`, `update`, `pause`, `resume`).
     pub action: String,
     /// The job as saved.
     pub job: serde_json::Value,

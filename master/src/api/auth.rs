@@ -3,7 +3,8 @@
 //! file (`RCRON_API_KEYS_FILE`), each with a role:
 //!
 //! - `read`: `GET`/`HEAD` only;
-//! - `operator`: also run, kill (a job's runs or one run), pause, resume —
+//! - `operator`: also run, kill (a job's runs or one run), pause, resume
+//!   (`POST …/pause`, `…/resume`, or a `PATCH` of `disabled` alone) —
 //!   not create, change or delete jobs;
 //! - `admin`: everything.
 //!
@@ -224,6 +225,27 @@ fn required(req: &Request) -> Access {
     Access::Need(if operate { Role::Operator } else { Role::Admin })
 }
 
+/// Whether the request is a `PATCH` of a job that sets `disabled` and
+/// nothing else: a pause or resume, which operators may do. The body was
+/// read into memory by the size limit, which runs first; it is put back
+/// for the handler.
+async fn is_pause_patch(req: &mut Request) -> bool {
+    let path = req.uri().path();
+    let is_job = path
+        .strip_prefix("/api/v1/jobs/")
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+    if req.method() != Method::PATCH || !is_job {
+        return false;
+    }
+    let Ok(bytes) = req.take_body().into_bytes().await else {
+        return false;
+    };
+    let fields: Option<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&bytes).ok();
+    req.set_body(poem::Body::from_bytes(bytes));
+    fields.is_some_and(|f| f.len() == 1 && f.get("disabled").is_some_and(|d| d.is_boolean()))
+}
+
 /// Equal bytes, in time that depends only on the lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -244,13 +266,14 @@ pub(crate) async fn check<E: Endpoint>(
     mut req: Request,
     tokens: Arc<Tokens>,
 ) -> poem::Result<Response> {
-    let needed = required(&req);
     if !tokens.enabled() {
         req.extensions_mut().insert(Caller("anonymous".into()));
         return Ok(ep.call(req).await?.into_response());
     }
-    let Access::Need(needed) = needed else {
-        return Ok(ep.call(req).await?.into_response());
+    let needed = match required(&req) {
+        Access::Need(Role::Admin) if is_pause_patch(&mut req).await => Role::Operator,
+        Access::Need(role) => role,
+        Access::Public => return Ok(ep.call(req).await?.into_response()),
     };
     match presented(&req).and_then(|p| tokens.identify(p)) {
         Some((name, role)) if role >= needed => {

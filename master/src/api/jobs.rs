@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use rcron_shared::{Concurrency, Job, JobName, Misfire, TargetMode};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use rcron_shared::{Job, JobName};
+use serde_json::{Map, Value};
 
 use crate::Error;
-use crate::api::payload::JobPayload;
+use crate::api::payload::{JobPatchPayload, JobPayload};
 use crate::api::{ApiError, ApiTags, AppState};
 use crate::audit::Origin;
 
@@ -26,154 +27,13 @@ impl JobsApi {
     }
 }
 
-/// Whether runs of a job may overlap.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum ConcurrencyDto {
-    /// Never two runs of this job at once, cluster-wide (default).
-    #[default]
-    Forbid,
-    /// Runs may overlap; each tick still runs once.
-    Allow,
-    /// A new tick kills the running run (logged `killed`, reason
-    /// `replaced`) and starts.
-    Replace,
-}
-
-/// What a tick found late does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
-#[oai(rename_all = "camelCase")]
-pub enum MisfireDto {
-    /// Not run; logged `missed` (default).
-    #[default]
-    Skip,
-    /// Run once, late, if within `startingDeadlineSecs`.
-    RunOnce,
-}
-
-/// Which workers run a tick.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum TargetModeDto {
-    /// One matching worker runs each tick (default).
-    #[default]
-    One,
-    /// Every matching live worker runs each tick once.
-    All,
-}
-
-/// Where a job may run.
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct TargetSpec {
-    /// Labels a worker must all carry (`{"role": "db"}`); keys and values
-    /// are 1–63 ASCII letters, digits, `.`, `_`, `-`.
-    #[oai(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// `one` (default) or `all`.
-    #[oai(default)]
-    pub mode: TargetModeDto,
-}
-
-/// A job as written by a client. Only `name`, `command` and `cronExpr` are
-/// required; a document of the original system is a valid job.
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct JobSpec {
-    /// Unique name: 1–128 letters (any script), digits, `.`, `_`, `-`.
-    pub name: String,
-    /// Shell command, run with `sh -c` on a worker.
-    pub command: String,
-    /// Cron expression: 5 fields `min hour dom month dow`, 6 (plus year),
-    /// 7 (seconds first, then year, e.g. `*/5 * * * * * *`), or a macro
-    /// such as `@daily`.
-    pub cron_expr: String,
-    /// Seconds before a run is killed and logged as `timeout`; 0 = no limit.
-    #[oai(default)]
-    pub timeout_secs: u64,
-    /// Whether runs may overlap.
-    #[oai(default)]
-    pub concurrency: ConcurrencyDto,
-    /// How many times a failed run is retried.
-    #[oai(default)]
-    pub retries: u32,
-    /// Seconds between retries.
-    #[oai(default)]
-    pub retry_backoff_secs: u64,
-    /// IANA time zone of the expression (e.g. `Europe/Berlin`); absent = the
-    /// cluster's zone.
-    #[oai(skip_serializing_if_is_none)]
-    pub timezone: Option<String>,
-    /// Paused jobs are kept but never fired.
-    #[oai(default)]
-    pub disabled: bool,
-    /// Extra recipients of this job's alerts.
-    #[oai(default)]
-    pub alert_emails: Vec<String>,
-    /// Which workers may run it; absent = any worker, one per tick.
-    #[oai(skip_serializing_if_is_none)]
-    pub target: Option<TargetSpec>,
-    /// What a tick found late does: `skip` (logged `missed`) or `runOnce`.
-    #[oai(default)]
-    pub misfire: MisfireDto,
-    /// How late a tick may still start (seconds); 0 = the worker's
-    /// `misfire_grace_secs`.
-    #[oai(default)]
-    pub starting_deadline_secs: u64,
-    /// Whether a `missed` tick alerts (default true).
-    #[oai(default = "yes")]
-    pub alert_on_missed: bool,
-    /// Cap of the doubling delay between retries (seconds); 0 = one hour.
-    #[oai(default)]
-    pub retry_backoff_max_secs: u64,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl From<&Job> for JobSpec {
-    fn from(job: &Job) -> Self {
-        Self {
-            name: job.name.to_string(),
-            command: job.command.clone(),
-            cron_expr: job.cron_expr.clone(),
-            timeout_secs: job.timeout_secs,
-            concurrency: match job.concurrency {
-                Concurrency::Forbid => ConcurrencyDto::Forbid,
-                Concurrency::Allow => ConcurrencyDto::Allow,
-                Concurrency::Replace => ConcurrencyDto::Replace,
-            },
-            retries: job.retries,
-            retry_backoff_secs: job.retry_backoff_secs,
-            timezone: job.timezone.map(|tz| tz.name().to_string()),
-            disabled: job.disabled,
-            alert_emails: job.alert_emails.clone(),
-            target: job.target.as_ref().map(|t| TargetSpec {
-                labels: t.labels.clone(),
-                mode: match t.mode {
-                    TargetMode::One => TargetModeDto::One,
-                    TargetMode::All => TargetModeDto::All,
-                },
-            }),
-            misfire: match job.misfire {
-                Misfire::Skip => MisfireDto::Skip,
-                Misfire::RunOnce => MisfireDto::RunOnce,
-            },
-            starting_deadline_secs: job.starting_deadline_secs,
-            alert_on_missed: job.alert_on_missed,
-            retry_backoff_max_secs: job.retry_backoff_max_secs,
-        }
-    }
-}
-
 /// A stored job with what the cluster computes about it.
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct JobView {
     /// The job.
     #[oai(flatten)]
-    pub job: JobSpec,
+    pub job: Job,
     /// The next time it fires (absent when disabled or never again).
     #[oai(skip_serializing_if_is_none)]
     pub next_fire_time: Option<DateTime<Utc>>,
@@ -202,7 +62,7 @@ pub struct SavedJob {
     pub job: JobView,
     /// The job it replaced, if any.
     #[oai(skip_serializing_if_is_none)]
-    pub previous: Option<JobSpec>,
+    pub previous: Option<Job>,
     /// Where its expression probably does not do what was meant (as in
     /// `POST /cron/preview`); the job is saved all the same.
     pub warnings: Vec<String>,
@@ -216,6 +76,17 @@ pub struct CreatedJob {
     pub job: JobView,
     /// Where its expression probably does not do what was meant (as in
     /// `POST /cron/preview`); the job is created all the same.
+    pub warnings: Vec<String>,
+}
+
+/// A job changed with `PATCH`.
+#[derive(Debug, Object)]
+pub struct PatchedJob {
+    /// The job as stored now.
+    #[oai(flatten)]
+    pub job: JobView,
+    /// Where its expression probably does not do what was meant (as in
+    /// `POST /cron/preview`); the change is made all the same.
     pub warnings: Vec<String>,
 }
 
@@ -281,13 +152,23 @@ pub enum KillResponse {
     Accepted(Json<KillAccepted>),
 }
 
+/// How the audit trail names a patch: `pause` or `resume` when it sets
+/// only `disabled`, else `update`.
+fn patch_action(fields: &Map<String, Value>) -> &'static str {
+    match (fields.len(), fields.get("disabled")) {
+        (1, Some(Value::Bool(true))) => "pause",
+        (1, Some(Value::Bool(false))) => "resume",
+        _ => "update",
+    }
+}
+
 impl JobsApi {
     async fn view(&self, job: &Job) -> JobView {
         self.views(std::slice::from_ref(job))
             .await
             .pop()
             .unwrap_or_else(|| JobView {
-                job: JobSpec::from(job),
+                job: job.clone(),
                 next_fire_time: None,
                 matching_workers: None,
                 unschedulable: false,
@@ -303,7 +184,7 @@ impl JobsApi {
         let mut next = std::collections::HashMap::new();
         jobs.iter()
             .map(|job| {
-                let tz = job.timezone.unwrap_or(self.state.timezone);
+                let tz = job.zone(self.state.timezone);
                 let next_fire_time = if job.disabled {
                     None
                 } else {
@@ -317,7 +198,7 @@ impl JobsApi {
                     .as_deref()
                     .map(|w| crate::placement::matching_workers(job, w));
                 JobView {
-                    job: JobSpec::from(job),
+                    job: job.clone(),
                     next_fire_time,
                     matching_workers: matching.map(|n| n as u32),
                     unschedulable: !job.disabled && matching == Some(0),
@@ -333,20 +214,22 @@ impl JobsApi {
         disabled: bool,
     ) -> Result<Json<JobView>, ApiError> {
         let name = JobName::new(name).map_err(Error::from)?;
-        match self.state.store.set_disabled(&name, disabled).await? {
-            Some((before, job)) => {
-                let action = if disabled { "pause" } else { "resume" };
-                self.state.audit.record(
-                    &Origin::of(req),
-                    action,
-                    Some(name.as_str()),
-                    Some(&before),
-                    Some(&job),
-                );
-                Ok(Json(self.view(&job).await))
-            }
-            None => Err(Error::NotFound(name.to_string()).into()),
-        }
+        let mut fields = Map::new();
+        fields.insert("disabled".into(), Value::Bool(disabled));
+        let patched = self
+            .state
+            .store
+            .patch(&name, &fields)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        self.state.audit.record(
+            &Origin::of(req),
+            if disabled { "pause" } else { "resume" },
+            Some(name.as_str()),
+            Some(&patched.before),
+            Some(&patched.after),
+        );
+        Ok(Json(self.view(&patched.after).await))
     }
 
     /// What a save answers about the job's expression, from now on.
@@ -413,8 +296,8 @@ impl JobsApi {
     /// Create or replace a job
     ///
     /// The body's `name` must match the path. Answers 201 for a new job and
-    /// 200 with the replaced job in `previous` otherwise. Pause or resume a
-    /// job by saving it with `disabled` set. `warnings` says where the
+    /// 200 with the replaced job in `previous` otherwise. To change some
+    /// fields only (pause, resume), use `PATCH`. `warnings` says where the
     /// expression probably does not do what was meant.
     #[oai(path = "/jobs/:name", method = "put", operation_id = "putJob")]
     async fn put(
@@ -448,7 +331,7 @@ impl JobsApi {
         );
         let saved = SavedJob {
             job: self.view(&job).await,
-            previous: previous.as_ref().map(JobSpec::from),
+            previous: previous.clone(),
             warnings: self.warnings(&job),
         };
         Ok(match previous {
@@ -457,12 +340,53 @@ impl JobsApi {
         })
     }
 
+    /// Change some fields of a job
+    ///
+    /// The body holds only the fields to change, e.g. `{"disabled": true}`
+    /// (a JSON merge patch, RFC 7396: objects such as `target` merge field
+    /// by field, `null` returns a field to its default, anything else
+    /// replaces it). The job that results is checked as a `PUT` would check
+    /// it (400 naming each problem; its `name` cannot change), 404 when
+    /// there is no such job. Fields of the stored job this master does not
+    /// know are kept. A body that changes nothing writes nothing. A body of
+    /// `disabled` alone (pause, resume) is allowed to `operator` keys; any
+    /// other field needs `admin`.
+    #[oai(path = "/jobs/:name", method = "patch", operation_id = "patchJob")]
+    async fn patch(
+        &self,
+        req: &Request,
+        name: Path<String>,
+        body: JobPatchPayload,
+    ) -> Result<Json<PatchedJob>, ApiError> {
+        let name = JobName::new(name.0).map_err(Error::from)?;
+        let fields = body.0?;
+        let patched = self
+            .state
+            .store
+            .patch(&name, &fields)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        if patched.changed {
+            self.state.audit.record(
+                &Origin::of(req),
+                patch_action(&fields),
+                Some(name.as_str()),
+                Some(&patched.before),
+                Some(&patched.after),
+            );
+        }
+        Ok(Json(PatchedJob {
+            job: self.view(&patched.after).await,
+            warnings: self.warnings(&patched.after),
+        }))
+    }
+
     /// Delete a job
     ///
     /// Answers with the deleted job. A run in progress is not killed (use
     /// the kill operation first).
     #[oai(path = "/jobs/:name", method = "delete", operation_id = "deleteJob")]
-    async fn delete(&self, req: &Request, name: Path<String>) -> Result<Json<JobSpec>, ApiError> {
+    async fn delete(&self, req: &Request, name: Path<String>) -> Result<Json<Job>, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
         match self.state.store.delete(&name).await? {
             Some(job) => {
@@ -473,7 +397,7 @@ impl JobsApi {
                     Some(&job),
                     None,
                 );
-                Ok(Json(JobSpec::from(&job)))
+                Ok(Json(job))
             }
             None => Err(Error::NotFound(name.to_string()).into()),
         }
@@ -580,5 +504,53 @@ impl JobsApi {
             job: run.job,
             worker,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use poem_openapi::registry::Registry;
+    use poem_openapi::types::{ToJSON, Type};
+    use rcron_shared::Job;
+
+    /// A job with every field away from its default, so that the stored
+    /// document leaves none out. A field added to `Job` and not set here
+    /// fails the test below: set it.
+    const EVERY_FIELD: &[u8] = br#"{"name":"all","command":"true","cronExpr":"@daily",
+        "timeoutSecs":30,"concurrency":"replace","retries":2,"retryBackoffSecs":5,
+        "timezone":"Europe/Paris","disabled":true,"alertEmails":["ops@example.com"],
+        "target":{"labels":{"role":"db"},"mode":"all"},"misfire":"runOnce",
+        "startingDeadlineSecs":60,"alertOnMissed":false,"retryBackoffMaxSecs":600,
+        "updatedAt":1700000000000}"#;
+
+    #[test]
+    fn the_rest_schema_views_and_stored_jobs_have_the_same_fields() {
+        let mut registry = Registry::new();
+        Job::register(&mut registry);
+        let schema = &registry.schemas["Job"];
+        let documented: BTreeSet<&str> = schema.properties.iter().map(|(name, _)| *name).collect();
+
+        let job = Job::from_json(EVERY_FIELD).expect("valid job");
+        let stored: serde_json::Value = serde_json::from_str(&job.to_json()).expect("json");
+        let stored_fields: BTreeSet<&str> = stored
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(documented, stored_fields, "schema vs stored document");
+
+        // A REST view spells every value as the stored document does.
+        let view = ToJSON::to_json(&job)
+            .and_then(|v| v.as_object().cloned())
+            .expect("view");
+        for field in &documented {
+            assert_eq!(view.get(*field), stored.get(*field), "{field}");
+        }
+        assert_eq!(view.len(), documented.len());
+        let required: BTreeSet<&str> = schema.required.iter().copied().collect();
+        assert_eq!(required, BTreeSet::from(["name", "command", "cronExpr"]));
     }
 }
