@@ -12,6 +12,8 @@
 //! - [`backoff`]: the doubling wait between retries, shared by every loop.
 //! - [`config`]: shared config sections and the file → env → flag layering.
 //! - [`etcd`]: connecting, and classifying outages.
+//! - [`lease`]: keeping an etcd lease alive and publishing until when it
+//!   certainly lives (the worker's session, the masters' election).
 //! - [`metrics`]: Prometheus text for counters and histograms.
 //! - [`telemetry`]: tracing setup.
 //!
@@ -25,6 +27,7 @@ mod error;
 pub mod etcd;
 pub mod job;
 pub mod keys;
+pub mod lease;
 pub mod metrics;
 pub mod name;
 pub mod placement;
