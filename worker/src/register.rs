@@ -4,15 +4,15 @@
 //! The lease is published (as [`SessionLease`]) only while the worker can
 //! vouch for it: [`lease::keep_alive`] renews it and reports until when
 //! each answer confirms it (the time the request was sent plus its TTL:
-//! etcd cannot expire it earlier). When no
-//! answer comes (etcd stalled or unreachable), the lease stays the same
-//! and keep-alives go on, but shortly before the confirmed time runs out
-//! the session publishes `None`: no new lock is taken and `lock_keeper`
-//! stops the runs holding locks, before another worker could take them.
-//! An answer within the TTL publishes the same lease again; only a lease
-//! that etcd says is gone is replaced by a new one (and the locks re-taken
-//! on it). A stall therefore costs no etcd writes, and a drain keeps the
-//! session until its runs have ended.
+//! etcd cannot expire it earlier). When no answer comes (etcd stalled or
+//! unreachable), the lease stays the same and keep-alives go on, but
+//! shortly before the confirmed time runs out the session publishes
+//! `None`: no new lock is taken and `lock_keeper` stops the runs holding
+//! locks, before another worker could take them. An answer that confirms
+//! it for longer than that margin publishes the same lease again; only a
+//! lease that etcd says is gone is replaced by a new one (and the locks
+//! re-taken on it). A stall therefore costs no etcd writes, and a drain
+//! keeps the session until its runs have ended.
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::Arc;
