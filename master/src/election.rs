@@ -4,9 +4,13 @@
 //! runs the leader-only work (the alert loop) under a token that is
 //! cancelled the moment leadership may be lost:
 //!
-//! - the keep-alive stream fails, or no keep-alive has been confirmed for
-//!   `ttl - margin` (etcd could expire the lease at `ttl`, so the old leader
-//!   stops *before* a new one can win — two masters never alert at once);
+//! - etcd says the lease is gone, or the instant until which the lease is
+//!   confirmed ([`rcron_shared::lease::keep_alive`]: the send time of the
+//!   last answered keep-alive plus its TTL) is less than a margin away
+//!   (etcd could expire the lease then, so the old leader stops *before* a
+//!   new one can win — two masters never alert at once). A broken
+//!   keep-alive stream is opened again meanwhile: leadership survives an
+//!   etcd hiccup shorter than the TTL minus the margin;
 //! - the leader key is no longer ours (checked by its create revision, not
 //!   by a local timer alone: etcd resets lease TTLs on its own leader
 //!   changes, and a lease can be revoked by an operator).
@@ -15,15 +19,17 @@
 //! delivery, which covers a process that was paused (SIGSTOP, VM freeze)
 //! and wakes up after its lease expired.
 
-use rcron_shared::backoff::Backoff;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{Client, LeaderKey, ProclaimOptions, ResignOptions};
 use rcron_shared::Keys;
+use rcron_shared::backoff::Backoff;
+use rcron_shared::lease::{self, LeaseEnd};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What a master announces on its election key.
@@ -84,17 +90,18 @@ impl LeaderState {
 /// certainly still alive.
 #[derive(Clone)]
 pub struct Leadership {
-    last_ok: watch::Receiver<Instant>,
-    safe_for: Duration,
+    confirmed: watch::Receiver<Instant>,
+    margin: Duration,
     token: CancellationToken,
     key: LeaderKey,
 }
 
 impl Leadership {
-    /// True while no other master can have won: the last confirmed
-    /// keep-alive is recent enough and leadership was not given up.
+    /// True while no other master can have won: the lease is confirmed for
+    /// longer than the margin and leadership was not given up.
     pub fn is_valid(&self) -> bool {
-        !self.token.is_cancelled() && self.last_ok.borrow().elapsed() < self.safe_for
+        !self.token.is_cancelled()
+            && Instant::now() < deadline(*self.confirmed.borrow(), self.margin)
     }
 
     /// Cancelled when leadership is (or may be) lost.
@@ -142,13 +149,11 @@ pub async fn run<F, Fut>(
     Fut: std::future::Future<Output = ()>,
 {
     let name = keys.master_election();
-    let ttl = Duration::from_secs(settings.ttl_secs as u64);
-    // Stop leading a safe margin before etcd could expire the lease.
-    let safe_for = ttl.saturating_sub((ttl / 5).max(Duration::from_millis(500)));
+    let timing = Timing::new(settings.ttl_secs);
     let mut backoff = Backoff::etcd();
     while !shutdown.is_cancelled() {
-        let lease = match client.clone().lease_grant(settings.ttl_secs, None).await {
-            Ok(l) => l.id(),
+        let (lease, confirmed_until) = match lease::grant(&client, settings.ttl_secs).await {
+            Ok(granted) => granted,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot get an election lease; retrying");
                 if !backoff.wait_or_cancel(&shutdown).await {
@@ -158,15 +163,16 @@ pub async fn run<F, Fut>(
             }
         };
         backoff.reset();
-        let (last_ok_tx, last_ok) = watch::channel(Instant::now());
+        let (confirmed_tx, confirmed) = watch::channel(confirmed_until);
         let keepalive_token = shutdown.child_token();
         let keepalive = tokio::spawn(keep_alive(
             client.clone(),
             lease,
-            ttl,
-            last_ok_tx,
+            timing.period,
+            confirmed_tx,
             keepalive_token.clone(),
         ));
+        let lease = lease.id;
 
         let value = serde_json::to_string(&settings.info).unwrap_or_default();
         let campaign = async { client.clone().campaign(name.clone(), value, lease).await };
@@ -197,8 +203,8 @@ pub async fn run<F, Fut>(
 
         let leader_token = keepalive_token.child_token();
         let leadership = Leadership {
-            last_ok: last_ok.clone(),
-            safe_for,
+            confirmed: confirmed.clone(),
+            margin: timing.margin,
             token: leader_token.clone(),
             key: key.clone(),
         };
@@ -221,8 +227,8 @@ pub async fn run<F, Fut>(
         let watchdog = watch_leadership(
             client.clone(),
             key.clone(),
-            last_ok,
-            safe_for,
+            confirmed,
+            timing,
             leader_token.clone(),
         );
         tokio::join!(lead(leadership), watchdog);
@@ -241,26 +247,79 @@ pub async fn run<F, Fut>(
     }
 }
 
+/// Timings derived from the election TTL.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Between keep-alives.
+    period: Duration,
+    /// How long before the lease could expire unconfirmed leadership ends:
+    /// time for leader-only work to stop before another master can win.
+    margin: Duration,
+}
+
+impl Timing {
+    fn new(ttl_secs: i64) -> Self {
+        let ttl = Duration::from_secs(ttl_secs.max(1) as u64);
+        let margin = (ttl / 5).max(Duration::from_millis(500));
+        Self {
+            period: (ttl / 4).max(Duration::from_millis(200)),
+            margin: margin.min(ttl),
+        }
+    }
+}
+
+/// When leadership must end if nothing confirms the lease beyond
+/// `confirmed_until`.
+fn deadline(confirmed_until: Instant, margin: Duration) -> Instant {
+    // An instant too early to subtract from is in the past anyway.
+    confirmed_until
+        .checked_sub(margin)
+        .unwrap_or_else(Instant::now)
+}
+
 /// Cancels `token` when the lease may be lost or the key is not ours.
 /// Returns once `token` is cancelled (by itself or by shutdown).
 async fn watch_leadership(
     client: Client,
     key: LeaderKey,
-    last_ok: watch::Receiver<Instant>,
-    safe_for: Duration,
+    confirmed: watch::Receiver<Instant>,
+    timing: Timing,
     token: CancellationToken,
 ) {
-    let period = (safe_for / 4).max(Duration::from_millis(100));
+    let why = tokio::select! {
+        () = token.cancelled() => return,
+        () = lease_deadline(confirmed, timing.margin) => "the election lease is not confirmed in time",
+        () = key_lost(&client, &key, timing.period) => "the election key is no longer ours",
+    };
+    tracing::warn!(reason = why, "giving up leadership");
+    token.cancel();
+}
+
+/// Returns once the lease is confirmed for less than `margin`.
+async fn lease_deadline(mut confirmed: watch::Receiver<Instant>, margin: Duration) {
     loop {
+        let at = deadline(*confirmed.borrow_and_update(), margin);
         tokio::select! {
-            () = token.cancelled() => return,
-            () = tokio::time::sleep(period) => {}
+            () = tokio::time::sleep_until(at) => return,
+            changed = confirmed.changed() => {
+                if changed.is_err() {
+                    // The keeper ended (the lease is gone, or shutdown):
+                    // nothing will confirm the lease any more.
+                    let last = deadline(*confirmed.borrow(), margin);
+                    tokio::time::sleep_until(last).await;
+                    return;
+                }
+            }
         }
-        if last_ok.borrow().elapsed() >= safe_for {
-            tracing::warn!("no keep-alive confirmed in time; giving up leadership");
-            token.cancel();
-            return;
-        }
+    }
+}
+
+/// Returns once etcd shows the election key with another create revision
+/// (or none). A check etcd does not answer proves nothing either way: the
+/// lease deadline covers that.
+async fn key_lost(client: &Client, key: &LeaderKey, period: Duration) {
+    loop {
+        tokio::time::sleep(period).await;
         let check = tokio::time::timeout(period, client.clone().get(key.key(), None)).await;
         if let Ok(Ok(resp)) = check {
             let ours = resp
@@ -268,62 +327,87 @@ async fn watch_leadership(
                 .first()
                 .is_some_and(|kv| kv.create_revision() == key.rev());
             if !ours {
-                tracing::warn!("election key is no longer ours; giving up leadership");
-                token.cancel();
                 return;
             }
         }
-        // An unanswered check is left to the keep-alive deadline above.
     }
 }
 
-/// Keeps `lease` alive, publishing when each keep-alive *request* that got
-/// an answer was sent (the lease lives `ttl` from then at least). Cancels
-/// `token` when the lease is gone.
+/// Keeps the election lease alive; cancels `token` when etcd says it is
+/// gone, so a campaign or leadership on it ends at once.
 async fn keep_alive(
     client: Client,
-    lease: i64,
-    ttl: Duration,
-    last_ok: watch::Sender<Instant>,
+    lease: lease::Lease,
+    period: Duration,
+    confirmed: watch::Sender<Instant>,
     token: CancellationToken,
 ) {
-    let result: Result<(), etcd_client::Error> = async {
-        let (mut keeper, mut stream) = client.clone().lease_keep_alive(lease).await?;
-        let period = (ttl / 4).max(Duration::from_millis(200));
-        loop {
-            let sent = Instant::now();
-            keeper.keep_alive().await?;
-            let answer = tokio::select! {
-                () = token.cancelled() => return Ok(()),
-                a = tokio::time::timeout(period, stream.message()) => a,
-            };
-            match answer {
-                Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
-                    let _ = last_ok.send(sent);
-                }
-                Ok(Ok(_)) => {
-                    return Err(etcd_client::Error::LeaseKeepAliveError(
-                        "lease expired".into(),
-                    ));
-                }
-                Ok(Err(e)) => return Err(e),
-                // A late answer could not be told apart from the next one:
-                // treat the lease as lost rather than overestimate it.
-                Err(_) => {
-                    return Err(etcd_client::Error::LeaseKeepAliveError(
-                        "no keep-alive answer in time".into(),
-                    ));
-                }
-            }
-            tokio::select! {
-                () = token.cancelled() => return Ok(()),
-                () = tokio::time::sleep(period.saturating_sub(sent.elapsed())) => {}
-            }
+    match lease::keep_alive(client, lease, period, confirmed, token.clone()).await {
+        LeaseEnd::Gone => {
+            tracing::warn!(
+                lease = lease.id,
+                "election lease lost (etcd says it is gone)"
+            );
+            token.cancel();
         }
+        LeaseEnd::Cancelled => {}
     }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "election lease lost");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leadership_ends_a_margin_before_the_lease_could_expire() {
+        let timing = Timing::new(5);
+        assert_eq!(timing.period, Duration::from_millis(1250));
+        assert_eq!(timing.margin, Duration::from_secs(1));
+        let short = Timing::new(2);
+        assert_eq!(short.period, Duration::from_millis(500));
+        assert_eq!(short.margin, Duration::from_millis(500));
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now + Duration::from_secs(5), timing.margin),
+            now + Duration::from_secs(4)
+        );
     }
-    token.cancel();
+
+    // Real time (this crate's tests run without tokio's test clock): the
+    // assertions are on what must never happen early.
+    #[tokio::test]
+    async fn the_deadline_moves_with_each_confirmation() {
+        let start = Instant::now();
+        let (tx, rx) = watch::channel(start + Duration::from_millis(1000));
+        let waiting = tokio::spawn(lease_deadline(rx, Duration::from_millis(100)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send_replace(start + Duration::from_millis(1500));
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the deadline comes")
+            .expect("join");
+        assert!(
+            start.elapsed() >= Duration::from_millis(1400),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_keeper_leaves_the_last_deadline_standing() {
+        let start = Instant::now();
+        let (tx, rx) = watch::channel(start + Duration::from_millis(300));
+        drop(tx);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            lease_deadline(rx, Duration::from_millis(100)),
+        )
+        .await
+        .expect("the deadline comes");
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 }

@@ -15,6 +15,8 @@
 //!   in-memory stores.
 //! - [`config`]: shared config sections and the file → env → flag layering.
 //! - [`etcd`]: connecting, and classifying outages.
+//! - [`lease`]: keeping an etcd lease alive and publishing until when it
+//!   certainly lives (the worker's session, the masters' election).
 //! - [`metrics`]: Prometheus text for counters and histograms.
 //! - [`telemetry`]: tracing setup.
 //! - `openapi` (feature `openapi`, used by the master): how the job's
@@ -32,6 +34,7 @@ pub mod etcd;
 pub mod job;
 mod job_shape;
 pub mod keys;
+pub mod lease;
 pub mod metrics;
 pub mod name;
 #[cfg(feature = "openapi")]

@@ -2,24 +2,25 @@
 //! registration `/cron/workers/<id>` and every lock the worker holds.
 //!
 //! The lease is published (as [`SessionLease`]) only while the worker can
-//! vouch for it: each keep-alive answer confirms it until the time the
-//! request was sent plus its TTL (etcd cannot expire it earlier). When no
-//! answer comes (etcd stalled or unreachable), the lease stays the same
-//! and keep-alives go on, but shortly before the confirmed time runs out
-//! the session publishes `None`: no new lock is taken and `lock_keeper`
-//! stops the runs holding locks, before another worker could take them.
-//! An answer within the TTL publishes the same lease again; only a lease
-//! that etcd says is gone is replaced by a new one (and the locks re-taken
-//! on it). A stall therefore costs no etcd writes, and a drain keeps the
-//! session until its runs have ended.
+//! vouch for it: [`lease::keep_alive`] renews it and reports until when
+//! each answer confirms it (the time the request was sent plus its TTL:
+//! etcd cannot expire it earlier). When no answer comes (etcd stalled or
+//! unreachable), the lease stays the same and keep-alives go on, but
+//! shortly before the confirmed time runs out the session publishes
+//! `None`: no new lock is taken and `lock_keeper` stops the runs holding
+//! locks, before another worker could take them. An answer that confirms
+//! it for longer than that margin publishes the same lease again; only a
+//! lease that etcd says is gone is replaced by a new one (and the locks
+//! re-taken on it). A stall therefore costs no etcd writes, and a drain
+//! keeps the session until its runs have ended.
 
-use rcron_shared::backoff::Backoff;
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use etcd_client::{Client, PutOptions};
+use rcron_shared::backoff::Backoff;
+use rcron_shared::lease::{self, Lease, LeaseEnd};
 use rcron_shared::{Keys, WorkerInfo};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -35,14 +36,9 @@ pub type SessionLease = watch::Receiver<Option<i64>>;
 /// runs start and end many times a second.
 const REGISTRATION_EVERY: Duration = Duration::from_millis(500);
 
-/// How long opening a keep-alive stream may take once the session is no
-/// longer vouched for (a reconnection to a restarted etcd).
-const RECONNECT_WAIT: Duration = Duration::from_secs(3);
-
 /// Timings derived from the lease TTL.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
-    ttl: Duration,
     /// Between keep-alives: a tenth of the TTL (in 250 ms – 1 s), so a
     /// stall of most of the TTL is survived. Lease renewals are not raft
     /// proposals: they cost etcd no writes.
@@ -57,19 +53,19 @@ impl Timing {
     fn new(ttl_secs: i64) -> Self {
         let ttl = Duration::from_secs(ttl_secs.max(1) as u64);
         Self {
-            ttl,
             period: (ttl / 10).clamp(Duration::from_millis(250), Duration::from_secs(1)),
             margin: (ttl / 4).clamp(Duration::from_millis(750), Duration::from_millis(1500)),
         }
     }
-}
 
-/// Why keeping a lease ended.
-enum Ended {
-    /// The worker stops: revoke the lease.
-    Cancelled,
-    /// etcd says the lease is gone: start a new one.
-    Gone,
+    /// When the session must stop vouching if nothing confirms the lease
+    /// beyond `confirmed_until`.
+    fn fence(&self, confirmed_until: Instant) -> Instant {
+        // An instant too early to subtract from is in the past anyway.
+        confirmed_until
+            .checked_sub(self.margin)
+            .unwrap_or_else(Instant::now)
+    }
 }
 
 /// Runs the session until `token` is cancelled, then revokes the lease
@@ -95,14 +91,13 @@ pub async fn run_session(
     ));
     let mut backoff = Backoff::etcd();
     while !token.is_cancelled() {
-        let asked = Instant::now();
         let granted = tokio::time::timeout(
             timing.period.max(Duration::from_secs(2)),
-            client.clone().lease_grant(ttl_secs.max(1), None),
+            lease::grant(&client, ttl_secs.max(1)),
         )
         .await;
-        let lease = match granted {
-            Ok(Ok(resp)) => resp.id(),
+        let (lease, confirmed_until) = match granted {
+            Ok(Ok(granted)) => granted,
             Ok(Err(e)) => {
                 retry_grant(&lease_tx, &e.to_string(), &mut backoff, &token).await;
                 continue;
@@ -113,31 +108,22 @@ pub async fn run_session(
             }
         };
         backoff.reset();
-        tracing::info!(worker = %info.id, lease, "etcd session started");
-        lease_tx.send_replace(Some(lease));
-        match keep(
-            &client,
-            lease,
-            asked + timing.ttl,
-            timing,
-            &lease_tx,
-            &token,
-        )
-        .await
-        {
-            Ended::Cancelled => {
+        tracing::info!(worker = %info.id, lease = lease.id, "etcd session started");
+        lease_tx.send_replace(Some(lease.id));
+        match keep(&client, lease, confirmed_until, timing, &lease_tx, &token).await {
+            LeaseEnd::Cancelled => {
                 lease_tx.send_replace(None);
                 let _ = tokio::time::timeout(
                     Duration::from_secs(2),
-                    client.clone().lease_revoke(lease),
+                    client.clone().lease_revoke(lease.id),
                 )
                 .await;
                 tracing::info!(worker = %info.id, "unregistered");
             }
-            Ended::Gone => {
+            LeaseEnd::Gone => {
                 // Not published as `None`: the locks are re-taken on the
                 // next lease as soon as it is granted.
-                tracing::warn!(worker = %info.id, lease, "etcd session lost (lease gone); starting a new one");
+                tracing::warn!(worker = %info.id, lease = lease.id, "etcd session lost (lease gone); starting a new one");
             }
         }
     }
@@ -156,104 +142,66 @@ async fn retry_grant(
     backoff.wait_or_cancel(token).await;
 }
 
-type KeepAlive = (LeaseKeeper, LeaseKeepAliveStream);
-
-async fn next_answer(
-    stream: &mut Option<KeepAlive>,
-) -> Result<Option<etcd_client::LeaseKeepAliveResponse>, etcd_client::Error> {
-    match stream {
-        Some((_, answers)) => answers.message().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn lease_not_found(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::LeaseKeepAliveError(m) if m == "lease not found")
-}
-
-/// Keeps `lease` alive until `token` is cancelled or etcd says it is gone.
-/// `confirmed_until` is when etcd may expire it without another answer.
+/// Keeps `lease` alive (with [`lease::keep_alive`]) until `token` is
+/// cancelled or etcd says it is gone, vouching for it on `lease_tx` in the
+/// meantime. `confirmed_until` is what the grant proved.
 async fn keep(
     client: &Client,
-    lease: i64,
-    mut confirmed_until: Instant,
+    lease: Lease,
+    confirmed_until: Instant,
     timing: Timing,
     lease_tx: &watch::Sender<Option<i64>>,
     token: &CancellationToken,
-) -> Ended {
-    let mut stream: Option<KeepAlive> = None;
-    // Send times of the keep-alives not answered yet, oldest first.
-    let mut sent: VecDeque<Instant> = VecDeque::new();
+) -> LeaseEnd {
+    let (confirmed_tx, confirmed) = watch::channel(confirmed_until);
+    let keeping = lease::keep_alive(
+        client.clone(),
+        lease,
+        timing.period,
+        confirmed_tx,
+        token.clone(),
+    );
+    tokio::pin!(keeping);
+    tokio::select! {
+        biased;
+        end = &mut keeping => end,
+        // `confirmed` closes only as the keeper returns.
+        () = vouch(confirmed, timing, lease_tx, lease.id) => keeping.await,
+    }
+}
+
+/// Withdraws `lease` from `lease_tx` a margin before the instant
+/// `confirmed` holds, and publishes it again when a confirmation leaves
+/// more than the margin. The lease is published when this starts. Returns
+/// when `confirmed` is closed.
+async fn vouch(
+    mut confirmed: watch::Receiver<Instant>,
+    timing: Timing,
+    lease_tx: &watch::Sender<Option<i64>>,
+    lease: i64,
+) {
     let mut vouching = true;
-    let mut next_ping = Instant::now();
     loop {
-        let fence_at = confirmed_until
-            .checked_sub(timing.margin)
-            .unwrap_or(confirmed_until);
+        let fence_at = timing.fence(*confirmed.borrow_and_update());
         tokio::select! {
-            biased;
-            () = token.cancelled() => return Ended::Cancelled,
-            answer = next_answer(&mut stream) => match answer {
-                Ok(Some(resp)) if resp.ttl() > 0 => {
-                    let at = sent.pop_front().unwrap_or_else(|| Instant::now() - timing.period);
-                    confirmed_until = at + Duration::from_secs(resp.ttl() as u64);
-                    vouch_again(&mut vouching, lease_tx, lease);
+            changed = confirmed.changed() => {
+                if changed.is_err() {
+                    return;
                 }
-                Ok(Some(_)) => return Ended::Gone,
-                Ok(None) | Err(_) => {
-                    stream = None;
-                    sent.clear();
+                // An answer that came too late to leave room before the
+                // fence confirms nothing worth vouching for.
+                if !vouching && Instant::now() < timing.fence(*confirmed.borrow()) {
+                    vouching = true;
+                    lease_tx.send_replace(Some(lease));
+                    tracing::info!(lease, "etcd session confirmed again");
                 }
-            },
+            }
             () = tokio::time::sleep_until(fence_at), if vouching => {
                 vouching = false;
                 lease_tx.send_replace(None);
                 tracing::warn!(lease, "no keep-alive answer from etcd; the lease cannot be confirmed before it could expire: no new runs, and runs holding locks are stopped");
             }
-            () = tokio::time::sleep_until(next_ping) => {
-                next_ping = Instant::now() + timing.period;
-                match &mut stream {
-                    Some((keeper, _)) => {
-                        sent.push_back(Instant::now());
-                        if keeper.keep_alive().await.is_err() {
-                            stream = None;
-                            sent.clear();
-                        }
-                    }
-                    None => {
-                        // Opening the stream sends the first keep-alive and reads its answer.
-                        let asked = Instant::now();
-                        // While vouching, an answer after the fence is of no use;
-                        // once fenced, a reconnection to a restarted etcd may
-                        // take a while and must be given the time.
-                        let wait = if vouching {
-                            timing.period.min(fence_at.saturating_duration_since(asked)).max(Duration::from_millis(50))
-                        } else {
-                            RECONNECT_WAIT
-                        };
-                        match tokio::time::timeout(wait, client.clone().lease_keep_alive(lease)).await {
-                            Ok(Ok(pair)) => {
-                                stream = Some(pair);
-                                confirmed_until = confirmed_until.max(asked + timing.ttl);
-                                vouch_again(&mut vouching, lease_tx, lease);
-                            }
-                            Ok(Err(e)) if lease_not_found(&e) => return Ended::Gone,
-                            Ok(Err(e)) => tracing::debug!(lease, error = %e, "cannot open the keep-alive stream; retrying"),
-                            Err(_) => {}
-                        }
-                    }
-                }
-            }
         }
-    }
-}
-
-/// An answer proved the lease alive: publish it again if it was withdrawn.
-fn vouch_again(vouching: &mut bool, lease_tx: &watch::Sender<Option<i64>>, lease: i64) {
-    if !*vouching {
-        *vouching = true;
-        lease_tx.send_replace(Some(lease));
-        tracing::info!(lease, "etcd session confirmed again");
     }
 }
 
@@ -331,4 +279,67 @@ pub fn local_ip(etcd_endpoint: &str) -> IpAddr {
         .and_then(|s| s.local_addr())
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_follow_the_ttl_within_bounds() {
+        let production = Timing::new(10);
+        assert_eq!(production.period, Duration::from_secs(1));
+        assert_eq!(production.margin, Duration::from_millis(1500));
+        let short = Timing::new(2);
+        assert_eq!(short.period, Duration::from_millis(250));
+        assert_eq!(short.margin, Duration::from_millis(750));
+    }
+
+    /// Vouches in a task; returns the lease channel and the confirmation sender.
+    fn vouching(
+        timing: Timing,
+        confirmed_for: Duration,
+    ) -> (
+        watch::Receiver<Option<i64>>,
+        watch::Sender<Instant>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (lease_tx, lease_rx) = watch::channel(Some(7));
+        let (confirmed_tx, confirmed) = watch::channel(Instant::now() + confirmed_for);
+        let task = tokio::spawn(async move { vouch(confirmed, timing, &lease_tx, 7).await });
+        (lease_rx, confirmed_tx, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_is_withdrawn_a_margin_before_it_could_expire_and_vouched_for_again() {
+        let timing = Timing::new(10);
+        let (lease, confirmed, task) = vouching(timing, Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(8400)).await;
+        assert_eq!(*lease.borrow(), Some(7), "vouched for until the fence");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            *lease.borrow(),
+            None,
+            "withdrawn 1.5 s before it could expire"
+        );
+        // An answer to a request sent 1 s ago confirms it 9 s more.
+        confirmed.send_replace(Instant::now() + Duration::from_secs(9));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(*lease.borrow(), Some(7), "vouched for again");
+        drop(confirmed);
+        task.await.expect("vouch ends when the keeper does");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirmation_that_leaves_less_than_the_margin_is_not_vouched_for() {
+        let timing = Timing::new(10);
+        let (lease, confirmed, task) = vouching(timing, Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(*lease.borrow(), None, "confirmed for less than the margin");
+        confirmed.send_replace(Instant::now() + Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(*lease.borrow(), None, "an answer sent too long ago");
+        drop(confirmed);
+        task.await.expect("vouch ends when the keeper does");
+    }
 }
