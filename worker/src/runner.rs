@@ -385,7 +385,11 @@ impl RunContext {
         tracing::info!(job = %tick.job.name, plan_ms, run_id, outcome = ?resolved, "lock request whose answer was lost resolved");
         // A request that did not move the marker took no lock either (one
         // transaction); one that did, or may have, left it on the session.
-        if exclusive && matches!(resolved, Some(LostRequest::Moved { .. }) | None) {
+        // A job on every worker is not fenced (its marker is this worker's
+        // own): its lock is looked for as before.
+        let every_worker = placement::mode(tick.job.target.as_ref()) == TargetMode::All;
+        if exclusive && (every_worker || matches!(resolved, Some(LostRequest::Moved { .. }) | None))
+        {
             self.locker.abandon(&tick.job, run_id, plan_ms).await;
         }
         self.record_lost(
