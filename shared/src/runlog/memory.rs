@@ -115,7 +115,9 @@ mod tests {
         let a = record("a", 1, RunStatus::Success);
         let b = record("b", 2, RunStatus::Failed);
         log.write(&[a.clone(), b]).await.expect("write");
-        log.write(std::slice::from_ref(&a)).await.expect("write again");
+        log.write(std::slice::from_ref(&a))
+            .await
+            .expect("write again");
         let page = log
             .query(&LogQuery {
                 limit: 10,
