@@ -83,7 +83,7 @@ pub fn spawn(
     let sink = Sink {
         store,
         settings,
-        buffer: VecDeque::new(),
+        buffer: Buffer::default(),
         // What the outbox holds open already (recovered at its opening).
         backlog: Some(Backlog {
             after: Seq::START,
@@ -98,6 +98,60 @@ pub fn spawn(
     (LogSender { tx, outbox }, tokio::spawn(sink.run(rx)))
 }
 
+/// The records in memory, oldest first, each with its place in the
+/// outbox. Two queues in step, so a batch is a slice of records as they
+/// are (a record may carry 64 KiB of output: not copied per write).
+#[derive(Default)]
+struct Buffer {
+    records: VecDeque<LogRecord>,
+    seqs: VecDeque<Option<Seq>>,
+}
+
+impl Buffer {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn push_back(&mut self, (seq, record): Pending) {
+        self.seqs.push_back(seq);
+        self.records.push_back(record);
+    }
+
+    fn push_front(&mut self, (seq, record): Pending) {
+        self.seqs.push_front(seq);
+        self.records.push_front(record);
+    }
+
+    fn pop_front(&mut self) -> Option<Pending> {
+        Some((self.seqs.pop_front()?, self.records.pop_front()?))
+    }
+
+    /// The oldest `n` records (at most all).
+    fn oldest(&mut self, n: usize) -> &[LogRecord] {
+        let n = n.min(self.records.len());
+        &self.records.make_contiguous()[..n]
+    }
+
+    /// Removes the oldest `n` records (at most all).
+    fn drain_oldest(&mut self, n: usize) -> impl Iterator<Item = LogRecord> + '_ {
+        let n = n.min(self.records.len());
+        self.seqs.drain(..n);
+        self.records.drain(..n)
+    }
+}
+
+impl Extend<Pending> for Buffer {
+    fn extend<I: IntoIterator<Item = Pending>>(&mut self, items: I) {
+        for item in items {
+            self.push_back(item);
+        }
+    }
+}
+
 /// Open records in the outbox that are not in memory: those appended
 /// after `after` and up to `upto` (some of them may be stored already:
 /// the outbox returns only those still open).
@@ -110,7 +164,7 @@ struct Backlog {
 struct Sink {
     store: Arc<dyn RunLogWriter>,
     settings: SinkSettings,
-    buffer: VecDeque<Pending>,
+    buffer: Buffer,
     /// Records let go from memory (or left by an earlier life), to read
     /// back from the outbox once the buffer has drained.
     backlog: Option<Backlog>,
@@ -159,18 +213,11 @@ impl Sink {
         }
         while !self.buffer.is_empty() {
             let n = self.buffer.len().min(self.settings.batch_size);
-            let batch: Vec<LogRecord> = self
-                .buffer
-                .iter()
-                .take(n)
-                .map(|(_, record)| record.clone())
-                .collect();
-            if let Err(e) = self.store.write(&batch).await {
+            if let Err(e) = self.store.write(self.buffer.oldest(n)).await {
                 return self.failed(&e);
             }
-            self.buffer.drain(..n);
-            for record in &batch {
-                self.outbox.logged(record);
+            for record in self.buffer.drain_oldest(n) {
+                self.outbox.logged(&record);
             }
         }
         if self.failing {
