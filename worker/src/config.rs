@@ -38,11 +38,11 @@ pub struct WorkerConfig {
     pub log_batch_size: usize,
     /// Milliseconds between flushes of a partial batch.
     pub log_flush_interval_ms: u64,
-    /// Records kept in memory while MongoDB is unreachable before they are
-    /// spilled to `spill_dir`.
+    /// Records kept in memory while MongoDB is unreachable; past that the
+    /// oldest wait in the outbox (in `spill_dir`) only.
     pub log_buffer_records: usize,
-    /// Where records and warnings that could not be delivered are kept
-    /// across restarts. Empty = `$STATE_DIRECTORY`, else
+    /// Where the outbox keeps records and warnings until they are
+    /// delivered, across restarts. Empty = `$STATE_DIRECTORY`, else
     /// `~/.local/state/rcron`.
     pub spill_dir: PathBuf,
     /// TTL (seconds) of the worker's etcd session lease (registration and locks).

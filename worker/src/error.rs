@@ -15,7 +15,7 @@ pub enum Error {
     /// The run log refused a request or could not be reached.
     #[error(transparent)]
     RunLog(#[from] rcron_shared::runlog::RunLogError),
-    /// A local file (spill files) could not be read or written.
+    /// A local file (the outbox) could not be read or written.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -2,6 +2,10 @@
 //! stdout and stderr captured into a capped buffer, a timeout, and a kill
 //! switch. On timeout or kill the whole group gets SIGTERM, then SIGKILL
 //! after a grace period, so no grandchild outlives the run.
+//!
+//! Process groups are signalled here only: a run's own (timeout, kill,
+//! stop) and, through [`end_leftover_group`], one a dead worker left
+//! behind (found by the outbox's recovery).
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -292,6 +296,44 @@ async fn end_group<F: std::future::Future>(
     if !ran_out {
         let _ = tokio::time::timeout(AFTER_KILL, run).await;
     }
+}
+
+/// Ends what is left of process group `pgid`, started by a worker that
+/// has since died (its leader started at `leader_start`, clock ticks since
+/// boot, when known): SIGTERM, then SIGKILL after `grace`. True when
+/// something of it was still running.
+pub async fn end_leftover_group(pgid: u32, leader_start: Option<u64>, grace: Duration) -> bool {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
+    if raw <= 1 {
+        return false;
+    }
+    // A live process with the leader's pid but another start time is a
+    // recycled pid: not ours. (While any member of the old group lives, the
+    // kernel does not hand its id to a new process.)
+    if let (Some(then), Some(now)) = (leader_start, process_start_ticks(pgid))
+        && then != now
+    {
+        return false;
+    }
+    let pgid = Pid::from_raw(raw);
+    if killpg(pgid, None).is_err() {
+        return false;
+    }
+    // Not our child: there is no leader to reap nor output to read, only
+    // the group to wait out.
+    end_group(Some(pgid), grace, std::pin::pin!(std::future::ready(()))).await;
+    true
+}
+
+/// When process `pid` started (clock ticks since boot; field 22 of
+/// `/proc/<pid>/stat`), to tell a group's leader from a recycled pid.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; it ends at the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn exit_outcome(exit: std::process::ExitStatus) -> (RunStatus, Option<i32>, String) {
@@ -591,5 +633,26 @@ mod tests {
             "end is when the group was gone: {run_ms} ms after the start"
         );
         assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_leftover_group_is_ended_only_while_it_is_the_same_group() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep");
+        let started = process_start_ticks(child.id());
+        assert!(started.is_some(), "its start time is readable");
+        // Another start time: a recycled pid, left alone.
+        let other = started.map(|t| t + 1);
+        assert!(!end_leftover_group(child.id(), other, Duration::from_millis(100)).await);
+        assert!(alive(child.id() as i32));
+        assert!(end_leftover_group(child.id(), started, Duration::from_millis(100)).await);
+        assert!(!child.wait().expect("wait").success(), "killed");
+        // Gone (and reaped) by now: nothing to end.
+        assert!(!end_leftover_group(child.id(), None, Duration::from_millis(100)).await);
+        assert!(!end_leftover_group(1, None, Duration::from_millis(100)).await);
     }
 }

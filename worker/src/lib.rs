@@ -15,17 +15,17 @@
 //!   queues ticks fairly), takes the cluster [`lock`], runs the command
 //!   with [`executor`] (process group, timeout, kill, capped output,
 //!   [`run_stop`]), lists it in [`active`], and sends the record to
-//!   [`log_sink`] (MongoDB, batched, buffered, spilled) and failures to
-//!   [`warn`] (`/cron/warn/`).
+//!   [`log_sink`] (MongoDB, batched, buffered) and failures to [`warn`]
+//!   (`/cron/warn/`); [`records`] builds what they carry.
 //! - [`register`] keeps the worker's etcd session lease alive (publishing
 //!   it only while it can vouch for it) and its registration at
 //!   `/cron/workers/<id>` current from [`active`]; locks hang off that
 //!   lease, and [`lock_keeper`] moves them to a new lease or stops their
 //!   runs when the session cannot keep them.
-//! - [`spill`] holds undelivered records and warnings on disk across restarts.
-//! - [`journal`] keeps each run, record and warning on disk until it is
-//!   delivered, so a worker killed mid-run loses nothing a restart cannot
-//!   recover (and logs the run it left behind as `interrupted`).
+//! - [`outbox`] keeps each run, record and warning on disk until it is
+//!   delivered, so neither an outage nor a worker killed mid-run loses
+//!   what a restart cannot recover; [`outbox::recovery`] takes over what a
+//!   dead worker left (and logs the run it left behind as `interrupted`).
 //! - [`metrics`] counts what all of them do and serves `/metrics`.
 //!
 //! [`run`] wires them and shuts them down in order: stop firing and mark
@@ -39,14 +39,15 @@ pub mod clock_guard;
 pub mod config;
 mod error;
 pub mod executor;
-pub mod journal;
 pub mod kill_switch;
 pub mod lock;
 pub mod lock_keeper;
 pub mod log_sink;
 pub mod metrics;
 pub mod name_index;
+pub mod outbox;
 pub mod placement;
+pub mod records;
 pub mod register;
 pub mod run_events;
 pub mod run_stop;
@@ -54,7 +55,6 @@ pub mod run_table;
 pub mod runner;
 pub mod scheduler;
 pub mod slots;
-pub mod spill;
 pub mod warn;
 pub mod watcher;
 
@@ -74,14 +74,13 @@ use crate::active::ActiveRuns;
 use crate::clock::{Clock, SystemClock};
 use crate::clock_guard::ClockGuard;
 use crate::executor::ExecSettings;
-use crate::journal::Journal;
 use crate::lock::{HeldLocks, Locker};
 use crate::log_sink::SinkSettings;
 use crate::metrics::WorkerMetrics;
+use crate::outbox::Outbox;
 use crate::placement::{ClusterView, Placement};
 use crate::runner::{RunContext, Runner};
 use crate::scheduler::Scheduler;
-use crate::spill::Spill;
 
 /// Runs a worker until `shutdown` is cancelled, with the system clock
 /// (shifted by `clock_offset_ms`).
@@ -104,14 +103,14 @@ pub async fn run_with_clock(
     let spill_dir = config.spill_dir();
     tracing::info!(worker = %worker_id, etcd = ?config.etcd.endpoints, spill_dir = %spill_dir.display(), "rcron worker starting");
 
-    let (journal, recovered) = Journal::open(
+    let (outbox, recovered) = Outbox::open(
         &spill_dir,
         &worker_id,
         Duration::from_secs(config.kill_grace_secs),
         clock.now().timestamp_millis(),
     )
     .await?;
-    let journal = Arc::new(journal);
+    let outbox = Arc::new(outbox);
     let metrics = Arc::new(WorkerMetrics::default());
     let run_log = MongoRunLog::new(
         &runlog::mongo::database(&config.mongo, "rcron-worker").await?,
@@ -124,23 +123,12 @@ pub async fn run_with_clock(
             flush_interval: Duration::from_millis(config.log_flush_interval_ms.max(10)),
             buffer_records: config.log_buffer_records.max(1),
         },
-        Spill::new(&spill_dir, "logs", &worker_id),
-        journal.clone(),
+        outbox.clone(),
         metrics.clone(),
     );
-    let (warns, warn_task) = warn::spawn(
-        client.clone(),
-        keys.clone(),
-        Spill::new(&spill_dir, "warnings", &worker_id),
-        journal.clone(),
-    );
+    // Both start by sending what recovery left open in the outbox.
+    let (warns, warn_task) = warn::spawn(client.clone(), keys.clone(), outbox.clone());
     let takes = recovered.takes;
-    for record in recovered.records {
-        logs.send(record).await;
-    }
-    for warning in recovered.warnings {
-        warns.send(warning).await;
-    }
 
     let (lease_tx, lease_rx) = watch::channel(None);
     // Like the session, the metrics server stays up until the very end.
@@ -212,7 +200,7 @@ pub async fn run_with_clock(
         lease_rx.clone(),
         session_token.clone(),
     ));
-    let heartbeat = tokio::spawn(journal_heartbeat(journal.clone(), session_token.clone()));
+    let heartbeat = tokio::spawn(outbox_heartbeat(outbox.clone(), session_token.clone()));
 
     // The watches outlive `shutdown` too: kills must reach runs that drain.
     let (events_tx, events_rx) = mpsc::channel(1024);
@@ -272,7 +260,7 @@ pub async fn run_with_clock(
             },
             logs,
             warns,
-            journal: journal.clone(),
+            outbox: outbox.clone(),
             clock: clock.clone(),
             stop_runs: stop_runs.clone(),
             active: active.clone(),
@@ -322,8 +310,8 @@ pub async fn run_with_clock(
     let _ = tokio::join!(log_task, warn_task);
     session_token.cancel();
     let _ = tokio::join!(heartbeat, lock_keeper);
-    if let Ok(journal) = Arc::try_unwrap(journal) {
-        journal.close();
+    if let Ok(outbox) = Arc::try_unwrap(outbox) {
+        outbox.close();
     }
     let _ = session.await;
     metrics_token.cancel();
@@ -369,14 +357,14 @@ async fn drain_deadline(
     }
 }
 
-/// Marks the journal alive every second, so a later start knows until when
+/// Marks the outbox alive every second, so a later start knows until when
 /// this worker saw its runs (the `endTime` of an interrupted run).
-async fn journal_heartbeat(journal: Arc<Journal>, token: CancellationToken) {
-    let mut every = tokio::time::interval(journal::HEARTBEAT);
+async fn outbox_heartbeat(outbox: Arc<Outbox>, token: CancellationToken) {
+    let mut every = tokio::time::interval(outbox::HEARTBEAT);
     loop {
         tokio::select! {
             () = token.cancelled() => return,
-            _ = every.tick() => journal.heartbeat(),
+            _ = every.tick() => outbox.heartbeat(),
         }
     }
 }

@@ -1,36 +1,39 @@
 //! Run records to the run log (`rcron_shared::runlog`), in batches,
 //! without ever losing one.
 //!
-//! Runs hand records to a bounded channel and never wait on MongoDB. The
-//! sink task buffers them and inserts a batch when it is full or every
-//! flush interval. While MongoDB is unreachable it retries with backoff;
-//! past `log_buffer_records` the oldest records go to a spill file, which
-//! is sent once MongoDB is back — also by the next worker start, if this
-//! one stops first. The log stores each record once however often it is
-//! sent, so a batch resent after a partial failure creates no duplicate.
+//! A record handed to the sink is in the [`Outbox`] first, open until the
+//! run log has it. Runs hand records to a bounded channel and never wait on
+//! MongoDB. The sink task buffers them and inserts a batch when it is full
+//! or every flush interval. While MongoDB is unreachable it retries with
+//! backoff; past `log_buffer_records` it lets the oldest records go from
+//! memory (they stay open in the outbox, synced to disk) and reads them
+//! back from the outbox once its buffer has drained, so a long outage
+//! costs disk, not memory. The log stores each record once however often
+//! it is sent, so a batch resent after a partial failure creates no
+//! duplicate.
 //!
 //! The task ends when every sender is dropped (all runs finished), after a
-//! last flush; what still cannot be written is spilled.
+//! last flush; what still cannot be written stays open in the outbox,
+//! which the next start recovers. It starts by reading back what the
+//! outbox holds open already: what an earlier life (or a dead worker) left.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use rcron_shared::LogRecord;
+use rcron_shared::backoff::Backoff;
 use rcron_shared::runlog::{RunLogError, RunLogWriter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::journal::Journal;
 use crate::metrics::WorkerMetrics;
-use crate::spill::Spill;
-use rcron_shared::backoff::Backoff;
+use crate::outbox::{Outbox, Seq};
 
 /// Longest wait between retries while MongoDB is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// How long the final flush at shutdown may take before spilling.
+/// How long the final flush at shutdown may take before leaving the rest
+/// to the next start.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
 /// Settings of the sink.
@@ -40,23 +43,31 @@ pub struct SinkSettings {
     pub batch_size: usize,
     /// Flush a partial batch after this long.
     pub flush_interval: Duration,
-    /// Records kept in memory before spilling.
+    /// Records kept in memory; past that the oldest wait in the outbox only.
     pub buffer_records: usize,
 }
+
+/// A record on its way, and where it is open in the outbox (None: it could
+/// not be written there, so it must not leave memory).
+type Pending = (Option<Seq>, LogRecord);
 
 /// The sending side, cloned into every run.
 #[derive(Clone)]
 pub struct LogSender {
-    tx: mpsc::Sender<LogRecord>,
+    tx: mpsc::Sender<Pending>,
+    outbox: Arc<Outbox>,
 }
 
 impl LogSender {
-    /// Queues a record; waits only if the sink's channel is full, which it
-    /// empties into its buffer without touching MongoDB.
+    /// Notes the record in the outbox and queues it; waits only if the
+    /// sink's channel is full, which it empties into its buffer without
+    /// touching MongoDB.
     pub async fn send(&self, record: LogRecord) {
-        if let Err(e) = self.tx.send(record).await {
-            // Only after the sink ended, which happens after every run ended.
-            tracing::error!(run_id = %e.0.run_id, "log sink stopped; record not written");
+        let seq = self.outbox.finished(&record);
+        if let Err(e) = self.tx.send((seq, record)).await {
+            // Only after the sink ended, which happens after every run
+            // ended; the outbox keeps it for the next start.
+            tracing::error!(run_id = %e.0.1.run_id, "log sink stopped; record left in the outbox");
         }
     }
 }
@@ -65,54 +76,109 @@ impl LogSender {
 pub fn spawn(
     store: Arc<dyn RunLogWriter>,
     settings: SinkSettings,
-    spill: Spill,
-    journal: std::sync::Arc<Journal>,
-    metrics: std::sync::Arc<WorkerMetrics>,
+    outbox: Arc<Outbox>,
+    metrics: Arc<WorkerMetrics>,
 ) -> (LogSender, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.batch_size.max(1) * 4);
     let sink = Sink {
         store,
         settings,
-        spill,
-        buffer: VecDeque::new(),
+        buffer: Buffer::default(),
+        // What the outbox holds open already (recovered at its opening).
+        backlog: Some(Backlog {
+            after: Seq::START,
+            upto: outbox.last_seq(),
+        }),
         backoff: Backoff::new(Duration::from_millis(200), MAX_BACKOFF),
         failing: false,
         retry_at: Instant::now(),
-        pending_files: Vec::new(),
-        loaded_file: None,
-        journal,
+        outbox: outbox.clone(),
         metrics,
     };
-    (LogSender { tx }, tokio::spawn(sink.run(rx)))
+    (LogSender { tx, outbox }, tokio::spawn(sink.run(rx)))
+}
+
+/// The records in memory, oldest first, each with its place in the
+/// outbox. Two queues in step, so a batch is a slice of records as they
+/// are (a record may carry 64 KiB of output: not copied per write).
+#[derive(Default)]
+struct Buffer {
+    records: VecDeque<LogRecord>,
+    seqs: VecDeque<Option<Seq>>,
+}
+
+impl Buffer {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn push_back(&mut self, (seq, record): Pending) {
+        self.seqs.push_back(seq);
+        self.records.push_back(record);
+    }
+
+    fn push_front(&mut self, (seq, record): Pending) {
+        self.seqs.push_front(seq);
+        self.records.push_front(record);
+    }
+
+    fn pop_front(&mut self) -> Option<Pending> {
+        Some((self.seqs.pop_front()?, self.records.pop_front()?))
+    }
+
+    /// The oldest `n` records (at most all).
+    fn oldest(&mut self, n: usize) -> &[LogRecord] {
+        let n = n.min(self.records.len());
+        &self.records.make_contiguous()[..n]
+    }
+
+    /// Removes the oldest `n` records (at most all).
+    fn drain_oldest(&mut self, n: usize) -> impl Iterator<Item = LogRecord> + '_ {
+        let n = n.min(self.records.len());
+        self.seqs.drain(..n);
+        self.records.drain(..n)
+    }
+}
+
+impl Extend<Pending> for Buffer {
+    fn extend<I: IntoIterator<Item = Pending>>(&mut self, items: I) {
+        for item in items {
+            self.push_back(item);
+        }
+    }
+}
+
+/// Open records in the outbox that are not in memory: those appended
+/// after `after` and up to `upto` (some of them may be stored already:
+/// the outbox returns only those still open).
+#[derive(Debug, Clone, Copy)]
+struct Backlog {
+    after: Seq,
+    upto: Seq,
 }
 
 struct Sink {
     store: Arc<dyn RunLogWriter>,
     settings: SinkSettings,
-    spill: Spill,
-    buffer: VecDeque<LogRecord>,
+    buffer: Buffer,
+    /// Records let go from memory (or left by an earlier life), to read
+    /// back from the outbox once the buffer has drained.
+    backlog: Option<Backlog>,
     backoff: Backoff,
     /// The last write failed: retrying at `retry_at`.
     failing: bool,
     retry_at: Instant,
-    /// Spill files waiting to be sent.
-    pending_files: Vec<PathBuf>,
-    /// The spill file whose records are in `buffer`; deleted once sent.
-    loaded_file: Option<PathBuf>,
-    /// Forgets each record once it is stored or spilled.
-    journal: std::sync::Arc<Journal>,
-    metrics: std::sync::Arc<WorkerMetrics>,
+    /// Where every record waits until it is stored.
+    outbox: Arc<Outbox>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Sink {
-    async fn run(mut self, mut rx: mpsc::Receiver<LogRecord>) {
-        self.pending_files = self.spill.claim();
-        if !self.pending_files.is_empty() {
-            tracing::info!(
-                files = self.pending_files.len(),
-                "resending spilled run records"
-            );
-        }
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let mut tick = tokio::time::interval(self.settings.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -123,13 +189,13 @@ impl Sink {
                         if self.buffer.len() >= self.settings.batch_size {
                             self.flush().await;
                         }
-                        self.spill_overflow();
+                        self.let_go_overflow();
                     }
                     None => break,
                 },
                 _ = tick.tick() => {
                     self.flush().await;
-                    self.load_next_spill_file();
+                    self.read_back();
                 }
             }
             self.metrics.log_buffered.store(
@@ -147,12 +213,11 @@ impl Sink {
         }
         while !self.buffer.is_empty() {
             let n = self.buffer.len().min(self.settings.batch_size);
-            let batch = &self.buffer.make_contiguous()[..n];
-            if let Err(e) = self.store.write(batch).await {
+            if let Err(e) = self.store.write(self.buffer.oldest(n)).await {
                 return self.failed(&e);
             }
-            for record in self.buffer.drain(..n) {
-                self.journal.logged(&record);
+            for record in self.buffer.drain_oldest(n) {
+                self.outbox.logged(&record);
             }
         }
         if self.failing {
@@ -160,11 +225,6 @@ impl Sink {
         }
         self.failing = false;
         self.backoff.reset();
-        if let Some(file) = self.loaded_file.take()
-            && let Err(e) = std::fs::remove_file(&file)
-        {
-            tracing::warn!(file = %file.display(), error = %e, "cannot remove sent spill file");
-        }
     }
 
     fn failed(&mut self, e: &RunLogError) {
@@ -175,76 +235,92 @@ impl Sink {
             "cannot write run records to the run log; will retry");
     }
 
-    /// Moves the oldest records to a spill file when the buffer is over its size.
-    fn spill_overflow(&mut self) {
+    /// Lets the oldest records go from memory when the buffer is over its
+    /// size: they stay open in the outbox, from where [`Self::read_back`]
+    /// takes them again.
+    fn let_go_overflow(&mut self) {
         if self.buffer.len() <= self.settings.buffer_records {
             return;
         }
         let n = self.buffer.len() - self.settings.buffer_records / 2;
-        let oldest: Vec<LogRecord> = self.buffer.drain(..n).collect();
-        match self.spill.write(&oldest) {
-            Ok(path) => {
-                tracing::warn!(records = n, file = %path.display(), "log buffer full; spilled to disk");
-                for record in &oldest {
-                    self.journal.logged(record);
+        let mut kept = Vec::new();
+        let mut let_go = 0;
+        while let_go < n
+            && let Some((seq, record)) = self.buffer.pop_front()
+        {
+            match seq {
+                Some(seq) => {
+                    self.backlog = Some(match self.backlog {
+                        Some(b) => Backlog {
+                            after: b.after.min(seq.before()),
+                            upto: b.upto.max(seq),
+                        },
+                        None => Backlog {
+                            after: seq.before(),
+                            upto: seq,
+                        },
+                    });
+                    let_go += 1;
                 }
-            }
-            Err(e) => {
-                // The disk failed too: keep them in memory rather than drop them.
-                tracing::error!(error = %e, "cannot spill run records; keeping them in memory");
-                for r in oldest.into_iter().rev() {
-                    self.buffer.push_front(r);
-                }
+                // Not in the outbox (its disk failed): memory is all it has.
+                None => kept.push((seq, record)),
             }
         }
+        for pending in kept.into_iter().rev() {
+            self.buffer.push_front(pending);
+        }
+        // They are on disk only now.
+        self.outbox.sync();
+        tracing::warn!(
+            records = let_go,
+            "log buffer full; the oldest records wait in the outbox on disk"
+        );
     }
 
-    /// When all is written, loads the next spill file into the buffer.
-    fn load_next_spill_file(&mut self) {
-        if !self.buffer.is_empty() || self.loaded_file.is_some() || self.failing {
+    /// Once the buffer has drained (the run log is taking records again),
+    /// reads the next records of the backlog back from the outbox.
+    fn read_back(&mut self) {
+        if !self.buffer.is_empty() || self.failing {
             return;
         }
-        let Some(file) = self.pending_files.pop() else {
+        let Some(backlog) = self.backlog else {
             return;
         };
-        match Spill::read::<LogRecord>(&file) {
-            Ok(records) => {
-                tracing::info!(records = records.len(), file = %file.display(), "resending spilled records");
-                self.buffer.extend(records);
-                self.loaded_file = Some(file);
-            }
-            Err(e) => tracing::error!(file = %file.display(), error = %e, "cannot read spill file"),
-        }
+        let limit = (self.settings.buffer_records / 2).max(1);
+        let records = self.outbox.open_records(backlog.after, backlog.upto, limit);
+        let Some(&(last, _)) = records.last() else {
+            self.backlog = None;
+            return;
+        };
+        tracing::info!(
+            records = records.len(),
+            "sending run records that waited in the outbox"
+        );
+        self.backlog = Some(Backlog {
+            after: last,
+            ..backlog
+        });
+        self.buffer
+            .extend(records.into_iter().map(|(seq, record)| (Some(seq), record)));
     }
 
+    /// A last flush, of the buffer and the backlog, for at most
+    /// [`FINAL_FLUSH`]; what is left stays open in the outbox.
     async fn shutdown(mut self) {
         let deadline = Instant::now() + FINAL_FLUSH;
+        self.read_back();
         while !self.buffer.is_empty() && Instant::now() < deadline {
             self.flush().await;
-            if !self.buffer.is_empty() {
+            self.read_back();
+            if !self.buffer.is_empty() && self.failing {
                 tokio::time::sleep_until(self.retry_at.min(deadline)).await;
             }
         }
-        if !self.buffer.is_empty() {
-            let records: Vec<LogRecord> = self.buffer.drain(..).collect();
-            match self.spill.write(&records) {
-                Ok(path) => {
-                    tracing::warn!(records = records.len(), file = %path.display(),
-                    "MongoDB unreachable at shutdown; records spilled, sent at next start");
-                    for record in &records {
-                        self.journal.logged(record);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, records = records.len(), "cannot spill run records at shutdown")
-                }
-            }
-        }
-        // A file loaded into the buffer was either written (and removed by
-        // `flush`) or spilled again just above; the remaining pending files
-        // stay on disk for the next start.
-        if let Some(file) = self.loaded_file.take() {
-            let _ = std::fs::remove_file(file);
+        if !self.buffer.is_empty() || self.backlog.is_some() {
+            tracing::warn!(
+                buffered = self.buffer.len(),
+                "run log unreachable at shutdown; records left in the outbox, sent by the next start"
+            );
         }
     }
 }
@@ -261,6 +337,7 @@ mod tests {
     struct Running {
         sender: LogSender,
         task: tokio::task::JoinHandle<()>,
+        outbox: Arc<Outbox>,
     }
 
     async fn start(
@@ -269,21 +346,44 @@ mod tests {
         batch: usize,
         every: Duration,
     ) -> Running {
-        let (journal, _) = Journal::open(dir, "w", Duration::from_millis(100), 0)
+        start_with(store, dir, batch, every, 1000).await
+    }
+
+    async fn start_with(
+        store: &Arc<MemoryRunLog>,
+        dir: &Path,
+        batch: usize,
+        every: Duration,
+        buffer_records: usize,
+    ) -> Running {
+        let (outbox, _) = Outbox::open(dir, "w", Duration::from_millis(100), 0)
             .await
-            .expect("journal");
+            .expect("outbox");
+        let outbox = Arc::new(outbox);
         let (sender, task) = spawn(
             store.clone(),
             SinkSettings {
                 batch_size: batch,
                 flush_interval: every,
-                buffer_records: 1000,
+                buffer_records,
             },
-            Spill::new(dir, "logs", "w"),
-            Arc::new(journal),
+            outbox.clone(),
             Arc::new(WorkerMetrics::default()),
         );
-        Running { sender, task }
+        Running {
+            sender,
+            task,
+            outbox,
+        }
+    }
+
+    impl Running {
+        /// Stops the sink and closes the outbox, as the worker does.
+        async fn stop(self) {
+            drop(self.sender);
+            self.task.await.expect("sink ends");
+            Arc::into_inner(self.outbox).expect("only owner").close();
+        }
     }
 
     fn record(i: usize) -> LogRecord {
@@ -325,8 +425,7 @@ mod tests {
         }
         until("30 records", || store.records().len() == 30).await;
         assert_eq!(store.writes(), 3, "three batches of ten");
-        drop(sink.sender);
-        sink.task.await.expect("sink ends");
+        sink.stop().await;
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -343,8 +442,7 @@ mod tests {
         assert!(store.records().is_empty());
         store.set_down(false);
         until("25 records", || store.records().len() == 25).await;
-        drop(sink.sender);
-        sink.task.await.expect("sink ends");
+        sink.stop().await;
         let ids: std::collections::BTreeSet<String> =
             store.records().iter().map(|r| r.run_id.clone()).collect();
         assert_eq!(ids.len(), 25, "each record once");
@@ -360,9 +458,8 @@ mod tests {
         for i in 0..5 {
             sink.sender.send(record(i)).await;
         }
-        drop(sink.sender);
         // Gives up after its final flush time and keeps them on disk.
-        sink.task.await.expect("sink ends");
+        sink.stop().await;
         assert!(store.records().is_empty());
         store.set_down(false);
         let next = start(&store, &dir, 10, Duration::from_millis(10)).await;
@@ -370,8 +467,37 @@ mod tests {
             store.records().len() == 5
         })
         .await;
-        drop(next.sender);
-        next.task.await.expect("sink ends");
+        next.stop().await;
+        assert!(
+            !dir.join("journal").exists(),
+            "all written: nothing left in the outbox"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn past_its_buffer_the_sink_keeps_records_in_the_outbox_not_memory_and_sends_each_once() {
+        let dir = temp_dir();
+        let store = Arc::new(MemoryRunLog::new());
+        store.set_down(true);
+        let sink = start_with(&store, &dir, 5, Duration::from_millis(10), 10).await;
+        for i in 0..60 {
+            sink.sender.send(record(i)).await;
+        }
+        until("a failed write", || store.failed_writes() > 0).await;
+        // The sink has let most of them go from memory: they are open in
+        // the outbox only.
+        let open = sink
+            .outbox
+            .open_records(Seq::START, sink.outbox.last_seq(), usize::MAX);
+        assert_eq!(open.len(), 60, "every record open in the outbox");
+        store.set_down(false);
+        until("60 records", || store.records().len() == 60).await;
+        let ids: std::collections::BTreeSet<String> =
+            store.records().iter().map(|r| r.run_id.clone()).collect();
+        assert_eq!(ids.len(), 60, "each record once");
+        sink.stop().await;
+        assert!(!dir.join("journal").exists(), "nothing left open");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

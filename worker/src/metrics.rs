@@ -92,7 +92,7 @@ const STATUSES: [RunStatus; 4] = [
     RunStatus::Timeout,
     RunStatus::Killed,
 ];
-// `interrupted` is only logged by a later start (journal recovery): not a
+// `interrupted` is only logged by a later start (outbox recovery): not a
 // finished attempt of this process.
 
 impl WorkerMetrics {

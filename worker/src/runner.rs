@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rcron_shared::placement::{self, TargetMode};
 use rcron_shared::verdict;
-use rcron_shared::{Concurrency, JobName, LogRecord, RunRef, RunStatus, Warning};
+use rcron_shared::{Concurrency, JobName, LogRecord, RunRef, RunStatus};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -18,11 +18,12 @@ use tracing::Instrument;
 use crate::active::ActiveRuns;
 use crate::clock::Clock;
 use crate::executor::{self, ExecSettings, Outcome, StopReason, Stops};
-use crate::journal::{Journal, Take, WARNING_OUTPUT_TAIL};
 use crate::lock::{LockOutcome, Locker, LostRequest, Settle};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
+use crate::outbox::{Outbox, Take};
 use crate::placement::Placement;
+use crate::records::{self, TickTimes};
 use crate::register::SessionLease;
 use crate::run_stop::RunStop;
 use crate::scheduler::{Launcher, Run, RunEvents, Tick};
@@ -69,7 +70,7 @@ pub struct RunContext {
     /// Warnings for the leader master.
     pub warns: WarnSender,
     /// Keeps runs, records and warnings on disk until they are delivered.
-    pub journal: Arc<Journal>,
+    pub outbox: Arc<Outbox>,
     /// The worker's clock.
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the drain time at shutdown is over: runs still going are killed.
@@ -400,7 +401,7 @@ impl RunContext {
         )
         .await;
         if resolved.is_some() {
-            self.journal.took(run_id);
+            self.outbox.took(run_id);
         }
     }
 
@@ -461,7 +462,7 @@ impl RunContext {
         self.record_verdicts(job, records).await;
     }
 
-    /// Lock requests a dead worker sent without journaling their outcome:
+    /// Lock requests a dead worker sent without noting their outcome:
     /// a request that took its tick left it without a run, recorded missed.
     async fn resolve_takes(&self, takes: Vec<Take>) {
         for take in takes {
@@ -488,7 +489,7 @@ impl RunContext {
                 "the worker died after taking the tick",
             )
             .await;
-            self.journal.took(&take.run_id);
+            self.outbox.took(&take.run_id);
         }
     }
 
@@ -570,37 +571,13 @@ impl RunContext {
         self.metrics
             .ticks_missed
             .fetch_add(missed as u64, Ordering::Relaxed);
-        let warning = records
-            .iter()
-            .rev()
-            .find(|r| r.status == RunStatus::Missed)
-            .filter(|_| job.alert_on_missed)
-            .map(|last| Warning {
-                job_name: job.name.clone(),
-                run_id: last.run_id.clone(),
-                status: RunStatus::Missed,
-                command: job.command.clone(),
-                exit_code: None,
-                err: if missed > 1 {
-                    format!("{missed} ticks missed; the last: {}", last.err)
-                } else {
-                    last.err.clone()
-                },
-                output_tail: String::new(),
-                plan_time: last.plan_time,
-                start_time: last.start_time,
-                end_time: last.end_time,
-                worker: self.worker_id.clone(),
-                attempt: 1,
-                kind: rcron_shared::WarningKind::Run,
-            });
-        // Journaled like run records: a worker killed now still delivers them.
+        let warning = records::missed_warning(job, &records, &self.worker_id);
+        // In the outbox like run records: a worker killed now still
+        // delivers them.
         for record in records {
-            self.journal.finished(&record);
             self.logs.send(record).await;
         }
         if let Some(w) = warning {
-            self.journal.warning(&w);
             self.warns.send(w).await;
         }
     }
@@ -633,7 +610,7 @@ impl RunContext {
                 // Journaled first: if this worker dies before the run
                 // starts, its next start finds out whether the request
                 // took the tick (and records it missed).
-                self.journal.take(Take {
+                self.outbox.take(Take {
                     run_id: run_id.clone(),
                     job: (**job).clone(),
                     plan_ms,
@@ -645,7 +622,7 @@ impl RunContext {
                     .acquire(job, plan_ms, &run_id, lease, &stop)
                     .await;
                 if !matches!(outcome, Ok(LockOutcome::Acquired(_)) | Err(_)) {
-                    self.journal.took(&run_id);
+                    self.outbox.took(&run_id);
                 }
                 outcome
             }
@@ -699,7 +676,7 @@ impl RunContext {
                         tokio::select! {
                             () = ctx.after_lost_answer(&tick, &run_id, from_revision) => {}
                             // Shutting down: the lease goes soon, and the lock with
-                            // it; the journaled request is resolved at next start.
+                            // it; the request in the outbox is resolved at next start.
                             () = stop.cancelled() => {}
                         }
                     });
@@ -754,10 +731,10 @@ impl RunContext {
         for attempt in 1..=total {
             let on_spawn = |pgid: u32, start: chrono::DateTime<chrono::Utc>| {
                 let record = self.record(run, run_id, attempt, &Outcome::started(start));
-                self.journal.started(&job.name, &record, pgid);
+                self.outbox.started(&job.name, &record, pgid);
                 if attempt == 1 {
                     // The run's own entry now stands for the tick.
-                    self.journal.took(run_id);
+                    self.outbox.took(run_id);
                 }
             };
             let outcome = executor::execute(
@@ -778,13 +755,14 @@ impl RunContext {
             }
             let retryable = matches!(outcome.status, RunStatus::Failed | RunStatus::Timeout);
             let record = self.record(run, run_id, attempt, &outcome);
-            self.journal.finished(&record);
-            if attempt == 1 {
-                // Closed already if the command started; if it could not
-                // start, its record stands for the tick.
-                self.journal.took(run_id);
-            }
+            // Sent first: the record (in the outbox once sent) stands for
+            // the tick when the command could not start; if it started,
+            // the request was closed already.
+            let warning = (retryable || lock_lost).then(|| records::warning(&job.name, &record));
             self.logs.send(record).await;
+            if attempt == 1 {
+                self.outbox.took(run_id);
+            }
             // A lost lock is reported at once (the job may run elsewhere
             // now); a failure after its last retry.
             if !lock_lost {
@@ -804,55 +782,19 @@ impl RunContext {
                 }
             }
             // The final failure, one cut short by a kill, or a lost lock.
-            let warning = self.warning(run, run_id, attempt, &outcome);
-            self.journal.warning(&warning);
-            self.warns.send(warning).await;
+            if let Some(warning) = warning {
+                self.warns.send(warning).await;
+            }
             return;
         }
     }
 
     fn record(&self, run: &Run, run_id: &str, attempt: u32, o: &Outcome) -> LogRecord {
-        let job = &run.tick.job;
-        LogRecord {
-            job_name: job.name.to_string(),
-            command: job.command.clone(),
-            err: o.err.clone(),
-            output: o.output.clone(),
-            plan_time: run.tick.plan_time.timestamp_millis(),
-            schedule_time: run.tick.schedule_time.timestamp_millis(),
-            start_time: o.start.timestamp_millis(),
-            end_time: o.end.timestamp_millis(),
-            run_id: run_id.to_string(),
-            worker: self.worker_id.clone(),
-            exit_code: o.exit_code,
-            status: o.status,
-            attempt,
-            output_truncated: o.truncated,
-            reason: o.stopped.map(|r| r.as_str().to_string()),
-        }
-    }
-
-    fn warning(&self, run: &Run, run_id: &str, attempt: u32, o: &Outcome) -> Warning {
-        let job = &run.tick.job;
-        let tail_start = o.output.len().saturating_sub(WARNING_OUTPUT_TAIL);
-        let tail_start = (tail_start..o.output.len())
-            .find(|&i| o.output.is_char_boundary(i))
-            .unwrap_or(o.output.len());
-        Warning {
-            job_name: job.name.clone(),
-            run_id: run_id.to_string(),
-            status: o.status,
-            command: job.command.clone(),
-            exit_code: o.exit_code,
-            err: o.err.clone(),
-            output_tail: o.output[tail_start..].to_string(),
-            plan_time: run.tick.plan_time.timestamp_millis(),
-            start_time: o.start.timestamp_millis(),
-            end_time: o.end.timestamp_millis(),
-            worker: self.worker_id.clone(),
-            attempt,
-            kind: rcron_shared::WarningKind::Run,
-        }
+        let tick = TickTimes {
+            plan_ms: run.tick.plan_time.timestamp_millis(),
+            schedule_ms: run.tick.schedule_time.timestamp_millis(),
+        };
+        records::attempt(&run.tick.job, tick, run_id, &self.worker_id, attempt, o)
     }
 }
 
