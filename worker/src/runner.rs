@@ -21,7 +21,7 @@ use crate::executor::{self, ExecSettings, Outcome, StopReason, Stops};
 use crate::lock::{LockOutcome, Locker, LostRequest, Settle};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
-use crate::outbox::{Outbox, Take};
+use crate::outbox::{Outbox, Take, TakenVerdict};
 use crate::placement::Placement;
 use crate::records::{self, TickTimes};
 use crate::register::SessionLease;
@@ -302,12 +302,28 @@ impl RunContext {
         let plan_ms = tick.plan_time.timestamp_millis();
         let tag = format!("{}-{}", verdict::SETTLED, uuid::Uuid::now_v7().simple());
         let from_revision = self.locker.revision();
+        // In the outbox first, like a lock request: if this worker dies
+        // before recording the verdict, its next start finds out whether
+        // the settlement moved the marker, and records it then.
+        self.outbox.take(Take {
+            run_id: tag.clone(),
+            job: (**job).clone(),
+            plan_ms,
+            fired_key: self.locker.fired_key(job),
+            from_revision,
+            verdict: Some(TakenVerdict {
+                status,
+                reason: reason.to_string(),
+            }),
+        });
         match self.locker.settle(job, plan_ms, &tag).await {
             Ok(Settle::Settled { previous }) => {
                 self.settled(tick, previous, status, reason).await;
+                self.outbox.took(&tag);
             }
             Ok(Settle::Taken) => {
                 tracing::debug!(job = %job.name, plan_ms, "tick not run here; another worker started or settled it");
+                self.outbox.took(&tag);
             }
             Err(e) => {
                 // The request may still be applied (etcd stalled): once
@@ -328,6 +344,9 @@ impl RunContext {
                     {
                         ctx.settled(&tick, previous, status, reason).await;
                     }
+                    if found.is_some() {
+                        ctx.outbox.took(&tag);
+                    }
                 });
             }
         }
@@ -336,10 +355,25 @@ impl RunContext {
     /// Records the verdict on `tick`, which this worker settled, and the
     /// ticks its move of the marker skipped over (from `previous`).
     async fn settled(&self, tick: &Tick, previous: Option<i64>, status: RunStatus, reason: &str) {
-        let job = &tick.job;
+        let schedule = self.schedule_of(tick, previous);
         let plan_ms = tick.plan_time.timestamp_millis();
+        self.record_settled(&tick.job, plan_ms, previous, schedule, status, reason)
+            .await;
+    }
+
+    /// [`Self::settled`] for a job and tick, with the job's schedule when
+    /// ticks may lie between `previous` and the tick.
+    async fn record_settled(
+        &self,
+        job: &rcron_shared::Job,
+        plan_ms: i64,
+        previous: Option<i64>,
+        schedule: Option<Arc<rcron_shared::Schedule>>,
+        status: RunStatus,
+        reason: &str,
+    ) {
         let now = self.clock.now().timestamp_millis();
-        let mut records = match self.schedule_of(tick, previous) {
+        let mut records = match schedule {
             Some(schedule) => {
                 verdict::gap_records(job, &schedule, previous, plan_ms, &self.worker_id, now)
             }
@@ -462,10 +496,42 @@ impl RunContext {
         self.record_verdicts(job, records).await;
     }
 
-    /// Lock requests a dead worker sent without noting their outcome:
-    /// a request that took its tick left it without a run, recorded missed.
+    /// Lock requests and settlements a dead worker sent without noting
+    /// their outcome: a request that took its tick left it without a run,
+    /// recorded missed; a settlement that moved the marker is recorded
+    /// with its verdict.
     async fn resolve_takes(&self, takes: Vec<Take>) {
         for take in takes {
+            if let Some(v) = &take.verdict {
+                // A settlement is sent again under its own tag (ARCHITECTURE §4).
+                let resolved = self
+                    .locker
+                    .resolve_lost(
+                        &take.job,
+                        take.plan_ms,
+                        &take.run_id,
+                        take.from_revision,
+                        &take.run_id,
+                        &self.stop_runs,
+                    )
+                    .await;
+                let Some(resolved) = resolved else { continue };
+                if let LostRequest::Moved { previous } | LostRequest::Fenced { previous } = resolved
+                {
+                    let schedule = self.schedule_for(&take.job, take.plan_ms, previous);
+                    self.record_settled(
+                        &take.job,
+                        take.plan_ms,
+                        previous,
+                        schedule,
+                        v.status,
+                        &v.reason,
+                    )
+                    .await;
+                }
+                self.outbox.took(&take.run_id);
+                continue;
+            }
             let fence = format!("{}-{}", verdict::SETTLED, uuid::Uuid::now_v7().simple());
             let resolved = self
                 .locker
@@ -616,6 +682,7 @@ impl RunContext {
                     plan_ms,
                     fired_key: self.locker.fired_key(job),
                     from_revision,
+                    verdict: None,
                 });
                 let outcome = self
                     .locker

@@ -102,6 +102,20 @@ pub struct Take {
     /// The newest etcd revision seen before sending it: its history from
     /// there tells whether it took the tick.
     pub from_revision: i64,
+    /// For a settlement (`run_id` is then its tag): the verdict it records
+    /// if it moved the marker. None for a lock request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<TakenVerdict>,
+}
+
+/// The verdict a settlement in the outbox stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TakenVerdict {
+    /// `skipped` or `missed`.
+    pub status: rcron_shared::RunStatus,
+    /// Why.
+    pub reason: String,
 }
 
 /// One change to the outbox: a line of `journal.jsonl`. The encoding is

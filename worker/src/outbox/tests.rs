@@ -88,6 +88,7 @@ async fn a_lock_request_left_without_outcome_is_handed_back_unless_its_run_start
         plan_ms: 1_000,
         fired_key: "/cron/fired/j".to_string(),
         from_revision: 7,
+        verdict: None,
     };
     // Died between sending the request and starting the run.
     journal.take(take("r1"));
