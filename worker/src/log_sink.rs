@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::metrics::WorkerMetrics;
-use crate::outbox::{Outbox, Seq};
+use crate::outbox::{Backlog, Outbox, Seq};
 
 /// Longest wait between retries while MongoDB is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -85,10 +85,7 @@ pub fn spawn(
         settings,
         buffer: Buffer::default(),
         // What the outbox holds open already (recovered at its opening).
-        backlog: Some(Backlog {
-            after: Seq::START,
-            upto: outbox.last_seq(),
-        }),
+        backlog: Some(Backlog::everything(&outbox)),
         backoff: Backoff::new(Duration::from_millis(200), MAX_BACKOFF),
         failing: false,
         retry_at: Instant::now(),
@@ -150,15 +147,6 @@ impl Extend<Pending> for Buffer {
             self.push_back(item);
         }
     }
-}
-
-/// Open records in the outbox that are not in memory: those appended
-/// after `after` and up to `upto` (some of them may be stored already:
-/// the outbox returns only those still open).
-#[derive(Debug, Clone, Copy)]
-struct Backlog {
-    after: Seq,
-    upto: Seq,
 }
 
 struct Sink {
@@ -250,16 +238,7 @@ impl Sink {
         {
             match seq {
                 Some(seq) => {
-                    self.backlog = Some(match self.backlog {
-                        Some(b) => Backlog {
-                            after: b.after.min(seq.before()),
-                            upto: b.upto.max(seq),
-                        },
-                        None => Backlog {
-                            after: seq.before(),
-                            upto: seq,
-                        },
-                    });
+                    self.backlog = Some(Backlog::with(self.backlog, seq));
                     let_go += 1;
                 }
                 // Not in the outbox (its disk failed): memory is all it has.
@@ -288,18 +267,14 @@ impl Sink {
         };
         let limit = (self.settings.buffer_records / 2).max(1);
         let records = self.outbox.open_records(backlog.after, backlog.upto, limit);
-        let Some(&(last, _)) = records.last() else {
-            self.backlog = None;
+        self.backlog = backlog.rest(records.last().map(|(seq, _)| *seq));
+        if records.is_empty() {
             return;
-        };
+        }
         tracing::info!(
             records = records.len(),
             "sending run records that waited in the outbox"
         );
-        self.backlog = Some(Backlog {
-            after: last,
-            ..backlog
-        });
         self.buffer
             .extend(records.into_iter().map(|(seq, record)| (Some(seq), record)));
     }

@@ -477,23 +477,10 @@ impl RunContext {
         previous: Option<i64>,
         reason: &str,
     ) {
-        let now = self.clock.now().timestamp_millis();
-        let mut records = match self.schedule_for(job, plan_ms, previous) {
-            Some(schedule) => {
-                verdict::gap_records(job, &schedule, previous, plan_ms, &self.worker_id, now)
-            }
-            None => Vec::new(),
-        };
-        records.push(verdict::record(
-            job,
-            plan_ms,
-            RunStatus::Missed,
-            reason.to_string(),
-            &self.worker_id,
-            now,
-        ));
         tracing::warn!(job = %job.name, plan_ms, ?previous, reason, "a tick taken without a run is recorded missed");
-        self.record_verdicts(job, records).await;
+        let schedule = self.schedule_for(job, plan_ms, previous);
+        self.record_settled(job, plan_ms, previous, schedule, RunStatus::Missed, reason)
+            .await;
     }
 
     /// Lock requests and settlements a dead worker sent without noting

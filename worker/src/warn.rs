@@ -15,7 +15,7 @@ use rcron_shared::backoff::Backoff;
 use rcron_shared::{Keys, Warning};
 use tokio::sync::mpsc;
 
-use crate::outbox::{Outbox, Seq};
+use crate::outbox::{Backlog, Outbox, Seq};
 
 /// Warnings kept in memory; past that the oldest wait in the outbox only.
 const MAX_QUEUED: usize = 10_000;
@@ -56,22 +56,10 @@ pub fn spawn(
         client,
         keys,
         queue: VecDeque::new(),
-        backlog: Some(Backlog {
-            after: Seq::START,
-            upto: outbox.last_seq(),
-        }),
+        backlog: Some(Backlog::everything(&outbox)),
         outbox: outbox.clone(),
     };
     (WarnSender { tx, outbox }, tokio::spawn(reporter.run(rx)))
-}
-
-/// Open warnings in the outbox that are not in memory: those appended
-/// after `after` and up to `upto` (the outbox returns only those still
-/// open).
-#[derive(Debug, Clone, Copy)]
-struct Backlog {
-    after: Seq,
-    upto: Seq,
 }
 
 struct Reporter {
@@ -138,16 +126,7 @@ impl Reporter {
         {
             match seq {
                 Some(seq) => {
-                    self.backlog = Some(match self.backlog {
-                        Some(b) => Backlog {
-                            after: b.after.min(seq.before()),
-                            upto: b.upto.max(seq),
-                        },
-                        None => Backlog {
-                            after: seq.before(),
-                            upto: seq,
-                        },
-                    });
+                    self.backlog = Some(Backlog::with(self.backlog, seq));
                     let_go += 1;
                 }
                 // Not in the outbox (its disk failed): memory is all it has.
@@ -177,18 +156,14 @@ impl Reporter {
         let warnings = self
             .outbox
             .open_warnings(backlog.after, backlog.upto, MAX_QUEUED / 2);
-        let Some(&(last, _)) = warnings.last() else {
-            self.backlog = None;
+        self.backlog = backlog.rest(warnings.last().map(|(seq, _)| *seq));
+        if warnings.is_empty() {
             return;
-        };
+        }
         tracing::info!(
             warnings = warnings.len(),
             "sending warnings that waited in the outbox"
         );
-        self.backlog = Some(Backlog {
-            after: last,
-            ..backlog
-        });
         self.queue
             .extend(warnings.into_iter().map(|(seq, w)| (Some(seq), w)));
     }

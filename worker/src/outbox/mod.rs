@@ -73,6 +73,48 @@ impl Seq {
     }
 }
 
+/// Open entries of one kind that are not in a sender's memory: those
+/// appended after `after` and up to `upto` (the outbox returns only those
+/// still open when they are read back). The log sink and the warn sender
+/// each keep one for what they let go from memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Entries after this one…
+    pub after: Seq,
+    /// …up to this one.
+    pub upto: Seq,
+}
+
+impl Backlog {
+    /// Everything the outbox holds now (what recovery left open).
+    pub fn everything(outbox: &Outbox) -> Self {
+        Self {
+            after: Seq::START,
+            upto: outbox.last_seq(),
+        }
+    }
+
+    /// `backlog` widened to cover entry `seq`, let go from memory.
+    pub fn with(backlog: Option<Self>, seq: Seq) -> Self {
+        match backlog {
+            Some(b) => Self {
+                after: b.after.min(seq.before()),
+                upto: b.upto.max(seq),
+            },
+            None => Self {
+                after: seq.before(),
+                upto: seq,
+            },
+        }
+    }
+
+    /// What is left after reading back entries up to `last`; None when
+    /// that read found nothing (the backlog is all sent).
+    pub fn rest(self, last: Option<Seq>) -> Option<Self> {
+        last.map(|after| Self { after, ..self })
+    }
+}
+
 /// A run attempt that is going: its record so far and its process group.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -481,3 +481,15 @@ async fn spill_files_of_an_earlier_version_are_sent_once_through_the_outbox() {
     assert!(!dir.join("journal").exists(), "all sent: outbox removed");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_backlog_covers_every_entry_let_go_and_ends_when_a_read_finds_none() {
+    let seq = Seq;
+    let b = Backlog::with(None, seq(5));
+    let b = Backlog::with(Some(b), seq(3));
+    let b = Backlog::with(Some(b), seq(8));
+    assert_eq!((b.after, b.upto), (seq(2), seq(8)));
+    let rest = b.rest(Some(seq(6))).expect("more to read");
+    assert_eq!((rest.after, rest.upto), (seq(6), seq(8)));
+    assert_eq!(rest.rest(None), None);
+}
