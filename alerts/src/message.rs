@@ -65,6 +65,12 @@ impl Alert {
             WarningKind::ClockOk => {
                 return format!("[rcron] worker {} clock is back: it fires again", w.worker);
             }
+            WarningKind::ChainBroken => {
+                return format!(
+                    "[rcron] job {} could not start its chained jobs",
+                    w.job_name
+                );
+            }
             WarningKind::Run => {}
         }
         let what = match (w.status, w.exit_code) {
@@ -95,7 +101,12 @@ impl Alert {
         out.push_str(&format!("{}\n\n", self.subject()));
         if !self.is_run() {
             out.push_str(&format!("Job:       {}\n", w.job_name));
-            out.push_str(&format!("Placement: {}\n", w.err));
+            let label = if w.kind == WarningKind::ChainBroken {
+                "Chain:    "
+            } else {
+                "Placement:"
+            };
+            out.push_str(&format!("{label} {}\n", w.err));
             out.push_str(&format!("Since:     {}\n", time(w.plan_time)));
             out.push_str(&format!("Event id:  {}\n", w.run_id));
             if self.suppressed > 0 {

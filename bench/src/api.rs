@@ -187,6 +187,9 @@ fn log_record(i: usize) -> LogRecord {
         attempt: 1,
         output_truncated: false,
         reason: None,
+        trigger: Default::default(),
+        triggered_by: None,
+        params: None,
     }
 }
 

@@ -10,7 +10,11 @@
 //!   one place.
 //! - [`election`]: every master campaigns on `/cron/master`; the leader runs
 //! - [`alerting`]: backlog + watch of `/cron/warn/`, delivery to the sinks of
-//!   `rcron-alerts`, deletion of delivered warnings.
+//!   `rcron-alerts`, deletion of delivered warnings;
+//! - [`settle`]: ticks nobody took, recorded `missed`;
+//! - [`requests`]: run requests nobody started by their deadline, recorded
+//!   `skipped`, and old chain markers;
+//! - [`placement`] and [`beacon`]: unschedulable jobs and the clock reference.
 //!
 //! [`run`] wires them: connect to etcd and MongoDB (lazily, so a master
 //! starts while they are down and answers 503 until they are back), serve
@@ -26,6 +30,7 @@ pub mod election;
 mod error;
 pub mod placement;
 pub mod registry;
+pub mod requests;
 pub mod settle;
 pub mod store;
 
@@ -45,6 +50,7 @@ use crate::api::AppState;
 use crate::election::{ElectionSettings, LeaderState, MasterInfo};
 use crate::placement::PlacementWatch;
 use crate::registry::WorkerRegistry;
+use crate::requests::RequestSweeper;
 use crate::settle::Settler;
 use crate::store::JobStore;
 use rcron_shared::runlog::{self, RunLogStore, mongo::MongoRunLog};
@@ -155,6 +161,13 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         jobs: state.store.clone(),
         workers: state.workers.clone(),
     });
+    let sweeper = Arc::new(RequestSweeper {
+        client: state.store.client(),
+        keys: keys.clone(),
+        jobs: state.store.clone(),
+        workers: state.workers.clone(),
+        master_id: state.master_id.clone(),
+    });
     let settler = Arc::new(Settler {
         client: state.store.client(),
         keys: keys.clone(),
@@ -186,8 +199,12 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         state.leader.clone(),
         shutdown.child_token(),
         move |leadership| {
-            let (alerting, placement, settler) =
-                (alerting.clone(), placement.clone(), settler.clone());
+            let (alerting, placement, settler, sweeper) = (
+                alerting.clone(),
+                placement.clone(),
+                settler.clone(),
+                sweeper.clone(),
+            );
             let clock = beacon::run(
                 settler.client.clone(),
                 settler.keys.clone(),
@@ -197,11 +214,18 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
             async move {
                 let check = placement.run(leadership.clone());
                 let settle = settler.run(leadership.clone());
+                let requests = sweeper.run(leadership.clone());
                 if alerting.sinks.is_empty() {
                     // Keep warnings for when sinks are configured.
-                    tokio::join!(leadership.token().cancelled(), check, settle, clock);
+                    tokio::join!(
+                        leadership.token().cancelled(),
+                        check,
+                        settle,
+                        clock,
+                        requests
+                    );
                 } else {
-                    tokio::join!(alerting.run(leadership), check, settle, clock);
+                    tokio::join!(alerting.run(leadership), check, settle, clock, requests);
                 }
             }
         },

@@ -1,10 +1,11 @@
-//! Jobs and kill requests in etcd: the master's only writer of
-//! `/cron/jobs/` and `/cron/killer/`.
+//! Jobs, kill and run requests in etcd: the master's only writer of
+//! `/cron/jobs/`, `/cron/killer/` and of the run requests it is asked for.
 
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
 };
-use rcron_shared::{Job, JobName, Keys, ScheduleCache};
+use rcron_shared::chain::{ChainGraph, Links};
+use rcron_shared::{Job, JobName, Keys, RunRequest, ScheduleCache};
 use serde_json::{Map, Value};
 
 use crate::Error;
@@ -12,9 +13,6 @@ use crate::Error;
 /// How long a kill request stays in etcd. Workers react to the put event;
 /// the lease only cleans the key up.
 const KILL_TTL_SECS: i64 = 2;
-
-/// How long a run-now request waits for a worker to claim it.
-const RUN_REQUEST_TTL_SECS: i64 = 30;
 
 /// Job CRUD and kill requests over one etcd client.
 #[derive(Clone)]
@@ -51,6 +49,7 @@ impl JobStore {
     /// or not it reads as an rcron job (the legacy routes show what the
     /// original would have read in it).
     pub async fn save_returning_stored(&self, job: &Job) -> Result<Option<Vec<u8>>, Error> {
+        self.refuse_cycles(job).await?;
         let resp = self
             .client
             .clone()
@@ -65,6 +64,7 @@ impl JobStore {
 
     /// Creates a job that must not exist yet.
     pub async fn create(&self, job: &Job) -> Result<(), Error> {
+        self.refuse_cycles(job).await?;
         let key = self.keys.job(&job.name);
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
@@ -116,6 +116,7 @@ impl JobStore {
                 key: String::from_utf8_lossy(kv.key()).into_owned(),
                 reason: e.to_string(),
             })?;
+            self.refuse_cycles(&after).await?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     key.clone(),
@@ -245,21 +246,40 @@ impl JobStore {
         Ok(resp.count().max(0) as u64)
     }
 
-    /// Asks the workers to run the job once, now: a put under
-    /// `/cron/run/<name>` that one worker claims (and deletes) in its lock
-    /// transaction; unclaimed requests expire with their lease.
-    pub async fn run_now(&self, name: &JobName) -> Result<(), Error> {
-        let mut client = self.client.clone();
-        let lease = client.lease_grant(RUN_REQUEST_TTL_SECS, None).await?;
-        let requested = chrono::Utc::now().timestamp_millis().to_string();
-        client
-            .put(
-                self.keys.run(name),
-                requested,
-                Some(PutOptions::new().with_lease(lease.id())),
-            )
+    /// Asks the workers to run the job once: a durable request under
+    /// `/cron/run/<name>/<id>` that one worker claims when the job's lock
+    /// and a slot are free (ARCHITECTURE §4, "Run requests").
+    pub async fn request_run(&self, request: &RunRequest) -> Result<(), Error> {
+        let Some(key) = self.keys.run_request(&request.job, &request.id) else {
+            return Err(Error::BadRequest(format!(
+                "bad request id {:?}",
+                request.id
+            )));
+        };
+        self.client
+            .clone()
+            .put(key, request.to_json(), None)
             .await?;
         Ok(())
+    }
+
+    /// Refuses `job` if saving it would let a job start itself through
+    /// its chains (`onSuccess`, `onFailure`), naming the path. Only a job
+    /// that starts others can close a cycle.
+    async fn refuse_cycles(&self, job: &Job) -> Result<(), Error> {
+        if job.on_success.is_empty() && job.on_failure.is_empty() {
+            return Ok(());
+        }
+        let stored = self.list_stored().await?;
+        let links = stored.iter().filter_map(|v| Links::of_stored(v));
+        match ChainGraph::with(links, job).cycle_through(&job.name) {
+            Some(path) => Err(Error::BadRequest(format!(
+                "`onSuccess`/`onFailure`: {} would start itself through its chain ({})",
+                job.name,
+                path.join(" → ")
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Whether etcd answers (for `/readyz` and cluster status).

@@ -265,10 +265,47 @@ async fn kill_puts_a_short_lived_killer_key() {
     assert!(h.etcd_value("killer/sleepy").await.is_some());
     let (status, body) = read(h.cli.post("/api/v1/jobs/sleepy/run").send().await.0).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["requestId"].as_str().expect("request id");
+    let stored = h
+        .etcd_value(&format!("run/sleepy/{id}"))
+        .await
+        .expect("run request stored for the workers");
+    let stored: serde_json::Value = serde_json::from_slice(&stored).expect("JSON");
+    assert_eq!(stored["trigger"], "manual");
+    assert_eq!(stored["deadline"], body["deadline"]);
+    // Parameters for that run only; bad ones refused, every problem named.
+    let (status, body) = read(
+        h.cli
+            .post("/api/v1/jobs/sleepy/run")
+            .body_json(&serde_json::json!({"env": {"TARGET": "eu", "1X": "a", "RCRON_JOB": "b"}}))
+            .send()
+            .await
+            .0,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let msg = body["error"].as_str().unwrap_or_default();
     assert!(
-        h.etcd_value("run/sleepy").await.is_some(),
-        "run-now request stored for the workers"
+        msg.contains("env.1X") && msg.contains("env.RCRON_JOB"),
+        "{body}"
     );
+    let (status, body) = read(
+        h.cli
+            .post("/api/v1/jobs/sleepy/run")
+            .body_json(&serde_json::json!({"env": {"TARGET": "eu"}, "deadlineSecs": 30}))
+            .send()
+            .await
+            .0,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["requestId"].as_str().expect("request id");
+    let stored = h
+        .etcd_value(&format!("run/sleepy/{id}"))
+        .await
+        .expect("stored");
+    let stored: serde_json::Value = serde_json::from_slice(&stored).expect("JSON");
+    assert_eq!(stored["params"]["env"]["TARGET"], "eu");
     let (status, _) = read(h.cli.post("/api/v1/jobs/ghost/run").send().await.0).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = read(h.cli.post("/api/v1/jobs/ghost/kill").send().await.0).await;

@@ -26,6 +26,8 @@ pub const MAX_RETRY_BACKOFF_SECS: u64 = 24 * 3600;
 pub const MAX_STARTING_DEADLINE_SECS: u64 = 24 * 3600;
 /// Most extra alert recipients per job.
 pub const MAX_ALERT_EMAILS: usize = 50;
+/// Most jobs one job's end may start (`onSuccess`, `onFailure` each).
+pub const MAX_CHAINED_JOBS: usize = 20;
 
 /// Whether runs of a job may overlap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +145,16 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "is_default")]
     #[cfg_attr(feature = "openapi", oai(default))]
     pub retry_backoff_max_secs: u64,
+    /// Jobs requested once after a run's last attempt succeeds (chains;
+    /// a job that starts itself through any path is refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default))]
+    pub on_success: Vec<JobName>,
+    /// Jobs requested once after a run's last attempt fails, times out or
+    /// is killed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default))]
+    pub on_failure: Vec<JobName>,
     /// When a master last stored this version (ms since the epoch), set on
     /// every write; ticks before it are not owed a record. Absent in jobs
     /// written by other tools.
@@ -150,6 +162,36 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", oai(read_only, skip_serializing_if_is_none))]
     pub updated_at: Option<i64>,
+}
+
+/// The valid names of a chain list `field`, noting every problem: names
+/// that are not job names, repeats, too many, and the job itself.
+fn chained_jobs(
+    field: &str,
+    names: Vec<String>,
+    own: Option<&str>,
+    problems: &mut Vec<String>,
+) -> Vec<JobName> {
+    if names.len() > MAX_CHAINED_JOBS {
+        problems.push(format!(
+            "`{field}` may list at most {MAX_CHAINED_JOBS} jobs, got {}",
+            names.len()
+        ));
+    }
+    let mut out: Vec<JobName> = Vec::with_capacity(names.len());
+    for n in names {
+        match JobName::new(&n) {
+            Err(_) => problems.push(format!("`{field}`: {n:?} is not a job name")),
+            Ok(_) if own == Some(n.as_str()) => problems.push(format!(
+                "`{field}`: a job cannot start itself (cycle {n} → {n})"
+            )),
+            Ok(job) if out.contains(&job) => {
+                problems.push(format!("`{field}` lists {n:?} twice"));
+            }
+            Ok(job) => out.push(job),
+        }
+    }
+    out
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -200,6 +242,10 @@ pub(crate) struct RawJob {
     alert_on_missed: Option<bool>,
     #[serde(default)]
     retry_backoff_max_secs: Option<u64>,
+    #[serde(default)]
+    on_success: Option<Vec<String>>,
+    #[serde(default)]
+    on_failure: Option<Vec<String>>,
     #[serde(default)]
     updated_at: Option<i64>,
 }
@@ -423,6 +469,18 @@ impl Job {
         }
         // An empty selector in mode `one` is the same as none: stored as none.
         let target = raw.target.filter(|t| !t.is_any());
+        let on_success = chained_jobs(
+            "onSuccess",
+            raw.on_success.unwrap_or_default(),
+            name.as_deref(),
+            &mut problems,
+        );
+        let on_failure = chained_jobs(
+            "onFailure",
+            raw.on_failure.unwrap_or_default(),
+            name.as_deref(),
+            &mut problems,
+        );
 
         match (name, command, cron_expr) {
             (Some(name), Some(command), Some(cron_expr)) if problems.is_empty() => Ok(Job {
@@ -442,6 +500,8 @@ impl Job {
                 starting_deadline_secs,
                 alert_on_missed: raw.alert_on_missed.unwrap_or(true),
                 retry_backoff_max_secs,
+                on_success,
+                on_failure,
                 updated_at: raw.updated_at,
             }),
             _ => Err(Error::InvalidJob { problems }),

@@ -23,6 +23,7 @@ enum Kind {
     OneOf(&'static [&'static str]),
     /// A list of email addresses.
     Emails,
+    Names,
     Target,
 }
 
@@ -48,6 +49,8 @@ const FIELDS: &[(&str, Kind)] = &[
     ),
     ("alertOnMissed", Kind::Flag),
     ("retryBackoffMaxSecs", Kind::Whole(MAX_RETRY_BACKOFF_SECS)),
+    ("onSuccess", Kind::Names),
+    ("onFailure", Kind::Names),
     ("updatedAt", Kind::Millis),
 ];
 
@@ -129,6 +132,16 @@ pub(crate) fn field_problems(fields: &Map<String, Value>) -> Vec<(&'static str, 
             {
                 say(format!(
                     "`{field}` must be a list of email addresses (strings), got {}",
+                    shown(value)
+                ));
+            }
+            Kind::Names
+                if !value
+                    .as_array()
+                    .is_some_and(|items| items.iter().all(Value::is_string)) =>
+            {
+                say(format!(
+                    "`{field}` must be a list of job names (strings), got {}",
                     shown(value)
                 ));
             }

@@ -101,19 +101,39 @@ impl Keys {
         is_run_id(rest).then(|| rest.to_string())
     }
 
-    /// `/cron/run/`: run-now requests.
+    /// `/cron/run/`: run requests (run-now and chained runs).
     pub fn run_dir(&self) -> String {
         format!("{}run/", self.prefix)
     }
 
-    /// `/cron/run/<name>`: a short-lived request to run the job once, now.
-    pub fn run(&self, name: &JobName) -> String {
-        format!("{}{name}", self.run_dir())
+    /// `/cron/run/<name>/<id>`: a request to run the job once, waiting
+    /// until a worker claims it or its deadline passes (ARCHITECTURE §4,
+    /// "Run requests"). `None` for an id that cannot be one.
+    pub fn run_request(&self, name: &JobName, id: &str) -> Option<String> {
+        is_run_id(id).then(|| format!("{}{name}/{id}", self.run_dir()))
     }
 
-    /// The job a `/cron/run/<name>` key asks to run.
-    pub fn parse_run(&self, key: &[u8]) -> Option<JobName> {
-        self.name_under(&self.run_dir(), key)
+    /// The job and request id of a `/cron/run/<name>/<id>` key.
+    pub fn parse_run_request(&self, key: &[u8]) -> Option<(JobName, String)> {
+        let rest = std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.run_dir())?;
+        let (name, id) = rest.split_once('/')?;
+        let name = JobName::new(name).ok()?;
+        is_run_id(id).then(|| (name, id.to_string()))
+    }
+
+    /// `/cron/chained/`: which runs' chains were requested.
+    pub fn chained_dir(&self) -> String {
+        format!("{}chained/", self.prefix)
+    }
+
+    /// `/cron/chained/<runId>`: put, in the same transaction as the runs
+    /// it chains, by the end of run `run_id`, so they are requested once
+    /// however often the worker tries. Run ids are UUID v7, so the keys
+    /// sort by time and old ones go in one range delete.
+    pub fn chained(&self, run_id: &str) -> Option<String> {
+        is_run_id(run_id).then(|| format!("{}{run_id}", self.chained_dir()))
     }
 
     /// `/cron/lock/<name>`: held by the worker running the job.
@@ -180,6 +200,12 @@ impl Keys {
     /// be written to the run log (ARCHITECTURE §4, "Verdicts").
     pub fn verdicts_dir(&self) -> String {
         format!("{}verdicts/", self.prefix)
+    }
+
+    /// `/cron/verdicts/<name>/r-<requestId>`: the `skipped` record of a run
+    /// request nobody started.
+    pub fn request_verdict(&self, name: &JobName, request_id: &str) -> String {
+        format!("{}{name}/r-{request_id}", self.verdicts_dir())
     }
 
     /// `/cron/verdicts/<name>/<planTime>`.

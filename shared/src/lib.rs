@@ -10,6 +10,8 @@
 //!   workers for a tick.
 //! - [`keys`]: the etcd key layout, the only place that knows key strings.
 //! - [`records`]: the run log document, warnings and worker records.
+//! - [`chain`]: the graph of `onSuccess`/`onFailure` and its cycles.
+//! - [`request`]: run requests (run-now, chains) and what started a run.
 //! - [`backoff`]: the doubling wait between retries, shared by every loop.
 //! - [`runlog`]: the run log seam (writer, reader) and its MongoDB and
 //!   in-memory stores.
@@ -27,6 +29,7 @@
 //! records. Neither depends on the other, only on this crate.
 
 pub mod backoff;
+pub mod chain;
 pub mod config;
 pub mod cron;
 mod error;
@@ -41,6 +44,7 @@ pub mod name;
 mod openapi;
 pub mod placement;
 pub mod records;
+pub mod request;
 pub mod runlog;
 pub mod secret;
 pub mod telemetry;
@@ -53,6 +57,7 @@ pub use keys::Keys;
 pub use name::JobName;
 pub use placement::{Labels, Target, TargetMode};
 pub use records::{LogRecord, RunRef, RunStatus, Warning, WarningKind, WorkerInfo};
+pub use request::{RunOrigin, RunParams, RunRequest, Trigger, TriggeredBy};
 
 /// The version every binary reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::JobName;
+use crate::request::{RunParams, Trigger, TriggeredBy};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +97,16 @@ pub struct LogRecord {
     /// (`lock lost`, `worker shutdown`, …); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What started it: `schedule` (also for records of earlier versions),
+    /// `manual` or `chain`.
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// For a chained run: the run whose end requested it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<TriggeredBy>,
+    /// What a run-now request set for this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<RunParams>,
 }
 
 impl LogRecord {
@@ -122,6 +133,9 @@ pub enum WarningKind {
     ClockSkew,
     /// That worker's clock is back within bounds.
     ClockOk,
+    /// A run's end should have started a chained job that does not exist
+    /// (or a chain too deep): `jobName` is the run's job, `err` says which.
+    ChainBroken,
 }
 
 impl WarningKind {
@@ -133,6 +147,7 @@ impl WarningKind {
             Self::Schedulable => "schedulable",
             Self::ClockSkew => "clockSkew",
             Self::ClockOk => "clockOk",
+            Self::ChainBroken => "chainBroken",
         }
     }
 }
@@ -262,6 +277,9 @@ mod tests {
             attempt: 1,
             output_truncated: false,
             reason: None,
+            trigger: Default::default(),
+            triggered_by: None,
+            params: None,
         };
         let v = serde_json::to_value(&rec).expect("serialize");
         for field in [

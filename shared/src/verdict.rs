@@ -121,6 +121,9 @@ pub fn record_of(
         attempt: 1,
         output_truncated: false,
         reason: Some(reason),
+        trigger: Default::default(),
+        triggered_by: None,
+        params: None,
     }
 }
 

@@ -2,13 +2,14 @@
 //!
 //! Data flows one way through single-purpose modules:
 //!
-//! - [`watcher`] lists and watches `/cron/jobs/`, and watches kill
-//!   (`/cron/killer/`, `/cron/killrun/`) and run-now requests, and sends
+//! - [`watcher`] lists and watches `/cron/jobs/` and run requests
+//!   (`/cron/run/`), watches kills (`/cron/killer/`, `/cron/killrun/`), and sends
 //!   [`watcher::SchedulerEvent`]s to
 //! - [`scheduler`], one task owning the plan and the running table (with
 //!   [`name_index`], [`run_table`], [`run_events`], [`kill_switch`]), which fires due ticks
 //!   into a [`scheduler::Launcher`] (never a second run of a `forbid` job
-//!   still in flight here); the real one is
+//!   still in flight here), and offers waiting run requests ([`run_requests`])
+//!   as ticks until one worker claims each; the real launcher is
 //! - [`runner`], which per tick waits its turn ([`placement`]: the
 //!   matching live workers are ranked alike everywhere, the first tries at
 //!   once, the others only if it has not), takes a run slot ([`slots`]: a full worker
@@ -16,7 +17,8 @@
 //!   with [`executor`] (process group, timeout, kill, capped output,
 //!   [`run_stop`]), lists it in [`active`], and sends the record to
 //!   [`log_sink`] (MongoDB, batched, buffered) and failures to [`warn`]
-//!   (`/cron/warn/`); [`records`] builds what they carry.
+//!   (`/cron/warn/`); [`records`] builds what they carry; [`chain`] deletes
+//!   the request a run was claimed from and requests the jobs it chains.
 //! - [`register`] keeps the worker's etcd session lease alive (publishing
 //!   it only while it can vouch for it) and its registration at
 //!   `/cron/workers/<id>` current from [`active`]; locks hang off that
@@ -34,6 +36,7 @@
 //! and warnings, and revoke the session once.
 
 pub mod active;
+pub mod chain;
 pub mod clock;
 pub mod clock_guard;
 pub mod config;
@@ -50,6 +53,7 @@ pub mod placement;
 pub mod records;
 pub mod register;
 pub mod run_events;
+pub mod run_requests;
 pub mod run_stop;
 pub mod run_table;
 pub mod runner;
@@ -129,6 +133,7 @@ pub async fn run_with_clock(
     // Both start by sending what recovery left open in the outbox.
     let (warns, warn_task) = warn::spawn(client.clone(), keys.clone(), outbox.clone());
     let takes = recovered.takes;
+    let finishes = recovered.finishes;
 
     let (lease_tx, lease_rx) = watch::channel(None);
     // Like the session, the metrics server stays up until the very end.
@@ -251,6 +256,7 @@ pub async fn run_with_clock(
     let runner = Runner::new(
         RunContext {
             worker_id: worker_id.clone(),
+            chains: crate::chain::Chains::new(client.clone(), keys.clone()),
             locker: Locker::new(client, keys, worker_id.clone(), held),
             lease: lease_rx,
             exec: ExecSettings {
@@ -280,6 +286,7 @@ pub async fn run_with_clock(
         tracker.clone(),
     );
     runner.resolve_takes(takes);
+    runner.resume_finishes(finishes);
     let scheduler = Scheduler::new(
         runner,
         clock,

@@ -17,7 +17,7 @@ use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpRespo
 use rcron_shared::backoff::Backoff;
 use rcron_shared::placement::{self, TargetMode};
 use rcron_shared::verdict::{decode_plan, encode_fired, encode_plan};
-use rcron_shared::{Job, JobName, Keys};
+use rcron_shared::{Job, JobName, Keys, RunRequest};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -482,39 +482,47 @@ impl Locker {
         Ok(true)
     }
 
-    /// Claims a run-now request (`/cron/run/<name>` at `revision`) for run
-    /// `run_id`: deletes the request and, for `forbid`, takes the lock, in
-    /// one transaction, so one worker runs it. Leaves the fired tick alone.
-    pub async fn acquire_request(
+    /// Claims run request `request` (its key at `revision`) for run
+    /// `run_id`: marks it claimed by this worker and run and, for
+    /// `forbid`/`replace`, takes the lock, in one transaction, so one
+    /// worker runs it. The request stays (claimed) until the run's record
+    /// is on its way ([`crate::chain`]). Leaves the fired tick alone.
+    ///
+    /// For a `target.mode: all` job nothing is claimed: each matching
+    /// worker runs the request once (the scheduler sees to "once").
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_request(
         &self,
         job: &Job,
+        request: &RunRequest,
         revision: i64,
         run_id: &str,
         plan_ms: i64,
         lease: i64,
         stop: &RunStop,
     ) -> Result<LockOutcome, etcd_client::Error> {
-        let request = self.keys.run(&job.name);
+        let Some(key) = self.keys.run_request(&job.name, &request.id) else {
+            return Ok(LockOutcome::AlreadyFired);
+        };
         let lock = self.tick_keys(job, lease).lock;
-        let forbid = job.concurrency.exclusive();
+        let exclusive = job.concurrency.exclusive();
         let every_worker = placement::mode(job.target.as_ref()) == TargetMode::All;
+        if every_worker && !exclusive {
+            return Ok(LockOutcome::Acquired(Box::new(self.guard(job, None, None))));
+        }
         let (mut when, mut then) = (Vec::new(), Vec::new());
-        if every_worker {
-            // Each matching worker runs the request once (it sees its put
-            // once); nobody claims it, and it expires with its lease.
-            if !forbid {
-                return Ok(LockOutcome::Acquired(Box::new(self.guard(job, None, None))));
-            }
-        } else {
+        if !every_worker {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let claimed = request.claimed_by(&self.worker_id, run_id, now_ms);
             when.push(Compare::mod_revision(
-                request.clone(),
+                key.clone(),
                 CompareOp::Equal,
                 revision,
             ));
-            then.push(TxnOp::delete(request.clone(), None));
+            then.push(TxnOp::put(key.clone(), claimed.to_json(), None));
         }
         let holder = self.holder(run_id, plan_ms);
-        if forbid {
+        if exclusive {
             when.push(Compare::create_revision(lock.clone(), CompareOp::Equal, 0));
             then.push(TxnOp::put(
                 lock.clone(),
@@ -529,11 +537,11 @@ impl Locker {
                 Txn::new()
                     .when(when)
                     .and_then(then)
-                    .or_else([TxnOp::get(request, None)]),
+                    .or_else([TxnOp::get(key, None)]),
             )
             .await?;
         if resp.succeeded() {
-            let held = forbid.then_some((lock, holder, lease, stop));
+            let held = exclusive.then_some((lock, holder, lease, stop));
             return Ok(LockOutcome::Acquired(Box::new(self.guard(
                 job,
                 held,
@@ -543,6 +551,7 @@ impl Locker {
         if every_worker {
             return Ok(LockOutcome::Busy);
         }
+        // Still there, unclaimed, as this worker saw it: the lock was held.
         let still_pending = matches!(resp.op_responses().first(), Some(TxnOpResponse::Get(g))
             if g.kvs().first().is_some_and(|kv| kv.mod_revision() == revision));
         Ok(if still_pending {

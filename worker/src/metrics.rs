@@ -48,6 +48,9 @@ pub struct WorkerMetrics {
     runs: [AtomicU64; 4],
     /// Runs executing now.
     pub running: AtomicU64,
+    /// Run requests (run-now, chained) waiting to be claimed, as this
+    /// worker sees them.
+    pub run_requests: AtomicU64,
     /// Jobs in the plan.
     pub jobs: AtomicU64,
     /// Run records waiting in memory for MongoDB.
@@ -77,6 +80,7 @@ impl Default for WorkerMetrics {
             placement_taken: AtomicU64::new(0),
             runs: Default::default(),
             running: AtomicU64::new(0),
+            run_requests: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
             log_buffered: AtomicU64::new(0),
             clock_offset_ms: AtomicI64::new(i64::MIN),
@@ -212,6 +216,12 @@ impl WorkerMetrics {
             "rcron_worker_running_jobs",
             "Runs executing now.",
             load(&self.running) as f64,
+        );
+        gauge(
+            &mut out,
+            "rcron_worker_run_requests",
+            "Run requests waiting to be claimed.",
+            load(&self.run_requests) as f64,
         );
         gauge(
             &mut out,

@@ -125,6 +125,11 @@ impl ClusterView {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
+    /// Whether a run holds `job`'s lock, as far as the mirror knows.
+    pub fn busy(&self, job: &JobName) -> bool {
+        self.mirror().busy.contains(job)
+    }
+
     /// Whether tick `plan_ms` of `job` is known to have been started (or
     /// settled) somewhere.
     pub fn fired(&self, job: &JobName, plan_ms: i64) -> bool {
@@ -188,11 +193,12 @@ impl Placement {
         if self.rank_delay.is_zero() || placement::mode(job.target.as_ref()) == TargetMode::All {
             return Duration::ZERO;
         }
-        // A run-now request has no planned tick of its own: its revision
+        // A run request has no planned tick of its own: its key's revision
         // seeds the ranking instead.
         let seed = tick
-            .manual
-            .unwrap_or_else(|| tick.plan_time.timestamp_millis());
+            .request
+            .as_ref()
+            .map_or_else(|| tick.plan_time.timestamp_millis(), |r| r.revision);
         let target = job.target.as_ref();
         let rank = {
             let m = self.view.mirror();
@@ -388,7 +394,7 @@ mod tests {
             job: job.into(),
             plan_time: t,
             schedule_time: t,
-            manual: None,
+            request: None,
             schedule: None,
         }
     }

@@ -2,7 +2,10 @@
 //! here only, so a run that ended here and one a later start finds
 //! interrupted (see [`crate::outbox::recovery`]) read alike.
 
-use rcron_shared::{Job, JobName, LogRecord, RunStatus, Warning, WarningKind};
+use rcron_shared::{Job, JobName, LogRecord, RunOrigin, RunStatus, Warning, WarningKind};
+
+use crate::chain::Finished;
+use crate::outbox::Finish;
 
 use crate::executor::Outcome;
 
@@ -27,6 +30,7 @@ pub fn attempt(
     worker: &str,
     attempt: u32,
     o: &Outcome,
+    origin: &RunOrigin,
 ) -> LogRecord {
     LogRecord {
         job_name: job.name.to_string(),
@@ -44,6 +48,9 @@ pub fn attempt(
         attempt,
         output_truncated: o.truncated,
         reason: o.stopped.map(|r| r.as_str().to_string()),
+        trigger: origin.trigger,
+        triggered_by: origin.triggered_by.clone(),
+        params: origin.params.clone(),
     }
 }
 
@@ -102,6 +109,48 @@ pub fn missed_warning(job: &Job, records: &[LogRecord], worker: &str) -> Option<
         worker: worker.to_string(),
         attempt: 1,
         kind: WarningKind::Run,
+    })
+}
+
+/// The warning that run `finish.run_id`'s end could not start every job
+/// it chains (some do not exist, or the chain is too deep); None when it
+/// started them all.
+pub fn chain_broken(
+    finish: &Finish,
+    found: &Finished,
+    worker: &str,
+    now_ms: i64,
+) -> Option<Warning> {
+    let mut problems = Vec::new();
+    if !found.missing.is_empty() {
+        let names: Vec<&str> = found.missing.iter().map(|j| j.as_str()).collect();
+        problems.push(format!("chained job(s) {} do not exist", names.join(", ")));
+    }
+    if found.too_deep {
+        problems.push(format!(
+            "the chain is {} runs deep already (at most {}): nothing more started",
+            finish.depth,
+            rcron_shared::request::MAX_CHAIN_DEPTH
+        ));
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    Some(Warning {
+        job_name: finish.job.clone(),
+        // Not the run's own id: its failure has a warning of its own.
+        run_id: format!("{}-chain", finish.run_id),
+        status: RunStatus::Failed,
+        command: String::new(),
+        exit_code: None,
+        err: problems.join("; "),
+        output_tail: String::new(),
+        plan_time: now_ms,
+        start_time: now_ms,
+        end_time: now_ms,
+        worker: worker.to_string(),
+        attempt: 1,
+        kind: WarningKind::ChainBroken,
     })
 }
 

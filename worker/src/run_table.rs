@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::kill_switch::KillSwitch;
 use crate::run_events::RunId;
-use rcron_shared::Job;
+use rcron_shared::{Job, JobName};
 
 /// One launched run.
 pub struct Entry {
@@ -25,6 +25,8 @@ pub struct Entry {
     /// The scheduler slot (and its owner's incarnation) of the job, for
     /// its count of runs in flight; `None` for a paused job's run-now.
     pub owner: Option<(u32, u32)>,
+    /// The run request it tries (job, request id), if it is one.
+    pub request: Option<Box<(JobName, String)>>,
 }
 
 /// Launched runs by id.
@@ -37,12 +39,19 @@ pub struct RunTable {
 
 impl RunTable {
     /// Adds a launched run; returns its id.
-    pub fn insert(&mut self, job: Arc<Job>, kill: KillSwitch, owner: Option<(u32, u32)>) -> RunId {
+    pub fn insert(
+        &mut self,
+        job: Arc<Job>,
+        kill: KillSwitch,
+        owner: Option<(u32, u32)>,
+        request: Option<Box<(JobName, String)>>,
+    ) -> RunId {
         let entry = Some(Entry {
             job,
             kill,
             started: false,
             owner,
+            request,
         });
         match self.free.pop() {
             Some(i) => {
@@ -112,8 +121,8 @@ mod tests {
     fn ids_are_reused_only_after_removal_and_started_runs_are_counted() {
         let mut table = RunTable::default();
         let kill = KillSwitch::new();
-        let a = table.insert(job("a"), kill.clone(), None);
-        let b = table.insert(job("b"), kill.clone(), Some((1, 0)));
+        let a = table.insert(job("a"), kill.clone(), None, None);
+        let b = table.insert(job("b"), kill.clone(), Some((1, 0)), None);
         assert_ne!(a, b);
         assert!(table.mark_started(a));
         assert!(!table.mark_started(a), "a second start changes nothing");
@@ -125,7 +134,7 @@ mod tests {
             !table.mark_started(a),
             "an event for a finished run is ignored"
         );
-        let c = table.insert(job("c"), kill, None);
+        let c = table.insert(job("c"), kill, None, None);
         assert_eq!(c, a, "the freed id is reused");
         let names: Vec<String> = table.iter().map(|e| e.job.name.to_string()).collect();
         assert_eq!(names, ["c", "b"]);

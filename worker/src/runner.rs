@@ -8,20 +8,22 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rcron_shared::backoff::Backoff;
 use rcron_shared::placement::{self, TargetMode};
 use rcron_shared::verdict;
-use rcron_shared::{Concurrency, JobName, LogRecord, RunRef, RunStatus};
+use rcron_shared::{Concurrency, JobName, LogRecord, RunOrigin, RunRef, RunStatus};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::active::ActiveRuns;
+use crate::chain::Chains;
 use crate::clock::Clock;
 use crate::executor::{self, ExecSettings, Outcome, StopReason, Stops};
 use crate::lock::{LockOutcome, Locker, LostRequest, Settle};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
-use crate::outbox::{Outbox, Take, TakenVerdict};
+use crate::outbox::{Finish, Outbox, Take, TakenRequest, TakenVerdict};
 use crate::placement::Placement;
 use crate::records::{self, TickTimes};
 use crate::register::SessionLease;
@@ -92,6 +94,8 @@ pub struct RunContext {
     pub timezone: chrono_tz::Tz,
     /// Parsed schedules, for verdicts on ticks skipped over.
     pub schedules: Mutex<rcron_shared::ScheduleCache>,
+    /// Deletes the requests runs were claimed from and requests chained jobs.
+    pub chains: Chains,
 }
 
 /// A tick waiting for a slot, with where it reports.
@@ -135,6 +139,17 @@ impl Launcher for Runner {
             events.finished(run.id);
             return;
         }
+        let job = &run.tick.job;
+        if run.tick.request.is_some()
+            && job.concurrency.exclusive()
+            && placement::mode(job.target.as_ref()) == TargetMode::One
+            && self.ctx.placement.view.busy(&job.name)
+        {
+            // A run of the job holds its lock: the request waits (tried
+            // again later) without an etcd transaction.
+            events.finished(run.id);
+            return;
+        }
         let pending = Pending {
             run,
             events: events.clone(),
@@ -158,11 +173,11 @@ impl Launcher for Runner {
             let tick = &pending.run.tick;
             let plan_ms = tick.plan_time.timestamp_millis();
             let taken = tokio::select! {
-                // A run-now request is claimed by deleting its key, which
-                // the mirror does not follow: the transaction decides.
+                // A run request is claimed in its own key, which the
+                // mirror does not follow: the transaction decides.
                 taken = ctx.placement.view.taken_before(&tick.job, plan_ms, deadline),
-                    if tick.manual.is_none() => taken,
-                () = tokio::time::sleep_until(deadline), if tick.manual.is_some() => false,
+                    if tick.request.is_none() => taken,
+                () = tokio::time::sleep_until(deadline), if tick.request.is_some() => false,
                 () = draining.cancelled() => {
                     pending.events.finished(pending.run.id);
                     return;
@@ -207,6 +222,12 @@ impl Launcher for Runner {
 }
 
 impl Runner {
+    /// Finishes, in the background, what runs of a dead worker left
+    /// undone in etcd.
+    pub fn resume_finishes(&self, finishes: Vec<Finish>) {
+        self.ctx.resume_finishes(finishes);
+    }
+
     /// Resolves, in the background, lock requests a dead worker left open.
     pub fn resolve_takes(&self, takes: Vec<Take>) {
         if takes.is_empty() {
@@ -276,8 +297,8 @@ impl RunContext {
         for (job, plan_ms, p) in expired {
             p.events.finished(p.run.id);
             self.metrics.no_slot.fetch_add(1, Ordering::Relaxed);
-            if p.run.tick.manual.is_some() {
-                continue; // a run-now request stays pending for other workers
+            if p.run.tick.request.is_some() {
+                continue; // a run request waits, for this worker or another
             }
             if self.placement.view.fired(&job, plan_ms) {
                 tracing::debug!(job = %job, plan_ms, "tick given up here for lack of a slot; another worker started it");
@@ -315,6 +336,7 @@ impl RunContext {
                 status,
                 reason: reason.to_string(),
             }),
+            request: None,
         });
         match self.locker.settle(job, plan_ms, &tag).await {
             Ok(Settle::Settled { previous }) => {
@@ -398,11 +420,16 @@ impl RunContext {
     async fn after_lost_answer(&self, tick: &Tick, run_id: &str, from_revision: i64) {
         let plan_ms = tick.plan_time.timestamp_millis();
         let exclusive = tick.job.concurrency.exclusive();
-        if tick.manual.is_some() {
-            // A run-now request moves no marker: only its lock mattered.
+        if let Some(requested) = &tick.request {
+            // A run request moves no marker: its lock is given back, and
+            // the request itself, for any worker to run.
             if exclusive {
                 self.locker.abandon(&tick.job, run_id, plan_ms).await;
             }
+            if let Some(key) = self.claimed_key(tick, &requested.request) {
+                self.hand_back(&key, run_id).await;
+            }
+            self.outbox.took(run_id);
             return;
         }
         let fence = format!("{}-{}", verdict::SETTLED, uuid::Uuid::now_v7().simple());
@@ -489,6 +516,13 @@ impl RunContext {
     /// with its verdict.
     async fn resolve_takes(&self, takes: Vec<Take>) {
         for take in takes {
+            if let Some(request) = &take.request {
+                // A claim whose run never started: the request goes back.
+                if self.hand_back(&request.key, &take.run_id).await {
+                    self.outbox.took(&take.run_id);
+                }
+                continue;
+            }
             if let Some(v) = &take.verdict {
                 // A settlement is sent again under its own tag (ARCHITECTURE §4).
                 let resolved = self
@@ -646,11 +680,42 @@ impl RunContext {
         };
         let stop = RunStop::new();
         let from_revision = self.locker.revision();
-        let claimed = match run.tick.manual {
-            Some(revision) => {
-                self.locker
-                    .acquire_request(job, revision, &run_id, plan_ms, lease, &stop)
-                    .await
+        let claimed = match &run.tick.request {
+            Some(requested) => {
+                // Journaled first, and open until the run's end is: a
+                // worker that dies before the run starts hands the request
+                // back at its next start; one that dies during it deletes it.
+                let key = self.claimed_key(&run.tick, &requested.request);
+                if let Some(key) = &key {
+                    self.outbox.take(Take {
+                        run_id: run_id.clone(),
+                        job: (**job).clone(),
+                        plan_ms,
+                        fired_key: String::new(),
+                        from_revision,
+                        verdict: None,
+                        request: Some(TakenRequest {
+                            key: key.clone(),
+                            request: (*requested.request).clone(),
+                        }),
+                    });
+                }
+                let outcome = self
+                    .locker
+                    .claim_request(
+                        job,
+                        &requested.request,
+                        requested.revision,
+                        &run_id,
+                        plan_ms,
+                        lease,
+                        &stop,
+                    )
+                    .await;
+                if key.is_some() && !matches!(outcome, Ok(LockOutcome::Acquired(_)) | Err(_)) {
+                    self.outbox.took(&run_id);
+                }
+                outcome
             }
             // Known started elsewhere (a tick that waited for a slot here,
             // say): no transaction needed to learn it.
@@ -670,6 +735,7 @@ impl RunContext {
                     fired_key: self.locker.fired_key(job),
                     from_revision,
                     verdict: None,
+                    request: None,
                 });
                 let outcome = self
                     .locker
@@ -689,7 +755,7 @@ impl RunContext {
                 return;
             }
             Ok(LockOutcome::Busy)
-                if run.tick.manual.is_none() && job.concurrency == Concurrency::Replace =>
+                if run.tick.request.is_none() && job.concurrency == Concurrency::Replace =>
             {
                 match self.replace(job, plan_ms, &run_id, lease, &stop).await {
                     Some(guard) => guard,
@@ -707,7 +773,7 @@ impl RunContext {
             Ok(LockOutcome::Busy) => {
                 self.metrics.lock_conflicts.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(job = %job.name, plan_ms, "previous run still going (concurrency: forbid); tick skipped");
-                if run.tick.manual.is_none() {
+                if run.tick.request.is_none() {
                     self.verdict(
                         &run.tick,
                         RunStatus::Skipped,
@@ -720,21 +786,19 @@ impl RunContext {
             Err(e) => {
                 self.metrics.lock_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job.name, plan_ms, error = %e, "cannot take the lock; tick not started here");
-                if run.tick.manual.is_none() || job.concurrency.exclusive() {
-                    // Not awaited: no process runs, so the slot and the
-                    // job's next ticks need not wait (a ghost lock only
-                    // makes them find the job busy until it is gone).
-                    let (ctx, tick, stop) =
-                        (Arc::clone(self), run.tick.clone(), self.stop_runs.clone());
-                    self.background.spawn(async move {
-                        tokio::select! {
-                            () = ctx.after_lost_answer(&tick, &run_id, from_revision) => {}
-                            // Shutting down: the lease goes soon, and the lock with
-                            // it; the request in the outbox is resolved at next start.
-                            () = stop.cancelled() => {}
-                        }
-                    });
-                }
+                // Not awaited: no process runs, so the slot and the
+                // job's next ticks need not wait (a ghost lock only
+                // makes them find the job busy until it is gone).
+                let (ctx, tick, stop) =
+                    (Arc::clone(self), run.tick.clone(), self.stop_runs.clone());
+                self.background.spawn(async move {
+                    tokio::select! {
+                        () = ctx.after_lost_answer(&tick, &run_id, from_revision) => {}
+                        // Shutting down: the lease goes soon, and the lock with
+                        // it; the request in the outbox is resolved at next start.
+                        () = stop.cancelled() => {}
+                    }
+                });
                 return;
             }
         };
@@ -773,7 +837,7 @@ impl RunContext {
         self.active.remove(&run_id);
     }
 
-    async fn attempts(&self, run: &Run, run_id: &str, stop: &RunStop) {
+    async fn attempts(self: &Arc<Self>, run: &Run, run_id: &str, stop: &RunStop) {
         let job = &run.tick.job;
         let timeout = (job.timeout_secs > 0).then(|| Duration::from_secs(job.timeout_secs));
         let total = job.retries + 1;
@@ -786,8 +850,9 @@ impl RunContext {
             let on_spawn = |pgid: u32, start: chrono::DateTime<chrono::Utc>| {
                 let record = self.record(run, run_id, attempt, &Outcome::started(start));
                 self.outbox.started(&job.name, &record, pgid);
-                if attempt == 1 {
-                    // The run's own entry now stands for the tick.
+                if attempt == 1 && run.tick.request.is_none() {
+                    // The run's own entry now stands for the tick. (A
+                    // claimed request's stays open until the run's end.)
                     self.outbox.took(run_id);
                 }
             };
@@ -813,8 +878,14 @@ impl RunContext {
             // the tick when the command could not start; if it started,
             // the request was closed already.
             let warning = (retryable || lock_lost).then(|| records::warning(&job.name, &record));
+            let last = !retryable || lock_lost || attempt == total;
+            if last {
+                // Before the record: a worker that dies now still starts
+                // the chain at its next start.
+                self.end_run(run, run_id, outcome.status);
+            }
             self.logs.send(record).await;
-            if attempt == 1 {
+            if attempt == 1 && run.tick.request.is_none() {
                 self.outbox.took(run_id);
             }
             // A lost lock is reported at once (the job may run elsewhere
@@ -835,6 +906,10 @@ impl RunContext {
                     }
                 }
             }
+            if !last {
+                // Cut short between attempts: this one is the last.
+                self.end_run(run, run_id, outcome.status);
+            }
             // The final failure, one cut short by a kill, or a lost lock.
             if let Some(warning) = warning {
                 self.warns.send(warning).await;
@@ -843,12 +918,133 @@ impl RunContext {
         }
     }
 
+    /// The key of the request `tick` claims: None for a job on every
+    /// matching worker (nobody claims those).
+    fn claimed_key(&self, tick: &Tick, request: &rcron_shared::RunRequest) -> Option<String> {
+        (placement::mode(tick.job.target.as_ref()) == TargetMode::One)
+            .then(|| self.chains.request_key(request))
+            .flatten()
+    }
+
+    /// Run `run_id` of `run` ended as `status` after its last attempt:
+    /// notes in the outbox, then does in the background, what its end does
+    /// in etcd (its request deleted, its chained jobs requested).
+    fn end_run(self: &Arc<Self>, run: &Run, run_id: &str, status: RunStatus) {
+        let job = &run.tick.job;
+        let chain = match status {
+            RunStatus::Success => job.on_success.clone(),
+            RunStatus::Failed | RunStatus::Timeout | RunStatus::Killed => job.on_failure.clone(),
+            _ => Vec::new(),
+        };
+        let request = run
+            .tick
+            .request
+            .as_ref()
+            .and_then(|r| self.claimed_key(&run.tick, &r.request));
+        if chain.is_empty() && request.is_none() {
+            return;
+        }
+        let finish = Finish {
+            run_id: run_id.to_string(),
+            job: job.name.clone(),
+            request,
+            chain,
+            depth: run.tick.request.as_ref().map_or(0, |r| r.request.depth),
+        };
+        self.outbox.finish(finish.clone());
+        if finish.request.is_some() {
+            // The claim's entry is closed: the run's end stands for it.
+            self.outbox.took(run_id);
+        }
+        let ctx = Arc::clone(self);
+        self.background
+            .spawn(async move { ctx.finish_in_etcd(finish).await });
+    }
+
+    /// Applies `finish` in etcd, retrying until etcd answers or the worker
+    /// stops (the outbox then keeps it for the next start).
+    async fn finish_in_etcd(&self, finish: Finish) {
+        let mut backoff = Backoff::etcd();
+        loop {
+            let now_ms = self.clock.now().timestamp_millis();
+            match self.chains.finish(&finish, now_ms).await {
+                Ok(found) => {
+                    if !finish.chain.is_empty() {
+                        tracing::info!(job = %finish.job, run_id = %finish.run_id,
+                            chain = ?finish.chain, missing = ?found.missing, "chained jobs requested");
+                    }
+                    if let Some(w) = records::chain_broken(&finish, &found, &self.worker_id, now_ms)
+                    {
+                        self.warns.send(w).await;
+                    }
+                    self.outbox.finished_in_etcd(&finish.run_id);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %finish.job, run_id = %finish.run_id, error = %e,
+                        "cannot finish a run in etcd (request, chain); retrying");
+                    if !backoff.wait_or_cancel(&self.stop_runs).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends of runs a dead worker left undone in etcd.
+    pub(crate) fn resume_finishes(self: &Arc<Self>, finishes: Vec<Finish>) {
+        for finish in finishes {
+            let ctx = Arc::clone(self);
+            self.background
+                .spawn(async move { ctx.finish_in_etcd(finish).await });
+        }
+    }
+
+    /// Hands back request `key` claimed for run `run_id` (which never
+    /// started), retrying until etcd answers; false if the worker stopped
+    /// first.
+    async fn hand_back(&self, key: &str, run_id: &str) -> bool {
+        let mut backoff = Backoff::etcd();
+        loop {
+            match self.chains.hand_back(key, run_id).await {
+                Ok(()) => {
+                    tracing::info!(
+                        key,
+                        run_id,
+                        "claimed run request handed back (its run did not start)"
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(key, run_id, error = %e, "cannot hand back a claimed run request; retrying");
+                    if !backoff.wait_or_cancel(&self.stop_runs).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
     fn record(&self, run: &Run, run_id: &str, attempt: u32, o: &Outcome) -> LogRecord {
         let tick = TickTimes {
             plan_ms: run.tick.plan_time.timestamp_millis(),
             schedule_ms: run.tick.schedule_time.timestamp_millis(),
         };
-        records::attempt(&run.tick.job, tick, run_id, &self.worker_id, attempt, o)
+        let origin = run
+            .tick
+            .request
+            .as_ref()
+            .map(|r| RunOrigin::of(&r.request))
+            .unwrap_or_default();
+        records::attempt(
+            &run.tick.job,
+            tick,
+            run_id,
+            &self.worker_id,
+            attempt,
+            o,
+            &origin,
+        )
     }
 }
 

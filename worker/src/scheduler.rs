@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rcron_shared::{Concurrency, Job, JobName, Misfire, RunStatus, Schedule};
+use rcron_shared::{
+    Concurrency, Job, JobName, Misfire, RunStatus, Schedule, TargetMode, placement,
+};
 
 /// Most ticks looked at per job when catching up: a job firing every
 /// second with a day-long deadline still only costs this much.
@@ -37,6 +39,7 @@ use crate::metrics::WorkerMetrics;
 use crate::name_index::NameIndex;
 use crate::run_events::{self, RunInbox};
 pub use crate::run_events::{RunEvent, RunEvents, RunId};
+use crate::run_requests::{Requested, RunRequests};
 use crate::run_table::RunTable;
 use crate::watcher::SchedulerEvent;
 
@@ -59,9 +62,9 @@ pub struct Tick {
     pub plan_time: DateTime<Utc>,
     /// The instant the scheduler fired it.
     pub schedule_time: DateTime<Utc>,
-    /// For a run-now request: the mod revision of `/cron/run/<name>`, which
-    /// the worker that runs it claims instead of advancing the fired tick.
-    pub manual: Option<i64>,
+    /// For a run request (run-now, chained): the request, which the
+    /// worker that runs it claims instead of advancing the fired tick.
+    pub request: Option<Requested>,
     /// The job's schedule (None for a run-now request of a paused job):
     /// tells which ticks a move of the fired marker skipped over.
     pub schedule: Option<Arc<Schedule>>,
@@ -201,6 +204,11 @@ pub struct Scheduler<L: Launcher> {
     /// Where launched runs report, and where the scheduler reads it.
     run_events: RunEvents,
     inbox: RunInbox,
+    /// Run requests waiting for this worker or another.
+    requests: RunRequests,
+    /// When this scheduler started (ms): requests of `target.mode: all`
+    /// jobs made before are left to the workers that saw them made.
+    started_ms: i64,
 }
 
 impl<L: Launcher> Scheduler<L> {
@@ -213,6 +221,7 @@ impl<L: Launcher> Scheduler<L> {
         metrics: Arc<WorkerMetrics>,
     ) -> Self {
         let (run_events, inbox) = run_events::channel();
+        let started_ms = clock.now().timestamp_millis();
         Self {
             run_events,
             inbox,
@@ -234,6 +243,8 @@ impl<L: Launcher> Scheduler<L> {
             running: RunTable::default(),
             stats: SchedulerStats::default(),
             metrics,
+            requests: RunRequests::default(),
+            started_ms,
         }
     }
 
@@ -295,6 +306,15 @@ impl<L: Launcher> Scheduler<L> {
     /// When to wake next: to prepare the next batch, or to spin the last
     /// stretch before a prepared one.
     fn wake_at(&mut self) -> Option<tokio::time::Instant> {
+        let requests = self.requests.next_due();
+        let ticks = self.tick_wake_at();
+        match (ticks, requests) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        }
+    }
+
+    fn tick_wake_at(&mut self) -> Option<tokio::time::Instant> {
         let (due, lead) = match self.batch.at {
             Some(at) => (at, SPIN_BEFORE_DUE),
             None => (self.next_due()?.timestamp_millis(), self.batch.lead),
@@ -309,6 +329,13 @@ impl<L: Launcher> Scheduler<L> {
     }
 
     fn on_wake(&mut self) {
+        if self
+            .requests
+            .next_due()
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+        {
+            self.offer_requests();
+        }
         let now_ms = self.clock.now().timestamp_millis();
         if self.batch.at.is_none()
             && let Some(due) = self.next_due().map(|d| d.timestamp_millis())
@@ -407,13 +434,15 @@ impl<L: Launcher> Scheduler<L> {
                 job,
                 plan_time,
                 schedule_time: now,
-                manual: None,
+                request: None,
                 // Not cloned for every tick of a big batch: the runner
                 // looks it up when it needs it.
                 schedule: None,
             };
             let owner = self.count_in_flight(p.slot);
-            let id = self.running.insert(table_job, table_kill, Some(owner));
+            let id = self
+                .running
+                .insert(table_job, table_kill, Some(owner), None);
             self.launcher
                 .launch(Run { id, tick, kill }, &self.run_events);
             fired += 1;
@@ -467,7 +496,17 @@ impl<L: Launcher> Scheduler<L> {
             }
             SchedulerEvent::KillRun(run_id) => self.kill_run(&run_id),
             SchedulerEvent::ReplaceRun(run_id) => self.replace_run(&run_id),
-            SchedulerEvent::RunNow { name, revision } => self.run_now(&name, revision),
+            SchedulerEvent::Requests(listed) => {
+                self.requests
+                    .replace_all(listed, tokio::time::Instant::now());
+                self.offer_requests();
+            }
+            SchedulerEvent::Request(request, revision) => {
+                self.requests
+                    .put(request, revision, tokio::time::Instant::now());
+                self.offer_requests();
+            }
+            SchedulerEvent::RequestGone(job, id) => self.requests.gone(&job, &id),
         }
         self.metrics
             .jobs
@@ -502,36 +541,62 @@ impl<L: Launcher> Scheduler<L> {
         tracing::info!(job = %name, runs = killed, "kill requested");
     }
 
-    /// Starts a run-now request's tick, for a scheduled or a paused job.
-    fn run_now(&mut self, name: &JobName, revision: i64) {
-        let (job, kill, slot, schedule) = match self.by_name.get(name, name_of(&self.slots)) {
-            Some(slot) => {
-                let s = &self.slots[slot as usize];
-                (
-                    s.job.clone(),
-                    s.kill.clone(),
-                    Some(slot),
-                    s.schedule.clone(),
-                )
-            }
-            None => match self.paused.get(name) {
-                Some(job) => (job.clone(), KillSwitch::new(), None, None),
-                None => {
-                    tracing::warn!(job = %name, "run requested for a job this worker does not know");
-                    return;
+    /// Starts a tick for each run request due for a try here, for a
+    /// scheduled or a paused job. One this worker cannot start now (its
+    /// job is not this worker's, or a run of it is in flight here) waits.
+    fn offer_requests(&mut self) {
+        let now = tokio::time::Instant::now();
+        let now_wall = self.clock.now();
+        for requested in self.requests.due(now, now_wall.timestamp_millis()) {
+            let request = requested.request.clone();
+            let known = match self.by_name.get(&request.job, name_of(&self.slots)) {
+                Some(slot) => {
+                    let s = &self.slots[slot as usize];
+                    let busy = s.job.concurrency.exclusive() && s.in_flight > 0;
+                    Some((
+                        s.job.clone(),
+                        s.kill.clone(),
+                        Some(slot),
+                        s.schedule.clone(),
+                        busy,
+                    ))
                 }
-            },
-        };
-        let now = self.clock.now();
-        let tick = Tick {
-            job,
-            plan_time: now,
-            schedule_time: now,
-            manual: Some(revision),
-            schedule,
-        };
-        self.count_fired(chrono::Duration::zero(), 1);
-        self.start(tick, kill, slot);
+                None => self
+                    .paused
+                    .get(&request.job)
+                    .map(|job| (job.clone(), KillSwitch::new(), None, None, false)),
+            };
+            let Some((job, kill, slot, schedule, busy)) = known else {
+                self.requests.later(&request.job, &request.id, now);
+                continue;
+            };
+            if placement::mode(job.target.as_ref()) == TargetMode::All {
+                // Each matching worker runs it once; one that started
+                // after it was made leaves it to those that saw it made.
+                if request.requested_at < self.started_ms
+                    || !self.requests.first_run_here(&request.id)
+                {
+                    self.requests.gone(&request.job, &request.id);
+                    continue;
+                }
+            } else if busy {
+                self.requests.later(&request.job, &request.id, now);
+                continue;
+            }
+            let tick = Tick {
+                job,
+                plan_time: now_wall,
+                schedule_time: now_wall,
+                request: Some(requested),
+                schedule,
+            };
+            self.count_fired(chrono::Duration::zero(), 1);
+            let key = Box::new((request.job.clone(), request.id.clone()));
+            self.start_with(tick, kill, slot, Some(key));
+        }
+        self.metrics
+            .run_requests
+            .store(self.requests.len() as u64, Ordering::Relaxed);
     }
 
     fn upsert(&mut self, job: Job) {
@@ -770,7 +835,7 @@ impl<L: Launcher> Scheduler<L> {
             job: s.job.clone(),
             plan_time,
             schedule_time: now,
-            manual: None,
+            request: None,
             schedule: s.schedule.clone(),
         }
     }
@@ -819,8 +884,21 @@ impl<L: Launcher> Scheduler<L> {
     /// Hands a tick to the launcher (the caller counts it); `slot` is the
     /// job's, when it is scheduled here.
     fn start(&mut self, tick: Tick, kill: KillSwitch, slot: Option<u32>) {
+        self.start_with(tick, kill, slot, None);
+    }
+
+    /// [`Self::start`] for a tick that tries run request `request`.
+    fn start_with(
+        &mut self,
+        tick: Tick,
+        kill: KillSwitch,
+        slot: Option<u32>,
+        request: Option<Box<(JobName, String)>>,
+    ) {
         let owner = slot.map(|slot| self.count_in_flight(slot));
-        let id = self.running.insert(tick.job.clone(), kill.clone(), owner);
+        let id = self
+            .running
+            .insert(tick.job.clone(), kill.clone(), owner, request);
         self.launcher
             .launch(Run { id, tick, kill }, &self.run_events);
     }
@@ -843,6 +921,10 @@ impl<L: Launcher> Scheduler<L> {
                         && s.incarnation == incarnation
                     {
                         s.in_flight = s.in_flight.saturating_sub(1);
+                    }
+                    if let Some(request) = &entry.request {
+                        let (job, id) = request.as_ref();
+                        self.requests.tried(job, id, tokio::time::Instant::now());
                     }
                     entry.started
                 }

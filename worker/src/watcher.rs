@@ -6,16 +6,17 @@
 //! scheduler reconciles a snapshot against its plan, so no update is
 //! missed and an unchanged job keeps its schedule (nothing is doubled).
 //!
-//! Kills and run-now requests: watches on `/cron/killer/`, `/cron/killrun/`
-//! and `/cron/run/` from "now"; each put kills the named job's runs (or the
-//! run with that id) on this worker, or asks it to compete for running the
-//! job once.
+//! Kills: watches on `/cron/killer/` and `/cron/killrun/` from "now"; each
+//! put kills the named job's runs (or the run with that id) on this worker.
+//!
+//! Run requests (`/cron/run/<job>/<id>`): listed and watched like jobs,
+//! because they wait (durably) until a worker claims them.
 
 use rcron_shared::backoff::Backoff;
 
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use rcron_shared::placement::{self, Labels};
-use rcron_shared::{Job, JobName, Keys};
+use rcron_shared::{Job, JobName, Keys, RunRequest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,14 +36,13 @@ pub enum SchedulerEvent {
     /// Kill one run because a newer tick of its `concurrency: replace` job
     /// takes its place (`/cron/killrun/<runId>` = `replaced`).
     ReplaceRun(String),
-    /// Run the job once now; `revision` identifies the request key's
-    /// version, which the worker that runs it claims in its lock transaction.
-    RunNow {
-        /// The job.
-        name: JobName,
-        /// Mod revision of `/cron/run/<name>`.
-        revision: i64,
-    },
+    /// Every run request that exists, replacing the scheduler's view
+    /// (after a start or a broken watch), with each key's mod revision.
+    Requests(Vec<(RunRequest, i64)>),
+    /// A run request was made or changed (claimed, handed back).
+    Request(RunRequest, i64),
+    /// A run request is gone (run, or expired).
+    RequestGone(JobName, String),
 }
 
 /// Keeps the scheduler's job set in step with etcd until `token` is cancelled.
@@ -211,24 +211,93 @@ pub async fn watch_run_kills(
     .await;
 }
 
-/// Forwards run-now requests (`/cron/run/<name>`) until `token` is cancelled.
+/// Keeps the scheduler's set of run requests (`/cron/run/<job>/<id>`) in
+/// step with etcd until `token` is cancelled: listed, then watched from
+/// that revision, listed again after any watch error. Requests are durable,
+/// so one made while this worker or its watch was down is still seen.
 pub async fn watch_run_requests(
     client: Client,
     keys: Keys,
     tx: mpsc::Sender<SchedulerEvent>,
     token: CancellationToken,
 ) {
-    let dir = keys.run_dir();
-    let event = |kv: &KeyValue| {
-        keys.parse_run(kv.key()).map(|name| SchedulerEvent::RunNow {
-            name,
-            revision: kv.mod_revision(),
-        })
-    };
-    retry("run-now watch", &token, || {
-        watch_requests(&client, &dir, &event, &tx, &token)
+    retry("run request watch", &token, || {
+        sync_and_watch_requests(&client, &keys, &tx, &token)
     })
     .await;
+}
+
+async fn sync_and_watch_requests(
+    client: &Client,
+    keys: &Keys,
+    tx: &mpsc::Sender<SchedulerEvent>,
+    token: &CancellationToken,
+) -> Result<(), etcd_client::Error> {
+    let dir = keys.run_dir();
+    let resp = client
+        .clone()
+        .get(dir.clone(), Some(GetOptions::new().with_prefix()))
+        .await?;
+    let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+    let requests: Vec<(RunRequest, i64)> = resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| Some((decode_request(keys, kv)?, kv.mod_revision())))
+        .collect();
+    if tx.send(SchedulerEvent::Requests(requests)).await.is_err() {
+        return Ok(());
+    }
+    let mut stream = client
+        .clone()
+        .watch(
+            dir,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
+        )
+        .await?;
+    loop {
+        let msg = tokio::select! {
+            () = token.cancelled() => return Ok(()),
+            msg = stream.message() => msg?,
+        };
+        let Some(resp) = msg else {
+            return Err(etcd_client::Error::WatchError("watch stream ended".into()));
+        };
+        if resp.canceled() {
+            return Err(etcd_client::Error::WatchError(format!(
+                "watch canceled (compacted at {}): {}",
+                resp.compact_revision(),
+                resp.cancel_reason()
+            )));
+        }
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let Some((job, id)) = keys.parse_run_request(kv.key()) else {
+                continue;
+            };
+            let ev = match event.event_type() {
+                EventType::Put => match decode_request(keys, kv) {
+                    Some(request) => SchedulerEvent::Request(request, kv.mod_revision()),
+                    None => SchedulerEvent::RequestGone(job, id),
+                },
+                EventType::Delete => SchedulerEvent::RequestGone(job, id),
+            };
+            if tx.send(ev).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A stored request whose value agrees with its key; others are ignored
+/// (the leader master expires them).
+fn decode_request(keys: &Keys, kv: &KeyValue) -> Option<RunRequest> {
+    let (job, id) = keys.parse_run_request(kv.key())?;
+    let request = RunRequest::from_stored(kv.value())?;
+    (request.job == job && request.id == id).then_some(request)
 }
 
 /// Turns every put under `dir` into a scheduler event, from now on.

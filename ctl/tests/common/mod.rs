@@ -145,6 +145,9 @@ pub fn run_record(job: &str, start_time: i64, output: &str) -> rcron_shared::Log
         attempt: 1,
         output_truncated: false,
         reason: None,
+        trigger: Default::default(),
+        triggered_by: None,
+        params: None,
     }
 }
 

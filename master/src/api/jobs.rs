@@ -7,11 +7,11 @@ use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use rcron_shared::{Job, JobName};
+use rcron_shared::{Job, JobName, RunParams, RunRequest};
 use serde_json::{Map, Value};
 
 use crate::Error;
-use crate::api::payload::{JobPatchPayload, JobPayload};
+use crate::api::payload::{JobPatchPayload, JobPayload, RunPayload};
 use crate::api::{ApiError, ApiTags, AppState};
 use crate::audit::Origin;
 
@@ -116,12 +116,25 @@ pub struct KillAccepted {
     pub name: String,
 }
 
+/// A run request was made.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RunRequested {
+    /// The job to run.
+    pub name: String,
+    /// The request's id (`/cron/run/<name>/<id>`).
+    pub request_id: String,
+    /// Not started by then (ms since the epoch), it is logged `skipped`.
+    pub deadline: i64,
+}
+
 /// Outcome of `POST /jobs/{name}/run`.
 #[derive(Debug, ApiResponse)]
 pub enum RunResponse {
-    /// A worker will run the job once, now.
+    /// One worker will run the job once, as soon as its lock and a slot
+    /// are free.
     #[oai(status = 202)]
-    Accepted(Json<KillAccepted>),
+    Accepted(Json<RunRequested>),
 }
 
 /// A kill of one run was sent.
@@ -405,19 +418,39 @@ impl JobsApi {
 
     /// Run a job now
     ///
-    /// One worker runs the job once, right away, outside its schedule (paused
-    /// jobs too). With `concurrency: forbid` the request is dropped while a
-    /// run of the job is going. The run is logged like any other.
+    /// One worker runs the job once, outside its schedule (paused jobs too),
+    /// as soon as it can: a `forbid` job's request waits for the running run
+    /// to end, and every request waits for a free slot. The request is kept
+    /// in etcd (it survives worker and etcd restarts); not started within
+    /// `deadlineSecs` (default 600) it is logged `skipped` with the reason.
+    /// The optional body sets environment variables for this run only;
+    /// they are recorded in its log record (`params`). The run's record has
+    /// `trigger: manual`.
     #[oai(path = "/jobs/:name/run", method = "post", operation_id = "runJob")]
-    async fn run_now(&self, req: &Request, name: Path<String>) -> Result<RunResponse, ApiError> {
+    async fn run_now(
+        &self,
+        req: &Request,
+        name: Path<String>,
+        body: RunPayload,
+    ) -> Result<RunResponse, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
+        let body = body.0?;
         self.existing(&name).await?;
-        self.state.store.run_now(&name).await?;
+        let request = RunRequest::manual(
+            name.clone(),
+            RunParams { env: body.env },
+            chrono::Utc::now().timestamp_millis(),
+            body.deadline_secs
+                .unwrap_or(rcron_shared::request::DEFAULT_DEADLINE_SECS),
+        );
+        self.state.store.request_run(&request).await?;
         self.state
             .audit
             .record(&Origin::of(req), "run", Some(name.as_str()), None, None);
-        Ok(RunResponse::Accepted(Json(KillAccepted {
+        Ok(RunResponse::Accepted(Json(RunRequested {
             name: name.to_string(),
+            request_id: request.id,
+            deadline: request.deadline,
         })))
     }
 

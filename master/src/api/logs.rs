@@ -115,6 +115,14 @@ pub struct LogEntry {
     /// (`lock lost`, `worker shutdown`, `killed on request`, `worker died`).
     #[oai(skip_serializing_if_is_none)]
     pub reason: Option<String>,
+    /// What started it: `schedule`, `manual` (run now) or `chain`.
+    pub trigger: rcron_shared::Trigger,
+    /// For a chained run: the run whose end requested it.
+    #[oai(skip_serializing_if_is_none)]
+    pub triggered_by: Option<rcron_shared::TriggeredBy>,
+    /// What its run-now request set for it (`env`).
+    #[oai(skip_serializing_if_is_none)]
+    pub params: Option<rcron_shared::RunParams>,
 }
 
 impl From<LogRecord> for LogEntry {
@@ -135,6 +143,9 @@ impl From<LogRecord> for LogEntry {
             attempt: r.attempt,
             output_truncated: r.output_truncated,
             reason: r.reason,
+            trigger: r.trigger,
+            triggered_by: r.triggered_by,
+            params: r.params,
         }
     }
 }

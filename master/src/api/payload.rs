@@ -109,3 +109,120 @@ impl ParsePayload for JobPatchPayload {
 }
 
 impl_apirequest_for_payload!(JobPatchPayload);
+
+/// What `POST /jobs/{name}/run` may set for that run only.
+#[derive(Debug, Default, serde::Deserialize, poem_openapi::Object)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RunBody {
+    /// Environment variables for this run, over the job's `env`; recorded
+    /// in the run's log record.
+    #[serde(default)]
+    #[oai(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// How long the request may wait for the job's lock and a free slot
+    /// before it is recorded `skipped` (seconds, 1–86400; default 600).
+    #[serde(default)]
+    pub deadline_secs: Option<u64>,
+}
+
+/// An optional [`RunBody`] (no body, or an empty one, sets nothing), or
+/// why it is not one, every problem named.
+pub(super) struct RunPayload(pub Result<RunBody, Error>);
+
+impl Payload for RunPayload {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        RunBody::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        RunBody::register(registry);
+    }
+}
+
+impl ParsePayload for RunPayload {
+    const IS_REQUIRED: bool = false;
+
+    async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let bytes = body.take()?.into_bytes().await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(Ok(RunBody::default())));
+        }
+        let parsed = serde_json::from_slice::<RunBody>(&bytes)
+            .map_err(|e| {
+                Error::BadRequest(format!(
+                    "the body must be {{\"env\": {{\"NAME\": \"value\"}}, \"deadlineSecs\": 600}} (both optional): {e}"
+                ))
+            })
+            .and_then(|body| {
+                let mut problems = rcron_shared::RunParams {
+                    env: body.env.clone(),
+                }
+                .problems();
+                if let Some(d) = body.deadline_secs
+                    && !(1..=rcron_shared::request::MAX_DEADLINE_SECS).contains(&d)
+                {
+                    problems.push(format!(
+                        "deadlineSecs: must be from 1 to {}, got {d}",
+                        rcron_shared::request::MAX_DEADLINE_SECS
+                    ));
+                }
+                if problems.is_empty() {
+                    Ok(body)
+                } else {
+                    Err(Error::BadRequest(problems.join("; ")))
+                }
+            });
+        Ok(Self(parsed))
+    }
+}
+
+impl<'a> poem_openapi::ApiExtractor<'a> for RunPayload {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <Self as Payload>::register(registry);
+    }
+
+    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
+        Some(poem_openapi::registry::MetaRequest {
+            description: None,
+            content: vec![poem_openapi::registry::MetaMediaType {
+                content_type: <Self as Payload>::CONTENT_TYPE,
+                schema: <Self as Payload>::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        // No content type: no body (or one to ignore the type of, like an
+        // empty POST from a form or curl -d '').
+        match request.content_type() {
+            Some(ct) if !<Self as Payload>::check_content_type(ct) => {
+                Err(poem_openapi::error::ContentTypeError::NotSupported {
+                    content_type: ct.to_string(),
+                }
+                .into())
+            }
+            _ => <Self as ParsePayload>::from_request(request, body).await,
+        }
+    }
+}

@@ -253,6 +253,12 @@ struct StoredLog {
     output_truncated: bool,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    trigger: crate::Trigger,
+    #[serde(default)]
+    triggered_by: Option<crate::TriggeredBy>,
+    #[serde(default)]
+    params: Option<crate::RunParams>,
 }
 
 impl From<StoredLog> for LogRecord {
@@ -278,6 +284,9 @@ impl From<StoredLog> for LogRecord {
             attempt: s.attempt.unwrap_or(1),
             output_truncated: s.output_truncated,
             reason: s.reason,
+            trigger: s.trigger,
+            triggered_by: s.triggered_by,
+            params: s.params,
         }
     }
 }

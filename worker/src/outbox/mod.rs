@@ -148,6 +148,43 @@ pub struct Take {
     /// if it moved the marker. None for a lock request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<TakenVerdict>,
+    /// For a claim of a run request: the request. Open until the run's
+    /// [`Finish`] is noted, so a worker that dies before its run started
+    /// hands the request back at its next start, and one that dies during
+    /// the run deletes it (the run is logged `interrupted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<TakenRequest>,
+}
+
+/// The run request a [`Take`] claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TakenRequest {
+    /// `/cron/run/<job>/<id>`.
+    pub key: String,
+    /// The request as it was before the claim.
+    pub request: rcron_shared::RunRequest,
+}
+
+/// What a run's end still has to do in etcd: delete the request it ran
+/// for and request the runs it chains, once (ARCHITECTURE §4, "Chains").
+/// Noted before its record is sent; open until etcd has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finish {
+    /// The run.
+    pub run_id: String,
+    /// Its job.
+    pub job: JobName,
+    /// `/cron/run/<job>/<id>` it was claimed from, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The jobs its end starts (`onSuccess` or `onFailure`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<JobName>,
+    /// How many chained runs led to this one.
+    #[serde(default)]
+    pub depth: u32,
 }
 
 /// The verdict a settlement in the outbox stands for.
@@ -176,9 +213,13 @@ enum Line {
     /// The `Warn` of `key` is stored.
     Warned { key: String },
     /// A lock request for a tick is being sent; `key` is the run id.
-    Take { key: String, take: Take },
+    Take { key: String, take: Box<Take> },
     /// Its outcome is known (the run started, or the tick was not taken).
     Took { key: String },
+    /// A run ended; what its end does in etcd is pending. `key`: run id.
+    Finish { key: String, finish: Finish },
+    /// The `Finish` of `key` is done.
+    Finished { key: String },
 }
 
 /// What an open entry is.
@@ -188,6 +229,7 @@ enum Kind {
     Log,
     Warn,
     Take,
+    Finish,
 }
 
 /// Where an open entry's line is in the file.
@@ -269,13 +311,29 @@ impl Outbox {
     pub fn take(&self, take: Take) {
         self.append(&Line::Take {
             key: take.run_id.clone(),
-            take,
+            take: Box::new(take),
         });
     }
 
     /// The lock request of `run_id` has a known outcome.
     pub fn took(&self, run_id: &str) {
         self.append(&Line::Took {
+            key: run_id.to_string(),
+        });
+    }
+
+    /// Notes what run `finish.run_id`'s end still has to do in etcd; open
+    /// until [`Outbox::finished_in_etcd`].
+    pub fn finish(&self, finish: Finish) {
+        self.append(&Line::Finish {
+            key: finish.run_id.clone(),
+            finish,
+        });
+    }
+
+    /// The [`Finish`] of `run_id` is done.
+    pub fn finished_in_etcd(&self, run_id: &str) {
+        self.append(&Line::Finished {
             key: run_id.to_string(),
         });
     }
@@ -499,6 +557,8 @@ impl Segment {
             Line::Warned { key } => self.closed(Kind::Warn, key),
             Line::Take { key, .. } => self.opened(key, seq, opened(Kind::Take)),
             Line::Took { key } => self.closed(Kind::Take, key),
+            Line::Finish { key, .. } => self.opened(key, seq, opened(Kind::Finish)),
+            Line::Finished { key } => self.closed(Kind::Finish, key),
         }
     }
 

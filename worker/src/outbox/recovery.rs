@@ -24,7 +24,7 @@ use std::time::Duration;
 use rcron_shared::{LogRecord, Warning};
 use serde::de::DeserializeOwned;
 
-use super::{FILE, Line, Outbox, Started, Take, attempt_key, lock_dir};
+use super::{FILE, Finish, Line, Outbox, Started, Take, attempt_key, lock_dir};
 use crate::{Error, executor, records};
 
 /// Outbox files taken over at start, until their entries are appended anew.
@@ -36,6 +36,8 @@ const RECOVERING: &str = "recovering-";
 pub struct Recovered {
     /// Lock requests whose outcome the dead worker never noted.
     pub takes: Vec<Take>,
+    /// Ends of runs whose work in etcd (request, chain) is not done.
+    pub finishes: Vec<Finish>,
     /// Records to write to the run log.
     pub records: Vec<LogRecord>,
     /// Warnings to put in etcd.
@@ -98,6 +100,7 @@ const SPILLED_WARNINGS: &str = "warnings-";
 #[derive(Default)]
 struct Open {
     takes: BTreeMap<String, Take>,
+    finishes: BTreeMap<String, Finish>,
     runs: BTreeMap<String, Started>,
     logs: BTreeMap<String, LogRecord>,
     warns: BTreeMap<String, Warning>,
@@ -270,10 +273,30 @@ async fn carry_over(
             .keys()
             .chain(open.logs.keys())
             .any(|k| k.starts_with(&prefix));
-        if !resolved {
-            outbox.take(take.clone());
-            out.takes.push(take);
+        match (resolved, take.request) {
+            (false, request) => {
+                let take = Take { request, ..take };
+                outbox.take(take.clone());
+                out.takes.push(take);
+            }
+            // The run of a claimed request started: it is logged (or
+            // interrupted) below, and its request is done with. An
+            // interrupted run starts no chain: its outcome is unknown.
+            (true, Some(request)) => {
+                open.finishes.entry(key.clone()).or_insert(Finish {
+                    run_id: key,
+                    job: request.request.job,
+                    request: Some(request.key),
+                    chain: Vec::new(),
+                    depth: request.request.depth,
+                });
+            }
+            (true, None) => {}
         }
+    }
+    for finish in std::mem::take(&mut open.finishes).into_values() {
+        outbox.finish(finish.clone());
+        out.finishes.push(finish);
     }
     for record in open.logs.into_values() {
         outbox.finished(&record);
@@ -336,10 +359,16 @@ fn replay(file: &Path, open: &mut Open) {
                 open.warns.remove(&key);
             }
             Ok(Line::Take { key, take }) => {
-                open.takes.insert(key, take);
+                open.takes.insert(key, *take);
             }
             Ok(Line::Took { key }) => {
                 open.takes.remove(&key);
+            }
+            Ok(Line::Finish { key, finish }) => {
+                open.finishes.insert(key, finish);
+            }
+            Ok(Line::Finished { key }) => {
+                open.finishes.remove(&key);
             }
             Err(e) => {
                 tracing::error!(file = %file.display(), line = n + 1, error = %e, "unreadable outbox line skipped");

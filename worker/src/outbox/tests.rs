@@ -25,6 +25,9 @@ fn record(run_id: &str, attempt: u32) -> LogRecord {
         attempt,
         output_truncated: false,
         reason: None,
+        trigger: Default::default(),
+        triggered_by: None,
+        params: None,
     }
 }
 
@@ -89,6 +92,7 @@ async fn a_lock_request_left_without_outcome_is_handed_back_unless_its_run_start
         fired_key: "/cron/fired/j".to_string(),
         from_revision: 7,
         verdict: None,
+        request: None,
     };
     // Died between sending the request and starting the run.
     journal.take(take("r1"));
