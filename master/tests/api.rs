@@ -402,7 +402,8 @@ async fn a_job_is_shown_with_every_field_it_is_stored_with() {
         "timeoutSecs": 30, "concurrency": "replace", "retries": 2, "retryBackoffSecs": 5,
         "timezone": "Europe/Paris", "disabled": true, "alertEmails": ["ops@example.com"],
         "target": {"labels": {"role": "db"}, "mode": "all"}, "misfire": "runOnce",
-        "startingDeadlineSecs": 60, "alertOnMissed": false, "retryBackoffMaxSecs": 600});
+        "startingDeadlineSecs": 60, "alertOnMissed": false, "retryBackoffMaxSecs": 600,
+        "onSuccess": ["next"], "onFailure": ["cleanup"]});
     let (status, body) = h.send_json("PUT", "/api/v1/jobs/every", &every).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let stored: Value =
@@ -1856,4 +1857,67 @@ async fn changes_made_while_mongodb_is_down_are_audited_once_it_is_back() {
         ["offline-2", "offline-1", "offline-0"],
         "each once, in order"
     );
+}
+
+#[tokio::test]
+async fn a_chain_that_would_start_its_own_job_is_refused_by_every_way_of_saving() {
+    let h = harness().await;
+    let with = |name: &str, on_success: &[&str], on_failure: &[&str]| {
+        let mut j = job(name, "true");
+        j["onSuccess"] = json!(on_success);
+        j["onFailure"] = json!(on_failure);
+        j
+    };
+    for (name, next) in [("ca", "cb"), ("cb", "cc")] {
+        let (status, body) = h
+            .send_json(
+                "PUT",
+                &format!("/api/v1/jobs/{name}"),
+                &with(name, &[next], &[]),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+    // cc → ca closes ca → cb → cc → ca: refused, with the path.
+    let (status, body) = h
+        .send_json("POST", "/api/v1/jobs", &with("cc", &[], &["ca"]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let err = body["error"].as_str().unwrap_or_default();
+    assert!(err.contains("cc → ca → cb → cc"), "{err}");
+    // A chain to itself, and a bad name, named with every other problem.
+    let (status, body) = h
+        .send_json(
+            "PUT",
+            "/api/v1/jobs/cd",
+            &with("cd", &["cd", "no such/name"], &[]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let err = body["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("cannot start itself") && err.contains("not a job name"),
+        "{err}"
+    );
+    // A patch and the legacy save are checked too.
+    let (status, body) = h
+        .send_json("PATCH", "/api/v1/jobs/cb", &json!({"onFailure": ["ca"]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let legacy = with("cc", &["ca"], &[]).to_string();
+    let resp = h
+        .cli
+        .post("/job/save")
+        .form(&[("job", legacy.as_str())])
+        .send()
+        .await;
+    let (_, body) = read(resp.0).await;
+    assert_ne!(body["errno"], 0, "{body}");
+    // Without the cycle it is fine; the chain is stored as given.
+    let (status, body) = h
+        .send_json("PUT", "/api/v1/jobs/cc", &with("cc", &[], &["cd2"]))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let (_, body) = read(h.cli.get("/api/v1/jobs/ca").send().await.0).await;
+    assert_eq!(body["onSuccess"], json!(["cb"]), "{body}");
 }
