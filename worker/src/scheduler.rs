@@ -570,17 +570,18 @@ impl<L: Launcher> Scheduler<L> {
                 self.requests.later(&request.job, &request.id, now);
                 continue;
             };
-            if placement::mode(job.target.as_ref()) == TargetMode::All {
-                // Each matching worker runs it once; one that started
-                // after it was made leaves it to those that saw it made.
-                if request.requested_at < self.started_ms
-                    || !self.requests.first_run_here(&request.id)
-                {
-                    self.requests.gone(&request.job, &request.id);
-                    continue;
-                }
-            } else if busy {
+            if busy {
                 self.requests.later(&request.job, &request.id, now);
+                continue;
+            }
+            // Each matching worker runs a request of a job on every worker
+            // once; one that started after it was made leaves it to those
+            // that saw it made.
+            if placement::mode(job.target.as_ref()) == TargetMode::All
+                && (request.requested_at < self.started_ms
+                    || !self.requests.first_run_here(&request.id))
+            {
+                self.requests.gone(&request.job, &request.id);
                 continue;
             }
             let tick = Tick {

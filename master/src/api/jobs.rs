@@ -556,7 +556,7 @@ mod tests {
         "timezone":"Europe/Paris","disabled":true,"alertEmails":["ops@example.com"],
         "target":{"labels":{"role":"db"},"mode":"all"},"misfire":"runOnce",
         "startingDeadlineSecs":60,"alertOnMissed":false,"retryBackoffMaxSecs":600,
-        "updatedAt":1700000000000}"#;
+        "onSuccess":["next"],"onFailure":["cleanup"],"updatedAt":1700000000000}"#;
 
     #[test]
     fn the_rest_schema_views_and_stored_jobs_have_the_same_fields() {
