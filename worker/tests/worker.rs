@@ -673,20 +673,28 @@ async fn a_run_now_request_runs_a_paused_job_once_on_one_of_two_workers() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut etcd = env.etcd().await;
-    let lease = etcd.lease_grant(30, None).await.expect("lease").id();
-    etcd.put(
-        format!("{}run/adhoc", env.prefix),
-        "",
-        Some(etcd_client::PutOptions::new().with_lease(lease)),
-    )
-    .await
-    .expect("request");
+    let request = rcron_shared::RunRequest::manual(
+        rcron_shared::JobName::new("adhoc").expect("name"),
+        rcron_shared::RunParams::default(),
+        chrono::Utc::now().timestamp_millis(),
+        60,
+    );
+    let key = format!("run/adhoc/{}", request.id);
+    etcd.put(format!("{}{key}", env.prefix), request.to_json(), None)
+        .await
+        .expect("request");
     let doc = kit::eventually(Duration::from_secs(10), "the requested run", || async {
         env.logs("adhoc").await.into_iter().next()
     })
     .await;
     assert_eq!(string(&doc, "output"), "by hand\n");
-    assert_eq!(env.get("run/adhoc").await, None, "the request was claimed");
+    assert_eq!(string(&doc, "trigger"), "manual");
+    kit::eventually(
+        Duration::from_secs(5),
+        "the request to be done with",
+        || async { env.get(&key).await.is_none().then_some(()) },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.logs("adhoc").await.len(), 1, "run once, by one worker");
     a.stop().await;

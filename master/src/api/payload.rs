@@ -111,18 +111,16 @@ impl ParsePayload for JobPatchPayload {
 impl_apirequest_for_payload!(JobPatchPayload);
 
 /// What `POST /jobs/{name}/run` may set for that run only.
-#[derive(Debug, Default, serde::Deserialize, poem_openapi::Object)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Default, poem_openapi::Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct RunBody {
     /// Environment variables for this run, over the job's `env`; recorded
     /// in the run's log record.
-    #[serde(default)]
     #[oai(default)]
     pub env: std::collections::BTreeMap<String, String>,
     /// How long the request may wait for the job's lock and a free slot
     /// before it is recorded `skipped` (seconds, 1–86400; default 600).
-    #[serde(default)]
+    #[oai(validator(minimum(value = "1"), maximum(value = "86400")))]
     pub deadline_secs: Option<u64>,
 }
 
@@ -157,32 +155,69 @@ impl ParsePayload for RunPayload {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Ok(RunBody::default())));
         }
-        let parsed = serde_json::from_slice::<RunBody>(&bytes)
-            .map_err(|e| {
-                Error::BadRequest(format!(
-                    "the body must be {{\"env\": {{\"NAME\": \"value\"}}, \"deadlineSecs\": 600}} (both optional): {e}"
-                ))
-            })
-            .and_then(|body| {
-                let mut problems = rcron_shared::RunParams {
-                    env: body.env.clone(),
-                }
-                .problems();
-                if let Some(d) = body.deadline_secs
-                    && !(1..=rcron_shared::request::MAX_DEADLINE_SECS).contains(&d)
-                {
-                    problems.push(format!(
-                        "deadlineSecs: must be from 1 to {}, got {d}",
-                        rcron_shared::request::MAX_DEADLINE_SECS
-                    ));
-                }
-                if problems.is_empty() {
-                    Ok(body)
-                } else {
-                    Err(Error::BadRequest(problems.join("; ")))
-                }
-            });
+        let parsed = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(value) => run_body(value),
+            Err(e) => Err(Error::BadRequest(format!("the body is not JSON: {e}"))),
+        };
         Ok(Self(parsed))
+    }
+}
+
+/// Reads a run body, naming every problem with the field it is in.
+fn run_body(value: Value) -> Result<RunBody, Error> {
+    const SHAPE: &str = "{\"env\": {\"NAME\": \"value\"}, \"deadlineSecs\": 600}";
+    let Value::Object(fields) = value else {
+        return Err(Error::BadRequest(format!(
+            "the body must be a JSON object such as {SHAPE} (both fields optional)"
+        )));
+    };
+    let mut problems = Vec::new();
+    let mut body = RunBody::default();
+    for (name, value) in fields {
+        match name.as_str() {
+            "env" => match value {
+                Value::Object(vars) => {
+                    for (var, v) in vars {
+                        match v {
+                            Value::String(v) => {
+                                body.env.insert(var, v);
+                            }
+                            other => {
+                                problems.push(format!("`env.{var}` must be a string, got {other}"))
+                            }
+                        }
+                    }
+                }
+                other => problems.push(format!(
+                    "`env` must be an object of variable names to string values, got {other}"
+                )),
+            },
+            "deadlineSecs" => match value.as_u64() {
+                Some(d) if (1..=rcron_shared::request::MAX_DEADLINE_SECS).contains(&d) => {
+                    body.deadline_secs = Some(d);
+                }
+                _ => problems.push(format!(
+                    "`deadlineSecs` must be a whole number from 1 to {}, got {value}",
+                    rcron_shared::request::MAX_DEADLINE_SECS
+                )),
+            },
+            other => problems.push(format!(
+                "unknown field `{other}`: the body takes `env` and `deadlineSecs`, as in {SHAPE}"
+            )),
+        }
+    }
+    problems.extend(
+        rcron_shared::RunParams {
+            env: body.env.clone(),
+        }
+        .problems()
+        .into_iter()
+        .map(|p| format!("`{}", p.replacen(':', "`:", 1))),
+    );
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(Error::BadRequest(problems.join("; ")))
     }
 }
 
