@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rcron_shared::{JobName, RunRequest};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// How long a request that could not start here waits before it is tried
 /// again (the lock is watched, so a busy job costs no etcd request until
@@ -23,6 +24,10 @@ pub struct Requested {
     pub request: Arc<RunRequest>,
     /// Mod revision of its key when it was seen.
     pub revision: i64,
+    /// Cancelled once this version is no longer claimable (claimed, changed
+    /// or gone): a tick waiting for its rank or a slot gives up without a
+    /// transaction.
+    pub gone: CancellationToken,
 }
 
 struct Pending {
@@ -50,8 +55,21 @@ impl RunRequests {
         let mut old = std::mem::take(&mut self.pending);
         for (request, revision) in listed {
             let key = (request.job.clone(), request.id.clone());
-            let trying = old.remove(&key).is_some_and(|p| p.trying);
+            let trying = match old.remove(&key) {
+                Some(p) if p.requested.revision == revision => {
+                    self.pending.insert(key, p);
+                    continue;
+                }
+                Some(p) => {
+                    p.requested.gone.cancel();
+                    p.trying
+                }
+                None => false,
+            };
             self.insert(request, revision, now, trying);
+        }
+        for p in old.into_values() {
+            p.requested.gone.cancel();
         }
     }
 
@@ -65,8 +83,15 @@ impl RunRequests {
 
     fn insert(&mut self, request: RunRequest, revision: i64, now: Instant, trying: bool) {
         let key = (request.job.clone(), request.id.clone());
+        if let Some(old) = self.pending.get(&key)
+            && old.requested.revision == revision
+        {
+            return; // the same version, listed again
+        }
+        if let Some(old) = self.pending.remove(&key) {
+            old.requested.gone.cancel();
+        }
         if request.claimed.is_some() {
-            self.pending.remove(&key);
             return;
         }
         self.pending.insert(
@@ -75,6 +100,7 @@ impl RunRequests {
                 requested: Requested {
                     request: Arc::new(request),
                     revision,
+                    gone: CancellationToken::new(),
                 },
                 trying,
                 not_before: now,
@@ -84,7 +110,9 @@ impl RunRequests {
 
     /// The request is gone (run, or expired).
     pub fn gone(&mut self, job: &JobName, id: &str) {
-        self.pending.remove(&(job.clone(), id.to_string()));
+        if let Some(old) = self.pending.remove(&(job.clone(), id.to_string())) {
+            old.requested.gone.cancel();
+        }
     }
 
     /// Requests due for a try at `now` (ms since the epoch: `now_ms`),
@@ -180,9 +208,22 @@ mod tests {
         r.put(a.clone(), 1, now);
         r.put(b.clone(), 2, now);
         r.put(c.clone(), 3, now);
+        let tried = r.due(now, 0);
         r.put(a.claimed_by("w2", "run", 10), 4, now);
         r.gone(&c.job, &c.id);
-        assert!(r.due(now, 2_000).is_empty(), "a claimed, b expired, c gone");
+        let gone = |job: &str| {
+            tried
+                .iter()
+                .find(|t| t.request.job.as_str() == job)
+                .is_some_and(|t| t.gone.is_cancelled())
+        };
+        assert!(gone("a") && gone("c"), "ticks trying them give up");
+        assert!(!gone("b"));
+        r.tried(&b.job, &b.id, now);
+        assert!(
+            r.due(now + RETRY_AFTER, 2_000).is_empty(),
+            "a claimed, b expired, c gone"
+        );
         assert!(r.is_empty());
     }
 

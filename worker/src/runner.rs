@@ -177,7 +177,8 @@ impl Launcher for Runner {
                 // mirror does not follow: the transaction decides.
                 taken = ctx.placement.view.taken_before(&tick.job, plan_ms, deadline),
                     if tick.request.is_none() => taken,
-                () = tokio::time::sleep_until(deadline), if tick.request.is_some() => false,
+                taken = claimed_before(tick.request.as_ref(), deadline),
+                    if tick.request.is_some() => taken,
                 () = draining.cancelled() => {
                     pending.events.finished(pending.run.id);
                     return;
@@ -236,6 +237,19 @@ impl Runner {
         let ctx = self.ctx.clone();
         self.tracker
             .spawn(async move { ctx.resolve_takes(takes).await });
+    }
+}
+
+/// Waits until `deadline` unless run request `requested` is claimed (or
+/// gone) first; true when it was.
+async fn claimed_before(
+    requested: Option<&crate::run_requests::Requested>,
+    deadline: tokio::time::Instant,
+) -> bool {
+    let Some(r) = requested else { return false };
+    tokio::select! {
+        () = tokio::time::sleep_until(deadline) => r.gone.is_cancelled(),
+        () = r.gone.cancelled() => true,
     }
 }
 
@@ -681,6 +695,8 @@ impl RunContext {
         let stop = RunStop::new();
         let from_revision = self.locker.revision();
         let claimed = match &run.tick.request {
+            // Claimed elsewhere while this tick waited for a slot.
+            Some(requested) if requested.gone.is_cancelled() => Ok(LockOutcome::AlreadyFired),
             Some(requested) => {
                 // Journaled first, and open until the run's end is: a
                 // worker that dies before the run starts hands the request
