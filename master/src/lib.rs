@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: file → env → flag configuration.
 //! - [`store`]: jobs and kill requests in etcd (the only writer of
-//!   `/cron/jobs/` and `/cron/killer/`).
+//!   `/cron/jobs/` and `/cron/killer/`); [`job_cache`]: every job in
+//!   memory, fed by a watch, for the API's reads.
 //! - [`registry`]: the worker registry in etcd.
 //! - [`api`]: the legacy routes, the REST API with OpenAPI and Swagger UI,
 //!   and health probes; handlers call [`store`], [`registry`] and the run
@@ -28,6 +29,7 @@ pub mod beacon;
 pub mod config;
 pub mod election;
 mod error;
+pub mod job_cache;
 pub mod placement;
 pub mod registry;
 pub mod requests;
@@ -75,7 +77,12 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
     let (audit, audit_queue) = audit::channel();
     let audit_trail = db.collection(audit::COLLECTION);
     let audit_task = tokio::spawn(audit::write(audit_trail.clone(), audit_queue));
+    let jobs = job_cache::JobCache::new(config.timezone);
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(jobs.clone().run(client.clone(), keys.clone(), stop.clone()));
     Ok(Arc::new(AppState {
+        jobs,
+        stop,
         audit,
         audit_task: std::sync::Mutex::new(Some(audit_task)),
         store: JobStore::new(client.clone(), keys.clone()),

@@ -7,6 +7,8 @@ use etcd_client::{
 use rcron_shared::chain::{ChainGraph, Links};
 use rcron_shared::{Job, JobName, Keys, RunRequest, ScheduleCache};
 use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::Error;
 
@@ -19,12 +21,31 @@ const KILL_TTL_SECS: i64 = 2;
 pub struct JobStore {
     client: Client,
     keys: Keys,
+    /// The etcd revision of the newest job write made through this store:
+    /// reads from the job cache wait until it has applied it.
+    written: Arc<AtomicI64>,
 }
 
 impl JobStore {
     /// A store using `client` and the key layout `keys`.
     pub fn new(client: Client, keys: Keys) -> Self {
-        Self { client, keys }
+        Self {
+            client,
+            keys,
+            written: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// The etcd revision of the newest job write made through this store
+    /// (0 before the first).
+    pub fn written(&self) -> i64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    fn wrote(&self, header: Option<&etcd_client::ResponseHeader>) {
+        if let Some(h) = header {
+            self.written.fetch_max(h.revision(), Ordering::AcqRel);
+        }
     }
 
     /// The key layout in use.
@@ -59,6 +80,7 @@ impl JobStore {
                 Some(PutOptions::new().with_prev_key()),
             )
             .await?;
+        self.wrote(resp.header());
         Ok(resp.prev_key().map(|kv| kv.value().to_vec()))
     }
 
@@ -71,6 +93,7 @@ impl JobStore {
             .and_then([TxnOp::put(key, stamped(job), None)]);
         let resp = self.client.clone().txn(txn).await?;
         if resp.succeeded() {
+            self.wrote(resp.header());
             Ok(())
         } else {
             Err(Error::Conflict(job.name.to_string()))
@@ -124,7 +147,9 @@ impl JobStore {
                     kv.mod_revision(),
                 )])
                 .and_then([TxnOp::put(key.clone(), document, None)]);
-            if self.client.clone().txn(txn).await?.succeeded() {
+            let resp = self.client.clone().txn(txn).await?;
+            if resp.succeeded() {
+                self.wrote(resp.header());
                 return Ok(Some(Patched {
                     before,
                     after,
@@ -188,6 +213,7 @@ impl JobStore {
             .clone()
             .delete(key, Some(DeleteOptions::new().with_prev_key()))
             .await?;
+        self.wrote(resp.header());
         Ok(resp.prev_kvs().first().map(|kv| kv.value().to_vec()))
     }
 

@@ -1007,7 +1007,17 @@ async fn etcd_outage_answers_503_and_recovers_by_itself() {
 
     etcd.stop();
     let started = std::time::Instant::now();
-    let (status, body) = h.get("/api/v1/jobs").await;
+    // Reads come from the master's copy of the jobs while etcd confirms it
+    // is current; within seconds of etcd's going they go to etcd: 503.
+    let (status, body) = kit::eventually(
+        Duration::from_secs(5),
+        "reads to see the outage",
+        || async {
+            let (status, body) = h.get("/api/v1/jobs").await;
+            (status != StatusCode::OK).then_some((status, body))
+        },
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
         body["error"]
@@ -1920,4 +1930,99 @@ async fn a_chain_that_would_start_its_own_job_is_refused_by_every_way_of_saving(
     assert!(status.is_success(), "{body}");
     let (_, body) = read(h.cli.get("/api/v1/jobs/ca").send().await.0).await;
     assert_eq!(body["onSuccess"], json!(["cb"]), "{body}");
+}
+
+#[tokio::test]
+async fn the_job_list_pages_and_filters_on_the_server_and_reads_follow_writes() {
+    let h = harness().await;
+    for i in 0..25 {
+        let mut j = job(
+            &format!("p{i:02}"),
+            if i % 5 == 0 { "backup db" } else { "true" },
+        );
+        if i % 2 == 1 {
+            j["disabled"] = json!(true);
+        }
+        if i == 7 {
+            j["target"] = json!({"labels": {"role": "db"}});
+        }
+        let (status, body) = h
+            .send_json("PUT", &format!("/api/v1/jobs/p{i:02}"), &j)
+            .await;
+        assert!(status.is_success(), "{body}");
+        // A write through this master is in its next read.
+        let (status, body) = h.get(&format!("/api/v1/jobs/p{i:02}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, first) = h.get("/api/v1/jobs?limit=10").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["jobs"].as_array().map(Vec::len), Some(10));
+    assert_eq!(first["total"], 25);
+    assert_eq!(first["jobs"][0]["name"], "p00");
+    let mut seen = Vec::new();
+    let mut cursor = None::<String>;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/jobs?limit=10&cursor={c}"),
+            None => "/api/v1/jobs?limit=10".to_string(),
+        };
+        let (_, page) = h.get(&path).await;
+        for j in page["jobs"].as_array().expect("jobs") {
+            seen.push(j["name"].as_str().expect("name").to_string());
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("p{i:02}")).collect();
+    assert_eq!(seen, want, "every job once, in name order, over the pages");
+
+    let (_, found) = h.get("/api/v1/jobs?q=BACKUP&limit=2").await;
+    assert_eq!(found["total"], 5, "{found}");
+    assert_eq!(found["jobs"].as_array().map(Vec::len), Some(2));
+    assert!(found["nextCursor"].is_string());
+    let (_, paused) = h.get("/api/v1/jobs?enabled=false&limit=1000").await;
+    assert_eq!(paused["total"], 12, "{paused}");
+    let (_, db) = h.get("/api/v1/jobs?label=role%3Ddb").await;
+    assert_eq!(db["total"], 1, "{db}");
+    assert_eq!(db["jobs"][0]["name"], "p07");
+    for bad in ["limit=0", "limit=1001", "label=nokey", "enabled=maybe"] {
+        let (status, body) = h.get(&format!("/api/v1/jobs?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+
+    // A write another master made reaches this one's copy through the
+    // watch; `consistent=true` reads etcd at once.
+    let other = json!({"name": "zz-other", "command": "true", "cronExpr": "@daily"});
+    h.etcd
+        .clone()
+        .put(
+            format!("{}jobs/zz-other", h.prefix),
+            other.to_string(),
+            None,
+        )
+        .await
+        .expect("put");
+    let (status, _) = h.get("/api/v1/jobs/zz-other?consistent=true").await;
+    assert_eq!(status, StatusCode::OK);
+    kit::eventually(
+        Duration::from_secs(5),
+        "the watch to bring the job",
+        || async {
+            let (status, _) = h.get("/api/v1/jobs/zz-other").await;
+            (status == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+    let (status, _) = h.delete("/api/v1/jobs/p03").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = h.get("/api/v1/jobs/p03").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a delete is in the next read"
+    );
+    let (_, all) = h.get("/api/v1/jobs?limit=1000").await;
+    assert_eq!(all["total"], 25, "{all}");
 }

@@ -78,6 +78,14 @@ impl<'de> Deserialize<'de> for JobName {
     }
 }
 
+/// Names order as their text, so maps keyed by name can be ranged by text
+/// (a page cursor is the last name of the previous page).
+impl std::borrow::Borrow<str> for JobName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

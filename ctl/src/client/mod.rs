@@ -115,9 +115,33 @@ impl Client {
         Ok(Self { http, base, token })
     }
 
-    /// Every job, sorted by name.
+    /// Every job, sorted by name: the API's pages (at most 1000 jobs each)
+    /// followed to the last; `document` is the jobs of every page in one
+    /// `{"jobs", "total"}`.
     pub async fn jobs(&self) -> Result<Answer<JobList>, ClientError> {
-        self.call(Method::GET, &["jobs"], &[], None::<&()>).await
+        let page = |cursor: Option<String>| {
+            let mut params = vec![("limit", "1000".to_string())];
+            params.extend(cursor.map(|c| ("cursor", c)));
+            async move {
+                self.call(Method::GET, &["jobs"], &params, None::<&()>)
+                    .await
+            }
+        };
+        let mut all: Answer<JobList> = page(None).await?;
+        while let Some(cursor) = all.body.next_cursor.take() {
+            let next: Answer<JobList> = page(Some(cursor)).await?;
+            all.body.jobs.extend(next.body.jobs);
+            all.body.next_cursor = next.body.next_cursor;
+            if let (Some(Value::Array(to)), Some(Value::Array(from))) =
+                (all.document.get_mut("jobs"), next.document.get("jobs"))
+            {
+                to.extend(from.iter().cloned());
+            }
+        }
+        if let Some(doc) = all.document.as_object_mut() {
+            doc.remove("nextCursor");
+        }
+        Ok(all)
     }
 
     /// One job.

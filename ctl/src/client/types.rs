@@ -40,6 +40,9 @@ pub struct JobView {
 pub struct JobList {
     /// Sorted by name.
     pub jobs: Vec<JobView>,
+    /// The next page's cursor; absent on the last page.
+    #[serde(default, rename = "nextCursor")]
+    pub next_cursor: Option<String>,
 }
 
 /// The answer to a `PUT` of a job.

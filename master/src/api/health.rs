@@ -77,7 +77,18 @@ pub(crate) async fn metrics(Data(state): Data<&Arc<AppState>>) -> Response {
         etcd_up,
     );
     gauge(&mut out, "rcron_jobs", "Jobs stored in etcd.", jobs);
-    let unschedulable = match (state.store.list().await, state.workers.list().await) {
+    // From the job cache while it is in step: a scrape does not read
+    // every job from etcd.
+    let jobs = if state.jobs.revision().is_some() {
+        Ok(state.jobs.all().into_iter().map(|c| c.job).collect())
+    } else {
+        state.store.list().await.map(|jobs| {
+            jobs.into_iter()
+                .map(std::sync::Arc::new)
+                .collect::<Vec<_>>()
+        })
+    };
+    let unschedulable = match (jobs, state.workers.list().await) {
         (Ok(jobs), Ok(workers)) => jobs
             .iter()
             .filter(|j| crate::placement::is_unschedulable(j, &workers))

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use poem::Request;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use rcron_shared::{Job, JobName, RunParams, RunRequest};
@@ -14,6 +14,7 @@ use crate::Error;
 use crate::api::payload::{JobPatchPayload, JobPayload, RunPayload};
 use crate::api::{ApiError, ApiTags, AppState};
 use crate::audit::Origin;
+use crate::job_cache::{Cached, JobCache, JobQuery, page_of};
 
 /// REST operations on jobs.
 pub struct JobsApi {
@@ -46,13 +47,27 @@ pub struct JobView {
     pub unschedulable: bool,
 }
 
-/// Every job.
+/// A page of jobs.
 #[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
 pub struct JobList {
     /// Jobs sorted by name.
     pub jobs: Vec<JobView>,
-    /// How many there are.
+    /// How many jobs match the filters, on every page.
     pub total: u64,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}
+
+/// Most jobs on one page of `GET /jobs`.
+pub const MAX_JOB_PAGE: u64 = 1000;
+/// How long a read waits for the job cache to apply this master's last
+/// write before it reads etcd instead.
+const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn default_job_limit() -> u64 {
+    100
 }
 
 /// A job saved with `PUT`, and the one it replaced.
@@ -177,7 +192,11 @@ fn patch_action(fields: &Map<String, Value>) -> &'static str {
 
 impl JobsApi {
     async fn view(&self, job: &Job) -> JobView {
-        self.views(std::slice::from_ref(job))
+        let cached = Cached {
+            job: Arc::new(job.clone()),
+            schedule: job.schedule(self.state.timezone).ok().map(Arc::new),
+        };
+        self.views(std::slice::from_ref(&cached))
             .await
             .pop()
             .unwrap_or_else(|| JobView {
@@ -188,24 +207,22 @@ impl JobsApi {
             })
     }
 
-    /// Views of many jobs, each distinct expression and zone evaluated once.
-    async fn views(&self, jobs: &[Job]) -> Vec<JobView> {
+    /// Views of many jobs, with their parsed schedules at hand.
+    async fn views(&self, jobs: &[Cached]) -> Vec<JobView> {
         // Placement is extra: a registry that cannot be read leaves it out
         // rather than failing the request.
         let workers = self.state.workers.list().await.ok();
         let now = Utc::now();
         let mut next = std::collections::HashMap::new();
         jobs.iter()
-            .map(|job| {
-                let tz = job.zone(self.state.timezone);
-                let next_fire_time = if job.disabled {
-                    None
-                } else {
-                    *next.entry((job.cron_expr.as_str(), tz)).or_insert_with(|| {
-                        job.schedule(self.state.timezone)
-                            .ok()
-                            .and_then(|s| s.next_after(now))
-                    })
+            .map(|c| {
+                let job = &*c.job;
+                // Jobs sharing a schedule share its next fire time.
+                let next_fire_time = match &c.schedule {
+                    Some(s) if !job.disabled => *next
+                        .entry(Arc::as_ptr(s) as usize)
+                        .or_insert_with(|| c.next_fire(now)),
+                    _ => None,
                 };
                 let matching = workers
                     .as_deref()
@@ -218,6 +235,20 @@ impl JobsApi {
                 }
             })
             .collect()
+    }
+
+    /// The job cache, once it has applied every job write this master
+    /// made; None when it is out of step or `consistent` asks for etcd's
+    /// current revision (the caller then reads etcd).
+    async fn cache(&self, consistent: bool) -> Option<&JobCache> {
+        let cache = &*self.state.jobs;
+        if consistent || cache.revision().is_none() {
+            return None;
+        }
+        cache
+            .caught_up(self.state.store.written(), CACHE_CATCH_UP)
+            .await
+            .then_some(cache)
     }
 
     async fn set_disabled(
@@ -253,6 +284,12 @@ impl JobsApi {
     }
 
     async fn existing(&self, name: &JobName) -> Result<Job, Error> {
+        if let Some(cache) = self.cache(false).await {
+            return cache
+                .get(name)
+                .map(|c| (*c.job).clone())
+                .ok_or_else(|| Error::NotFound(name.to_string()));
+        }
         self.state
             .store
             .get(name)
@@ -265,14 +302,62 @@ impl JobsApi {
 impl JobsApi {
     /// List jobs
     ///
-    /// Every job, sorted by name, with its next fire time.
+    /// A page of jobs, sorted by name, with their next fire time, and how
+    /// many match in all. Follow `nextCursor` for the next page. Served
+    /// from the master's in-memory copy of the jobs (a write through this
+    /// master is in its next read); `consistent=true` reads etcd instead.
     #[oai(path = "/jobs", method = "get", operation_id = "listJobs")]
-    async fn list(&self) -> Result<Json<JobList>, ApiError> {
-        let jobs = self.state.store.list().await?;
-        let jobs = self.views(&jobs).await;
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        /// Most jobs on the page.
+        #[oai(
+            default = "default_job_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u64>,
+        /// The previous page's `nextCursor`.
+        cursor: Query<Option<String>>,
+        /// Only jobs whose name or command contains this (any case).
+        #[oai(validator(max_length = 256))]
+        q: Query<Option<String>>,
+        /// Only enabled (`true`) or paused (`false`) jobs.
+        enabled: Query<Option<bool>>,
+        /// Only jobs whose target asks for this label, as `key=value`.
+        label: Query<Option<String>>,
+        /// Read etcd's current revision rather than this master's copy.
+        #[oai(default)]
+        consistent: Query<bool>,
+    ) -> Result<Json<JobList>, ApiError> {
+        let label = match label.0 {
+            Some(l) => match l.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+                _ => {
+                    return Err(
+                        Error::BadRequest(format!("`label` must be key=value, got {l:?}")).into(),
+                    );
+                }
+            },
+            None => None,
+        };
+        let query = JobQuery {
+            q: q.0.filter(|q| !q.is_empty()),
+            enabled: enabled.0,
+            label,
+            after: cursor.0,
+            limit: limit.0.clamp(1, MAX_JOB_PAGE) as usize,
+        };
+        let page = match self.cache(consistent.0).await {
+            Some(cache) => cache.page(&query),
+            None => {
+                let jobs = self.state.store.list().await?;
+                page_of(&self.state.jobs.index(jobs), &query)
+            }
+        };
         Ok(Json(JobList {
-            total: jobs.len() as u64,
-            jobs,
+            jobs: self.views(&page.jobs).await,
+            total: page.total,
+            next_cursor: page.next,
         }))
     }
 
@@ -300,10 +385,25 @@ impl JobsApi {
 
     /// Get a job
     #[oai(path = "/jobs/:name", method = "get", operation_id = "getJob")]
-    async fn get(&self, name: Path<String>) -> Result<Json<JobView>, ApiError> {
+    async fn get(
+        &self,
+        name: Path<String>,
+        /// Read etcd's current revision rather than this master's copy.
+        #[oai(default)]
+        consistent: Query<bool>,
+    ) -> Result<Json<JobView>, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
-        let job = self.existing(&name).await?;
-        Ok(Json(self.view(&job).await))
+        let cached = match self.cache(consistent.0).await {
+            Some(cache) => cache.get(&name),
+            None => self.state.store.get(&name).await?.map(|job| Cached {
+                schedule: job.schedule(self.state.timezone).ok().map(Arc::new),
+                job: Arc::new(job),
+            }),
+        };
+        let cached = cached.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let view = self.views(std::slice::from_ref(&cached)).await.pop();
+        view.map(Json)
+            .ok_or_else(|| Error::NotFound(name.to_string()).into())
     }
 
     /// Create or replace a job

@@ -44,6 +44,10 @@ use rcron_shared::runlog::RunLogStore;
 pub struct AppState {
     /// Jobs and kill requests in etcd.
     pub store: JobStore,
+    /// Every job in memory, for reads.
+    pub jobs: Arc<crate::job_cache::JobCache>,
+    /// Stops the state's own tasks (the job cache) when it is dropped.
+    pub stop: tokio_util::sync::CancellationToken,
     /// The run log (records and verdicts).
     pub logs: Arc<dyn RunLogStore>,
     /// The worker registry in etcd.
@@ -70,6 +74,12 @@ pub struct AppState {
     pub audit: crate::audit::Audit,
     /// The audit writer, awaited at shutdown.
     pub audit_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for AppState {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 pub use auth::{Caller, Role, Tokens, hash_secret};

@@ -1,0 +1,466 @@
+//! Every job, kept in memory by each master (ARCHITECTURE §6, "Job
+//! cache"): listed at a revision, then watched from the next one; listed
+//! again after a compaction or any watch error. Reads of the REST API are
+//! served from it, with each job's parsed schedule at hand, so a page of
+//! 100,000 jobs costs a map walk, not a read and parse of every job.
+//!
+//! The cache answers only while its watch is in step: etcd must answer a
+//! progress request on the watch stream within 2 s (asked every 0.5 s).
+//! Before the first list, and from a silence or an error until the next
+//! list succeeds, readers go to etcd (and get its outage as a 503). A write made through this
+//! master is visible in its next read: [`JobCache::caught_up`] waits until
+//! the cache has applied the write's revision.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use rcron_shared::backoff::Backoff;
+use rcron_shared::{Job, JobName, Keys, Schedule, ScheduleCache};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How often the cache asks etcd to confirm its watch is current.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// A watch etcd has not answered for this long is out of step.
+const STALE_AFTER: Duration = Duration::from_secs(2);
+
+/// A job as cached: the job and its parsed schedule (None when it does not
+/// parse, which a stored job written by hand may not).
+#[derive(Clone)]
+pub struct Cached {
+    /// The job.
+    pub job: Arc<Job>,
+    /// Its schedule, shared by every job with the same expression and zone.
+    pub schedule: Option<Arc<Schedule>>,
+}
+
+impl Cached {
+    /// Its next fire time after `now`; None when paused or never again.
+    pub fn next_fire(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.job.disabled {
+            return None;
+        }
+        self.schedule.as_ref().and_then(|s| s.next_after(now))
+    }
+}
+
+/// Which jobs a page holds.
+#[derive(Debug, Default, Clone)]
+pub struct JobQuery {
+    /// Jobs whose name or command contains this (case-insensitive).
+    pub q: Option<String>,
+    /// Only enabled (true) or paused (false) jobs.
+    pub enabled: Option<bool>,
+    /// Only jobs whose target asks for this label (`key`, `value`).
+    pub label: Option<(String, String)>,
+    /// Jobs named after this one (the previous page's `nextCursor`).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// One page of jobs.
+pub struct JobPage {
+    /// The jobs, by name.
+    pub jobs: Vec<Cached>,
+    /// How many jobs match the filters (all pages).
+    pub total: u64,
+    /// The cursor of the next page; None on the last.
+    pub next: Option<String>,
+}
+
+struct State {
+    jobs: BTreeMap<JobName, Cached>,
+    schedules: ScheduleCache,
+}
+
+/// The master's in-memory copy of `/cron/jobs/`.
+pub struct JobCache {
+    state: RwLock<State>,
+    /// The etcd revision the cache reflects; 0 while it is not in step.
+    revision: watch::Sender<i64>,
+    timezone: Tz,
+}
+
+impl JobCache {
+    /// An empty cache (not in step until [`JobCache::run`] lists the jobs);
+    /// jobs without a `timezone` are scheduled in `timezone`.
+    pub fn new(timezone: Tz) -> Arc<Self> {
+        Arc::new(Self {
+            state: RwLock::new(State {
+                jobs: BTreeMap::new(),
+                schedules: ScheduleCache::default(),
+            }),
+            revision: watch::Sender::new(0),
+            timezone,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // Held for map operations that do not panic half-way.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The revision the cache is in step with; None when it is not.
+    pub fn revision(&self) -> Option<i64> {
+        let r = *self.revision.borrow();
+        (r > 0).then_some(r)
+    }
+
+    /// Waits (at most `within`) until the cache is in step and has applied
+    /// `revision`; false when it has not.
+    pub async fn caught_up(&self, revision: i64, within: Duration) -> bool {
+        let mut rx = self.revision.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|r| *r > 0 && *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The named job; None when it does not exist.
+    pub fn get(&self, name: &JobName) -> Option<Cached> {
+        self.read().jobs.get(name).cloned()
+    }
+
+    /// Every job, by name.
+    pub fn all(&self) -> Vec<Cached> {
+        self.read().jobs.values().cloned().collect()
+    }
+
+    /// How many jobs there are.
+    pub fn len(&self) -> usize {
+        self.read().jobs.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The page `query` asks for.
+    pub fn page(&self, query: &JobQuery) -> JobPage {
+        page_of(&self.read().jobs, query)
+    }
+
+    /// `jobs` (read from etcd, for a consistent read) as the cache holds
+    /// them, so that [`page_of`] pages them alike.
+    pub fn index(&self, jobs: Vec<Job>) -> BTreeMap<JobName, Cached> {
+        let mut schedules = ScheduleCache::default();
+        jobs.into_iter()
+            .map(|job| {
+                let schedule = schedules
+                    .parse(&job.cron_expr, job.zone(self.timezone))
+                    .ok();
+                (
+                    job.name.clone(),
+                    Cached {
+                        job: Arc::new(job),
+                        schedule,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Keeps the cache in step with etcd until `token` is cancelled.
+    pub async fn run(self: Arc<Self>, client: Client, keys: Keys, token: CancellationToken) {
+        let mut backoff = Backoff::etcd();
+        while !token.is_cancelled() {
+            match self
+                .sync_and_watch(&client, &keys, &token, &mut backoff)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) => {
+                    // Out of step: readers go to etcd until the next list.
+                    self.revision.send_replace(0);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.current().as_millis() as u64,
+                        "job cache watch interrupted; listing again");
+                    if !backoff.wait_or_cancel(&token).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sync_and_watch(
+        &self,
+        client: &Client,
+        keys: &Keys,
+        token: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), etcd_client::Error> {
+        let dir = keys.jobs_dir();
+        let resp = client
+            .clone()
+            .get(dir.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        {
+            let mut state = self.write();
+            let State { jobs, schedules } = &mut *state;
+            jobs.clear();
+            for kv in resp.kvs() {
+                if let Some((name, cached)) = self.decode(keys, kv.key(), kv.value(), schedules) {
+                    jobs.insert(name, cached);
+                }
+            }
+        }
+        let mut stream = client
+            .clone()
+            .watch(
+                dir,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(revision + 1),
+                ),
+            )
+            .await?;
+        self.revision.send_replace(revision.max(1));
+        backoff.reset();
+        tracing::info!(jobs = self.len(), revision, "job cache listed");
+        // etcd answers a progress request on the stream at once: an
+        // answer within STALE_AFTER proves the copy is current, and a
+        // stream that stays silent (etcd gone, a partition) is given up.
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        let mut heard = tokio::time::Instant::now();
+        loop {
+            let msg = tokio::select! {
+                () = token.cancelled() => return Ok(()),
+                msg = stream.message() => msg?,
+                _ = progress.tick() => {
+                    if heard.elapsed() > STALE_AFTER {
+                        return Err(etcd_client::Error::WatchError(format!(
+                            "etcd did not answer the job watch for {} ms",
+                            heard.elapsed().as_millis()
+                        )));
+                    }
+                    stream.request_progress().await?;
+                    continue;
+                }
+            };
+            heard = tokio::time::Instant::now();
+            let Some(resp) = msg else {
+                return Err(etcd_client::Error::WatchError("watch stream ended".into()));
+            };
+            if resp.canceled() {
+                return Err(etcd_client::Error::WatchError(format!(
+                    "watch canceled (compacted at {}): {}",
+                    resp.compact_revision(),
+                    resp.cancel_reason()
+                )));
+            }
+            let mut newest = None;
+            {
+                let mut state = self.write();
+                let State { jobs, schedules } = &mut *state;
+                for event in resp.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    newest = Some(kv.mod_revision());
+                    let Some(name) = keys.parse_job(kv.key()) else {
+                        continue;
+                    };
+                    match event.event_type() {
+                        EventType::Put => {
+                            match self.decode(keys, kv.key(), kv.value(), schedules) {
+                                Some((name, cached)) => {
+                                    jobs.insert(name, cached);
+                                }
+                                None => {
+                                    jobs.remove(&name);
+                                }
+                            }
+                        }
+                        EventType::Delete => {
+                            jobs.remove(&name);
+                        }
+                    }
+                }
+            }
+            // A response's header revision covers every event in it (and
+            // progress notifications carry it alone).
+            let applied = resp
+                .header()
+                .map(|h| h.revision())
+                .into_iter()
+                .chain(newest)
+                .max();
+            if let Some(r) = applied {
+                self.revision.send_if_modified(|cur| {
+                    let moved = r > *cur;
+                    *cur = (*cur).max(r);
+                    moved
+                });
+            }
+        }
+    }
+
+    fn decode(
+        &self,
+        keys: &Keys,
+        key: &[u8],
+        value: &[u8],
+        schedules: &mut ScheduleCache,
+    ) -> Option<(JobName, Cached)> {
+        let name = keys.parse_job(key)?;
+        match Job::from_stored_cached(value, schedules) {
+            Ok(job) if job.name == name => {
+                let schedule = schedules
+                    .parse(&job.cron_expr, job.zone(self.timezone))
+                    .ok();
+                Some((
+                    name,
+                    Cached {
+                        job: Arc::new(job),
+                        schedule,
+                    },
+                ))
+            }
+            Ok(_) | Err(_) => {
+                tracing::warn!(key = %String::from_utf8_lossy(key), "stored job is not valid; not listed");
+                None
+            }
+        }
+    }
+}
+
+/// The page of `jobs` that `query` asks for.
+pub fn page_of(jobs: &BTreeMap<JobName, Cached>, query: &JobQuery) -> JobPage {
+    let needle = query.q.as_deref().map(str::to_lowercase);
+    let matches = |c: &Cached| -> bool {
+        let job = &c.job;
+        if query.enabled.is_some_and(|e| e == job.disabled) {
+            return false;
+        }
+        if let Some((k, v)) = &query.label
+            && !job
+                .target
+                .as_ref()
+                .is_some_and(|t| t.labels.get(k) == Some(v))
+        {
+            return false;
+        }
+        match &needle {
+            Some(n) => contains_folded(job.name.as_str(), n) || contains_folded(&job.command, n),
+            None => true,
+        }
+    };
+    let filtered = query.q.is_some() || query.enabled.is_some() || query.label.is_some();
+    let from = match &query.after {
+        Some(after) => std::ops::Bound::Excluded(after.as_str()),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut page = Vec::with_capacity(query.limit.min(1024));
+    let mut next = None;
+    for c in jobs
+        .range::<str, _>((from, std::ops::Bound::Unbounded))
+        .map(|(_, c)| c)
+        .filter(|c| matches(c))
+    {
+        if page.len() == query.limit {
+            next = page.last().map(|c: &Cached| c.job.name.to_string());
+            break;
+        }
+        page.push(c.clone());
+    }
+    // Unfiltered, the total is the map's size; filtered, one more pass.
+    let total = if filtered {
+        jobs.values().filter(|c| matches(c)).count() as u64
+    } else {
+        jobs.len() as u64
+    };
+    JobPage {
+        jobs: page,
+        total,
+        next,
+    }
+}
+
+/// Whether `haystack` contains `needle_lower` (already lowercased),
+/// ignoring case, without allocating for ASCII text.
+fn contains_folded(haystack: &str, needle_lower: &str) -> bool {
+    if haystack.is_ascii() && needle_lower.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), needle_lower.as_bytes());
+        return n.is_empty()
+            || h.windows(n.len())
+                .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b));
+    }
+    haystack.to_lowercase().contains(needle_lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_with(names: &[(&str, &str, bool)]) -> Arc<JobCache> {
+        let cache = JobCache::new(chrono_tz::UTC);
+        {
+            let mut state = cache.write();
+            for (name, command, disabled) in names {
+                let doc = serde_json::json!({"name": name, "command": command,
+                    "cronExpr": "@daily", "disabled": disabled});
+                let job = Job::from_json(doc.to_string().as_bytes()).expect("job");
+                state.jobs.insert(
+                    job.name.clone(),
+                    Cached {
+                        job: Arc::new(job),
+                        schedule: None,
+                    },
+                );
+            }
+        }
+        cache
+    }
+
+    fn names(page: &JobPage) -> Vec<&str> {
+        page.jobs.iter().map(|c| c.job.name.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_follow_the_cursor_and_filters_count_every_match() {
+        let cache = cache_with(&[
+            ("a", "backup db", false),
+            ("b", "echo", true),
+            ("c", "BACKUP files", false),
+            ("d", "echo", false),
+        ]);
+        let first = cache.page(&JobQuery {
+            limit: 2,
+            ..JobQuery::default()
+        });
+        assert_eq!(names(&first), ["a", "b"]);
+        assert_eq!(first.total, 4);
+        assert_eq!(first.next.as_deref(), Some("b"));
+        let second = cache.page(&JobQuery {
+            limit: 2,
+            after: first.next,
+            ..JobQuery::default()
+        });
+        assert_eq!(names(&second), ["c", "d"]);
+        assert_eq!(second.next, None);
+
+        let backups = cache.page(&JobQuery {
+            limit: 1,
+            q: Some("Backup".into()),
+            ..JobQuery::default()
+        });
+        assert_eq!(names(&backups), ["a"]);
+        assert_eq!(backups.total, 2, "every match is counted");
+        assert_eq!(backups.next.as_deref(), Some("a"));
+        let paused = cache.page(&JobQuery {
+            limit: 10,
+            enabled: Some(false),
+            ..JobQuery::default()
+        });
+        assert_eq!(names(&paused), ["b"]);
+    }
+}
