@@ -342,10 +342,10 @@ pub fn page_of(jobs: &BTreeMap<JobName, Cached>, query: &JobQuery) -> JobPage {
             return false;
         }
         if let Some((k, v)) = &query.label
-            && !job
+            && job
                 .target
                 .as_ref()
-                .is_some_and(|t| t.labels.get(k) == Some(v))
+                .is_none_or(|t| t.labels.get(k) != Some(v))
         {
             return false;
         }
