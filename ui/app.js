@@ -1,5 +1,6 @@
 // rcron web admin. Uses only the public REST API (/api/v1); no framework,
-// no build step. Pages: #/jobs, #/logs?job=NAME, #/workers, #/cluster.
+// no build step. Pages: #/jobs, #/job?name=NAME (one job and its chain),
+// #/logs?job=NAME[&run=RUNID], #/workers, #/cluster, #/audit.
 'use strict';
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -109,6 +110,38 @@ function parseLabels(text) {
   return labels;
 }
 
+// "KEY=VALUE" lines → {KEY: 'VALUE'}: the value is everything after the
+// first `=`, kept as typed; blank lines are skipped. Only the shape is
+// checked here: the server judges the names and answers 400 naming each.
+function parseEnvLines(text) {
+  const env = Object.create(null);
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/\r$/, '');
+    if (!line.trim()) return;
+    const eq = line.indexOf('=');
+    const key = eq < 0 ? '' : line.slice(0, eq).trim();
+    if (!key) throw new Error(`line ${i + 1}: expected KEY=VALUE, got "${line.trim()}"`);
+    if (Object.hasOwn(env, key)) throw new Error(`line ${i + 1}: ${key} is given twice`);
+    env[key] = line.slice(eq + 1);
+  });
+  return env;
+}
+
+// "a, b" → ['a', 'b'], for the chain fields: each must name an existing job
+// other than `self`, once. The server refuses cycles; a name that is no job
+// would only be noticed when a run ends (a chainBroken alert), so it is
+// caught here.
+function parseJobNames(text, self) {
+  const names = text.split(',').map((n) => n.trim()).filter(Boolean);
+  const known = new Set(jobs.map((j) => j.name));
+  names.forEach((n, i) => {
+    if (n === self) throw new Error(`a job cannot start itself (${n})`);
+    if (!known.has(n)) throw new Error(`no job is named "${n}"`);
+    if (names.indexOf(n) !== i) throw new Error(`"${n}" is listed twice`);
+  });
+  return names;
+}
+
 // ---- jobs -----------------------------------------------------------------
 
 let jobs = [];
@@ -133,18 +166,18 @@ function renderJobs() {
     const last = lastRuns[j.name];
     const act = (label, cls, fn) => el('button', { class: `btn btn-sm btn-outline-${cls}`, 'data-action': label.toLowerCase(), onclick: fn }, label);
     return el('tr', { 'data-job': j.name },
-      el('td', {}, el('a', { href: `#/logs?job=${encodeURIComponent(j.name)}` }, j.name)),
+      el('td', {}, el('a', { class: 'job-link', href: jobHref(j.name) }, j.name)),
       el('td', { class: 'command font-monospace small', title: j.command }, j.command),
       el('td', { class: 'font-monospace small' }, j.cronExpr),
       el('td', {}, j.timezone || 'cluster'),
       targetCell(j),
       el('td', {}, fmtIso(j.nextFireTime)),
-      el('td', {}, last ? statusBadge(last.status) : '–'),
+      el('td', {}, last ? el('a', { class: 'runs-link', href: logsHref(j.name), title: 'its runs' }, statusBadge(last.status)) : '–'),
       el('td', {}, j.disabled ? el('span', { class: 'badge text-bg-secondary' }, 'paused') : el('span', { class: 'badge text-bg-success' }, 'yes')),
       el('td', { class: 'text-end text-nowrap' },
         el('div', { class: 'btn-group' },
           act('Edit', 'primary', () => openEditor(j)),
-          act('Run', 'success', () => jobAction(j.name, 'run', `${j.name} will run now`)),
+          act('Run', 'success', () => openRunDialog(j.name)),
           act('Kill', 'warning', () => jobAction(j.name, 'kill', `kill sent to ${j.name}`)),
           act(j.disabled ? 'Resume' : 'Pause', 'secondary', () => setPaused(j, !j.disabled)),
           act('Delete', 'danger', () => deleteJob(j.name)))));
@@ -171,9 +204,101 @@ function targetCell(j) {
   return el('td', { class: 'target', title: matching }, ...parts);
 }
 
+const jobHref = (name) => `#/job?name=${encodeURIComponent(name)}`;
+const logsHref = (name, runId) => `#/logs?job=${encodeURIComponent(name)}${runId ? `&run=${encodeURIComponent(runId)}` : ''}`;
+
+// ---- one job --------------------------------------------------------------
+
+let detailName = '';
+
+async function loadJob() {
+  jobs = (await api('GET', '/jobs')).jobs;
+  renderJob();
+}
+
+// One job: its definition and its chain. What starts it is read from every
+// other job's onSuccess/onFailure (the API stores the links one way only).
+function renderJob() {
+  const j = jobs.find((x) => x.name === detailName);
+  $('#job-title').textContent = detailName;
+  $('#job-runs').href = logsHref(detailName);
+  $('#job-missing').classList.toggle('d-none', !!j);
+  $('#job-body').classList.toggle('d-none', !j);
+  for (const b of ['#job-edit', '#job-run']) $(b).disabled = !j;
+  if (!j) { $('#job-state').replaceChildren(); return; }
+  $('#job-state').replaceChildren(j.disabled ? el('span', { class: 'badge text-bg-secondary' }, 'paused') : el('span', { class: 'badge text-bg-success' }, 'enabled'),
+    j.unschedulable ? el('span', { class: 'badge bg-danger ms-1' }, 'unschedulable') : '');
+  const env = Object.entries(j.env || {}).map(([k, v]) => (typeof v === 'string' ? `${k}=${v}` : `${k} from file ${v?.file}`));
+  const rows = [
+    ['Command', el('code', {}, j.command)],
+    ['Cron', el('code', {}, j.cronExpr)],
+    ['Time zone', j.timezone || 'cluster'],
+    ['Next run', fmtIso(j.nextFireTime)],
+    ['Target', targetCell(j).textContent],
+    ['Overlapping runs', j.concurrency],
+    ['Timeout', j.timeoutSecs ? `${j.timeoutSecs} s` : 'none'],
+    ['Retries', String(j.retries)],
+    ['Environment', env.length ? el('pre', { class: 'mb-0 env' }, env.join('\n')) : '–'],
+    ['Working directory', j.workdir || '–'],
+    ['User', j.user || '–'],
+  ];
+  $('#job-fields').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', { class: 'col-sm-4' }, k), el('dd', { class: 'col-sm-8' }, v)]));
+
+  const link = (name, when) => el('li', { 'data-job': name, 'data-when': when },
+    el('a', { href: jobHref(name) }, name), ` ${when === 'onSuccess' ? 'on success' : 'on failure'}`);
+  const startedBy = jobs.flatMap((x) => ['onSuccess', 'onFailure']
+    .filter((when) => (x[when] || []).includes(j.name)).map((when) => link(x.name, when)));
+  const starts = ['onSuccess', 'onFailure'].flatMap((when) => (j[when] || []).map((n) => link(n, when)));
+  const none = (what) => el('li', { class: 'text-muted' }, what);
+  $('#job-started-by').replaceChildren(...(startedBy.length ? startedBy : [none('no job: only its schedule and run now')]));
+  $('#job-starts').replaceChildren(...(starts.length ? starts : [none('no job')]));
+}
+
 async function jobAction(name, action, done) {
   try { await api('POST', `/jobs/${encodeURIComponent(name)}/${action}`); toast(done, 'success'); }
   catch (e) { toast(`${action} ${name}: ${e.message}`); }
+}
+
+// ---- run now --------------------------------------------------------------
+
+let runName = null;
+const runModal = () => bootstrap.Modal.getOrCreateInstance($('#run-modal'));
+
+function openRunDialog(name) {
+  runName = name;
+  $('#run-form').reset();
+  $('#run-env').classList.remove('is-invalid');
+  for (const id of ['#run-error', '#run-result']) $(id).classList.add('d-none');
+  $('#run-modal-title').textContent = `Run ${name} now`;
+  $('#run-logs').href = logsHref(name);
+  runModal().show();
+}
+
+async function submitRun(ev) {
+  ev.preventDefault();
+  $('#run-env').classList.remove('is-invalid');
+  for (const id of ['#run-error', '#run-result']) $(id).classList.add('d-none');
+  const body = {};
+  try {
+    const env = parseEnvLines($('#run-env').value);
+    if (Object.keys(env).length) body.env = env;
+  } catch (e) {
+    $('#run-env').classList.add('is-invalid');
+    $('.invalid-feedback[data-for="runEnv"]').textContent = e.message;
+    return;
+  }
+  const deadline = $('#run-deadline').value.trim();
+  if (deadline) body.deadlineSecs = Number(deadline);
+  try {
+    const r = await api('POST', `/jobs/${encodeURIComponent(runName)}/run`, body);
+    $('#run-request-id').textContent = r.requestId;
+    $('#run-deadline-at').textContent = fmtTime(r.deadline);
+    $('#run-result').classList.remove('d-none');
+  } catch (e) {
+    // The API names each refused variable (`env.NAME: …; …`): one a line.
+    $('#run-error').textContent = e.message.split('; ').join('\n');
+    $('#run-error').classList.remove('d-none');
+  }
 }
 
 async function setPaused(job, paused) {
@@ -212,6 +337,14 @@ function openEditor(job) {
     f.disabled.checked = job.disabled;
     f.targetLabels.value = fmtLabels(job.target?.labels);
     f.targetMode.value = job.target?.mode || 'one';
+    f.onSuccess.value = (job.onSuccess || []).join(', ');
+    f.onFailure.value = (job.onFailure || []).join(', ');
+    // env values are strings, or {file: path} for a value read on the worker.
+    const env = Object.entries(job.env || {});
+    f.env.value = env.filter(([, v]) => typeof v === 'string').map(([k, v]) => `${k}=${v}`).join('\n');
+    f.envFiles.value = env.filter(([, v]) => typeof v !== 'string').map(([k, v]) => `${k}=${v?.file ?? ''}`).join('\n');
+    f.workdir.value = job.workdir || '';
+    f.user.value = job.user || '';
   }
   $('#cron-preview').textContent = '';
   showCronWarnings([]);
@@ -222,9 +355,18 @@ function openEditor(job) {
 function clearErrors() {
   for (const i of $('#job-form').querySelectorAll('.is-invalid')) i.classList.remove('is-invalid');
   $('#form-error').classList.add('d-none');
+  $('#chain-error-row').classList.add('d-none');
 }
 
 function showFieldError(field, message) {
+  // A cycle is a problem of both chain lists together: both are marked,
+  // the path is said once under them.
+  if (field === 'chains') {
+    for (const name of ['onSuccess', 'onFailure']) $('#job-form').elements[name].classList.add('is-invalid');
+    $('#chain-error').textContent = message;
+    $('#chain-error-row').classList.remove('d-none');
+    return true;
+  }
   const input = $('#job-form').elements[field];
   const fb = $(`.invalid-feedback[data-for="${field}"]`);
   if (!input || !fb) return false;
@@ -234,17 +376,31 @@ function showFieldError(field, message) {
 }
 
 // The form field of a problem's JSON path, where they differ.
-const FIELD_OF = { 'target.labels': 'targetLabels' };
+const FIELD_OF = { 'target.labels': 'targetLabels', 'onSuccess/onFailure': 'chains' };
 
-// Problems look like "`cronExpr`: ..." or "`name` may contain ...": put each
-// next to its field (all of a field's together), the rest in the form's alert.
+// The field of a problem's path: `env.NAME` is in one of the two env
+// fields, the one that has NAME.
+function fieldOf(path) {
+  if (FIELD_OF[path]) return FIELD_OF[path];
+  const env = /^env\.(.+)$/.exec(path);
+  if (env) return Object.hasOwn(safeEnv($('#job-form').envFiles.value), env[1]) ? 'envFiles' : 'env';
+  return path;
+}
+
+function safeEnv(text) {
+  try { return parseEnvLines(text); } catch { return {}; }
+}
+
+// Problems look like "`cronExpr`: ...", "`name` may contain ..." or
+// "`onSuccess`/`onFailure`: ...": put each next to its field (all of a
+// field's together), the rest in the form's alert.
 function showProblems(err) {
   const byField = new Map();
   const rest = [];
   for (const p of err.problems.length ? err.problems : [err.message]) {
-    const m = /^`([\w.]+)`:?\s*(.*)$/.exec(p);
-    const field = m && (FIELD_OF[m[1]] || m[1]);
-    if (field) byField.set(field, [...(byField.get(field) || []), [m[2] || p, p]]);
+    const m = /^`([\w.]+)`(?:\/`([\w.]+)`)?:?\s*(.*)$/.exec(p);
+    const field = m && fieldOf(m[2] ? `${m[1]}/${m[2]}` : m[1]);
+    if (field) byField.set(field, [...(byField.get(field) || []), [m[3] || p, p]]);
     else rest.push(p);
   }
   for (const [field, ps] of byField) {
@@ -319,6 +475,32 @@ async function saveJob(ev) {
   // No labels and one worker per tick is no target at all: sent as none, so
   // that a job of the original system saved from here stays as it was.
   if (Object.keys(labels).length || f.targetMode.value === 'all') spec.target = { labels, mode: f.targetMode.value };
+  // Chains, environment, directory and user: sent only when set, like the
+  // policies above.
+  const problems = [];
+  for (const field of ['onSuccess', 'onFailure']) {
+    try {
+      const names = parseJobNames(f[field].value, spec.name);
+      if (names.length) spec[field] = names;
+    } catch (e) { problems.push([field, e.message]); }
+  }
+  const env = {};
+  try { Object.assign(env, parseEnvLines(f.env.value)); } catch (e) { problems.push(['env', e.message]); }
+  try {
+    for (const [k, path] of Object.entries(parseEnvLines(f.envFiles.value))) {
+      if (Object.hasOwn(env, k)) throw new Error(`${k} is also in Environment`);
+      env[k] = { file: path.trim() };
+    }
+  } catch (e) { problems.push(['envFiles', e.message]); }
+  if (Object.keys(env).length) spec.env = env;
+  const workdir = f.workdir.value.trim();
+  if (workdir && !workdir.startsWith('/')) problems.push(['workdir', 'must be an absolute path (starting with /)']);
+  if (workdir) spec.workdir = workdir;
+  if (f.user.value.trim()) spec.user = f.user.value.trim();
+  if (problems.length) {
+    for (const [field, message] of problems) showFieldError(field, message);
+    return;
+  }
   try {
     const saved = editing
       ? await api('PUT', `/jobs/${encodeURIComponent(editing)}`, spec)
@@ -327,7 +509,8 @@ async function saveJob(ev) {
     const warnings = saved?.warnings || [];
     if (warnings.length) toast(`${spec.name} saved. Warning: ${warnings.join(' · ')}`, 'warning');
     else toast(`${spec.name} saved`, 'success');
-    await loadJobs();
+    // The jobs list or this job's page, whichever is shown.
+    await refresh();
   } catch (e) {
     showProblems(e);
   }
@@ -338,6 +521,24 @@ async function saveJob(ev) {
 let logSkip = 0;
 let logTotal = 0;
 let selectedRun = null;
+// A run to select once its page is loaded (#/logs?job=A&run=ID: the run
+// that started a chained one).
+let focusRun = null;
+
+// What started a run: its schedule, a run-now request, or (a chain) the end
+// of another job's run, linked to that run.
+function triggerCell(l) {
+  const trigger = l.trigger || 'schedule';
+  const by = l.triggeredBy;
+  const parts = [el('span', { class: trigger === 'schedule' ? 'text-muted' : 'badge text-bg-info' }, trigger)];
+  if (by) {
+    parts.push(' ← ', el('a', {
+      class: 'triggered-by', href: logsHref(by.job, by.runId), title: `run ${by.runId} of ${by.job}`,
+      onclick: (ev) => ev.stopPropagation(),
+    }, by.job));
+  }
+  return el('td', { class: 'trigger small text-nowrap' }, ...parts);
+}
 
 async function loadLogs() {
   const job = $('#log-job').value.trim();
@@ -353,10 +554,11 @@ async function loadLogs() {
     const verdict = isVerdict(l.status);
     const classes = [key === selectedRun ? 'table-active' : '', verdict ? 'verdict' : ''].filter(Boolean).join(' ');
     // A verdict ran nothing: no duration; its reason is all there is to say.
-    const row = el('tr', { 'data-run': key, 'data-status': l.status, class: classes, onclick: () => showOutput(l, key) },
+    const row = el('tr', { 'data-run': key, 'data-run-id': l.runId, 'data-status': l.status, 'data-trigger': l.trigger || 'schedule', class: classes, onclick: () => showOutput(l, key) },
       el('td', {}, fmtTime(l.startTime)),
       el('td', {}, l.jobName),
       el('td', {}, statusBadge(l.status)),
+      triggerCell(l),
       el('td', {}, verdict ? '–' : fmtDuration(Math.max(0, l.endTime - l.startTime))),
       el('td', {}, l.exitCode ?? '–'),
       el('td', {}, l.attempt),
@@ -368,6 +570,12 @@ async function loadLogs() {
   $('#log-summary').textContent = `${first}–${logSkip + page.logs.length} of ${page.total}, newest first`;
   $('#log-newer').disabled = logSkip === 0;
   $('#log-older').disabled = logSkip + PAGE_SIZE >= logTotal;
+  if (focusRun) {
+    // Newest first: the run's last attempt, the one whose end chained.
+    const l = page.logs.find((x) => x.runId === focusRun);
+    if (l) showOutput(l, `${l.runId}-${l.attempt}`);
+    focusRun = null;
+  }
 }
 
 function showOutput(l, key) {
@@ -379,6 +587,18 @@ function showOutput(l, key) {
     ? `No command ran for the tick of ${fmtTime(l.planTime)}: ${l.reason || l.err || l.status}.`
     : l.output || '(no output)';
   $('#log-truncated').classList.toggle('d-none', !l.outputTruncated);
+  const by = l.triggeredBy;
+  const origin = {
+    manual: 'Started by a run-now request.',
+    chain: by ? ['Started by the end of ', el('a', { href: logsHref(by.job, by.runId) }, `${by.job}`), ` run ${by.runId}.`] : 'Started by a chain.',
+  }[l.trigger] || 'Started by its schedule.';
+  $('#log-origin').replaceChildren(...[origin].flat(), ` Run ${l.runId}, attempt ${l.attempt}.`);
+  // What a run-now request set for this run only.
+  const env = Object.entries(l.params?.env || {});
+  $('#log-params').replaceChildren(...(env.length
+    ? ['Environment set for this run:', el('pre', { class: 'mb-0 env' }, env.map(([k, v]) => `${k}=${v}`).join('\n'))]
+    : []));
+  $('#log-params').classList.toggle('d-none', !env.length);
 }
 
 // ---- workers and cluster --------------------------------------------------
@@ -461,7 +681,7 @@ async function loadAudit() {
   $('#audit-empty').classList.toggle('d-none', entries.length > 0);
 }
 
-const loaders = { jobs: loadJobs, logs: loadLogs, workers: loadWorkers, cluster: loadCluster, audit: loadAudit };
+const loaders = { jobs: loadJobs, job: loadJob, logs: loadLogs, workers: loadWorkers, cluster: loadCluster, audit: loadAudit };
 let current = 'jobs';
 let failing = false;
 
@@ -480,10 +700,15 @@ function route() {
   const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
   current = loaders[path] ? path : 'jobs';
   for (const p of document.querySelectorAll('.page')) p.classList.toggle('d-none', p.id !== `page-${current}`);
-  for (const a of document.querySelectorAll('.nav-link')) a.classList.toggle('active', a.dataset.page === current);
+  // A job's page is under Jobs.
+  const section = current === 'job' ? 'jobs' : current;
+  for (const a of document.querySelectorAll('.nav-link')) a.classList.toggle('active', a.dataset.page === section);
+  const params = new URLSearchParams(query || '');
+  if (current === 'job') detailName = params.get('name') || '';
   if (current === 'logs') {
-    const job = new URLSearchParams(query || '').get('job') || '';
+    const job = params.get('job') || '';
     if ($('#log-job').value !== job) { $('#log-job').value = job; logSkip = 0; selectedRun = null; $('#log-output').classList.add('d-none'); }
+    focusRun = params.get('run');
   }
   refresh();
 }
@@ -493,6 +718,16 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#audit-job').addEventListener('change', () => refresh());
   $('#new-job').addEventListener('click', () => openEditor(null));
   $('#job-form').addEventListener('submit', saveJob);
+  $('#run-form').addEventListener('submit', submitRun);
+  $('#job-edit').addEventListener('click', () => { const j = jobs.find((x) => x.name === detailName); if (j) openEditor(j); });
+  $('#job-run').addEventListener('click', () => openRunDialog(detailName));
+  // The dialog's link to the job's runs leaves it: close it on the way.
+  $('#run-logs').addEventListener('click', () => runModal().hide());
+  // A refused field stays marked until it is edited.
+  $('#run-env').addEventListener('input', (e) => e.target.classList.remove('is-invalid'));
+  for (const id of ['#f-on-success', '#f-on-failure', '#f-env', '#f-env-files', '#f-workdir']) {
+    $(id).addEventListener('input', (e) => e.target.classList.remove('is-invalid'));
+  }
   for (const id of ['#f-cron', '#f-timezone']) {
     $(id).addEventListener('input', () => { clearTimeout(previewTimer); previewTimer = setTimeout(previewCron, 250); });
   }
@@ -505,6 +740,6 @@ document.addEventListener('DOMContentLoaded', () => {
   window.addEventListener('hashchange', route);
   route();
   api('GET', '/cluster').then(renderLeader).catch(() => {});
-  // Keep the page current; never while the job dialog is open.
-  setInterval(() => { if (!$('#job-modal').classList.contains('show')) refresh(); }, REFRESH_MS);
+  // Keep the page current; never while a dialog is open.
+  setInterval(() => { if (!document.querySelector('.modal.show')) refresh(); }, REFRESH_MS);
 });

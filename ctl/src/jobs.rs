@@ -1,6 +1,7 @@
 //! `rcronctl job …`: list, get, save, delete, kill, run, pause, resume,
 //! versions, rollback.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use anyhow::{Context, bail};
@@ -10,8 +11,50 @@ use rcron_shared::{Job, Labels, TargetMode};
 use serde_json::{Map, Value, json};
 
 use crate::client::Client;
-use crate::client::types::JobView;
+use crate::client::types::{JobView, RunBody};
 use crate::output::{Printer, or_dash, table, time, warnings};
+
+/// The flags of `job run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The job.
+    name: String,
+    /// An environment variable for this run only, over the job's `env`
+    /// (repeatable); recorded in the run's log record.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// How long the request may wait for the job's lock and a free slot,
+    /// in seconds (default 600); not started by then, it is logged
+    /// `skipped`.
+    #[arg(long, value_name = "SECS")]
+    deadline: Option<u64>,
+}
+
+/// `KEY=VALUE` split at its first `=` (the value may hold more). Only the
+/// shape is checked here: the master judges the names and answers 400
+/// naming each one it refuses.
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some(("", _)) => Err(format!("{arg:?} has no name before `=`")),
+        Some((key, value)) => Ok((key.to_string(), value.to_string())),
+        None => Err(format!("expected KEY=VALUE, got {arg:?} (no `=`)")),
+    }
+}
+
+/// `pairs` as a map; a name given twice is refused rather than one value
+/// silently dropped.
+fn env_map(
+    flag: &str,
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for (key, value) in pairs {
+        if env.insert(key.clone(), value).is_some() {
+            bail!("{flag}: {key} is given twice");
+        }
+    }
+    Ok(env)
+}
 
 #[derive(Subcommand)]
 pub enum JobCommand {
@@ -26,8 +69,9 @@ pub enum JobCommand {
     Delete { name: String },
     /// Kill a job's running runs.
     Kill { name: String },
-    /// Run a job once, now (paused jobs too).
-    Run { name: String },
+    /// Run a job once, as soon as its lock and a worker's slot are free
+    /// (paused jobs too); prints the request's id and deadline.
+    Run(RunArgs),
     /// Pause a job (kept, never fired).
     Pause { name: String },
     /// A job's saved versions, newest first (from the audit trail).
@@ -89,6 +133,7 @@ pub struct SaveArgs {
     #[arg(long, short, conflicts_with_all = [
         "name", "command", "cron", "target", "all", "concurrency", "misfire",
         "starting_deadline", "no_alert_on_missed", "retry_backoff_max",
+        "on_success", "on_failure", "env", "env_file", "workdir", "user",
     ])]
     file: Option<String>,
     /// Job name.
@@ -147,6 +192,28 @@ pub struct SaveArgs {
     /// worker); by default one of them does.
     #[arg(long)]
     all: bool,
+    /// A job to start once after a run of this one succeeds (its last
+    /// attempt; repeatable). A chain that leads back here is refused.
+    #[arg(long = "on-success", value_name = "JOB")]
+    on_success: Vec<String>,
+    /// A job to start once after a run of this one fails, times out or is
+    /// killed (its last attempt; repeatable).
+    #[arg(long = "on-failure", value_name = "JOB")]
+    on_failure: Vec<String>,
+    /// An environment variable of every run (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// An environment variable whose value is read from a file on the
+    /// worker (an absolute path; repeatable): a secret stays out of the
+    /// job. Stored as `{"file": PATH}`.
+    #[arg(long = "env-file", value_name = "KEY=PATH", value_parser = key_value)]
+    env_file: Vec<(String, String)>,
+    /// The command's working directory on the worker (an absolute path).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// The Unix user the command runs as on the worker.
+    #[arg(long)]
+    user: Option<String>,
 }
 
 impl SaveArgs {
@@ -172,6 +239,12 @@ impl SaveArgs {
             alert_emails,
             target,
             all,
+            on_success,
+            on_failure,
+            env,
+            env_file,
+            workdir,
+            user,
         } = self;
         let (name, command, cron) = match (file, name) {
             (Some(path), _) => {
@@ -239,6 +312,31 @@ impl SaveArgs {
                 }),
             );
         }
+        if !on_success.is_empty() {
+            set("onSuccess", json!(on_success));
+        }
+        if !on_failure.is_empty() {
+            set("onFailure", json!(on_failure));
+        }
+        // One map for both flags: a name may have one value, inline or
+        // from a file.
+        let mut vars: Map<String, Value> = Map::new();
+        let inline = env.into_iter().map(|(k, v)| (k, json!(v)));
+        let files = env_file.into_iter().map(|(k, p)| (k, json!({ "file": p })));
+        for (key, value) in inline.chain(files) {
+            if vars.insert(key.clone(), value).is_some() {
+                bail!("--env/--env-file: {key} is given twice");
+            }
+        }
+        if !vars.is_empty() {
+            set("env", Value::Object(vars));
+        }
+        if let Some(dir) = workdir {
+            set("workdir", json!(dir));
+        }
+        if let Some(u) = user {
+            set("user", json!(u));
+        }
         Ok(Value::Object(job))
     }
 }
@@ -288,10 +386,25 @@ pub async fn run(client: &Client, out: Printer, command: JobCommand) -> anyhow::
                 format!("kill sent to the running runs of {}", k.name)
             });
         }
-        JobCommand::Run { name } => {
-            let answer = client.run_job(&name).await?;
+        JobCommand::Run(RunArgs {
+            name,
+            env,
+            deadline,
+        }) => {
+            let body = RunBody {
+                env: env_map("-e", env)?,
+                deadline_secs: deadline,
+            };
+            let answer = client.run_job(&name, &body).await?;
             out.answer(&answer, |r| {
-                format!("{0} will run once, now (see `rcronctl logs {0}`)", r.name)
+                format!(
+                    "{0} will run once, as soon as its lock and a worker's slot are free\n\
+                     request: {1}\n\
+                     deadline: {2} (logged skipped if not started by then; see `rcronctl logs {0}`)",
+                    r.name,
+                    r.request_id,
+                    time(r.deadline)
+                )
             });
         }
         JobCommand::Pause { name } => set_disabled(client, out, &name, true).await?,
@@ -404,10 +517,30 @@ fn job_status(view: &JobView) -> &'static str {
     }
 }
 
+/// The jobs a job starts when a run ends, `onSuccess: b, c` and
+/// `onFailure: d`, those it has.
+pub fn chains(job: &Job) -> Vec<String> {
+    let list = |names: &[rcron_shared::JobName]| {
+        names
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    if !job.on_success.is_empty() {
+        out.push(format!("onSuccess: {}", list(&job.on_success)));
+    }
+    if !job.on_failure.is_empty() {
+        out.push(format!("onFailure: {}", list(&job.on_failure)));
+    }
+    out
+}
+
 fn jobs_table(jobs: &[JobView]) -> String {
     table(
         &[
-            "NAME", "CRON", "TIMEZONE", "NEXT", "STATUS", "TARGET", "COMMAND",
+            "NAME", "CRON", "TIMEZONE", "NEXT", "STATUS", "TARGET", "CHAINS", "COMMAND",
         ],
         jobs.iter()
             .map(|v| {
@@ -418,6 +551,10 @@ fn jobs_table(jobs: &[JobView]) -> String {
                     or_dash(v.next_fire_time.as_deref()),
                     job_status(v).into(),
                     target_text(&v.job),
+                    match chains(&v.job) {
+                        c if c.is_empty() => "-".to_string(),
+                        c => c.join("; "),
+                    },
                     v.job.command.clone(),
                 ]
             })
@@ -434,8 +571,128 @@ fn job_text(view: &JobView, document: &Value) -> String {
         None => "the worker registry could not be read".to_string(),
     };
     out.push_str(&format!("\ntarget: {}; {matching}", target_text(&view.job)));
+    for chain in chains(&view.job) {
+        out.push_str(&format!("\n{chain}"));
+    }
     if let Some(why) = unschedulable_reason(view) {
         out.push_str(&format!("\n{why}"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    /// The job document `job save --name j --command true --cron @daily
+    /// <extra>` sends.
+    fn saved(extra: &[&str]) -> anyhow::Result<Value> {
+        let base = [
+            "rcronctl",
+            "job",
+            "save",
+            "--name",
+            "j",
+            "--command",
+            "true",
+            "--cron",
+            "@daily",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(extra))?;
+        match cli.command {
+            Command::Job(JobCommand::Save(args)) => args.document(),
+            _ => panic!("not a save"),
+        }
+    }
+
+    #[test]
+    fn save_flags_set_chains_env_workdir_and_user() {
+        let doc = saved(&[
+            "--on-success",
+            "b",
+            "--on-success",
+            "c",
+            "--on-failure",
+            "d",
+            "--env",
+            "MODE=full=yes",
+            "-e",
+            "EMPTY=",
+            "--env-file",
+            "TOKEN=/run/secrets/token",
+            "--workdir",
+            "/srv/app",
+            "--user",
+            "backup",
+        ])
+        .expect("document");
+        assert_eq!(doc["onSuccess"], json!(["b", "c"]));
+        assert_eq!(doc["onFailure"], json!(["d"]));
+        assert_eq!(
+            doc["env"],
+            json!({"MODE": "full=yes", "EMPTY": "", "TOKEN": {"file": "/run/secrets/token"}})
+        );
+        assert_eq!(doc["workdir"], "/srv/app");
+        assert_eq!(doc["user"], "backup");
+    }
+
+    #[test]
+    fn a_job_saved_without_the_new_flags_does_not_gain_their_fields() {
+        let doc = saved(&[]).expect("document");
+        for absent in ["onSuccess", "onFailure", "env", "workdir", "user"] {
+            assert!(doc.get(absent).is_none(), "{absent} in {doc}");
+        }
+    }
+
+    #[test]
+    fn malformed_or_repeated_variables_are_refused_before_anything_is_sent() {
+        let err = saved(&["--env", "NOEQUALS"]).expect_err("no `=`");
+        assert!(
+            err.to_string()
+                .contains("expected KEY=VALUE, got \"NOEQUALS\""),
+            "{err}"
+        );
+        let err = saved(&["--env-file", "=/x"]).expect_err("no name");
+        assert!(err.to_string().contains("no name before `=`"), "{err}");
+        let err = saved(&["--env", "A=1", "--env-file", "A=/x"]).expect_err("twice");
+        assert!(err.to_string().contains("A is given twice"), "{err}");
+        let err = Cli::try_parse_from(["rcronctl", "job", "save", "--file", "-", "--user", "x"])
+            .err()
+            .expect("--file takes the whole job");
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn run_flags_split_at_the_first_equals_sign() {
+        let cli = Cli::try_parse_from([
+            "rcronctl",
+            "job",
+            "run",
+            "x",
+            "-e",
+            "URL=a=b",
+            "--env",
+            "N=1",
+            "--deadline",
+            "30",
+        ])
+        .expect("parses");
+        let Command::Job(JobCommand::Run(args)) = cli.command else {
+            panic!("not a run");
+        };
+        assert_eq!(
+            args.env,
+            [
+                ("URL".to_string(), "a=b".to_string()),
+                ("N".into(), "1".into())
+            ]
+        );
+        assert_eq!(args.deadline, Some(30));
+        let err =
+            env_map("-e", [("A".into(), "1".into()), ("A".into(), "2".into())]).expect_err("twice");
+        assert_eq!(err.to_string(), "-e: A is given twice");
+    }
 }

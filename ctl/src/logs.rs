@@ -69,12 +69,13 @@ impl From<StatusArg> for RunStatus {
     }
 }
 
-const HEADERS: [&str; 8] = [
+const HEADERS: [&str; 9] = [
     "START",
     "JOB",
     "STATUS",
     "EXIT",
     "DURATION",
+    "TRIGGER",
     "WORKER",
     "REASON",
     "LAST OUTPUT LINE",
@@ -166,10 +167,12 @@ async fn follow(client: &Client, out: Printer, query: LogQuery<'_>) -> anyhow::R
 
 /// Column widths of `--follow`, fixed because rows come one by one; the
 /// job column fits a followed job's name.
-fn follow_widths(job: Option<&str>) -> [usize; 8] {
+fn follow_widths(job: Option<&str>) -> [usize; 9] {
     let job = job.map_or(0, |j| j.chars().count()).max(24);
-    // START is local time `YYYY-MM-DD HH:MM:SS`; the last column (0) is free.
-    [19, job, 11, 4, 9, 20, 32, 0]
+    // START is local time `YYYY-MM-DD HH:MM:SS`; TRIGGER fits `schedule`
+    // and a chained run's start (its run id is in `-o json`); the last
+    // column (0) is free.
+    [19, job, 11, 4, 9, 24, 20, 32, 0]
 }
 
 /// `cell` cut to `width` characters (0: not cut), the cut marked with `…`.
@@ -194,8 +197,18 @@ fn cells(r: &LogRecord) -> Vec<String> {
         } else {
             format!("{} ms", r.end_time - r.start_time)
         },
+        trigger(r),
         r.worker.clone(),
         or_dash(r.reason.as_deref()),
         r.output.lines().last().unwrap_or("").to_string(),
     ]
+}
+
+/// What started a run: `schedule`, `manual`, or for a chained run `chain ←
+/// job/runId`, the run whose end requested it.
+fn trigger(r: &LogRecord) -> String {
+    match &r.triggered_by {
+        Some(by) => format!("{} ← {}/{}", r.trigger.as_str(), by.job, by.run_id),
+        None => r.trigger.as_str().to_string(),
+    }
 }

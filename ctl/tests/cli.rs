@@ -644,7 +644,15 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
         assert_eq!(skipped.len(), 1, "{out}");
         assert_eq!(
             cells(skipped[0])[1..],
-            ["overlapping", "skipped", "-", "-", "w-elsewhere", OVERLAP],
+            [
+                "overlapping",
+                "skipped",
+                "-",
+                "-",
+                "schedule",
+                "w-elsewhere",
+                OVERLAP
+            ],
             "{out}"
         );
         // `-o json`: the API's page, one document.
@@ -687,7 +695,8 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
         for r in &rows {
             let r = cells(r);
             assert_eq!(r[1..5], ["every-second", "missed", "-", "-"], "{out}");
-            assert!(r[6].starts_with("no live worker"), "{out}");
+            assert_eq!(r[5], "schedule", "{out}");
+            assert!(r[7].starts_with("no live worker"), "{out}");
         }
         // The filter keeps the kinds apart.
         let (ok, out, err) = ctl(&b, &["-o", "json", "logs", "--status", "missed"]);

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{Master, ctl, run_record};
+use rcron_shared::{RunParams, Trigger, TriggeredBy};
 use rcron_testkit as kit;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +185,7 @@ async fn logs_follow_prints_only_new_runs_in_aligned_columns() {
     );
     // Each cell starts under its header.
     let starts = column_starts(&header);
-    assert_eq!(starts.len(), 8, "{header}");
+    assert_eq!(starts.len(), 9, "{header}");
     for row in &rows {
         let chars: Vec<char> = row.chars().collect();
         // (A verdict has no output: its line ends before the last column.)
@@ -209,5 +210,74 @@ async fn logs_follow_prints_only_new_runs_in_aligned_columns() {
         .collect();
     assert_eq!(records[0]["jobName"], long_name);
     assert_eq!(records[1]["status"], "skipped");
+    master.stop().await;
+}
+
+/// The TRIGGER column: what started each run, and for a chained run the
+/// run whose end requested it; `-o json` has the API's fields (`trigger`,
+/// `triggeredBy`, `params`) as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_show_what_started_each_run() {
+    let master = Master::start().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let scheduled = run_record("extract", now - 3000, "ran on its schedule");
+    let mut manual = run_record("extract", now - 2000, "ran on request");
+    manual.trigger = Trigger::Manual;
+    manual.params = Some(RunParams {
+        env: [("MODE".to_string(), "full".to_string())].into(),
+    });
+    let mut chained = run_record("load", now - 1000, "ran after extract");
+    chained.trigger = Trigger::Chain;
+    chained.triggered_by = Some(TriggeredBy {
+        job: "extract".into(),
+        run_id: manual.run_id.clone(),
+    });
+    master
+        .log_store()
+        .await
+        .write(&[scheduled, manual.clone(), chained])
+        .await
+        .expect("write records");
+
+    let b = master.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let (ok, out, err) = ctl(&b, &["logs"]);
+        assert!(ok, "{err}");
+        let mut lines = out.lines();
+        let header = lines.next().unwrap_or_default();
+        let at = header.find("TRIGGER").expect("a TRIGGER column");
+        // Newest first; each cell starts under its header.
+        let triggers: Vec<&str> = lines
+            .map(|l| l[at..].split("  ").next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            triggers,
+            [
+                format!("chain ← extract/{}", manual.run_id).as_str(),
+                "manual",
+                "schedule"
+            ],
+            "{out}"
+        );
+
+        let (ok, out, err) = ctl(&b, &["-o", "json", "logs"]);
+        assert!(ok, "{err}");
+        let page: serde_json::Value = serde_json::from_str(&out).expect("one document");
+        let logs = &page["logs"];
+        assert_eq!(logs[0]["trigger"], "chain");
+        assert_eq!(
+            logs[0]["triggeredBy"],
+            serde_json::json!({"job": "extract", "runId": manual.run_id})
+        );
+        assert_eq!(logs[1]["trigger"], "manual");
+        assert_eq!(
+            logs[1]["params"],
+            serde_json::json!({"env": {"MODE": "full"}})
+        );
+        assert_eq!(logs[2]["trigger"], "schedule");
+        assert!(logs[2].get("params").is_none(), "{}", logs[2]);
+    })
+    .await
+    .expect("rcronctl checks");
     master.stop().await;
 }

@@ -3,38 +3,7 @@
 // MongoDB-wire server. Started by ui/run-e2e.sh, which passes RCRON_UI_URL.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-
-const base = process.env.RCRON_UI_URL;
-const artifacts = process.env.RCRON_UI_ARTIFACTS || 'target/ui-artifacts';
-if (!base) throw new Error('RCRON_UI_URL is not set: run ui/run-e2e.sh through deploy/test-env.sh (deploy/test.sh does)');
-mkdirSync(artifacts, { recursive: true });
-
-// A headless chromium on the admin, recording what went wrong: console
-// errors, requests that failed (4xx/5xx) and requests to other origins.
-// Confirmation dialogs are accepted.
-async function openAdmin() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  const consoleErrors = [];
-  const foreign = [];
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => consoleErrors.push(String(e)));
-  page.on('request', (r) => { if (!r.url().startsWith(base) && !r.url().startsWith('data:')) foreign.push(r.url()); });
-  page.on('dialog', (d) => d.accept());
-  const failed = [];
-  page.on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`); });
-  const shot = (name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
-  return { browser, page, consoleErrors, foreign, failed, shot };
-}
-
-// Chromium logs every 4xx answer as a console error.
-const provoked = /Failed to load resource: the server responded with a status of 400/;
+import { base, openAdmin, provoked, storedJob, eventually } from './harness.mjs';
 
 test('the admin creates, watches, kills and deletes jobs through the REST API', { timeout: 180_000 }, async () => {
   const { browser, page, consoleErrors, foreign, failed, shot } = await openAdmin();
@@ -66,7 +35,8 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
     await shot('jobs');
 
     // Its logs appear, with the output in a panel.
-    await page.click('tr[data-job="ui-job"] a');
+    await page.click('tr[data-job="ui-job"] a.job-link');
+    await page.click('#job-runs');
     await page.waitForSelector('#logs-table tr[data-status="success"]', { timeout: 20_000 });
     await page.click('#logs-table tr[data-status="success"]');
     assert.match(await page.textContent('#log-output-text'), /from-ui/);
@@ -139,24 +109,6 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
   for (const f of failed) assert.match(f, /^400 POST \/api\/v1\/(cron\/preview|jobs)$/, `unexpected failed request ${f}`);
   assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
 });
-
-// The job as the REST API returns it (null when there is none).
-async function storedJob(name) {
-  const r = await fetch(`${base}/api/v1/jobs/${encodeURIComponent(name)}`);
-  if (r.status === 404) return null;
-  assert.equal(r.status, 200, `GET job ${name}`);
-  return r.json();
-}
-
-async function eventually(what, check, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 test('the admin places jobs on labelled workers and flags jobs no worker can run', { timeout: 120_000 }, async () => {
   // run-e2e.sh starts the worker with these labels (RCRON_WORKER_LABELS).

@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 
 use self::types::{
     AuditPage, ClusterStatus, ErrorBody, JobList, JobVersions, JobView, KillAccepted,
-    KillRunAccepted, LogPage, PatchedJob, Preview, PreviewRequest, SavedJob, WorkerList,
+    KillRunAccepted, LogPage, PatchedJob, Preview, PreviewRequest, RunBody, RunRequested, SavedJob,
+    WorkerList,
 };
 use rcron_shared::{Job, RunStatus};
 
@@ -189,9 +190,14 @@ impl Client {
             .await
     }
 
-    /// Asks one worker to run the job once, now.
-    pub async fn run_job(&self, name: &str) -> Result<Answer<KillAccepted>, ClientError> {
-        self.call(Method::POST, &["jobs", name, "run"], &[], None::<&()>)
+    /// Asks for one run of the job, as soon as its lock and a worker's
+    /// slot are free, with `body`'s settings for that run only.
+    pub async fn run_job(
+        &self,
+        name: &str,
+        body: &RunBody,
+    ) -> Result<Answer<RunRequested>, ClientError> {
+        self.call(Method::POST, &["jobs", name, "run"], &[], Some(body))
             .await
     }
 

@@ -4,6 +4,8 @@
 //! declared for the rest (unknown fields are ignored, so a newer master
 //! still answers this client).
 
+use std::collections::BTreeMap;
+
 use rcron_shared::{Job, LogRecord, WorkerInfo};
 use serde::{Deserialize, Serialize};
 
@@ -69,11 +71,36 @@ pub struct PatchedJob {
     pub warnings: Vec<String>,
 }
 
-/// A kill or run request was sent.
+/// A kill request was sent.
 #[derive(Debug, Deserialize)]
 pub struct KillAccepted {
     /// The job.
     pub name: String,
+}
+
+/// What `POST /jobs/{name}/run` may set for that run only.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunBody {
+    /// Environment variables for this run, over the job's `env`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// How long the request may wait for the job's lock and a free slot
+    /// (seconds); absent = the master's default (600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_secs: Option<u64>,
+}
+
+/// A run request was made: it waits in etcd until a worker claims it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRequested {
+    /// The job.
+    pub name: String,
+    /// The request's id.
+    pub request_id: String,
+    /// Not started by then (ms since the epoch), it is logged `skipped`.
+    pub deadline: i64,
 }
 
 /// A kill of one run was sent.
