@@ -583,9 +583,19 @@ function showOutput(l, key) {
   for (const r of document.querySelectorAll('#logs-table tbody tr')) r.classList.toggle('table-active', r.dataset.run === key);
   $('#log-output').classList.remove('d-none');
   $('#log-output-title').textContent = `${l.jobName} · ${fmtTime(l.startTime)} · ${l.status}${l.err ? ` · ${l.err}` : ''}`;
+  // Pages of the log list carry no output: it is read per run.
   $('#log-output-text').textContent = isVerdict(l.status)
     ? `No command ran for the tick of ${fmtTime(l.planTime)}: ${l.reason || l.err || l.status}.`
-    : l.output || '(no output)';
+    : 'loading output…';
+  if (!isVerdict(l.status)) {
+    api('GET', `/runs/${encodeURIComponent(l.runId)}`).then((run) => {
+      if (selectedRun !== key) return;
+      const attempt = run.attempts.find((a) => a.attempt === l.attempt) || run.attempts[run.attempts.length - 1];
+      $('#log-output-text').textContent = attempt?.output || '(no output)';
+    }).catch((e) => {
+      if (selectedRun === key) $('#log-output-text').textContent = `cannot read the output: ${e.message || e}`;
+    });
+  }
   $('#log-truncated').classList.toggle('d-none', !l.outputTruncated);
   const by = l.triggeredBy;
   const origin = {

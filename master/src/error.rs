@@ -17,6 +17,9 @@ pub enum Error {
     /// No live worker runs a run with this id.
     #[error("run {0:?} is not running on any live worker")]
     RunNotFound(String),
+    /// The run log has no record of a run with this id.
+    #[error("no record of run {0:?} in the run log")]
+    NoRecord(String),
     /// The job already exists (create-only requests).
     #[error("job {0:?} already exists")]
     Conflict(String),

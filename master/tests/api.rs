@@ -1133,11 +1133,66 @@ async fn run_logs_newest_first_paged_filtered_legacy_and_rest() {
         "/api/v1/logs?limit=100000",
         "/api/v1/logs?status=weird",
         "/api/v1/logs?skip=-1",
+        "/api/v1/logs?before=nonsense",
+        "/api/v1/runs/bad%20id",
     ] {
         let (status, body) = h.get(bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(body["error"].is_string(), "{body}");
     }
+
+    // Pages by keyset: each page starts after the last record of the one
+    // before; the list carries no output, one run's record has it.
+    let mut seen = Vec::new();
+    let mut before = None::<String>;
+    loop {
+        let path = match &before {
+            Some(c) => format!("/api/v1/jobs/job1/logs?limit=7&before={c}"),
+            None => "/api/v1/jobs/job1/logs?limit=7".to_string(),
+        };
+        let (status, page) = h.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 26);
+        assert_eq!(page["totalCapped"], false);
+        for l in page["logs"].as_array().expect("logs") {
+            assert!(
+                l.get("output").is_none_or(|o| o == ""),
+                "no output in the list: {l}"
+            );
+            seen.push(l["startTime"].as_i64().expect("start"));
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => before = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 26, "every record once over the pages");
+    assert!(
+        seen.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {seen:?}"
+    );
+    let (_, page) = h.get("/api/v1/logs?job=job1&limit=1&output=true").await;
+    assert_eq!(page["logs"][0]["output"], "run 24\n");
+    let (status, run) = h.get("/api/v1/runs/r20").await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["jobName"], "job1");
+    assert_eq!(run["attempts"][0]["output"], "run 20\n");
+    let (status, _) = h.get("/api/v1/runs/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Totals are counted up to 10,000, then shown as more.
+    let many: Vec<_> = (0..10_050i64)
+        .map(|i| {
+            doc! {"_id": format!("m{i}-1"), "jobName": "busy", "command": "true", "err": "",
+            "output": "", "planTime": i, "scheduleTime": i, "startTime": i, "endTime": i,
+            "runId": format!("m{i}"), "status": "success", "attempt": 1}
+        })
+        .collect();
+    coll.insert_many(many).await.expect("insert many");
+    let (_, page) = h.get("/api/v1/jobs/busy/logs?limit=5").await;
+    assert_eq!(page["total"], 10_000, "{}", page["total"]);
+    assert_eq!(page["totalCapped"], true);
+    assert_eq!(page["logs"][0]["runId"], "m10049");
 }
 
 #[tokio::test]

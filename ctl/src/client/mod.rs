@@ -215,7 +215,11 @@ impl Client {
 
     /// A page of run records, newest first.
     pub async fn logs(&self, query: &LogQuery<'_>) -> Result<Answer<LogPage>, ClientError> {
-        let mut params = vec![("limit", query.limit.to_string())];
+        // The table shows each run's last line of output: asked for.
+        let mut params = vec![
+            ("limit", query.limit.to_string()),
+            ("output", "true".to_string()),
+        ];
         if query.skip > 0 {
             params.push(("skip", query.skip.to_string()));
         }

@@ -354,7 +354,10 @@ pub(crate) async fn log(req: &Request, Data(state): Data<&Arc<AppState>>, body: 
                 status: None,
                 runs_only: true,
                 skip,
+                before: None,
                 limit: page_size(limit),
+                // The original's documents carried their output.
+                with_output: true,
             };
             Ok(state.logs.query(&query).await?.records)
         }

@@ -10,7 +10,7 @@ use rcron_shared::{JobName, LogRecord, RunStatus, WorkerInfo};
 
 use crate::Error;
 use crate::api::{ApiError, ApiTags, AppState};
-use rcron_shared::runlog::LogQuery;
+use rcron_shared::runlog::{LogCursor, LogQuery};
 
 /// REST operations on run logs and workers.
 pub struct LogsApi {
@@ -152,15 +152,44 @@ impl From<LogRecord> for LogEntry {
 
 /// A page of runs, newest first.
 #[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
 pub struct LogPageDto {
-    /// The runs on this page.
+    /// The runs on this page (without `output` unless `output=true`:
+    /// `GET /runs/{runId}` has it).
     pub logs: Vec<LogEntry>,
-    /// How many runs match the filter in all.
+    /// How many runs match the filter in all, counted up to 10,000.
     pub total: u64,
+    /// There are more than `total` (10,000) matching runs: show "10,000+".
+    pub total_capped: bool,
+    /// Pass as `before` for the next (older) page; absent on the last.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
     /// Runs skipped before this page.
     pub skip: u64,
     /// Most runs on a page.
     pub limit: u64,
+}
+
+/// Every attempt of one run.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RunDto {
+    /// The run's id.
+    pub run_id: String,
+    /// Its job.
+    pub job_name: String,
+    /// Its attempts, first first, with their output.
+    pub attempts: Vec<LogEntry>,
+}
+
+/// Which page of runs to read.
+struct PageParams {
+    job: Option<String>,
+    status: Option<StatusDto>,
+    skip: u64,
+    before: Option<String>,
+    limit: u64,
+    output: bool,
 }
 
 /// A registered worker.
@@ -253,29 +282,33 @@ pub struct WorkerList {
 }
 
 impl LogsApi {
-    async fn page(
-        &self,
-        job: Option<String>,
-        status: Option<StatusDto>,
-        skip: u64,
-        limit: u64,
-    ) -> Result<Json<LogPageDto>, ApiError> {
+    async fn page(&self, p: PageParams) -> Result<Json<LogPageDto>, ApiError> {
+        let before = p
+            .before
+            .as_deref()
+            .map(LogCursor::parse)
+            .transpose()
+            .map_err(|e| Error::BadRequest(e.to_string()))?;
         let page = self
             .state
             .logs
             .query(&LogQuery {
-                job,
-                status: status.map(RunStatus::from),
+                job: p.job,
+                status: p.status.map(RunStatus::from),
                 runs_only: false,
-                skip,
-                limit,
+                skip: p.skip,
+                before,
+                limit: p.limit,
+                with_output: p.output,
             })
             .await?;
         Ok(Json(LogPageDto {
             logs: page.records.into_iter().map(LogEntry::from).collect(),
             total: page.total,
-            skip,
-            limit,
+            total_capped: page.total_capped,
+            next_cursor: page.next.as_ref().map(LogCursor::encode),
+            skip: p.skip,
+            limit: p.limit,
         }))
     }
 }
@@ -296,7 +329,10 @@ impl LogsApi {
         job: Query<Option<String>>,
         /// Only runs that ended this way.
         status: Query<Option<StatusDto>>,
-        /// Runs to skip.
+        /// The previous page's `nextCursor`: the page after it.
+        #[oai(validator(max_length = 128))]
+        before: Query<Option<String>>,
+        /// Runs to skip (slow deep in a big log: follow `nextCursor`).
         #[oai(default)]
         skip: Query<u64>,
         /// Runs per page (1–1000).
@@ -305,9 +341,20 @@ impl LogsApi {
             validator(minimum(value = "1"), maximum(value = "1000"))
         )]
         limit: Query<u64>,
+        /// Include each run's output (else `GET /runs/{runId}` has it).
+        #[oai(default)]
+        output: Query<bool>,
     ) -> Result<Json<LogPageDto>, ApiError> {
         // A filter, not a reference: a name no job has simply matches nothing.
-        self.page(job.0, status.0, skip.0, limit.0).await
+        self.page(PageParams {
+            job: job.0,
+            status: status.0,
+            skip: skip.0,
+            before: before.0,
+            limit: limit.0,
+            output: output.0,
+        })
+        .await
     }
 
     /// List runs of a job
@@ -323,7 +370,10 @@ impl LogsApi {
         name: Path<String>,
         /// Only runs that ended this way.
         status: Query<Option<StatusDto>>,
-        /// Runs to skip.
+        /// The previous page's `nextCursor`: the page after it.
+        #[oai(validator(max_length = 128))]
+        before: Query<Option<String>>,
+        /// Runs to skip (slow deep in a big log: follow `nextCursor`).
         #[oai(default)]
         skip: Query<u64>,
         /// Runs per page (1–1000).
@@ -332,10 +382,44 @@ impl LogsApi {
             validator(minimum(value = "1"), maximum(value = "1000"))
         )]
         limit: Query<u64>,
+        /// Include each run's output (else `GET /runs/{runId}` has it).
+        #[oai(default)]
+        output: Query<bool>,
     ) -> Result<Json<LogPageDto>, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
-        self.page(Some(name.to_string()), status.0, skip.0, limit.0)
-            .await
+        self.page(PageParams {
+            job: Some(name.to_string()),
+            status: status.0,
+            skip: skip.0,
+            before: before.0,
+            limit: limit.0,
+            output: output.0,
+        })
+        .await
+    }
+
+    /// Get one run
+    ///
+    /// Every attempt of the run, with its output; 404 when the run log has
+    /// none (a run still going has no record until its first attempt ends).
+    #[oai(path = "/runs/:run_id", method = "get", operation_id = "getRun")]
+    async fn run(&self, run_id: Path<String>) -> Result<Json<RunDto>, ApiError> {
+        if !rcron_shared::keys::is_run_id(&run_id.0) {
+            return Err(Error::BadRequest(format!(
+                "`runId` is letters, digits and `-` (at most 64), got {:?}",
+                run_id.0
+            ))
+            .into());
+        }
+        let attempts = self.state.logs.run(&run_id.0).await?;
+        let Some(first) = attempts.first() else {
+            return Err(Error::NoRecord(run_id.0).into());
+        };
+        Ok(Json(RunDto {
+            run_id: run_id.0.clone(),
+            job_name: first.job_name.clone(),
+            attempts: attempts.into_iter().map(LogEntry::from).collect(),
+        }))
     }
 
     /// List workers

@@ -277,7 +277,7 @@ impl From<Error> for ApiError {
         }
         match err {
             Error::Invalid(_) | Error::BadRequest(_) => Self::BadRequest(body),
-            Error::NotFound(_) | Error::RunNotFound(_) => Self::NotFound(body),
+            Error::NotFound(_) | Error::RunNotFound(_) | Error::NoRecord(_) => Self::NotFound(body),
             Error::Conflict(_) => Self::Conflict(body),
             Error::EtcdUnavailable(_)
             | Error::MongoUnavailable(_)

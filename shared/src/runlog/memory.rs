@@ -84,14 +84,34 @@ impl RunLogReader for MemoryRunLog {
             .filter(|r| query.matches(r))
             .cloned()
             .collect();
-        matching.sort_by_key(|r| std::cmp::Reverse(r.start_time));
+        matching
+            .sort_by(|a, b| (b.start_time, b.document_id()).cmp(&(a.start_time, a.document_id())));
         let total = matching.len() as u64;
         let records = matching
             .into_iter()
+            .filter(|r| query.before.as_ref().is_none_or(|c| c.precedes(r)))
             .skip(query.skip as usize)
-            .take(query.limit as usize)
+            .take(query.limit as usize + 1)
+            .map(|mut r| {
+                if !query.with_output {
+                    r.output.clear();
+                }
+                r
+            })
             .collect();
-        Ok(LogPage { records, total })
+        Ok(LogPage::of(records, query.limit, total))
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Vec<LogRecord>, RunLogError> {
+        self.reachable()?;
+        let mut runs: Vec<LogRecord> = self
+            .map()
+            .values()
+            .filter(|r| r.run_id == run_id)
+            .cloned()
+            .collect();
+        runs.sort_by_key(|r| r.attempt);
+        Ok(runs)
     }
 
     async fn ping(&self) -> Result<(), RunLogError> {

@@ -15,6 +15,9 @@ use crate::{LogRecord, RunStatus};
 
 /// Most records one page may hold.
 pub const MAX_PAGE: u64 = 1000;
+/// Totals are counted up to this many; a page says when there are more
+/// ("10,000+"), so that a count never walks a million index entries.
+pub const COUNT_CAP: u64 = 10_000;
 
 /// Why the run log could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +44,84 @@ pub struct LogQuery {
     /// Only records of runs: no verdicts (`skipped`, `missed`: ticks that
     /// ran no command), as the original's log held.
     pub runs_only: bool,
-    /// Records to skip (newest first).
+    /// Records to skip (newest first). Slow deep in a big log: pages
+    /// after the first are read with `before` instead.
     pub skip: u64,
+    /// Only records after this one (the previous page's last record) in
+    /// page order: newest start first, then run id and attempt.
+    pub before: Option<LogCursor>,
     /// Records to return, 1 to [`MAX_PAGE`].
     pub limit: u64,
+    /// Whether records carry their output (a page of the list does not;
+    /// [`RunLogReader::run`] does).
+    pub with_output: bool,
+}
+
+/// Where a page ends: the start time, run id and attempt of its last
+/// record (unique together; page order is newest start first, then run id
+/// and attempt, both descending). Written `<startTime>.<runId>.<attempt>`
+/// in URLs. Not `_id`: the embedded store cannot index it with other fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCursor {
+    /// Its start time (ms).
+    pub start_time: i64,
+    /// Its run id.
+    pub run_id: String,
+    /// Its attempt.
+    pub attempt: u32,
+}
+
+impl LogCursor {
+    /// The cursor just past `record`.
+    pub fn after(record: &LogRecord) -> Self {
+        Self {
+            start_time: record.start_time,
+            run_id: record.run_id.clone(),
+            attempt: record.attempt,
+        }
+    }
+
+    /// Reads `<startTime>.<runId>.<attempt>`.
+    pub fn parse(text: &str) -> Result<Self, RunLogError> {
+        let bad = || {
+            RunLogError::BadQuery(format!(
+                "`before` must be a page's `nextCursor` (<startTime>.<runId>.<attempt>), got {text:?}"
+            ))
+        };
+        let mut parts = text.split('.');
+        let (Some(t), Some(run_id), Some(a), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        if run_id.len() > 64
+            || !run_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(bad());
+        }
+        Ok(Self {
+            start_time: t.parse().map_err(|_| bad())?,
+            run_id: run_id.to_string(),
+            attempt: a.parse().map_err(|_| bad())?,
+        })
+    }
+
+    /// `<startTime>.<runId>.<attempt>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}.{}", self.start_time, self.run_id, self.attempt)
+    }
+
+    /// The sort key of `record` in page order (compared descending).
+    pub fn key(record: &LogRecord) -> (i64, &str, u32) {
+        (record.start_time, record.run_id.as_str(), record.attempt)
+    }
+
+    /// Whether `record` comes after this cursor in page order.
+    pub fn precedes(&self, record: &LogRecord) -> bool {
+        Self::key(record) < (self.start_time, self.run_id.as_str(), self.attempt)
+    }
 }
 
 impl LogQuery {
@@ -70,10 +147,31 @@ impl LogQuery {
 /// A page of run records.
 #[derive(Debug, Clone, Default)]
 pub struct LogPage {
-    /// Records, newest first (by start time).
+    /// Records, newest first (by start time, then run id and attempt).
     pub records: Vec<LogRecord>,
-    /// How many match the filter in all.
+    /// How many match the filter in all, counted up to [`COUNT_CAP`].
     pub total: u64,
+    /// There are more than `total` ([`COUNT_CAP`]) matching records.
+    pub total_capped: bool,
+    /// Where the next page starts; None when this one is the last.
+    pub next: Option<LogCursor>,
+}
+
+impl LogPage {
+    /// The page of `records` (in page order, at most `limit` + 1 read to
+    /// learn whether another page follows) with `total` counted up to
+    /// [`COUNT_CAP`] + 1.
+    pub fn of(mut records: Vec<LogRecord>, limit: u64, total: u64) -> Self {
+        let more = records.len() as u64 > limit;
+        records.truncate(limit as usize);
+        let next = more.then(|| records.last().map(LogCursor::after)).flatten();
+        Self {
+            records,
+            total: total.min(COUNT_CAP),
+            total_capped: total > COUNT_CAP,
+            next,
+        }
+    }
 }
 
 /// Stores run records.
@@ -89,6 +187,9 @@ pub trait RunLogWriter: Send + Sync {
 pub trait RunLogReader: Send + Sync {
     /// A page of records matching `query`, newest first.
     async fn query(&self, query: &LogQuery) -> Result<LogPage, RunLogError>;
+
+    /// Every attempt of run `run_id`, with output, first attempt first.
+    async fn run(&self, run_id: &str) -> Result<Vec<LogRecord>, RunLogError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), RunLogError>;

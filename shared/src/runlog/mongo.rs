@@ -73,12 +73,20 @@ impl MongoRunLog {
         if self.indexes_ready.load(Ordering::Relaxed) {
             return Ok(());
         }
+        // Pages are read newest first by (startTime, runId, attempt): one
+        // index per way the list is filtered, each in the page order, so a
+        // page is an index walk from the cursor. (Not `_id`: nx-27017
+        // refuses writes to a collection with `_id` in a compound index.)
         let indexes = [
             IndexModel::builder()
-                .keys(doc! {"jobName": 1, "startTime": -1})
+                .keys(doc! {"jobName": 1, "startTime": -1, "runId": -1, "attempt": -1})
                 .build(),
-            // The log list of every job, newest first (the admin's front page).
-            IndexModel::builder().keys(doc! {"startTime": -1}).build(),
+            // The log list of every job (the admin's front page).
+            IndexModel::builder()
+                .keys(doc! {"startTime": -1, "runId": -1, "attempt": -1})
+                .build(),
+            // One run's attempts, with their output.
+            IndexModel::builder().keys(doc! {"runId": 1}).build(),
             IndexModel::builder()
                 .keys(doc! {"expireAt": 1})
                 .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
@@ -98,18 +106,29 @@ impl MongoRunLog {
     /// unfiltered total comes from collection metadata, which only an
     /// unclean shutdown can leave off (it is a page total, not a tally).
     async fn count(&self, filter: &Document) -> mongodb::error::Result<u64> {
+        // One more than the cap tells "more than the cap" apart.
         let reply = self
             .coll
             .client()
             .database(self.coll.namespace().db.as_str())
-            .run_command(doc! {"count": self.coll.name(), "query": filter.clone()})
+            .run_command(doc! {"count": self.coll.name(), "query": filter.clone(),
+            "limit": (super::COUNT_CAP + 1) as i64})
             .await?;
         let n = match reply.get("n") {
             Some(Bson::Int32(n)) => i64::from(*n),
             Some(Bson::Int64(n)) => *n,
             Some(Bson::Double(n)) => *n as i64,
             // A server whose reply has no count: the slow, sure way.
-            _ => return self.coll.count_documents(filter.clone()).await,
+            _ => {
+                let options = mongodb::options::CountOptions::builder()
+                    .limit(super::COUNT_CAP + 1)
+                    .build();
+                return self
+                    .coll
+                    .count_documents(filter.clone())
+                    .with_options(options)
+                    .await;
+            }
         };
         Ok(n.max(0) as u64)
     }
@@ -157,28 +176,46 @@ impl RunLogReader for MongoRunLog {
                 doc! {"$nin": [RunStatus::Skipped.as_str(), RunStatus::Missed.as_str()]},
             );
         }
+        let count_filter = filter.clone();
+        if let Some(c) = &query.before {
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"startTime": {"$lt": c.start_time}},
+                    doc! {"startTime": c.start_time, "runId": {"$lt": c.run_id.as_str()}},
+                    doc! {"startTime": c.start_time, "runId": c.run_id.as_str(),
+                    "attempt": {"$lt": i64::from(c.attempt)}},
+                ],
+            );
+        }
         let page = async {
-            let cursor = self
+            let mut find = self
                 .coll
-                .find(filter.clone())
-                .sort(doc! {"startTime": -1})
+                .find(filter)
+                .sort(doc! {"startTime": -1, "runId": -1, "attempt": -1})
                 .skip(query.skip)
-                .limit(query.limit as i64)
-                .await?;
-            cursor.try_collect::<Vec<Document>>().await
+                // One more than asked: whether another page follows.
+                .limit(query.limit as i64 + 1);
+            if !query.with_output {
+                find = find.projection(doc! {"output": 0});
+            }
+            find.await?.try_collect::<Vec<Document>>().await
         };
-        let (total, docs) = tokio::try_join!(self.count(&filter), page).map_err(classify)?;
-        let records = docs
-            .into_iter()
-            .filter_map(|d| match bson::from_document::<StoredLog>(d) {
-                Ok(s) => Some(LogRecord::from(s)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping unreadable log document");
-                    None
-                }
-            })
-            .collect();
-        Ok(LogPage { records, total })
+        let (total, docs) = tokio::try_join!(self.count(&count_filter), page).map_err(classify)?;
+        Ok(LogPage::of(decode_all(docs), query.limit, total))
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Vec<LogRecord>, RunLogError> {
+        let docs = self
+            .coll
+            .find(doc! {"runId": run_id})
+            .sort(doc! {"attempt": 1})
+            .await
+            .map_err(classify)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(classify)?;
+        Ok(decode_all(docs))
     }
 
     async fn ping(&self) -> Result<(), RunLogError> {
@@ -190,6 +227,19 @@ impl RunLogReader for MongoRunLog {
             .map_err(classify)?;
         Ok(())
     }
+}
+
+/// The records of `docs`; documents that do not read as one are skipped.
+fn decode_all(docs: Vec<Document>) -> Vec<LogRecord> {
+    docs.into_iter()
+        .filter_map(|d| match bson::from_document::<StoredLog>(d) {
+            Ok(s) => Some(LogRecord::from(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping unreadable log document");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Whether a failed insert only hit records that are already there.
