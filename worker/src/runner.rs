@@ -4,6 +4,7 @@
 //! retries, send each attempt's record to the log sink and a warning for a
 //! final failure, release the lock.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -25,6 +26,7 @@ use crate::outbox::{Outbox, Take, TakenVerdict};
 use crate::placement::Placement;
 use crate::records::{self, TickTimes};
 use crate::register::SessionLease;
+use crate::run_setup::{RunSetup, RunVars, Trigger};
 use crate::run_stop::RunStop;
 use crate::scheduler::{Launcher, Run, RunEvents, Tick};
 use crate::slots::{Admit, Slots};
@@ -791,10 +793,12 @@ impl RunContext {
                     self.outbox.took(run_id);
                 }
             };
+            let setup = self.setup(run, run_id, attempt);
             let outcome = executor::execute(
                 &self.exec,
                 self.clock.as_ref(),
                 &job.command,
+                &setup,
                 timeout,
                 stops,
                 &on_spawn,
@@ -841,6 +845,24 @@ impl RunContext {
             }
             return;
         }
+    }
+
+    /// What attempt `attempt` of `run` starts with: the job's variables,
+    /// then the run's own, then the run variables (ARCHITECTURE §4, "Run
+    /// environment"). The one place a run's setup is put together.
+    fn setup(&self, run: &Run, run_id: &str, attempt: u32) -> RunSetup {
+        let job = &run.tick.job;
+        let vars = RunVars {
+            job: job.name.as_str(),
+            run_id,
+            plan_ms: run.tick.plan_time.timestamp_millis(),
+            attempt,
+            worker: &self.worker_id,
+            trigger: Trigger::of(&run.tick),
+        };
+        // No run carries variables of its own yet (run requests will).
+        let extra = BTreeMap::new();
+        RunSetup::new(job, &extra, &vars)
     }
 
     fn record(&self, run: &Run, run_id: &str, attempt: u32, o: &Outcome) -> LogRecord {
