@@ -114,6 +114,11 @@ function parseLabels(text) {
 let jobs = [];
 let lastRuns = {};
 let editing = null; // name of the job being edited, or null for a new one
+let editingJob = null; // that job as loaded
+// Fields the dialog does not edit: a save sends them back as they were, so
+// that editing a job here never drops them.
+const KEPT_FIELDS = ['env', 'workdir', 'user'];
+const keptValue = (v) => (v == null || (typeof v === 'object' && !Object.keys(v).length) ? undefined : v);
 const modal = () => bootstrap.Modal.getOrCreateInstance($('#job-modal'));
 
 async function loadJobs() {
@@ -190,6 +195,7 @@ async function deleteJob(name) {
 
 function openEditor(job) {
   editing = job ? job.name : null;
+  editingJob = job || null;
   const f = $('#job-form');
   f.reset();
   clearErrors();
@@ -213,6 +219,13 @@ function openEditor(job) {
     f.targetLabels.value = fmtLabels(job.target?.labels);
     f.targetMode.value = job.target?.mode || 'one';
   }
+  // Said, so that nobody thinks a job without them in the dialog has none.
+  const kept = [];
+  if (keptValue(job?.env)) kept.push(`env ${Object.keys(job.env).join(', ')}`);
+  if (keptValue(job?.workdir)) kept.push(`workdir ${job.workdir}`);
+  if (keptValue(job?.user)) kept.push(`user ${job.user}`);
+  $('#kept-fields').textContent = kept.length ? `Kept as they are (set through the API or rcronctl): ${kept.join(' · ')}` : '';
+  $('#kept-fields').classList.toggle('d-none', !kept.length);
   $('#cron-preview').textContent = '';
   showCronWarnings([]);
   modal().show();
@@ -307,6 +320,10 @@ async function saveJob(ev) {
     alertEmails: f.alertEmails.value.split(',').map((s) => s.trim()).filter(Boolean),
   };
   if (f.timezone.value.trim()) spec.timezone = f.timezone.value.trim();
+  for (const k of KEPT_FIELDS) {
+    const v = keptValue(editingJob?.[k]);
+    if (v !== undefined) spec[k] = v;
+  }
   // The tick policies are sent only when they differ from their defaults,
   // like the target below: the body of a job that does not use them stays
   // the original system's.

@@ -445,3 +445,48 @@ test('the admin saves tick policies, shows skipped ticks with their reason, and 
   assert.deepEqual(failed, [], 'no request failed');
   assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
 });
+
+test('editing a job in the dialog keeps the env, workdir and user it does not show', { timeout: 60_000 }, async () => {
+  const { browser, page, consoleErrors, foreign, failed, shot } = await openAdmin();
+  const jobRequest = (method, path) => page.waitForRequest((r) => r.method() === method && new URL(r.url()).pathname === path);
+  const context = { env: { GREETING: 'hi', TOKEN: { file: '/run/secrets/ui-token' } }, workdir: '/tmp', user: 'nobody' };
+  try {
+    // Set through the API: the dialog has no fields for them.
+    const r = await fetch(`${base}/api/v1/jobs/ui-context`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'ui-context', command: 'true', cronExpr: '0 0 3 * * * *', disabled: true, ...context }),
+    });
+    assert.ok(r.ok, `PUT: ${r.status} ${await r.text()}`);
+    await page.goto(`${base}/#/jobs`);
+    await page.click('tr[data-job="ui-context"] button[data-action="edit"]');
+    // Said in the dialog, by variable name.
+    assert.equal(await page.textContent('#kept-fields'),
+      'Kept as they are (set through the API or rcronctl): env GREETING, TOKEN · workdir /tmp · user nobody');
+    await page.fill('#f-command', 'echo changed');
+    const [replaced] = await Promise.all([jobRequest('PUT', '/api/v1/jobs/ui-context'), page.click('#save-job')]);
+    const body = replaced.postDataJSON();
+    assert.deepEqual([body.env, body.workdir, body.user], [context.env, context.workdir, context.user], JSON.stringify(body));
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+    const stored = await storedJob('ui-context');
+    assert.equal(stored.command, 'echo changed');
+    assert.deepEqual([stored.env, stored.workdir, stored.user], [context.env, context.workdir, context.user]);
+
+    // A new job sends none of them, and the dialog says nothing of them.
+    await page.click('#new-job');
+    assert.ok(await page.locator('#kept-fields').isHidden());
+    await page.click('#job-modal button.btn-secondary[data-bs-dismiss="modal"]');
+    await page.waitForSelector('#job-modal', { state: 'hidden' });
+
+    await page.click('tr[data-job="ui-context"] button[data-action="delete"]');
+    await page.waitForSelector('tr[data-job="ui-context"]', { state: 'detached' });
+  } catch (e) {
+    await shot('failure-context').catch(() => {});
+    throw e;
+  } finally {
+    await browser.close();
+  }
+  assert.deepEqual(consoleErrors, [], 'no console errors');
+  assert.deepEqual(failed, [], 'no request failed');
+  assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
+});
