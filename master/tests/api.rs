@@ -403,7 +403,8 @@ async fn a_job_is_shown_with_every_field_it_is_stored_with() {
         "timezone": "Europe/Paris", "disabled": true, "alertEmails": ["ops@example.com"],
         "target": {"labels": {"role": "db"}, "mode": "all"}, "misfire": "runOnce",
         "startingDeadlineSecs": 60, "alertOnMissed": false, "retryBackoffMaxSecs": 600,
-        "onSuccess": ["next"], "onFailure": ["cleanup"]});
+        "onSuccess": ["next"], "onFailure": ["cleanup"],
+        "env": {"A": "1", "S": {"file": "/run/secrets/s"}}, "workdir": "/srv", "user": "nobody"});
     let (status, body) = h.send_json("PUT", "/api/v1/jobs/every", &every).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let stored: Value =

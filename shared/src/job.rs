@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::cron::{Schedule, ScheduleCache, Timezone, parse_timezone};
+use crate::job_env::{self, Env};
 use crate::name::name_problem;
 use crate::placement::Target;
 use crate::{Error, JobName, job_shape};
@@ -91,6 +92,24 @@ pub struct Job {
     pub name: JobName,
     /// Shell command, run with `sh -c` on a worker.
     pub command: String,
+    /// Variables the command sees, on top of the worker's environment:
+    /// name → value, or name → `{"file": "/abs/path"}` for a file the
+    /// worker reads when the run starts (less one trailing newline; the
+    /// content is never stored or shown). Names are ASCII letters, digits
+    /// and `_`; `RCRON_…` names are reserved for the run variables.
+    #[serde(default, skip_serializing_if = "Env::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default))]
+    pub env: Env,
+    /// Absolute directory the command runs in; absent = the worker's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", oai(skip_serializing_if_is_none))]
+    pub workdir: Option<String>,
+    /// Unix user (name or numeric uid) the command runs as; needs a worker
+    /// running as root unless it is the worker's own user. Absent = the
+    /// worker's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", oai(skip_serializing_if_is_none))]
+    pub user: Option<String>,
     /// Cron expression: 5 fields `min hour dom month dow`, 6 (plus year),
     /// 7 (seconds first, then year, e.g. `*/5 * * * * * *`), or a macro
     /// such as `@daily`.
@@ -217,6 +236,12 @@ fn is_true(v: &bool) -> bool {
 pub(crate) struct RawJob {
     name: Option<String>,
     command: Option<String>,
+    #[serde(default)]
+    env: Option<Env>,
+    #[serde(default)]
+    workdir: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
     cron_expr: Option<String>,
     #[serde(default)]
     timeout_secs: Option<u64>,
@@ -383,6 +408,14 @@ impl Job {
             Some(c) => Some(c),
         };
 
+        let env = raw.env.unwrap_or_default();
+        problems.extend(job_env::env_problems(&env));
+        // An empty string is no value, as for `timezone` (a cleared form field).
+        let workdir = raw.workdir.filter(|w| !w.is_empty());
+        problems.extend(workdir.as_deref().and_then(job_env::workdir_problem));
+        let user = raw.user.filter(|u| !u.is_empty());
+        problems.extend(user.as_deref().and_then(job_env::user_problem));
+
         let timezone = match raw.timezone.as_deref() {
             None | Some("") => None,
             Some(tz) => match parse_timezone(tz) {
@@ -487,6 +520,9 @@ impl Job {
                 // Checked by `name_problem` above.
                 name: JobName::new(name)?,
                 command,
+                env,
+                workdir,
+                user,
                 cron_expr,
                 timeout_secs,
                 concurrency: raw.concurrency.unwrap_or_default(),
@@ -579,6 +615,7 @@ mod tests {
     fn every_field_survives_a_round_trip() {
         // Every field away from its default, so none is left out when stored.
         let json = br#"{"name":"all","command":"true","cronExpr":"@daily","timeoutSecs":30,
+            "env":{"A":"1","TOKEN":{"file":"/run/secrets/token"}},"workdir":"/srv","user":"nobody",
             "concurrency":"replace","retries":2,"retryBackoffSecs":5,"timezone":"Europe/Paris",
             "disabled":true,"alertEmails":["ops@example.com"],
             "target":{"labels":{"role":"db"},"mode":"all"},"misfire":"runOnce",
@@ -773,5 +810,64 @@ mod tests {
         assert!(job.validate().is_ok());
         job.cron_expr = "bad".into();
         assert!(job.validate().is_err());
+    }
+
+    #[test]
+    fn run_context_fields_default_to_none_and_are_left_out_when_stored() {
+        let job = Job::from_json(
+            br#"{"name":"c","command":"y","cronExpr":"@daily","workdir":"","user":""}"#,
+        )
+        .expect("valid");
+        assert!(job.env.is_empty());
+        assert_eq!((job.workdir.as_deref(), job.user.as_deref()), (None, None));
+        let json = job.to_json();
+        for absent in ["env", "workdir", "user"] {
+            assert!(!json.contains(absent), "{absent} in {json}");
+        }
+        let job = Job::from_json(
+            br#"{"name":"c","command":"y","cronExpr":"@daily","user":"1000",
+            "env":{"A":"x","S":{"file":"/run/s"}},"workdir":"/tmp"}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            job.env["S"],
+            crate::EnvValue::File {
+                file: "/run/s".into()
+            }
+        );
+        assert_eq!(
+            crate::RunAs::of(job.user.as_deref().expect("user")),
+            crate::RunAs::Uid(1000)
+        );
+    }
+
+    #[test]
+    fn run_context_problems_are_all_reported_with_the_others() {
+        let err = Job::from_json(
+            br#"{"name":"c","command":"y","cronExpr":"nope","workdir":"rel","user":"Bob",
+            "env":{"1A":"x","B-C":"y","S":{"file":"secrets/s"},"OK":"z"}}"#,
+        )
+        .expect_err("invalid");
+        let Error::InvalidJob { problems } = &err else {
+            panic!("unexpected {err:?}");
+        };
+        let all = problems.join("\n");
+        assert_eq!(problems.len(), 6, "{all}");
+        for needle in [
+            "`env.1A`",
+            "`env.B-C`",
+            "`env.S`: the file must be an absolute path",
+            "`workdir`",
+            "`user`",
+            "`cronExpr`",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+        let err = Job::from_json(
+            br#"{"name":"c","command":"y","cronExpr":"@daily","env":{"S":{"file":"/x","mode":1}}}"#,
+        )
+        .expect_err("unknown field")
+        .to_string();
+        assert!(err.contains("`env.S` has no field `mode`"), "{err}");
     }
 }

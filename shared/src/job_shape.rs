@@ -25,6 +25,10 @@ enum Kind {
     Emails,
     Names,
     Target,
+    /// A job's `env`: names to strings or `{"file": …}`.
+    Env,
+    /// A user name or a numeric uid, as a string.
+    User,
 }
 
 /// Every top-level field a job has, with what it accepts. A field missing
@@ -33,6 +37,9 @@ enum Kind {
 const FIELDS: &[(&str, Kind)] = &[
     ("name", Kind::Text),
     ("command", Kind::Text),
+    ("env", Kind::Env),
+    ("workdir", Kind::Text),
+    ("user", Kind::User),
     ("cronExpr", Kind::Text),
     ("timeoutSecs", Kind::Whole(MAX_TIMEOUT_SECS)),
     ("concurrency", Kind::OneOf(Concurrency::NAMES)),
@@ -150,6 +157,15 @@ pub(crate) fn field_problems(fields: &Map<String, Value>) -> Vec<(&'static str, 
                     say(sentence);
                 }
             }
+            Kind::Env => {
+                for sentence in env_problems(value) {
+                    say(sentence);
+                }
+            }
+            Kind::User if !value.is_string() => say(format!(
+                "`{field}` must be a string: a user name, or a numeric uid such as \"1000\", got {}",
+                shown(value)
+            )),
             _ => {}
         }
     }
@@ -196,6 +212,55 @@ fn target_problems(value: &Value) -> Vec<String> {
             }
             other => problems.push(format!(
                 "`target` has no field `{other}` (it takes `labels` and `mode`)"
+            )),
+        }
+    }
+    problems
+}
+
+/// A variable given by a file, as the messages below show it.
+const FILE_EXAMPLE: &str = "{\"file\": \"/absolute/path\"}";
+
+fn env_problems(value: &Value) -> Vec<String> {
+    let Some(vars) = value.as_object() else {
+        return vec![format!(
+            "`env` must be an object of variable names to values (a string, or {FILE_EXAMPLE}), got {}",
+            shown(value)
+        )];
+    };
+    let mut problems = Vec::new();
+    // Sorted, as the job's own rules list them.
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        let value = &vars[name];
+        let field: String = name.escape_debug().take(60).collect();
+        match value {
+            Value::String(_) => {}
+            Value::Object(fields) => {
+                let mut unknown: Vec<&String> = fields.keys().filter(|k| *k != "file").collect();
+                unknown.sort();
+                for key in &unknown {
+                    problems.push(format!(
+                        "`env.{field}` has no field `{key}` (it takes only `file`)"
+                    ));
+                }
+                match fields.get("file") {
+                    Some(file) if !file.is_string() => problems.push(format!(
+                        "`env.{field}.file` must be a string (an absolute path), got {}",
+                        shown(file)
+                    )),
+                    Some(_) => {}
+                    None if unknown.is_empty() => problems.push(format!(
+                        "`env.{field}` must be a string or {FILE_EXAMPLE}, got {}",
+                        shown(value)
+                    )),
+                    None => {}
+                }
+            }
+            other => problems.push(format!(
+                "`env.{field}` must be a string or {FILE_EXAMPLE}, got {}",
+                shown(other)
             )),
         }
     }
@@ -302,6 +367,34 @@ mod tests {
                 "`target.mode` must be one of one, all, got \"some\"",
                 "`target` has no field `lables` (it takes `labels` and `mode`)",
             ]
+        );
+    }
+
+    #[test]
+    fn env_of_the_wrong_shape_is_explained_per_variable() {
+        let doc: Value = serde_json::from_str(
+            r#"{"env":{"A":"ok","B":5,"C":{"file":5},"D":{"path":"/x"},"E":{},"F":{"file":"/x"}},
+               "workdir":5,"user":1000}"#,
+        )
+        .expect("json");
+        let problems = field_problems(doc.as_object().expect("object"));
+        let all: Vec<&str> = problems.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            all,
+            [
+                "`env.B` must be a string or {\"file\": \"/absolute/path\"}, got 5",
+                "`env.C.file` must be a string (an absolute path), got 5",
+                "`env.D` has no field `path` (it takes only `file`)",
+                "`env.E` must be a string or {\"file\": \"/absolute/path\"}, got {}",
+                "`workdir` must be a string, got 5",
+                "`user` must be a string: a user name, or a numeric uid such as \"1000\", got 1000",
+            ]
+        );
+        let doc: Value = serde_json::from_str(r#"{"env":["A=1"]}"#).expect("json");
+        let problems = field_problems(doc.as_object().expect("object"));
+        assert_eq!(
+            problems[0].1,
+            "`env` must be an object of variable names to values (a string, or {\"file\": \"/absolute/path\"}), got [\"A=1\"]"
         );
     }
 }

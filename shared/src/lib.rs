@@ -3,7 +3,8 @@
 //! - [`name`]: [`JobName`], validated once when built.
 //! - [`job`]: the job document of `/cron/jobs/<name>`, decoded and checked
 //!   in one step ([`Job::from_json`]); `job_shape` explains documents of
-//!   the wrong shape field by field.
+//!   the wrong shape field by field; [`job_env`]: a job's `env`, `workdir`
+//!   and `user` (what its runs start with) and their rules.
 //! - [`cron`]: cron expressions with the original's meaning, per-zone
 //!   ([`Schedule`]).
 //! - [`placement`]: worker labels, job targets, and the ranking of
@@ -35,6 +36,7 @@ pub mod cron;
 mod error;
 pub mod etcd;
 pub mod job;
+pub mod job_env;
 mod job_shape;
 pub mod keys;
 pub mod lease;
@@ -53,6 +55,7 @@ pub mod verdict;
 pub use cron::{Schedule, ScheduleCache, Timezone};
 pub use error::Error;
 pub use job::{Concurrency, Job, Misfire};
+pub use job_env::{Env, EnvValue, RunAs};
 pub use keys::Keys;
 pub use name::JobName;
 pub use placement::{Labels, Target, TargetMode};

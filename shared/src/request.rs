@@ -18,10 +18,6 @@ pub const MAX_DEADLINE_SECS: u64 = 24 * 3600;
 /// this stops one that slipped through (two saves racing) from running
 /// for ever.
 pub const MAX_CHAIN_DEPTH: u32 = 32;
-/// Most variables a run-now request may set.
-pub const MAX_PARAM_VARS: usize = 100;
-/// Longest value of one variable, in bytes.
-pub const MAX_PARAM_VALUE_BYTES: usize = 32 * 1024;
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,52 +78,16 @@ impl RunParams {
         self.env.is_empty()
     }
 
-    /// Every problem with it, each naming its field (`env.NAME: …`).
+    /// Every problem with it, each naming its field (`` `env.NAME`: … ``),
+    /// by the rules of a job's `env`.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.env.len() > MAX_PARAM_VARS {
-            problems.push(format!(
-                "env: at most {MAX_PARAM_VARS} variables, got {}",
-                self.env.len()
-            ));
-        }
-        for (name, value) in &self.env {
-            if let Some(p) = env_name_problem(name) {
-                problems.push(format!("env.{name}: {p}"));
-            }
-            if value.contains('\0') {
-                problems.push(format!("env.{name}: the value must not contain a NUL byte"));
-            }
-            if value.len() > MAX_PARAM_VALUE_BYTES {
-                problems.push(format!(
-                    "env.{name}: the value must be at most {MAX_PARAM_VALUE_BYTES} bytes, got {}",
-                    value.len()
-                ));
-            }
-        }
-        problems
+        let env: crate::job_env::Env = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::EnvValue::Value(v.clone())))
+            .collect();
+        crate::job_env::env_problems(&env)
     }
-}
-
-/// Why `name` cannot be an environment variable of a run, if it cannot:
-/// a shell-usable name, not one of the `RCRON_` run variables.
-pub fn env_name_problem(name: &str) -> Option<String> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Some(
-            "a variable name is a letter or `_` followed by letters, digits and `_`".into(),
-        );
-    }
-    if name.len() > 128 {
-        return Some("a variable name is at most 128 bytes".into());
-    }
-    if name.starts_with("RCRON_") {
-        return Some("names starting with RCRON_ are reserved for the run variables".into());
-    }
-    None
 }
 
 /// The worker that claimed a request and the run it runs it as.
@@ -287,7 +247,7 @@ mod tests {
         params.env.insert("OK".into(), "nul\0".into());
         let p = params.problems();
         assert_eq!(p.len(), 3, "{p:?}");
-        assert!(p[0].starts_with("env.1BAD:"), "{p:?}");
+        assert!(p[0].starts_with("`env.1BAD`:"), "{p:?}");
         assert!(p.iter().any(|p| p.contains("reserved")), "{p:?}");
         assert!(p.iter().any(|p| p.contains("NUL")), "{p:?}");
     }

@@ -3,6 +3,10 @@
 //! switch. On timeout or kill the whole group gets SIGTERM, then SIGKILL
 //! after a grace period, so no grandchild outlives the run.
 //!
+//! The command starts with its [`RunSetup`] (variables, directory, user),
+//! resolved just before: when that fails, nothing starts and the attempt
+//! fails with the reason.
+//!
 //! Process groups are signalled here only: a run's own (timeout, kill,
 //! stop) and, through [`end_leftover_group`], one a dead worker left
 //! behind (found by the outbox's recovery).
@@ -15,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::kill_switch::KillSwitch;
+use crate::run_setup::{Account, RunSetup};
 use crate::run_stop::{RunStop, RunStopReason};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -106,11 +111,20 @@ impl Outcome {
             stopped: None,
         }
     }
+
+    /// An attempt that failed before its command started.
+    fn not_started(start: DateTime<Utc>, end: DateTime<Utc>, err: String) -> Self {
+        Self {
+            err,
+            end,
+            ..Self::started(start)
+        }
+    }
 }
 
-/// Runs `command` until it exits, `timeout` passes, or one of `stops`
-/// fires. `on_spawn` gets the process group id and start time once the
-/// process runs.
+/// Runs `command` with `setup` until it exits, `timeout` passes, or one of
+/// `stops` fires. `on_spawn` gets the process group id and start time once
+/// the process runs.
 ///
 /// A stopped or timed-out run's group gets SIGTERM, then SIGKILL after the
 /// grace; its output is read until the group is gone and its pipes close
@@ -119,33 +133,46 @@ pub async fn execute(
     settings: &ExecSettings,
     clock: &dyn Clock,
     command: &str,
+    setup: &RunSetup,
     timeout: Option<Duration>,
     stops: Stops<'_>,
     on_spawn: &(dyn Fn(u32, DateTime<Utc>) + Sync),
 ) -> Outcome {
     let start = clock.now();
-    let mut child = match Command::new(&settings.shell)
-        .arg("-c")
+    // Files and the user database may be slow (a network mount, LDAP).
+    let resolving = setup.clone();
+    let resolved = match tokio::task::spawn_blocking(move || resolving.resolve()).await {
+        Ok(Ok(resolved)) => resolved,
+        Ok(Err(e)) => return Outcome::not_started(start, clock.now(), e.to_string()),
+        Err(e) => {
+            let err = format!("preparing the run failed: {e}");
+            return Outcome::not_started(start, clock.now(), err);
+        }
+    };
+    let mut cmd = Command::new(&settings.shell);
+    cmd.arg("-c")
         .arg(command)
+        .envs(resolved.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-    {
+        .kill_on_drop(true);
+    if let Some(dir) = &resolved.workdir {
+        cmd.current_dir(dir);
+    }
+    if let Some(account) = &resolved.account {
+        become_user(&mut cmd, account);
+    }
+    let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            return Outcome {
-                status: RunStatus::Failed,
-                exit_code: None,
-                err: format!("cannot start {}: {e}", settings.shell),
-                output: String::new(),
-                truncated: false,
-                start,
-                end: clock.now(),
-                stopped: None,
-            };
+            let whom = resolved
+                .account
+                .map(|a| format!(" as user {}", a.name))
+                .unwrap_or_default();
+            let err = format!("cannot start {}{whom}: {e}", settings.shell);
+            return Outcome::not_started(start, clock.now(), err);
         }
     };
     // The child leads its own group: its pid is the group id.
@@ -239,6 +266,29 @@ pub async fn execute(
         start,
         end: ended,
         stopped,
+    }
+}
+
+/// Makes the child `account` before it runs the command: its groups (as
+/// `initgroups` would set them), its primary group, then its uid, in that
+/// order (once the uid is dropped, the groups can no longer be changed).
+// `Command::uid`/`gid` alone would leave the child without its user's
+// supplementary groups (std clears them), and std runs `pre_exec` hooks
+// after its own uid change, so the hook does all three.
+#[allow(unsafe_code)]
+fn become_user(cmd: &mut Command, account: &Account) {
+    let (uid, gid, groups) = (account.uid, account.gid, account.groups.clone());
+    // SAFETY: the hook runs in the forked child before exec, where only
+    // async-signal-safe calls are sound. It makes three system calls on
+    // data prepared before the fork (moved into the closure), and neither
+    // allocates nor takes a lock; an error is returned as a raw errno.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setgroups(&groups)?;
+            nix::unistd::setgid(gid)?;
+            nix::unistd::setuid(uid)?;
+            Ok(())
+        });
     }
 }
 
@@ -442,6 +492,7 @@ mod tests {
             &settings(1024),
             &SystemClock::default(),
             cmd,
+            &RunSetup::default(),
             timeout,
             Stops {
                 job_kill: &KillSwitch::new(),
@@ -468,6 +519,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_setup_gives_the_directory_and_variables_and_a_bad_one_starts_nothing() {
+        let dir = std::env::temp_dir().join(format!("rcron-exec-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let setup = RunSetup {
+            env: vec![
+                ("A".into(), rcron_shared::EnvValue::Value("1".into())),
+                ("A".into(), rcron_shared::EnvValue::Value("2".into())),
+            ],
+            workdir: Some(dir.clone()),
+            user: None,
+        };
+        let stops = Stops {
+            job_kill: &KillSwitch::new(),
+            run: &RunStop::new(),
+            shutdown: &CancellationToken::new(),
+        };
+        let clock = SystemClock::default();
+        let o = execute(
+            &settings(1024),
+            &clock,
+            "pwd; echo A=$A",
+            &setup,
+            None,
+            stops,
+            &|_, _| {},
+        )
+        .await;
+        assert_eq!(o.status, RunStatus::Success, "{}", o.err);
+        assert_eq!(o.output, format!("{}\nA=2\n", dir.display()));
+
+        let marker = dir.join("started");
+        let missing = RunSetup {
+            workdir: Some(dir.join("gone")),
+            ..setup
+        };
+        let spawned = std::sync::atomic::AtomicBool::new(false);
+        let o = execute(
+            &settings(1024),
+            &clock,
+            &format!("touch {}", marker.display()),
+            &missing,
+            None,
+            stops,
+            &|_, _| spawned.store(true, std::sync::atomic::Ordering::Relaxed),
+        )
+        .await;
+        assert_eq!(o.status, RunStatus::Failed);
+        assert_eq!(o.exit_code, None);
+        assert_eq!(
+            o.err,
+            format!(
+                "workdir {}: No such file or directory (os error 2)",
+                dir.join("gone").display()
+            )
+        );
+        assert!(!spawned.load(std::sync::atomic::Ordering::Relaxed) && !marker.exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
     async fn non_zero_exit_is_a_failure_with_the_code() {
         let o = run("echo nope; exit 3", None).await;
         assert_eq!(o.status, RunStatus::Failed);
@@ -483,6 +594,7 @@ mod tests {
             &s,
             &SystemClock::default(),
             "true",
+            &RunSetup::default(),
             None,
             Stops {
                 job_kill: &KillSwitch::new(),
@@ -502,6 +614,7 @@ mod tests {
             &settings(20),
             &SystemClock::default(),
             "printf 'HEAD-----'; head -c 5000 /dev/zero | tr '\\0' x; printf -- '-----TAIL'",
+            &RunSetup::default(),
             None,
             Stops {
                 job_kill: &KillSwitch::new(),
@@ -581,6 +694,7 @@ mod tests {
             &settings(100),
             &SystemClock::default(),
             "sleep 300",
+            &RunSetup::default(),
             None,
             Stops {
                 job_kill: &kill,
@@ -608,6 +722,7 @@ mod tests {
             &settings(1024),
             &SystemClock::default(),
             "trap 'sleep 0.2; echo cleaned up; exit 1' TERM; echo working; sleep 300 & wait",
+            &RunSetup::default(),
             None,
             Stops {
                 job_kill: &KillSwitch::new(),

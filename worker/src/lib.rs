@@ -15,7 +15,8 @@
 //!   once, the others only if it has not), takes a run slot ([`slots`]: a full worker
 //!   queues ticks fairly), takes the cluster [`lock`], runs the command
 //!   with [`executor`] (process group, timeout, kill, capped output,
-//!   [`run_stop`]), lists it in [`active`], and sends the record to
+//!   [`run_stop`]; variables, directory and user from [`run_setup`]),
+//!   lists it in [`active`], and sends the record to
 //!   [`log_sink`] (MongoDB, batched, buffered) and failures to [`warn`]
 //!   (`/cron/warn/`); [`records`] builds what they carry; [`chain`] deletes
 //!   the request a run was claimed from and requests the jobs it chains.
@@ -54,6 +55,7 @@ pub mod records;
 pub mod register;
 pub mod run_events;
 pub mod run_requests;
+pub mod run_setup;
 pub mod run_stop;
 pub mod run_table;
 pub mod runner;

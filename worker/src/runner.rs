@@ -27,6 +27,7 @@ use crate::outbox::{Finish, Outbox, Take, TakenRequest, TakenVerdict};
 use crate::placement::Placement;
 use crate::records::{self, TickTimes};
 use crate::register::SessionLease;
+use crate::run_setup::{RunSetup, RunVars, trigger_of};
 use crate::run_stop::RunStop;
 use crate::scheduler::{Launcher, Run, RunEvents, Tick};
 use crate::slots::{Admit, Slots};
@@ -872,10 +873,12 @@ impl RunContext {
                     self.outbox.took(run_id);
                 }
             };
+            let setup = self.setup(run, run_id, attempt);
             let outcome = executor::execute(
                 &self.exec,
                 self.clock.as_ref(),
                 &job.command,
+                &setup,
                 timeout,
                 stops,
                 &on_spawn,
@@ -1039,6 +1042,29 @@ impl RunContext {
                 }
             }
         }
+    }
+
+    /// What attempt `attempt` of `run` starts with: the job's variables,
+    /// then the run's own, then the run variables (ARCHITECTURE §4, "Run
+    /// environment"). The one place a run's setup is put together.
+    fn setup(&self, run: &Run, run_id: &str, attempt: u32) -> RunSetup {
+        let job = &run.tick.job;
+        let vars = RunVars {
+            job: job.name.as_str(),
+            run_id,
+            plan_ms: run.tick.plan_time.timestamp_millis(),
+            attempt,
+            worker: &self.worker_id,
+            trigger: trigger_of(&run.tick),
+        };
+        // What a run-now request set for this run only.
+        let extra = run
+            .tick
+            .request
+            .as_ref()
+            .map(|r| r.request.params.env.clone())
+            .unwrap_or_default();
+        RunSetup::new(job, &extra, &vars)
     }
 
     fn record(&self, run: &Run, run_id: &str, attempt: u32, o: &Outcome) -> LogRecord {

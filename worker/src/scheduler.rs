@@ -486,7 +486,7 @@ impl<L: Launcher> Scheduler<L> {
                 // outage, say): `runOnce` jobs catch up on what they missed.
                 self.catch_up();
             }
-            SchedulerEvent::Upsert(job) => self.upsert(job),
+            SchedulerEvent::Upsert(job) => self.upsert(*job),
             SchedulerEvent::Remove(name) => {
                 self.remove(&name);
                 self.paused.remove(&name);
@@ -1091,9 +1091,9 @@ mod tests {
             "a daily job does not fire within a second"
         );
         s.events
-            .send(SchedulerEvent::Upsert(job(
+            .send(SchedulerEvent::Upsert(Box::new(job(
                 r#"{"name":"a","command":"x","cronExpr":"* * * * * * *"}"#,
-            )))
+            ))))
             .await
             .expect("send");
         tokio::time::sleep(Duration::from_millis(2_000)).await;
@@ -1103,17 +1103,17 @@ mod tests {
             "the new expression applies at once"
         );
         s.events
-            .send(SchedulerEvent::Upsert(job(
+            .send(SchedulerEvent::Upsert(Box::new(job(
                 r#"{"name":"a","command":"x","cronExpr":"* * * * * * *","disabled":true}"#,
-            )))
+            ))))
             .await
             .expect("send");
         tokio::time::sleep(Duration::from_millis(2_000)).await;
         assert!(drain(&mut s.fired).is_empty(), "disabled jobs never fire");
         s.events
-            .send(SchedulerEvent::Upsert(job(
+            .send(SchedulerEvent::Upsert(Box::new(job(
                 r#"{"name":"a","command":"x","cronExpr":"* * * * * * *"}"#,
-            )))
+            ))))
             .await
             .expect("send");
         tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -1203,7 +1203,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(699)).await;
         for event in [
             SchedulerEvent::Remove(JobName::new("gone").expect("name")),
-            SchedulerEvent::Upsert(every("changed", "new")),
+            SchedulerEvent::Upsert(Box::new(every("changed", "new"))),
         ] {
             s.events.send(event).await.expect("send");
         }

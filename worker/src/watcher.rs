@@ -25,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 pub enum SchedulerEvent {
     /// Every job that exists, replacing the scheduler's view.
     Snapshot(Vec<Job>),
-    /// A job was created or changed.
-    Upsert(Job),
+    /// A job was created or changed (boxed: a job is much larger than the
+    /// other events).
+    Upsert(Box<Job>),
     /// A job was deleted (or its stored value became unreadable).
     Remove(JobName),
     /// Kill the job's running runs.
@@ -140,7 +141,7 @@ async fn sync_and_watch(
             let ev = match event.event_type() {
                 EventType::Put => match decode(keys, kv.key(), kv.value()) {
                     Some(job) if placement::matches(job.target.as_ref(), labels) => {
-                        SchedulerEvent::Upsert(job)
+                        SchedulerEvent::Upsert(Box::new(job))
                     }
                     Some(_) | None => SchedulerEvent::Remove(name),
                 },

@@ -652,6 +652,7 @@ mod tests {
     /// document leaves none out. A field added to `Job` and not set here
     /// fails the test below: set it.
     const EVERY_FIELD: &[u8] = br#"{"name":"all","command":"true","cronExpr":"@daily",
+        "env":{"A":"1","TOKEN":{"file":"/run/secrets/token"}},"workdir":"/srv","user":"nobody",
         "timeoutSecs":30,"concurrency":"replace","retries":2,"retryBackoffSecs":5,
         "timezone":"Europe/Paris","disabled":true,"alertEmails":["ops@example.com"],
         "target":{"labels":{"role":"db"},"mode":"all"},"misfire":"runOnce",

@@ -210,9 +210,7 @@ fn run_body(value: Value) -> Result<RunBody, Error> {
         rcron_shared::RunParams {
             env: body.env.clone(),
         }
-        .problems()
-        .into_iter()
-        .map(|p| format!("`{}", p.replacen(':', "`:", 1))),
+        .problems(),
     );
     if problems.is_empty() {
         Ok(body)

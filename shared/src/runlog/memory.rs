@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use super::{LogPage, LogQuery, RunLogError, RunLogReader, RunLogWriter};
+use super::{LogCursor, LogPage, LogQuery, RunLogError, RunLogReader, RunLogWriter};
 use crate::LogRecord;
 
 /// Records by id, in memory.
@@ -84,8 +84,7 @@ impl RunLogReader for MemoryRunLog {
             .filter(|r| query.matches(r))
             .cloned()
             .collect();
-        matching
-            .sort_by(|a, b| (b.start_time, b.document_id()).cmp(&(a.start_time, a.document_id())));
+        matching.sort_by(|a, b| LogCursor::key(b).cmp(&LogCursor::key(a)));
         let total = matching.len() as u64;
         let records = matching
             .into_iter()
