@@ -2,7 +2,7 @@
 //! the raw etcd write-transaction rate with rcron's own client, and the
 //! end-to-end run rate of two workers raised step by step until ticks are
 //! missed. [`Workers`] (in-process workers on a prefix and database of
-//! their own) is shared with the placement benchmark.
+//! their own) is shared with the placement and run-request benchmarks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -280,6 +280,11 @@ impl Workers {
         }
     }
 
+    /// The etcd prefix they work under, ending in `/`.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Saves `jobs` jobs named `<stem>-<i>` running `true` every second,
     /// with every other field at its default (`concurrency: forbid`).
     pub(crate) async fn put_jobs(
@@ -337,6 +342,16 @@ impl Workers {
         from: i64,
         to: i64,
     ) -> anyhow::Result<Vec<Document>> {
+        self.stop_matching(s, doc! {"planTime": {"$gte": from, "$lt": to}})
+            .await
+    }
+
+    /// As [`Workers::stop`], returning the run records that match `filter`.
+    pub(crate) async fn stop_matching(
+        self,
+        s: &Services,
+        filter: Document,
+    ) -> anyhow::Result<Vec<Document>> {
         delete_prefix(&s.etcd, &format!("{}jobs/", self.prefix)).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         self.token.cancel();
@@ -347,7 +362,7 @@ impl Workers {
         let docs: Vec<Document> = mongo
             .database(&self.db)
             .collection::<Document>("log")
-            .find(doc! {"planTime": {"$gte": from, "$lt": to}})
+            .find(filter)
             .await?
             .try_collect()
             .await?;

@@ -14,6 +14,9 @@
 //! 5. With `--placement` (same services): etcd transactions and proposals
 //!    per run, runs per worker and start lag at 2, 8 and 32 in-process
 //!    workers, with ranking off (before) and on (after) ([`placement`]).
+//! 6. With `--requests` (same services): run-now latency, chain hop
+//!    latency and etcd work per request and per chained run at 1, 3 and 5
+//!    in-process workers ([`requests`]).
 //!
 //! It prints the figures and writes a Markdown report. Figures are
 //! measured, never asserted: machines are noisy.
@@ -23,6 +26,7 @@ mod cluster;
 mod lag;
 mod placement;
 mod procfs;
+mod requests;
 
 use std::io::Write;
 use std::process::Command;
@@ -89,6 +93,25 @@ struct Args {
     /// Seconds measured per placement row (after 5 s of settling).
     #[arg(long, default_value_t = 20)]
     placement_seconds: u64,
+    /// Also measure run requests and chains: run-now latency, chain hop
+    /// latency, etcd work per request and per chained run.
+    #[arg(long)]
+    requests: bool,
+    /// Worker counts of the run-request benchmark (all in this process).
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5")]
+    requests_workers: Vec<usize>,
+    /// Run-now requests per concurrency mode (`allow`, `forbid`), one job each.
+    #[arg(long, default_value_t = 200)]
+    requests_count: usize,
+    /// Run-now requests put per second.
+    #[arg(long, default_value_t = 20.0)]
+    requests_rate: f64,
+    /// Chains requested, one after the other.
+    #[arg(long, default_value_t = 20)]
+    requests_chains: usize,
+    /// Jobs per chain (`chain-0 → chain-1 → …`, `onSuccess`).
+    #[arg(long, default_value_t = 10)]
+    requests_chain_jobs: usize,
     /// Internal: measure one job count in this process and print one line.
     #[arg(long, hide = true)]
     single: Option<usize>,
@@ -121,6 +144,32 @@ fn cores() -> usize {
 /// Runs per second this machine's cores allow at `ms_per_run` CPU each.
 fn cpu_ceiling(ms_per_run: f64) -> f64 {
     cores() as f64 * 1000.0 / ms_per_run
+}
+
+/// An HTTP client for etcd's `/metrics`.
+fn metrics_client() -> anyhow::Result<reqwest::Client> {
+    // reqwest is built without a TLS provider of its own; etcd's metrics
+    // are plain HTTP, but the builder wants one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?)
+}
+
+/// `writes` per `unit` as `total (request + claim + end + release +
+/// registration + other)`.
+fn writes_per(w: &requests::Writes, unit: u64) -> String {
+    let per = |x: u64| x as f64 / unit.max(1) as f64;
+    format!(
+        "{:.2} ({:.2}+{:.2}+{:.2}+{:.2}+{:.2}+{:.2})",
+        per(w.total()),
+        per(w.requests),
+        per(w.claims),
+        per(w.ends),
+        per(w.releases),
+        per(w.registrations),
+        per(w.other)
+    )
 }
 
 fn ms(f: &str) -> f64 {
@@ -183,11 +232,11 @@ fn main() -> anyhow::Result<()> {
     let mut limit = None;
     let mut steps = Vec::new();
     let mut api_figures = None;
-    let services = if args.cluster || args.api || args.placement {
+    let services = if args.cluster || args.api || args.placement || args.requests {
         let need = |var: &str| {
             std::env::var(var).map_err(|_| {
                 anyhow::anyhow!(
-                    "--cluster, --api and --placement need RCRON_TEST_ETCD and RCRON_TEST_MONGO: run under deploy/test-env.sh (or use deploy/bench.sh)"
+                    "--cluster, --api, --placement and --requests need RCRON_TEST_ETCD and RCRON_TEST_MONGO: run under deploy/test-env.sh (or use deploy/bench.sh)"
                 )
             })
         };
@@ -278,12 +327,7 @@ fn main() -> anyhow::Result<()> {
     }
     let mut placement_rows = Vec::new();
     if let Some(services) = services.as_ref().filter(|_| args.placement) {
-        // reqwest is built without a TLS provider of its own; etcd's
-        // metrics are plain HTTP, but the builder wants one installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()?;
+        let http = metrics_client()?;
         println!(
             "placement: {} jobs running `true` every second, {} s measured per row",
             args.placement_jobs, args.placement_seconds
@@ -331,6 +375,83 @@ fn main() -> anyhow::Result<()> {
                 );
                 placement_rows.push(r);
             }
+        }
+    }
+    let mut request_rows = Vec::new();
+    let mut chain_rows = Vec::new();
+    if let Some(services) = services.as_ref().filter(|_| args.requests) {
+        let http = metrics_client()?;
+        let load = requests::Load {
+            requests: args.requests_count,
+            rate: args.requests_rate,
+            chains: args.requests_chains,
+            chain_jobs: args.requests_chain_jobs,
+        };
+        println!(
+            "run requests: {} run-now requests per mode at {}/s, {} chains of {} jobs, paused jobs running `true`",
+            load.requests, load.rate, load.chains, load.chain_jobs
+        );
+        println!(
+            "{:>7} {:>7} {:>6} {:>5} {:>5} {:>5} {:>18} {:>8} {:>9} {:>12} {:>30}",
+            "workers",
+            "mode",
+            "asked",
+            "ran",
+            "dup",
+            "lost",
+            "latency p50/99/max",
+            "txn/req",
+            "prop/req",
+            "no-write/req",
+            "writes/req req+claim+end+rel+reg+other"
+        );
+        for &n in &args.requests_workers {
+            let (rows, chain) = rt.block_on(requests::measure(services, &http, n, load))?;
+            for r in &rows {
+                let per = |x: f64| x / r.requested.max(1) as f64;
+                let (l50, l99, lmax) = r.latency_ms;
+                println!(
+                    "{:>7} {:>7} {:>6} {:>5} {:>5} {:>5} {:>18} {:>8.2} {:>9.2} {:>12.2} {:>30}",
+                    r.workers,
+                    r.concurrency,
+                    r.requested,
+                    r.ran,
+                    r.duplicates,
+                    r.lost,
+                    format!("{l50}/{l99}/{lmax}"),
+                    per(r.etcd.txns),
+                    per(r.etcd.proposals),
+                    per(r.etcd.idle_proposals()),
+                    writes_per(&r.etcd.writes, r.requested)
+                );
+                if r.not_success + r.left > 0 {
+                    println!(
+                        "        {} runs not `success`, {} requests left in etcd",
+                        r.not_success, r.left
+                    );
+                }
+            }
+            let (h50, h99, hmax) = chain.hop_ms;
+            let per = |x: f64| x / chain.runs().max(1) as f64;
+            println!(
+                "{:>7} {:>7} chains {}/{} complete, {} duplicates, {} stalled, {} not `success`; hop ms {h50}/{h99}/{hmax} over {} hops; chain ms p50 {} max {}; per run: txn {:.2}, proposals {:.2} (no write {:.2}), writes {}",
+                chain.workers,
+                "chain",
+                chain.complete,
+                chain.chains,
+                chain.duplicates,
+                chain.stalled,
+                chain.not_success,
+                chain.hops,
+                chain.chain_ms.0,
+                chain.chain_ms.1,
+                per(chain.etcd.txns),
+                per(chain.etcd.proposals),
+                per(chain.etcd.idle_proposals()),
+                writes_per(&chain.etcd.writes, chain.runs())
+            );
+            request_rows.extend(rows);
+            chain_rows.push(chain);
         }
     }
     // Last: its tens of thousands of writes leave garbage revisions that
@@ -538,6 +659,83 @@ fn main() -> anyhow::Result<()> {
                 r.start_lag_ms.1,
                 r.etcd_cpu_ms,
                 r.workers_cpu_ms
+            )?;
+        }
+    }
+    if !request_rows.is_empty() {
+        writeln!(report, "\n## Run requests and chains\n")?;
+        writeln!(
+            report,
+            "Paused jobs running `true`, workers in this process (ranking on, default settings). Run-now: {} requests per mode, one job each, put straight into etcd at {}/s; latency = the request's `requestedAt` → its run's `startTime`. etcd's counters (`{}`, `{}`) and its writes (revisions, from its history) over each phase ÷ requests; writes = request (the benchmark's put) + claim + end + lock release + registration + other; proposals without a write = transactions whose compare failed (claims another worker won). etcd counts in `{}` only transactions of more than one compare or operation, and then once per side.\n",
+            args.requests_count,
+            args.requests_rate,
+            placement::TXN_TOTAL,
+            placement::PROPOSALS,
+            placement::TXN_TOTAL
+        )?;
+        writeln!(
+            report,
+            "| workers | concurrency | requests | ran | duplicates | lost | not success | latency ms p50/p99/max | runs per worker min/max | etcd txn/request | proposals/request | proposals without a write/request | writes/request |"
+        )?;
+        writeln!(
+            report,
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        )?;
+        for r in &request_rows {
+            let per = |x: f64| x / r.requested.max(1) as f64;
+            let (l50, l99, lmax) = r.latency_ms;
+            writeln!(
+                report,
+                "| {} | {} | {} | {} | {} | {} | {} | {l50}/{l99}/{lmax} | {}/{} | {:.2} | {:.2} | {:.2} | {} |",
+                r.workers,
+                r.concurrency,
+                r.requested,
+                r.ran,
+                r.duplicates,
+                r.lost,
+                r.not_success,
+                r.runs_per_worker.0,
+                r.runs_per_worker.1,
+                per(r.etcd.txns),
+                per(r.etcd.proposals),
+                per(r.etcd.idle_proposals()),
+                writes_per(&r.etcd.writes, r.requested)
+            )?;
+        }
+        writeln!(
+            report,
+            "\nChains: {} chains of {} jobs (`chain-0 → … → chain-{}`, `onSuccess`, `forbid`), each requested once the previous one ended; hop = the parent's `endTime` → the chained run's `startTime`; chain = the first request's `requestedAt` → the last run's `endTime`; etcd per run of the chains.\n",
+            args.requests_chains,
+            args.requests_chain_jobs,
+            args.requests_chain_jobs.saturating_sub(1)
+        )?;
+        writeln!(
+            report,
+            "| workers | chains complete | duplicates | stalled | not success | hops | hop ms p50/p99/max | chain ms p50/max | etcd txn/run | proposals/run | proposals without a write/run | writes/run |"
+        )?;
+        writeln!(
+            report,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        )?;
+        for c in &chain_rows {
+            let per = |x: f64| x / c.runs().max(1) as f64;
+            let (h50, h99, hmax) = c.hop_ms;
+            writeln!(
+                report,
+                "| {} | {}/{} | {} | {} | {} | {} | {h50}/{h99}/{hmax} | {}/{} | {:.2} | {:.2} | {:.2} | {} |",
+                c.workers,
+                c.complete,
+                c.chains,
+                c.duplicates,
+                c.stalled,
+                c.not_success,
+                c.hops,
+                c.chain_ms.0,
+                c.chain_ms.1,
+                per(c.etcd.txns),
+                per(c.etcd.proposals),
+                per(c.etcd.idle_proposals()),
+                writes_per(&c.etcd.writes, c.runs())
             )?;
         }
     }
