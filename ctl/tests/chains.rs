@@ -134,7 +134,7 @@ async fn job_run_sends_variables_and_a_deadline_and_prints_the_request() {
     });
     assert!(!ok, "refused");
     assert!(
-        err.contains("400") && err.contains("env.1X:") && err.contains("env.RCRON_JOB:"),
+        err.contains("400") && err.contains("`env.1X`:") && err.contains("`env.RCRON_JOB`:"),
         "{err}"
     );
     let (ok, _, err) =

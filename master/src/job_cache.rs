@@ -4,7 +4,7 @@
 //! served from it, with each job's parsed schedule at hand, so a page of
 //! 100,000 jobs costs a map walk, not a read and parse of every job.
 //!
-//! The cache answers only while its watch is in step: etcd must answer a
+//! The cache answers only while its watch is alive: etcd must answer a
 //! progress request on the watch stream within 2 s (asked every 0.5 s).
 //! Before the first list, and from a silence or an error until the next
 //! list succeeds, readers go to etcd (and get its outage as a 503). A write made through this
@@ -286,15 +286,12 @@ impl JobCache {
                     }
                 }
             }
-            // A response's header revision covers every event in it (and
-            // progress notifications carry it alone).
-            let applied = resp
-                .header()
-                .map(|h| h.revision())
-                .into_iter()
-                .chain(newest)
-                .max();
-            if let Some(r) = applied {
+            // Only events move the applied revision: etcd before 3.4.25
+            // and 3.5.8 could send a progress notification ahead of events
+            // still to come (etcd issue 15220), so a progress answer proves
+            // the stream alive, not the copy current. A write through this
+            // master is in its range, so its own event moves it.
+            if let Some(r) = newest {
                 self.revision.send_if_modified(|cur| {
                     let moved = r > *cur;
                     *cur = (*cur).max(r);

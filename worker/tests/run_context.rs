@@ -302,11 +302,16 @@ async fn every_attempt_sees_the_run_variables() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut etcd = env.etcd().await;
-    let lease = etcd.lease_grant(30, None).await.expect("lease").id();
+    let request = rcron_shared::RunRequest::manual(
+        rcron_shared::JobName::new("by-hand").expect("name"),
+        rcron_shared::RunParams::default(),
+        chrono::Utc::now().timestamp_millis(),
+        60,
+    );
     etcd.put(
-        format!("{}run/by-hand", env.prefix),
-        "",
-        Some(etcd_client::PutOptions::new().with_lease(lease)),
+        format!("{}run/by-hand/{}", env.prefix, request.id),
+        request.to_json(),
+        None,
     )
     .await
     .expect("request");

@@ -544,15 +544,24 @@ async fn the_log_collection_gets_its_query_and_ttl_indexes() {
         .await
         .expect("indexes");
     let keys: Vec<String> = indexes.iter().map(|i| i.keys.to_string()).collect();
-    // The index is created as {jobName: 1, startTime: -1}; nx-27017 (the
-    // MongoDB-wire test server) reports every direction as 1, so only the
-    // fields and their order are checked.
+    // The index is created as {jobName: 1, startTime: -1, runId: -1,
+    // attempt: -1} (the page order); nx-27017 (the MongoDB-wire test server)
+    // reports every direction as 1, so only the fields and their order are
+    // checked.
     let query_index = indexes
         .iter()
         .find(|i| i.keys.contains_key("jobName"))
         .unwrap_or_else(|| panic!("{keys:?}"));
     let fields: Vec<&str> = query_index.keys.keys().map(String::as_str).collect();
-    assert_eq!(fields, vec!["jobName", "startTime"], "{keys:?}");
+    assert_eq!(
+        fields,
+        vec!["jobName", "startTime", "runId", "attempt"],
+        "{keys:?}"
+    );
+    assert!(
+        indexes.iter().any(|i| i.keys.keys().eq(["runId"].iter())),
+        "one run's attempts: {keys:?}"
+    );
     let ttl = indexes
         .iter()
         .find(|i| i.keys.contains_key("expireAt"))
