@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use etcd_client::{Client, EventType};
 use rcron_shared::backoff::Backoff;
+use rcron_shared::watch::list_then_watch;
 use rcron_shared::{Job, JobName, Keys, Schedule, ScheduleCache};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -198,67 +199,25 @@ impl JobCache {
         token: &CancellationToken,
         backoff: &mut Backoff,
     ) -> Result<(), etcd_client::Error> {
-        let dir = keys.jobs_dir();
-        let resp = client
-            .clone()
-            .get(dir.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let (listed, watch) = list_then_watch(client, &keys.jobs_dir()).await?;
+        // etcd answers a progress request on the stream at once: a stream
+        // silent for STALE_AFTER (etcd gone, a partition) is given up.
+        let mut watch = watch.confirmed(PROGRESS_EVERY, STALE_AFTER);
+        let revision = listed.header().map(|h| h.revision()).unwrap_or_default();
         {
             let mut state = self.write();
             let State { jobs, schedules } = &mut *state;
             jobs.clear();
-            for kv in resp.kvs() {
+            for kv in listed.kvs() {
                 if let Some((name, cached)) = self.decode(keys, kv.key(), kv.value(), schedules) {
                     jobs.insert(name, cached);
                 }
             }
         }
-        let mut stream = client
-            .clone()
-            .watch(
-                dir,
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1),
-                ),
-            )
-            .await?;
         self.revision.send_replace(revision.max(1));
         backoff.reset();
         tracing::info!(jobs = self.len(), revision, "job cache listed");
-        // etcd answers a progress request on the stream at once: an
-        // answer within STALE_AFTER proves the copy is current, and a
-        // stream that stays silent (etcd gone, a partition) is given up.
-        let mut progress = tokio::time::interval(PROGRESS_EVERY);
-        let mut heard = tokio::time::Instant::now();
-        loop {
-            let msg = tokio::select! {
-                () = token.cancelled() => return Ok(()),
-                msg = stream.message() => msg?,
-                _ = progress.tick() => {
-                    if heard.elapsed() > STALE_AFTER {
-                        return Err(etcd_client::Error::WatchError(format!(
-                            "etcd did not answer the job watch for {} ms",
-                            heard.elapsed().as_millis()
-                        )));
-                    }
-                    stream.request_progress().await?;
-                    continue;
-                }
-            };
-            heard = tokio::time::Instant::now();
-            let Some(resp) = msg else {
-                return Err(etcd_client::Error::WatchError("watch stream ended".into()));
-            };
-            if resp.canceled() {
-                return Err(etcd_client::Error::WatchError(format!(
-                    "watch canceled (compacted at {}): {}",
-                    resp.compact_revision(),
-                    resp.cancel_reason()
-                )));
-            }
+        while let Some(resp) = watch.next(token).await? {
             let mut newest = None;
             {
                 let mut state = self.write();
@@ -299,6 +258,7 @@ impl JobCache {
                 });
             }
         }
+        Ok(())
     }
 
     fn decode(

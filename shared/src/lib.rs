@@ -18,6 +18,7 @@
 //!   in-memory stores.
 //! - [`config`]: shared config sections and the file → env → flag layering.
 //! - [`etcd`]: connecting, and classifying outages.
+//! - [`watch`]: list-then-watch of an etcd prefix, for every mirror of etcd.
 //! - [`lease`]: keeping an etcd lease alive and publishing until when it
 //!   certainly lives (the worker's session, the masters' election).
 //! - [`metrics`]: Prometheus text for counters and histograms.
@@ -51,6 +52,7 @@ pub mod runlog;
 pub mod secret;
 pub mod telemetry;
 pub mod verdict;
+pub mod watch;
 
 pub use cron::{Schedule, ScheduleCache, Timezone};
 pub use error::Error;

@@ -15,8 +15,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Client, EventType, KeyValue};
 use rcron_shared::placement::{self, Candidate, Labels, TargetMode};
+use rcron_shared::watch::list_then_watch;
 use rcron_shared::{Job, JobName, Keys, WorkerInfo};
 use tokio_util::sync::CancellationToken;
 
@@ -328,37 +329,9 @@ async fn mirror_once(
     token: &CancellationToken,
     apply: &impl Fn(Change<'_>),
 ) -> Result<(), etcd_client::Error> {
-    let resp = client
-        .clone()
-        .get(dir, Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-    apply(Change::Reset(resp.kvs()));
-    let mut stream = client
-        .clone()
-        .watch(
-            dir,
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
-        )
-        .await?;
-    loop {
-        let msg = tokio::select! {
-            () = token.cancelled() => return Ok(()),
-            msg = stream.message() => msg?,
-        };
-        let Some(resp) = msg else {
-            return Err(etcd_client::Error::WatchError("watch stream ended".into()));
-        };
-        if resp.canceled() {
-            return Err(etcd_client::Error::WatchError(format!(
-                "watch canceled: {}",
-                resp.cancel_reason()
-            )));
-        }
+    let (listed, mut watch) = list_then_watch(client, dir).await?;
+    apply(Change::Reset(listed.kvs()));
+    while let Some(resp) = watch.next(token).await? {
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             match event.event_type() {
@@ -367,6 +340,7 @@ async fn mirror_once(
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@
 //! because they wait (durably) until a worker claims them.
 
 use rcron_shared::backoff::Backoff;
+use rcron_shared::watch::list_then_watch;
 
-use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Client, EventType, KeyValue, WatchOptions};
 use rcron_shared::placement::{self, Labels};
 use rcron_shared::{Job, JobName, Keys, RunRequest};
 use tokio::sync::mpsc;
@@ -90,13 +91,9 @@ async fn sync_and_watch(
     tx: &mpsc::Sender<SchedulerEvent>,
     token: &CancellationToken,
 ) -> Result<(), etcd_client::Error> {
-    let dir = keys.jobs_dir();
-    let resp = client
-        .clone()
-        .get(dir.clone(), Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-    let jobs: Vec<Job> = resp
+    let (listed, mut watch) = list_then_watch(client, &keys.jobs_dir()).await?;
+    let revision = listed.header().map(|h| h.revision()).unwrap_or_default();
+    let jobs: Vec<Job> = listed
         .kvs()
         .iter()
         .filter_map(|kv| decode(keys, kv.key(), kv.value()))
@@ -106,33 +103,7 @@ async fn sync_and_watch(
     if tx.send(SchedulerEvent::Snapshot(jobs)).await.is_err() {
         return Ok(());
     }
-
-    let mut stream = client
-        .clone()
-        .watch(
-            dir,
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
-        )
-        .await?;
-    loop {
-        let msg = tokio::select! {
-            () = token.cancelled() => return Ok(()),
-            msg = stream.message() => msg?,
-        };
-        let Some(resp) = msg else {
-            return Err(etcd_client::Error::WatchError("watch stream ended".into()));
-        };
-        if resp.canceled() {
-            return Err(etcd_client::Error::WatchError(format!(
-                "watch canceled (compacted at {}): {}",
-                resp.compact_revision(),
-                resp.cancel_reason()
-            )));
-        }
+    while let Some(resp) = watch.next(token).await? {
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             let Some(name) = keys.parse_job(kv.key()) else {
@@ -152,6 +123,7 @@ async fn sync_and_watch(
             }
         }
     }
+    Ok(())
 }
 
 fn decode(keys: &Keys, key: &[u8], value: &[u8]) -> Option<Job> {
@@ -234,13 +206,8 @@ async fn sync_and_watch_requests(
     tx: &mpsc::Sender<SchedulerEvent>,
     token: &CancellationToken,
 ) -> Result<(), etcd_client::Error> {
-    let dir = keys.run_dir();
-    let resp = client
-        .clone()
-        .get(dir.clone(), Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-    let requests: Vec<(RunRequest, i64)> = resp
+    let (listed, mut watch) = list_then_watch(client, &keys.run_dir()).await?;
+    let requests: Vec<(RunRequest, i64)> = listed
         .kvs()
         .iter()
         .filter_map(|kv| Some((decode_request(keys, kv)?, kv.mod_revision())))
@@ -248,32 +215,7 @@ async fn sync_and_watch_requests(
     if tx.send(SchedulerEvent::Requests(requests)).await.is_err() {
         return Ok(());
     }
-    let mut stream = client
-        .clone()
-        .watch(
-            dir,
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
-        )
-        .await?;
-    loop {
-        let msg = tokio::select! {
-            () = token.cancelled() => return Ok(()),
-            msg = stream.message() => msg?,
-        };
-        let Some(resp) = msg else {
-            return Err(etcd_client::Error::WatchError("watch stream ended".into()));
-        };
-        if resp.canceled() {
-            return Err(etcd_client::Error::WatchError(format!(
-                "watch canceled (compacted at {}): {}",
-                resp.compact_revision(),
-                resp.cancel_reason()
-            )));
-        }
+    while let Some(resp) = watch.next(token).await? {
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             let Some((job, id)) = keys.parse_run_request(kv.key()) else {
@@ -291,6 +233,7 @@ async fn sync_and_watch_requests(
             }
         }
     }
+    Ok(())
 }
 
 /// A stored request whose value agrees with its key; others are ignored
