@@ -39,7 +39,8 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
     await page.click('#job-runs');
     await page.waitForSelector('#logs-table tr[data-status="success"]', { timeout: 20_000 });
     await page.click('#logs-table tr[data-status="success"]');
-    assert.match(await page.textContent('#log-output-text'), /from-ui/);
+    // The output is read per run (GET /runs/{runId}), after the click.
+    await page.waitForFunction(() => /from-ui/.test(document.querySelector('#log-output-text').textContent));
     await shot('logs');
 
     // A long job: seen running on the workers page, then killed.
@@ -164,7 +165,7 @@ test('the admin places jobs on labelled workers and flags jobs no worker can run
     assert.equal(await page.locator('tr[data-job="ui-placed"] .unschedulable').count(), 0);
     // The labelled worker runs it.
     await eventually('a run of ui-placed', async () => {
-      const { logs } = await (await fetch(`${base}/api/v1/logs?job=ui-placed&limit=5`)).json();
+      const { logs } = await (await fetch(`${base}/api/v1/logs?job=ui-placed&limit=5&output=true`)).json();
       return logs.some((l) => l.status === 'success' && /placed/.test(l.output));
     });
 

@@ -62,8 +62,8 @@ test('run now from the dialog sets variables for that run, shown in its record',
     assert.equal(refused.status(), 400);
     await page.waitForSelector('#run-error:not(.d-none)');
     const error = await page.textContent('#run-error');
-    assert.match(error, /^env\.1X: a variable name is a letter or `_`/m);
-    assert.match(error, /^env\.RCRON_JOB: names starting with RCRON_ are reserved/m);
+    assert.match(error, /^`env\.1X`: a variable name takes ASCII letters, digits and `_`/m);
+    assert.match(error, /^`env\.RCRON_JOB`: names starting with `RCRON_` are reserved/m);
     assert.equal(await page.locator('#run-result:not(.d-none)').count(), 0);
     await shot('run-dialog-refused');
 
