@@ -97,6 +97,12 @@ test('the admin creates, watches, kills and deletes jobs through the REST API', 
     assert.match(await page.textContent('#health'), /etcd/);
     assert.equal(await page.locator('#health .text-bg-danger').count(), 0);
     await shot('cluster');
+
+    // The long job goes too: the next tests start from an empty list.
+    await page.goto(`${base}/#/jobs`);
+    await page.click('tr[data-job="ui-long"] button[data-action="delete"]');
+    await page.waitForSelector('tr[data-job="ui-long"]', { state: 'detached' });
+    await page.waitForSelector('#jobs-empty:not(.d-none)');
   } catch (e) {
     await shot('failure').catch(() => {});
     throw e;
