@@ -31,6 +31,11 @@ async function deleteJobs(page, names) {
   }
 }
 
+// Waits for the output panel to show `pattern`: a run's output is read
+// (GET /runs/{runId}) after its row is clicked.
+const outputShows = (page, pattern) => page.waitForFunction(
+  (source) => new RegExp(source).test(document.querySelector('#log-output-text').textContent), pattern.source);
+
 // The newest records of `job` from the REST API.
 async function records(job) {
   const r = await fetch(`${base}/api/v1/logs?job=${encodeURIComponent(job)}&limit=20`);
@@ -97,7 +102,7 @@ test('run now from the dialog sets variables for that run, shown in its record',
     const params = await page.textContent('#log-params');
     assert.match(params, /^Environment set for this run:/);
     assert.match(params, /GREETING=hello from the dialog\nMODE=a=b$/);
-    assert.match(await page.textContent('#log-output-text'), /ran-now/);
+    await outputShows(page, /ran-now/);
     await shot('logs-run-params');
 
     await deleteJobs(page, [job]);
@@ -154,8 +159,12 @@ test('a chain saved through the form shows on both jobs, and running the first s
     assert.match(await page.textContent('#job-started-by'), /^no job/);
     await shot('job-page-a');
 
-    // B's page, through the link: started by A, starts nothing.
-    await startsB.locator('a').click();
+    // B's page, through the link: started by A (the jobs the API lists
+    // with chainsTo=B), starts nothing.
+    await Promise.all([
+      page.waitForRequest((r) => path(r) === '/api/v1/jobs' && new URL(r.url()).searchParams.get('chainsTo') === b),
+      startsB.locator('a').click(),
+    ]);
     await page.waitForFunction((name) => document.querySelector('#job-title').textContent === name, b);
     const byA = page.locator(`#job-started-by li[data-job="${a}"]`);
     await byA.waitFor();
@@ -200,7 +209,7 @@ test('a chain saved through the form shows on both jobs, and running the first s
     await row.locator('a.triggered-by').click();
     await page.waitForFunction((name) => document.querySelector('#log-job').value === name, a);
     await page.waitForSelector(`#logs-table tr.table-active[data-run-id="${runA.runId}"]`);
-    assert.match(await page.textContent('#log-output-text'), /chain-a/);
+    await outputShows(page, /chain-a/);
     assert.match(await page.textContent('#log-origin'), /^Started by a run-now request\./);
     await shot('logs-chain-parent');
 
