@@ -1,11 +1,20 @@
 // rcron web admin. Uses only the public REST API (/api/v1); no framework,
 // no build step. Pages: #/jobs, #/job?name=NAME (one job and its chain),
-// #/logs?job=NAME[&run=RUNID], #/workers, #/cluster, #/audit.
+// #/logs?job=NAME[&run=RUNID], #/workers, #/cluster, #/audit. Lists are
+// paged by the server (jobs by name cursor, runs by `before`); the page
+// shown is read again every few seconds while the tab is visible.
 'use strict';
 
 const $ = (sel, root = document) => root.querySelector(sel);
+// Runs on a page of the logs; jobs on a page of the jobs list.
 const PAGE_SIZE = 20;
-const REFRESH_MS = 2000;
+const JOB_PAGE_SIZE = 50;
+// The shown page is read again this often, while the tab is visible and no
+// dialog is open.
+const REFRESH_MS = 5000;
+// The "Last run" column costs one query per job shown: read again every
+// this many refreshes, and at once when other jobs are shown.
+const LAST_RUN_EVERY = 3;
 
 // ---- API ------------------------------------------------------------------
 
@@ -87,12 +96,49 @@ const fmtOffset = (ms) => `${ms >= 0 ? '+' : ''}${ms} ms`;
 // Labels ({role: 'db'}) as `role=db, zone=eu-1`: how the job dialog shows them.
 const fmtLabels = (labels) => Object.entries(labels || {}).map(([k, v]) => `${k}=${v}`).join(', ');
 
-// Labels as small badges, or null when there are none.
-function labelBadges(labels) {
+// Labels as small badges, or null when there are none. With `pick`, a
+// click on one calls it with `key=value` (the jobs list filters on it).
+function labelBadges(labels, pick) {
   const entries = Object.entries(labels || {});
-  return entries.length
-    ? el('span', { class: 'labels' }, ...entries.map(([k, v]) => el('span', { class: 'badge text-bg-light border me-1', 'data-label': k }, `${k}=${v}`)))
-    : null;
+  const badge = ([k, v]) => el('span', pick
+    ? { class: 'badge text-bg-light border me-1 label-pick', 'data-label': k, role: 'button', title: `only jobs placed on ${k}=${v}`, onclick: () => pick(`${k}=${v}`) }
+    : { class: 'badge text-bg-light border me-1', 'data-label': k }, `${k}=${v}`);
+  return entries.length ? el('span', { class: 'labels' }, ...entries.map(badge)) : null;
+}
+
+// 10000 → "10,000"; a capped total (the logs count up to 10,000) → "10,000+".
+const fmtCount = (n, capped = false) => `${Number(n).toLocaleString('en-US')}${capped ? '+' : ''}`;
+
+// Compares two strings by code point: the order of the API's pages (Rust
+// compares UTF-8 bytes; JavaScript's < compares UTF-16 units).
+function byCodePoint(a, b) {
+  const [x, y] = [[...a], [...b]];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = x[i].codePointAt(0) - y[i].codePointAt(0);
+    if (d) return d;
+  }
+  return x.length - y.length;
+}
+
+// The job named `name` as the list shows it, or null when there is none.
+// Read from the list, not GET /jobs/{name}, whose 404 the browser reports
+// as a failed request: the page from just before the name (a proper prefix
+// sorts first), searching for it; names are unique and sorted, so the walk
+// stops at the first name past it.
+async function findJob(name) {
+  if (!name) return null;
+  let cursor = [...name].slice(0, -1).join('');
+  for (;;) {
+    const q = new URLSearchParams({ q: name, limit: 100 });
+    if (cursor) q.set('cursor', cursor);
+    const page = await api('GET', `/jobs?${q}`);
+    for (const j of page.jobs) {
+      if (j.name === name) return j;
+      if (byCodePoint(j.name, name) > 0) return null;
+    }
+    if (!page.nextCursor) return null;
+    cursor = page.nextCursor;
+  }
 }
 
 // "role=db, zone=eu-1" → {role: 'db', zone: 'eu-1'}, as rcronctl's --target
@@ -130,49 +176,112 @@ function parseEnvLines(text) {
 // "a, b" → ['a', 'b'], for the chain fields: each must name an existing job
 // other than `self`, once. The server refuses cycles; a name that is no job
 // would only be noticed when a run ends (a chainBroken alert), so it is
-// caught here.
-function parseJobNames(text, self) {
+// caught here: names not on the page shown are looked up.
+async function parseJobNames(text, self) {
   const names = text.split(',').map((n) => n.trim()).filter(Boolean);
-  const known = new Set(jobs.map((j) => j.name));
   names.forEach((n, i) => {
     if (n === self) throw new Error(`a job cannot start itself (${n})`);
-    if (!known.has(n)) throw new Error(`no job is named "${n}"`);
     if (names.indexOf(n) !== i) throw new Error(`"${n}" is listed twice`);
   });
+  const shown = new Set(jobs.map((j) => j.name));
+  const found = await Promise.all(names.map((n) => shown.has(n) || findJob(n)));
+  const missing = names.find((n, i) => !found[i]);
+  if (missing) throw new Error(`no job is named "${missing}"`);
   return names;
 }
 
 // ---- jobs -----------------------------------------------------------------
 
+// The page of jobs shown: the server pages, searches and filters (q,
+// enabled, label); the browser keeps the cursor of each page walked, so
+// Previous goes back without counting.
 let jobs = [];
-let lastRuns = {};
+let jobTotal = 0;
+let jobNext = null;
+let jobCursors = [null]; // where each page walked starts; null: the first
+const jobFilter = { q: '', enabled: '', label: '' };
+let jobSeq = 0;
+// Each shown job's newest record (null: it has none), read per job.
+const lastRuns = new Map();
+let lastRunKey = null;
+let lastRunAge = 0;
+let lastRunBusy = false;
 let editing = null; // name of the job being edited, or null for a new one
 const modal = () => bootstrap.Modal.getOrCreateInstance($('#job-modal'));
 
 async function loadJobs() {
-  const [list, logs] = await Promise.all([api('GET', '/jobs'), api('GET', '/logs?limit=500')]);
-  jobs = list.jobs;
-  lastRuns = {};
-  for (const l of logs.logs) if (!lastRuns[l.jobName]) lastRuns[l.jobName] = l;
+  const seq = ++jobSeq;
+  const q = new URLSearchParams({ limit: JOB_PAGE_SIZE });
+  const cursor = jobCursors[jobCursors.length - 1];
+  if (cursor) q.set('cursor', cursor);
+  for (const [k, v] of Object.entries(jobFilter)) if (v) q.set(k, v);
+  const page = await api('GET', `/jobs?${q}`);
+  // A newer read (another page, another filter) answers instead.
+  if (seq !== jobSeq) return;
+  if (!page.jobs.length && jobCursors.length > 1) {
+    // This page's jobs are gone (deleted, or paused under a filter).
+    jobCursors.pop();
+    await loadJobs();
+    return;
+  }
+  jobs = page.jobs;
+  jobTotal = page.total;
+  jobNext = page.nextCursor || null;
   renderJobs();
+  await loadLastRuns();
+}
+
+// The newest record of each job shown: one query per job (with limit=1),
+// all at once, never two rounds together.
+async function loadLastRuns() {
+  const names = jobs.map((j) => j.name);
+  const key = names.join('\n');
+  if (lastRunBusy || (key === lastRunKey && ++lastRunAge < LAST_RUN_EVERY)) return;
+  lastRunBusy = true;
+  try {
+    const newest = await Promise.all(names.map((n) => api('GET', `/jobs/${encodeURIComponent(n)}/logs?limit=1`)
+      .then((p) => p.logs[0] || null, () => undefined)));
+    names.forEach((n, i) => { if (newest[i] !== undefined) lastRuns.set(n, newest[i]); });
+    lastRunKey = key;
+    lastRunAge = 0;
+  } finally {
+    lastRunBusy = false;
+  }
+  for (const td of document.querySelectorAll('#jobs-table td.last-run')) td.replaceChildren(lastRunContent(td.closest('tr').dataset.job));
+  // Other jobs were shown meanwhile: theirs now.
+  if (jobs.map((j) => j.name).join('\n') !== lastRunKey) await loadLastRuns();
+}
+
+// A job's newest record as a link to its runs; '–' when it has none, empty
+// until read.
+function lastRunContent(name) {
+  if (!lastRuns.has(name)) return '';
+  const last = lastRuns.get(name);
+  return last ? el('a', { class: 'runs-link', href: logsHref(name), title: `its runs (newest: ${fmtTime(last.startTime)})` }, statusBadge(last.status)) : '–';
+}
+
+// Shows the first page for another search or filter.
+function setJobFilter(change) {
+  Object.assign(jobFilter, change);
+  jobCursors = [null];
+  const label = $('#job-label-filter');
+  label.textContent = jobFilter.label ? `label ${jobFilter.label} ✕` : '';
+  label.classList.toggle('d-none', !jobFilter.label);
+  refresh();
 }
 
 function renderJobs() {
-  const q = $('#job-search').value.trim().toLowerCase();
-  const shown = jobs.filter((j) => !q || j.name.toLowerCase().includes(q) || j.command.toLowerCase().includes(q)
-    || fmtLabels(j.target?.labels).toLowerCase().includes(q));
   const body = $('#jobs-table tbody');
-  body.replaceChildren(...shown.map((j) => {
-    const last = lastRuns[j.name];
+  body.replaceChildren(...jobs.map((j) => {
     const act = (label, cls, fn) => el('button', { class: `btn btn-sm btn-outline-${cls}`, 'data-action': label.toLowerCase(), onclick: fn }, label);
     return el('tr', { 'data-job': j.name },
       el('td', {}, el('a', { class: 'job-link', href: jobHref(j.name) }, j.name)),
       el('td', { class: 'command font-monospace small', title: j.command }, j.command),
       el('td', { class: 'font-monospace small' }, j.cronExpr),
       el('td', {}, j.timezone || 'cluster'),
-      targetCell(j),
+      targetCell(j, (label) => setJobFilter({ label })),
       el('td', {}, fmtIso(j.nextFireTime)),
-      el('td', {}, last ? el('a', { class: 'runs-link', href: logsHref(j.name), title: 'its runs' }, statusBadge(last.status)) : '–'),
+      el('td', { class: 'last-run' }, lastRunContent(j.name)),
       el('td', {}, j.disabled ? el('span', { class: 'badge text-bg-secondary' }, 'paused') : el('span', { class: 'badge text-bg-success' }, 'yes')),
       el('td', { class: 'text-end text-nowrap' },
         el('div', { class: 'btn-group' },
@@ -182,15 +291,23 @@ function renderJobs() {
           act(j.disabled ? 'Resume' : 'Pause', 'secondary', () => setPaused(j, !j.disabled)),
           act('Delete', 'danger', () => deleteJob(j.name)))));
   }));
-  $('#jobs-empty').classList.toggle('d-none', jobs.length > 0);
+  const filtered = Object.values(jobFilter).some(Boolean);
+  const first = (jobCursors.length - 1) * JOB_PAGE_SIZE + 1;
+  $('#jobs-range').textContent = jobs.length ? `${fmtCount(first)}–${fmtCount(first + jobs.length - 1)} of` : '';
+  $('#jobs-total').textContent = `${fmtCount(jobTotal)} ${jobTotal === 1 ? 'job' : 'jobs'}`;
+  $('#jobs-prev').disabled = jobCursors.length === 1;
+  $('#jobs-next').disabled = !jobNext;
+  $('#jobs-empty').classList.toggle('d-none', jobTotal > 0 || filtered);
+  $('#jobs-none-match').classList.toggle('d-none', jobTotal > 0 || !filtered);
 }
 
 // Where a job runs: its labels (or "any"), "all workers" when every
 // matching worker runs each tick, and a warning when no live worker matches.
-function targetCell(j) {
+// With `pick`, a click on a label filters the list on it.
+function targetCell(j, pick) {
   const labels = j.target?.labels || {};
   const all = j.target?.mode === 'all';
-  const badges = labelBadges(labels);
+  const badges = labelBadges(labels, pick);
   const parts = [];
   if (badges) parts.push(badges);
   if (all) parts.push(el('span', { class: 'small' }, badges ? '(all workers)' : 'all workers'));
@@ -210,16 +327,22 @@ const logsHref = (name, runId) => `#/logs?job=${encodeURIComponent(name)}${runId
 // ---- one job --------------------------------------------------------------
 
 let detailName = '';
+let detailJob = null;
 
+// One job and the jobs that start it: the API stores each link on the job
+// that starts the other, and lists those with `chainsTo`.
 async function loadJob() {
-  jobs = (await api('GET', '/jobs')).jobs;
-  renderJob();
+  const name = detailName;
+  const job = await findJob(name);
+  const startedBy = job ? await api('GET', `/jobs?${new URLSearchParams({ chainsTo: name, limit: 1000 })}`) : null;
+  if (name !== detailName) return;
+  detailJob = job;
+  renderJob(startedBy);
 }
 
-// One job: its definition and its chain. What starts it is read from every
-// other job's onSuccess/onFailure (the API stores the links one way only).
-function renderJob() {
-  const j = jobs.find((x) => x.name === detailName);
+// One job: its definition and its chain.
+function renderJob(startedByPage) {
+  const j = detailJob;
   $('#job-title').textContent = detailName;
   $('#job-runs').href = logsHref(detailName);
   $('#job-missing').classList.toggle('d-none', !!j);
@@ -246,8 +369,10 @@ function renderJob() {
 
   const link = (name, when) => el('li', { 'data-job': name, 'data-when': when },
     el('a', { href: jobHref(name) }, name), ` ${when === 'onSuccess' ? 'on success' : 'on failure'}`);
-  const startedBy = jobs.flatMap((x) => ['onSuccess', 'onFailure']
+  const startedBy = startedByPage.jobs.flatMap((x) => ['onSuccess', 'onFailure']
     .filter((when) => (x[when] || []).includes(j.name)).map((when) => link(x.name, when)));
+  const more = startedByPage.total - startedByPage.jobs.length;
+  if (more > 0) startedBy.push(el('li', { class: 'text-muted' }, `and ${fmtCount(more)} more`));
   const starts = ['onSuccess', 'onFailure'].flatMap((when) => (j[when] || []).map((n) => link(n, when)));
   const none = (what) => el('li', { class: 'text-muted' }, what);
   $('#job-started-by').replaceChildren(...(startedBy.length ? startedBy : [none('no job: only its schedule and run now')]));
@@ -480,7 +605,7 @@ async function saveJob(ev) {
   const problems = [];
   for (const field of ['onSuccess', 'onFailure']) {
     try {
-      const names = parseJobNames(f[field].value, spec.name);
+      const names = await parseJobNames(f[field].value, spec.name);
       if (names.length) spec[field] = names;
     } catch (e) { problems.push([field, e.message]); }
   }
@@ -518,8 +643,11 @@ async function saveJob(ev) {
 
 // ---- logs -----------------------------------------------------------------
 
-let logSkip = 0;
-let logTotal = 0;
+// The logs page by keyset: `before` = the previous page's nextCursor; the
+// cursors walked are kept, so Newer goes back the way it came.
+let logCursors = [null];
+let logNext = null;
+let logSeq = 0;
 let selectedRun = null;
 // A run to select once its page is loaded (#/logs?job=A&run=ID: the run
 // that started a chained one).
@@ -543,11 +671,21 @@ function triggerCell(l) {
 async function loadLogs() {
   const job = $('#log-job').value.trim();
   const status = $('#log-status').value;
-  const q = new URLSearchParams({ skip: logSkip, limit: PAGE_SIZE });
+  const q = new URLSearchParams({ limit: PAGE_SIZE });
+  const before = logCursors[logCursors.length - 1];
+  if (before) q.set('before', before);
   if (job) q.set('job', job);
   if (status) q.set('status', status);
+  const seq = ++logSeq;
   const page = await api('GET', `/logs?${q}`);
-  logTotal = page.total;
+  if (seq !== logSeq) return;
+  if (!page.logs.length && logCursors.length > 1) {
+    // This page's records expired (the log's TTL): the page before.
+    logCursors.pop();
+    await loadLogs();
+    return;
+  }
+  logNext = page.nextCursor || null;
   const body = $('#logs-table tbody');
   body.replaceChildren(...page.logs.map((l) => {
     const key = `${l.runId}-${l.attempt}`;
@@ -566,16 +704,23 @@ async function loadLogs() {
       el('td', { class: 'reason small', title: verdict ? `tick of ${fmtTime(l.planTime)}` : undefined }, l.reason || ''));
     return row;
   }));
-  const first = page.total ? logSkip + 1 : 0;
-  $('#log-summary').textContent = `${first}–${logSkip + page.logs.length} of ${page.total}, newest first`;
-  $('#log-newer').disabled = logSkip === 0;
-  $('#log-older').disabled = logSkip + PAGE_SIZE >= logTotal;
+  const first = (logCursors.length - 1) * PAGE_SIZE + 1;
+  $('#log-summary').textContent = page.logs.length
+    ? `${fmtCount(first)}–${fmtCount(first + page.logs.length - 1)} of ${fmtCount(page.total, page.totalCapped)}, newest first`
+    : 'no runs';
+  $('#log-newer').disabled = logCursors.length === 1;
+  $('#log-older').disabled = !logNext;
   if (focusRun) {
     // Newest first: the run's last attempt, the one whose end chained.
     const l = page.logs.find((x) => x.runId === focusRun);
     if (l) showOutput(l, `${l.runId}-${l.attempt}`);
     focusRun = null;
   }
+}
+
+function resetLogPages() {
+  logCursors = [null];
+  logNext = null;
 }
 
 function showOutput(l, key) {
@@ -717,19 +862,27 @@ function route() {
   if (current === 'job') detailName = params.get('name') || '';
   if (current === 'logs') {
     const job = params.get('job') || '';
-    if ($('#log-job').value !== job) { $('#log-job').value = job; logSkip = 0; selectedRun = null; $('#log-output').classList.add('d-none'); }
+    if ($('#log-job').value !== job) { $('#log-job').value = job; resetLogPages(); selectedRun = null; $('#log-output').classList.add('d-none'); }
     focusRun = params.get('run');
   }
   refresh();
 }
 
 document.addEventListener('DOMContentLoaded', () => {
-  $('#job-search').addEventListener('input', renderJobs);
+  let searchTimer = null;
+  $('#job-search').addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => setJobFilter({ q: $('#job-search').value.trim() }), 300);
+  });
+  $('#job-enabled').addEventListener('change', () => setJobFilter({ enabled: $('#job-enabled').value }));
+  $('#job-label-filter').addEventListener('click', () => setJobFilter({ label: '' }));
+  $('#jobs-next').addEventListener('click', () => { if (jobNext) { jobCursors.push(jobNext); refresh(); } });
+  $('#jobs-prev').addEventListener('click', () => { if (jobCursors.length > 1) { jobCursors.pop(); refresh(); } });
   $('#audit-job').addEventListener('change', () => refresh());
   $('#new-job').addEventListener('click', () => openEditor(null));
   $('#job-form').addEventListener('submit', saveJob);
   $('#run-form').addEventListener('submit', submitRun);
-  $('#job-edit').addEventListener('click', () => { const j = jobs.find((x) => x.name === detailName); if (j) openEditor(j); });
+  $('#job-edit').addEventListener('click', () => { if (detailJob) openEditor(detailJob); });
   $('#job-run').addEventListener('click', () => openRunDialog(detailName));
   // The dialog's link to the job's runs leaves it: close it on the way.
   $('#run-logs').addEventListener('click', () => runModal().hide());
@@ -743,13 +896,15 @@ document.addEventListener('DOMContentLoaded', () => {
   }
   // A refused label stays marked until the field is edited.
   $('#f-target-labels').addEventListener('input', (e) => e.target.classList.remove('is-invalid'));
-  $('#log-status').addEventListener('change', () => { logSkip = 0; refresh(); });
+  $('#log-status').addEventListener('change', () => { resetLogPages(); refresh(); });
   $('#log-job').addEventListener('change', () => { location.hash = `#/logs?job=${encodeURIComponent($('#log-job').value.trim())}`; });
-  $('#log-newer').addEventListener('click', () => { logSkip = Math.max(0, logSkip - PAGE_SIZE); refresh(); });
-  $('#log-older').addEventListener('click', () => { logSkip += PAGE_SIZE; refresh(); });
+  $('#log-newer').addEventListener('click', () => { if (logCursors.length > 1) { logCursors.pop(); refresh(); } });
+  $('#log-older').addEventListener('click', () => { if (logNext) { logCursors.push(logNext); refresh(); } });
   window.addEventListener('hashchange', route);
   route();
   api('GET', '/cluster').then(renderLeader).catch(() => {});
-  // Keep the page current; never while a dialog is open.
-  setInterval(() => { if (!document.querySelector('.modal.show')) refresh(); }, REFRESH_MS);
+  // Keep the page current: not while a dialog is open, nor while the tab
+  // is hidden (it catches up when shown again).
+  setInterval(() => { if (!document.hidden && !document.querySelector('.modal.show')) refresh(); }, REFRESH_MS);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
 });

@@ -58,6 +58,9 @@ pub struct JobQuery {
     pub enabled: Option<bool>,
     /// Only jobs whose target asks for this label (`key`, `value`).
     pub label: Option<(String, String)>,
+    /// Only jobs that start this one: it is in their `onSuccess` or
+    /// `onFailure` (what a job's page shows as "started by").
+    pub chains_to: Option<JobName>,
     /// Jobs named after this one (the previous page's `nextCursor`).
     pub after: Option<String>,
     /// At most this many.
@@ -306,12 +309,21 @@ pub fn page_of(jobs: &BTreeMap<JobName, Cached>, query: &JobQuery) -> JobPage {
         {
             return false;
         }
+        if let Some(target) = &query.chains_to
+            && !job.on_success.contains(target)
+            && !job.on_failure.contains(target)
+        {
+            return false;
+        }
         match &needle {
             Some(n) => contains_folded(job.name.as_str(), n) || contains_folded(&job.command, n),
             None => true,
         }
     };
-    let filtered = query.q.is_some() || query.enabled.is_some() || query.label.is_some();
+    let filtered = query.q.is_some()
+        || query.enabled.is_some()
+        || query.label.is_some()
+        || query.chains_to.is_some();
     let from = match &query.after {
         Some(after) => std::ops::Bound::Excluded(after.as_str()),
         None => std::ops::Bound::Unbounded,
@@ -359,12 +371,18 @@ mod tests {
     use super::*;
 
     fn cache_with(names: &[(&str, &str, bool)]) -> Arc<JobCache> {
+        cache_of(names.iter().map(|(name, command, disabled)| {
+            serde_json::json!({"name": name, "command": command,
+                "cronExpr": "@daily", "disabled": disabled})
+        }))
+    }
+
+    /// A cache holding these job documents.
+    fn cache_of(docs: impl IntoIterator<Item = serde_json::Value>) -> Arc<JobCache> {
         let cache = JobCache::new(chrono_tz::UTC);
         {
             let mut state = cache.write();
-            for (name, command, disabled) in names {
-                let doc = serde_json::json!({"name": name, "command": command,
-                    "cronExpr": "@daily", "disabled": disabled});
+            for doc in docs {
                 let job = Job::from_json(doc.to_string().as_bytes()).expect("job");
                 state.jobs.insert(
                     job.name.clone(),
@@ -419,5 +437,52 @@ mod tests {
             ..JobQuery::default()
         });
         assert_eq!(names(&paused), ["b"]);
+    }
+
+    #[test]
+    fn chains_to_finds_the_jobs_that_start_a_job_on_success_or_failure() {
+        let job = |name: &str, on_success: &[&str], on_failure: &[&str]| {
+            serde_json::json!({"name": name, "command": "true", "cronExpr": "@daily",
+                "onSuccess": on_success, "onFailure": on_failure})
+        };
+        let cache = cache_of([
+            job("backup", &["report"], &[]),
+            job("cleanup", &[], &["report"]),
+            job("import", &["reporting"], &["backup"]),
+            job("nightly", &["backup", "report"], &["page"]),
+            job("report", &[], &[]),
+        ]);
+        let starts = |name: &str, limit: usize, after: Option<&str>| {
+            cache.page(&JobQuery {
+                chains_to: Some(JobName::new(name).expect("name")),
+                limit,
+                after: after.map(str::to_string),
+                ..JobQuery::default()
+            })
+        };
+        let report = starts("report", 10, None);
+        // A whole name, not a part of one (`reporting` does not start it).
+        assert_eq!(names(&report), ["backup", "cleanup", "nightly"]);
+        assert_eq!(report.total, 3);
+        assert_eq!(report.next, None);
+        // Paged like any filter: every match counted on each page.
+        let first = starts("report", 2, None);
+        assert_eq!(names(&first), ["backup", "cleanup"]);
+        assert_eq!(first.total, 3);
+        let second = starts("report", 2, first.next.as_deref());
+        assert_eq!(names(&second), ["nightly"]);
+        assert_eq!(names(&starts("backup", 10, None)), ["import", "nightly"]);
+        let none = starts("nightly", 10, None);
+        assert!(none.jobs.is_empty());
+        assert_eq!(none.total, 0);
+        // With another filter, both must hold.
+        let with_q = cache.page(&JobQuery {
+            chains_to: Some(JobName::new("report").expect("name")),
+            q: Some("NIGHT".into()),
+            limit: 10,
+            ..JobQuery::default()
+        });
+        assert_eq!(names(&with_q), ["nightly"]);
+        assert_eq!(with_q.total, 1);
     }
 }

@@ -2082,3 +2082,85 @@ async fn the_job_list_pages_and_filters_on_the_server_and_reads_follow_writes() 
     let (_, all) = h.get("/api/v1/jobs?limit=1000").await;
     assert_eq!(all["total"], 25, "{all}");
 }
+
+#[tokio::test]
+async fn the_job_list_finds_the_jobs_that_chain_to_a_job() {
+    let h = harness().await;
+    let with = |name: &str, on_success: &[&str], on_failure: &[&str]| {
+        let mut j = job(name, "true");
+        j["onSuccess"] = json!(on_success);
+        j["onFailure"] = json!(on_failure);
+        j
+    };
+    for j in [
+        with("report", &[], &[]),
+        with("reporting", &[], &[]),
+        with("backup", &["report"], &[]),
+        with("cleanup", &[], &["report"]),
+        with("import", &["reporting"], &["backup"]),
+        with("nightly", &["backup", "report"], &[]),
+    ] {
+        let path = format!("/api/v1/jobs/{}", j["name"].as_str().expect("name"));
+        let (status, body) = h.send_json("PUT", &path, &j).await;
+        assert!(status.is_success(), "{body}");
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["name"].as_str().expect("name").to_string())
+            .collect()
+    };
+    // On success or on failure; a whole name (`reporting` is another job).
+    for consistent in ["false", "true"] {
+        let (status, page) = h
+            .get(&format!(
+                "/api/v1/jobs?chainsTo=report&consistent={consistent}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(names(&page), ["backup", "cleanup", "nightly"], "{page}");
+        assert_eq!(page["total"], 3, "{page}");
+        assert!(page.get("nextCursor").is_none(), "{page}");
+    }
+    // Paged like every filter, the total on each page.
+    let (_, first) = h.get("/api/v1/jobs?chainsTo=report&limit=2").await;
+    assert_eq!(names(&first), ["backup", "cleanup"], "{first}");
+    assert_eq!(first["total"], 3);
+    let cursor = first["nextCursor"].as_str().expect("a next page");
+    let (_, second) = h
+        .get(&format!(
+            "/api/v1/jobs?chainsTo=report&limit=2&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(names(&second), ["nightly"], "{second}");
+    assert_eq!(second["total"], 3);
+    // With another filter, both hold.
+    let (_, both) = h.get("/api/v1/jobs?chainsTo=backup&q=NIGHT").await;
+    assert_eq!(names(&both), ["nightly"], "{both}");
+    let (_, started_by) = h.get("/api/v1/jobs?chainsTo=backup").await;
+    assert_eq!(names(&started_by), ["import", "nightly"], "{started_by}");
+
+    // A chain removed is gone from the next read through this master.
+    let (status, body) = h
+        .send_json("PATCH", "/api/v1/jobs/nightly", &json!({"onSuccess": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, page) = h.get("/api/v1/jobs?chainsTo=report").await;
+    assert_eq!(names(&page), ["backup", "cleanup"], "{page}");
+    assert_eq!(page["total"], 2);
+
+    // A name no job has: nothing starts it. A name no job can have: 400.
+    let (status, page) = h.get("/api/v1/jobs?chainsTo=nobody").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 0, "{page}");
+    assert_eq!(page["jobs"], json!([]));
+    let (status, body) = h.get("/api/v1/jobs?chainsTo=no%20such%2Fname").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let err = body["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("`chainsTo`") && err.contains("no such/name"),
+        "{err}"
+    );
+}

@@ -31,6 +31,11 @@ async function deleteJobs(page, names) {
   }
 }
 
+// Waits for the output panel to show `pattern`: a run's output is read
+// (GET /runs/{runId}) after its row is clicked.
+const outputShows = (page, pattern) => page.waitForFunction(
+  (source) => new RegExp(source).test(document.querySelector('#log-output-text').textContent), pattern.source);
+
 // The newest records of `job` from the REST API.
 async function records(job) {
   const r = await fetch(`${base}/api/v1/logs?job=${encodeURIComponent(job)}&limit=20`);
@@ -62,7 +67,7 @@ test('run now from the dialog sets variables for that run, shown in its record',
     assert.equal(refused.status(), 400);
     await page.waitForSelector('#run-error:not(.d-none)');
     const error = await page.textContent('#run-error');
-    assert.match(error, /^`env\.1X`: a variable name takes ASCII letters/m);
+    assert.match(error, /^`env\.1X`: a variable name takes ASCII letters, digits and `_`/m);
     assert.match(error, /^`env\.RCRON_JOB`: names starting with `RCRON_` are reserved/m);
     assert.equal(await page.locator('#run-result:not(.d-none)').count(), 0);
     await shot('run-dialog-refused');
@@ -97,9 +102,7 @@ test('run now from the dialog sets variables for that run, shown in its record',
     const params = await page.textContent('#log-params');
     assert.match(params, /^Environment set for this run:/);
     assert.match(params, /GREETING=hello from the dialog\nMODE=a=b$/);
-    // The output is read per run, once the run is selected.
-    await page.locator('#log-output-text', { hasText: /ran-now/ }).waitFor();
-    assert.match(await page.textContent('#log-output-text'), /ran-now/);
+    await outputShows(page, /ran-now/);
     await shot('logs-run-params');
 
     await deleteJobs(page, [job]);
@@ -156,8 +159,12 @@ test('a chain saved through the form shows on both jobs, and running the first s
     assert.match(await page.textContent('#job-started-by'), /^no job/);
     await shot('job-page-a');
 
-    // B's page, through the link: started by A, starts nothing.
-    await startsB.locator('a').click();
+    // B's page, through the link: started by A (the jobs the API lists
+    // with chainsTo=B), starts nothing.
+    await Promise.all([
+      page.waitForRequest((r) => path(r) === '/api/v1/jobs' && new URL(r.url()).searchParams.get('chainsTo') === b),
+      startsB.locator('a').click(),
+    ]);
     await page.waitForFunction((name) => document.querySelector('#job-title').textContent === name, b);
     const byA = page.locator(`#job-started-by li[data-job="${a}"]`);
     await byA.waitFor();
@@ -202,9 +209,7 @@ test('a chain saved through the form shows on both jobs, and running the first s
     await row.locator('a.triggered-by').click();
     await page.waitForFunction((name) => document.querySelector('#log-job').value === name, a);
     await page.waitForSelector(`#logs-table tr.table-active[data-run-id="${runA.runId}"]`);
-    // The output is read per run, once the run is selected.
-    await page.locator('#log-output-text', { hasText: /chain-a/ }).waitFor();
-    assert.match(await page.textContent('#log-output-text'), /chain-a/);
+    await outputShows(page, /chain-a/);
     assert.match(await page.textContent('#log-origin'), /^Started by a run-now request\./);
     await shot('logs-chain-parent');
 

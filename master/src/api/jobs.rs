@@ -325,10 +325,21 @@ impl JobsApi {
         enabled: Query<Option<bool>>,
         /// Only jobs whose target asks for this label, as `key=value`.
         label: Query<Option<String>>,
+        /// Only jobs that start this job when a run ends: it is in their
+        /// `onSuccess` or `onFailure` (a whole job name).
+        #[oai(name = "chainsTo")]
+        chains_to: Query<Option<String>>,
         /// Read etcd's current revision rather than this master's copy.
         #[oai(default)]
         consistent: Query<bool>,
     ) -> Result<Json<JobList>, ApiError> {
+        let chains_to = chains_to
+            .0
+            .map(|name| {
+                JobName::new(&name)
+                    .map_err(|e| Error::BadRequest(format!("`chainsTo` must be a job name: {e}")))
+            })
+            .transpose()?;
         let label = match label.0 {
             Some(l) => match l.split_once('=') {
                 Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
@@ -344,6 +355,7 @@ impl JobsApi {
             q: q.0.filter(|q| !q.is_empty()),
             enabled: enabled.0,
             label,
+            chains_to,
             after: cursor.0,
             limit: limit.0.clamp(1, MAX_JOB_PAGE) as usize,
         };
