@@ -88,8 +88,10 @@ pub struct LogEntry {
     pub command: String,
     /// Why the run did not succeed; empty on success.
     pub err: String,
-    /// Captured stdout and stderr (head and tail when truncated).
-    pub output: String,
+    /// Captured stdout and stderr (head and tail when truncated); absent
+    /// from a page of the list unless it asked for `output=true`.
+    #[oai(skip_serializing_if_is_none)]
+    pub output: Option<String>,
     /// The tick the run belongs to.
     pub plan_time: i64,
     /// When the scheduler fired it.
@@ -131,7 +133,7 @@ impl From<LogRecord> for LogEntry {
             job_name: r.job_name,
             command: r.command,
             err: r.err,
-            output: r.output,
+            output: Some(r.output),
             plan_time: r.plan_time,
             schedule_time: r.schedule_time,
             start_time: r.start_time,
@@ -302,8 +304,20 @@ impl LogsApi {
                 with_output: p.output,
             })
             .await?;
+        let without_output = !p.output;
         Ok(Json(LogPageDto {
-            logs: page.records.into_iter().map(LogEntry::from).collect(),
+            logs: page
+                .records
+                .into_iter()
+                .map(LogEntry::from)
+                .map(|mut e| {
+                    if without_output {
+                        // Not read: absent, not "printed nothing".
+                        e.output = None;
+                    }
+                    e
+                })
+                .collect(),
             total: page.total,
             total_capped: page.total_capped,
             next_cursor: page.next.as_ref().map(LogCursor::encode),
