@@ -5,7 +5,7 @@
 //! 100,000 jobs costs a map walk, not a read and parse of every job.
 //!
 //! The cache answers only while its watch is alive: etcd must answer a
-//! progress request on the watch stream within 2 s (asked every 0.5 s).
+//! progress request on the watch stream within 1.5 s (asked every 0.5 s).
 //! Before the first list, and from a silence or an error until the next
 //! list succeeds, readers go to etcd (and get its outage as a 503). A write made through this
 //! master is visible in its next read: [`JobCache::caught_up`] waits until
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 /// How often the cache asks etcd to confirm its watch is current.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// A watch etcd has not answered for this long is out of step.
-const STALE_AFTER: Duration = Duration::from_secs(2);
+const STALE_AFTER: Duration = Duration::from_millis(1500);
 
 /// A job as cached: the job and its parsed schedule (None when it does not
 /// parse, which a stored job written by hand may not).
