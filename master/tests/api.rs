@@ -2164,3 +2164,67 @@ async fn the_job_list_finds_the_jobs_that_chain_to_a_job() {
         "{err}"
     );
 }
+
+/// Every read of the run log a page or a run makes is served by an index
+/// of the store in use: the plan names one (MongoDB `IXSCAN`; nx-27017, the
+/// embedded default, `USING INDEX`). The all-jobs page is the exception on
+/// nx-27017, which orders by no index (BENCHMARKS.md has its figures).
+#[tokio::test]
+async fn log_queries_of_one_job_and_one_run_are_served_by_an_index() {
+    use rcron_shared::runlog::{LogCursor, LogQuery, RunLogWriter, mongo::MongoRunLog};
+    let h = harness().await;
+    let client = mongodb::Client::with_uri_str(kit::mongo_uri())
+        .await
+        .expect("mongo");
+    let log = MongoRunLog::new(&client.database(&h.mongo_db), Duration::from_secs(3600));
+    let record = rcron_shared::LogRecord {
+        job_name: "indexed".into(),
+        command: "true".into(),
+        err: String::new(),
+        output: String::new(),
+        plan_time: 1,
+        schedule_time: 1,
+        start_time: 1,
+        end_time: 2,
+        run_id: "run-indexed".into(),
+        worker: "w".into(),
+        exit_code: Some(0),
+        status: rcron_shared::RunStatus::Success,
+        attempt: 1,
+        output_truncated: false,
+        reason: None,
+        trigger: Default::default(),
+        triggered_by: None,
+        params: None,
+    };
+    // The first write creates the indexes.
+    log.write(std::slice::from_ref(&record))
+        .await
+        .expect("write");
+    let first = LogQuery {
+        job: Some("indexed".into()),
+        limit: 20,
+        ..LogQuery::default()
+    };
+    let next = LogQuery {
+        before: Some(LogCursor::after(&record)),
+        ..first.clone()
+    };
+    let failed = LogQuery {
+        status: Some(rcron_shared::RunStatus::Failed),
+        ..first.clone()
+    };
+    for (what, query, run) in [
+        ("a job's first page", &first, None),
+        ("a job's next page", &next, None),
+        ("a job's failed runs", &failed, None),
+        ("one run", &first, Some("run-indexed")),
+    ] {
+        let plan = log.explain(query, run).await.expect("explain");
+        let text = plan.to_string();
+        assert!(
+            text.contains("IXSCAN") || text.contains("USING INDEX"),
+            "{what} is not served by an index: {text}"
+        );
+    }
+}

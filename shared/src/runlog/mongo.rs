@@ -87,6 +87,10 @@ impl MongoRunLog {
                 .build(),
             // One run's attempts, with their output.
             IndexModel::builder().keys(doc! {"runId": 1}).build(),
+            // A prefix of the first, for stores that use only single-field
+            // indexes (nx-27017, the embedded default, finds a job's
+            // records through this one and sorts them itself).
+            IndexModel::builder().keys(doc! {"jobName": 1}).build(),
             IndexModel::builder()
                 .keys(doc! {"expireAt": 1})
                 .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
@@ -162,47 +166,41 @@ impl RunLogWriter for MongoRunLog {
 impl RunLogReader for MongoRunLog {
     async fn query(&self, query: &LogQuery) -> Result<LogPage, RunLogError> {
         query.check()?;
-        let mut filter = Document::new();
-        if let Some(job) = &query.job {
-            filter.insert("jobName", job.as_str());
-        }
-        if let Some(status) = query.status {
-            filter.insert("status", status.as_str());
-        }
-        if query.runs_only && query.status.is_none() {
-            // `$nin` also matches the original's documents, which have no status.
-            filter.insert(
-                "status",
-                doc! {"$nin": [RunStatus::Skipped.as_str(), RunStatus::Missed.as_str()]},
-            );
-        }
-        let count_filter = filter.clone();
-        if let Some(c) = &query.before {
-            filter.insert(
-                "$or",
-                vec![
-                    doc! {"startTime": {"$lt": c.start_time}},
-                    doc! {"startTime": c.start_time, "runId": {"$lt": c.run_id.as_str()}},
-                    doc! {"startTime": c.start_time, "runId": c.run_id.as_str(),
-                    "attempt": {"$lt": i64::from(c.attempt)}},
-                ],
-            );
-        }
+        let (filter, count_filter) = filters(query);
+        // One more than asked tells whether another page follows. A cursor
+        // is a range on `startTime` (`$lte`), which every store serves from
+        // an index (an `$or` of the three keys is not, on nx-27017); the
+        // records of the cursor's own millisecond that are not after it are
+        // dropped here, fetching more in the rare case ties eat the page.
+        let want = query.limit as usize + 1;
         let page = async {
-            let mut find = self
-                .coll
-                .find(filter)
-                .sort(doc! {"startTime": -1, "runId": -1, "attempt": -1})
-                .skip(query.skip)
-                // One more than asked: whether another page follows.
-                .limit(query.limit as i64 + 1);
-            if !query.with_output {
-                find = find.projection(doc! {"output": 0});
+            let mut extra = if query.before.is_some() { 16 } else { 0 };
+            loop {
+                let asked = want + extra;
+                let mut find = self
+                    .coll
+                    .find(filter.clone())
+                    .sort(page_order())
+                    .skip(query.skip)
+                    .limit(asked as i64);
+                if !query.with_output {
+                    find = find.projection(doc! {"output": 0});
+                }
+                let docs = find.await?.try_collect::<Vec<Document>>().await?;
+                let got = docs.len();
+                let records: Vec<LogRecord> = decode_all(docs)
+                    .into_iter()
+                    .filter(|r| query.before.as_ref().is_none_or(|c| c.precedes(r)))
+                    .collect();
+                if records.len() >= want || got < asked {
+                    return Ok::<_, mongodb::error::Error>(records);
+                }
+                extra = extra.max(16) * 4;
             }
-            find.await?.try_collect::<Vec<Document>>().await
         };
-        let (total, docs) = tokio::try_join!(self.count(&count_filter), page).map_err(classify)?;
-        Ok(LogPage::of(decode_all(docs), query.limit, total))
+        let (total, records) =
+            tokio::try_join!(self.count(&count_filter), page).map_err(classify)?;
+        Ok(LogPage::of(records, query.limit, total))
     }
 
     async fn run(&self, run_id: &str) -> Result<Vec<LogRecord>, RunLogError> {
@@ -227,6 +225,60 @@ impl RunLogReader for MongoRunLog {
             .map_err(classify)?;
         Ok(())
     }
+}
+
+impl MongoRunLog {
+    /// The store's query plan (`explain`, `queryPlanner`) of the page
+    /// `query` reads, and of one run's read when `run_id` is given: how a
+    /// test proves each is served by an index.
+    pub async fn explain(
+        &self,
+        query: &LogQuery,
+        run_id: Option<&str>,
+    ) -> Result<Document, RunLogError> {
+        let (filter, sort) = match run_id {
+            Some(id) => (doc! {"runId": id}, doc! {"attempt": 1}),
+            None => (filters(query).0, page_order()),
+        };
+        self.coll
+            .client()
+            .database(self.coll.namespace().db.as_str())
+            .run_command(doc! {
+                "explain": {"find": self.coll.name(), "filter": filter, "sort": sort,
+                    "limit": query.limit as i64 + 1, "projection": {"output": 0}},
+                "verbosity": "queryPlanner",
+            })
+            .await
+            .map_err(classify)
+    }
+}
+
+/// Newest first: the order of pages and of their cursor.
+fn page_order() -> Document {
+    doc! {"startTime": -1, "runId": -1, "attempt": -1}
+}
+
+/// The filter of `query`'s page (with its cursor) and of its count.
+fn filters(query: &LogQuery) -> (Document, Document) {
+    let mut filter = Document::new();
+    if let Some(job) = &query.job {
+        filter.insert("jobName", job.as_str());
+    }
+    if let Some(status) = query.status {
+        filter.insert("status", status.as_str());
+    }
+    if query.runs_only && query.status.is_none() {
+        // `$nin` also matches the original's documents, which have no status.
+        filter.insert(
+            "status",
+            doc! {"$nin": [RunStatus::Skipped.as_str(), RunStatus::Missed.as_str()]},
+        );
+    }
+    let count_filter = filter.clone();
+    if let Some(c) = &query.before {
+        filter.insert("startTime", doc! {"$lte": c.start_time});
+    }
+    (filter, count_filter)
 }
 
 /// The records of `docs`; documents that do not read as one are skipped.
