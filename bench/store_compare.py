@@ -9,11 +9,11 @@ command, find with sort/skip/limit/projection, explain), bulk-load N run
 records shaped like rcron's, then time the log queries with 1 client and
 with 8 concurrent clients, and report RSS and size on disk.
 
-    deploy/store-compare.sh                      # both servers, 1M records (installs both)
+    deploy/store-compare.sh                      # both servers, 1M records (installs both), ~1.5 h
     python bench/store_compare.py --records 20000 --servers nx   # a quick look
 
 Needs pymongo (either server's venv has it). Writes a JSON report
-(--out) and prints a Markdown summary. Figures in BENCHMARKS.md §9.
+(--out) and prints a Markdown summary. Figures in BENCHMARKS.md §10.
 """
 
 import argparse

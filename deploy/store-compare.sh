@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Measures the embedded MongoDB-wire servers side by side on the run log's
-# queries (BENCHMARKS.md §9): nx-27017 (the deploy/ default, as lib.sh
+# queries (BENCHMARKS.md §10): nx-27017 (the deploy/ default, as lib.sh
 # starts it) and SecantusDB's Python server, each on a free loopback port
 # with a fresh data dir, one after the other. Figures, not pass/fail.
 #
-#   deploy/store-compare.sh                         # 1M records, ~1 h on 2 cores
+#   deploy/store-compare.sh                         # 1M records, ~1.5 h on 2 cores
 #   deploy/store-compare.sh --records 100000 --servers secantusdb
 #
 # Extra arguments go to bench/store_compare.py (--help). The JSON report
