@@ -23,9 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, KeyValue, Txn, TxnOp, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, EventType, KeyValue, Txn, TxnOp, WatchOptions};
 use rcron_alerts::{Alert, AlertSink};
 use rcron_shared::{JobName, Keys, Warning};
 use tokio::sync::{Semaphore, mpsc};
@@ -33,6 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::election::Leadership;
 use crate::store::JobStore;
+use rcron_shared::listing::{Read, list_prefix};
 
 /// Warnings delivered at the same time, at most.
 const MAX_IN_FLIGHT: usize = 64;
@@ -178,14 +177,11 @@ impl Alerting {
     }
 
     async fn list(&self) -> Result<(Vec<Pending>, i64), etcd_client::Error> {
-        let resp = self
-            .client
-            .clone()
-            .get(self.keys.warn_dir(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let listing = list_prefix(&self.client, &self.keys.warn_dir(), Read::Values).await?;
+        let revision = listing.revision;
         Ok((
-            resp.kvs()
+            listing
+                .kvs
                 .iter()
                 .filter_map(|kv| self.pending(kv))
                 .collect(),

@@ -4,7 +4,7 @@
 //!
 //! A change is never refused or held back because MongoDB is down: handlers
 //! hand records to [`Audit::record`] (an unbounded queue: changes come at
-//! human rate), and one writer task stores them in order, retrying with
+//! human rate), and one writer task stores them (in batches), retrying with
 //! backoff until MongoDB takes them. Each record has its own `_id`, so one
 //! written twice (an answer lost after the write) is stored once. Records
 //! still queued when the master stops are tried for [`FLUSH_AT_STOP`] more;
@@ -18,16 +18,16 @@ use futures::TryStreamExt;
 use mongodb::Collection;
 use mongodb::IndexModel;
 use mongodb::bson::{self, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::IndexOptions;
+use mongodb::options::{IndexOptions, InsertManyOptions};
 use rcron_shared::Job;
+use rcron_shared::runlog::mongo::only_duplicates;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::Error;
 
-/// Duplicate key: the record is stored already.
-const DUPLICATE_KEY: i32 = 11000;
+/// Most records stored by one write.
+const WRITE_BATCH: usize = 500;
 /// Longest wait between two tries while MongoDB is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long queued records are still tried once the master stops.
@@ -171,25 +171,45 @@ pub fn channel() -> (Audit, mpsc::UnboundedReceiver<AuditRecord>) {
     (Audit { tx }, rx)
 }
 
-/// Stores queued records in order until every [`Audit`] handle is gone and
-/// the queue is empty (the master bounds that wait by [`FLUSH_AT_STOP`]).
+/// Stores queued records until every [`Audit`] handle is gone and the
+/// queue is empty (the master bounds that wait by [`FLUSH_AT_STOP`]).
+/// Records waiting together are stored by one `insert_many` of up to
+/// [`WRITE_BATCH`]: a burst of saves (`rcronctl apply` of thousands of
+/// jobs) is written as fast as it comes instead of queueing up in memory.
 pub async fn write(coll: Collection<Document>, mut rx: mpsc::UnboundedReceiver<AuditRecord>) {
     ensure_indexes(&coll).await;
     let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
-    while let Some(record) = rx.recv().await {
-        let Ok(doc) = bson::to_document(&record) else {
-            tracing::error!(id = %record.id, "cannot encode an audit record");
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        let docs: Vec<Document> = batch
+            .iter()
+            .filter_map(|record| match bson::to_document(record) {
+                Ok(doc) => Some(doc),
+                Err(e) => {
+                    tracing::error!(id = %record.id, error = %e, "cannot encode an audit record");
+                    None
+                }
+            })
+            .collect();
+        drop(batch);
+        if docs.is_empty() {
             continue;
-        };
+        }
         loop {
-            match store(&coll, &doc).await {
+            match store(&coll, &docs).await {
                 Ok(()) => {
                     backoff.reset();
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, queued = rx.len() + 1, retry_in_ms = backoff.current().as_millis() as u64,
-                        "cannot store an audit record; will retry");
+                    tracing::warn!(error = %e, queued = rx.len() + docs.len(), retry_in_ms = backoff.current().as_millis() as u64,
+                        "cannot store audit records; will retry");
                     backoff.wait().await;
                 }
             }
@@ -197,13 +217,15 @@ pub async fn write(coll: Collection<Document>, mut rx: mpsc::UnboundedReceiver<A
     }
 }
 
-async fn store(coll: &Collection<Document>, doc: &Document) -> mongodb::error::Result<()> {
-    match coll.insert_one(doc).await {
+/// Stores `docs`; records stored already (an answer lost after a write)
+/// are not an error. Unordered, so one duplicate does not stop the rest;
+/// readers sort by `time`.
+async fn store(coll: &Collection<Document>, docs: &[Document]) -> mongodb::error::Result<()> {
+    let options = InsertManyOptions::builder().ordered(false).build();
+    match coll.insert_many(docs).with_options(options).await {
         Ok(_) => Ok(()),
-        Err(e) => match e.kind.as_ref() {
-            ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY => Ok(()),
-            _ => Err(e),
-        },
+        Err(e) if only_duplicates(&e) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -206,12 +206,12 @@ impl JobCache {
         // etcd answers a progress request on the stream at once: a stream
         // silent for STALE_AFTER (etcd gone, a partition) is given up.
         let mut watch = watch.confirmed(PROGRESS_EVERY, STALE_AFTER);
-        let revision = listed.header().map(|h| h.revision()).unwrap_or_default();
+        let revision = listed.revision;
         {
             let mut state = self.write();
             let State { jobs, schedules } = &mut *state;
             jobs.clear();
-            for kv in listed.kvs() {
+            for kv in &listed.kvs {
                 if let Some((name, cached)) = self.decode(keys, kv.key(), kv.value(), schedules) {
                     jobs.insert(name, cached);
                 }

@@ -26,6 +26,7 @@ use crate::Error;
 use crate::election::Leadership;
 use crate::registry::WorkerRegistry;
 use crate::store::JobStore;
+use rcron_shared::listing::{Read, list_prefix};
 
 /// How often the leader looks.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -75,12 +76,8 @@ impl RequestSweeper {
     }
 
     async fn sweep(&self, leadership: &Leadership) -> Result<(), Error> {
-        let resp = self
-            .client
-            .clone()
-            .get(self.keys.run_dir(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        if resp.kvs().is_empty() {
+        let listing = list_prefix(&self.client, &self.keys.run_dir(), Read::Values).await?;
+        if listing.kvs.is_empty() {
             return Ok(());
         }
         let jobs: HashMap<JobName, Job> = self
@@ -93,7 +90,7 @@ impl RequestSweeper {
         let workers = self.workers.list().await?;
         let busy = self.busy_jobs().await?;
         let now = chrono::Utc::now().timestamp_millis();
-        for kv in resp.kvs() {
+        for kv in &listing.kvs {
             if !leadership.is_valid() {
                 return Ok(());
             }

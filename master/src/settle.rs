@@ -29,6 +29,7 @@ use crate::Error;
 use crate::election::Leadership;
 use crate::registry::WorkerRegistry;
 use crate::store::JobStore;
+use rcron_shared::listing::{Read, list_prefix};
 use rcron_shared::runlog::RunLogStore;
 
 /// How long after its planned time a tick nobody took is settled, at
@@ -207,13 +208,9 @@ impl Settler {
     /// Every one-per-tick job's fired marker: its raw value and plan time
     /// (None for `-`).
     async fn fired(&self) -> Result<HashMap<JobName, (Vec<u8>, Option<i64>)>, Error> {
-        let resp = self
-            .client
-            .clone()
-            .get(self.keys.fired_dir(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        Ok(resp
-            .kvs()
+        let listing = list_prefix(&self.client, &self.keys.fired_dir(), Read::Values).await?;
+        Ok(listing
+            .kvs
             .iter()
             .filter_map(|kv| {
                 let job = self.keys.parse_fired(kv.key())?;

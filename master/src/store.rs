@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::Error;
+use rcron_shared::listing::{Read, list_prefix};
 
 /// How long a kill request stays in etcd. Workers react to the put event;
 /// the lease only cleans the key up.
@@ -171,15 +172,11 @@ impl JobStore {
     /// Every job, sorted by name. A value that is not a valid job (written
     /// by hand, say) is skipped with a warning rather than hiding the rest.
     pub async fn list(&self) -> Result<Vec<Job>, Error> {
-        let resp = self
-            .client
-            .clone()
-            .get(self.keys.jobs_dir(), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let listing = list_prefix(&self.client, &self.keys.jobs_dir(), Read::Values).await?;
         // etcd returns keys in byte order, which is name order.
         let mut schedules = ScheduleCache::default();
-        Ok(resp
-            .kvs()
+        Ok(listing
+            .kvs
             .iter()
             .filter_map(|kv| match decode_cached(kv, &mut schedules) {
                 Ok(job) => Some(job),
@@ -221,12 +218,8 @@ impl JobStore {
     /// the legacy list shows documents the original wrote and rcron
     /// refuses (a name with a space, an expression it cannot parse).
     pub async fn list_stored(&self) -> Result<Vec<Vec<u8>>, Error> {
-        let resp = self
-            .client
-            .clone()
-            .get(self.keys.jobs_dir(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        Ok(resp.kvs().iter().map(|kv| kv.value().to_vec()).collect())
+        let listing = list_prefix(&self.client, &self.keys.jobs_dir(), Read::Values).await?;
+        Ok(listing.kvs.iter().map(|kv| kv.value().to_vec()).collect())
     }
 
     /// Asks every worker to kill the job's running run(s): a short-lived

@@ -2083,6 +2083,61 @@ async fn the_job_list_pages_and_filters_on_the_server_and_reads_follow_writes() 
     assert_eq!(all["total"], 25, "{all}");
 }
 
+/// More jobs than one etcd answer holds (the client refuses answers over
+/// 4 MiB): a master started on them lists every one, in its cache, from
+/// etcd (`consistent=true`) and on the legacy list.
+#[tokio::test]
+async fn a_master_lists_more_jobs_than_one_etcd_answer_holds() {
+    let (cfg, prefix) = config(kit::etcd_endpoint());
+    let etcd = kit::etcd_client().await;
+    // 2,500 jobs of ~2.5 KB: ~6 MB, written straight to etcd (as another
+    // master would have) in transactions of 100 puts.
+    let count = 2500;
+    let filler = "x".repeat(2400);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|i| {
+                let name = format!("big-{i:05}");
+                let doc = json!({"name": name, "command": format!("echo {filler}"), "cronExpr": "@daily"});
+                etcd_client::TxnOp::put(format!("{prefix}jobs/{name}"), doc.to_string(), None)
+            })
+            .collect();
+        etcd.clone()
+            .txn(etcd_client::Txn::new().and_then(ops))
+            .await
+            .expect("txn");
+    }
+    let state: Arc<AppState> = rcron_master::state(&cfg).await.expect("state");
+    let cli = TestClient::new(routes(state).boxed());
+    let total = |v: &Value| v["total"].as_u64();
+    let listed = kit::eventually(
+        Duration::from_secs(20),
+        "the job cache to list every job",
+        || async {
+            let (status, page) = read(cli.get("/api/v1/jobs?limit=10").send().await.0).await;
+            (status == StatusCode::OK && total(&page) == Some(count)).then_some(page)
+        },
+    )
+    .await;
+    assert_eq!(listed["jobs"][0]["name"], "big-00000");
+    let (status, page) = read(
+        cli.get("/api/v1/jobs?limit=10&consistent=true")
+            .send()
+            .await
+            .0,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(total(&page), Some(count), "read from etcd in pages");
+    let (status, legacy) = read(cli.get("/job/list").send().await.0).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        legacy["data"].as_array().map(Vec::len),
+        Some(count as usize)
+    );
+}
+
 #[tokio::test]
 async fn the_job_list_finds_the_jobs_that_chain_to_a_job() {
     let h = harness().await;

@@ -18,6 +18,7 @@
 //!   in-memory stores.
 //! - [`config`]: shared config sections and the file → env → flag layering.
 //! - [`etcd`]: connecting, and classifying outages.
+//! - [`listing`]: reading a whole prefix in pages at one revision.
 //! - [`watch`]: list-then-watch of an etcd prefix, for every mirror of etcd.
 //! - [`lease`]: keeping an etcd lease alive and publishing until when it
 //!   certainly lives (the worker's session, the masters' election).
@@ -41,6 +42,7 @@ pub mod job_env;
 mod job_shape;
 pub mod keys;
 pub mod lease;
+pub mod listing;
 pub mod metrics;
 pub mod name;
 #[cfg(feature = "openapi")]

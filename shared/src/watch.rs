@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, GetResponse, WatchOptions, WatchResponse, WatchStream};
+use etcd_client::{Client, WatchOptions, WatchResponse, WatchStream};
 use tokio_util::sync::CancellationToken;
+
+use crate::listing::{Listing, Read, list_prefix};
 
 /// A watch of a prefix from the revision after its list.
 pub struct PrefixWatch {
@@ -24,16 +26,14 @@ struct Liveness {
     stale_after: Duration,
 }
 
-/// Lists `dir` (with values) and watches it from the next revision.
+/// Lists `dir` (with values, in pages: [`crate::listing`]) and watches it
+/// from the next revision.
 pub async fn list_then_watch(
     client: &Client,
     dir: &str,
-) -> Result<(GetResponse, PrefixWatch), etcd_client::Error> {
-    let listed = client
-        .clone()
-        .get(dir, Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = listed.header().map(|h| h.revision()).unwrap_or_default();
+) -> Result<(Listing, PrefixWatch), etcd_client::Error> {
+    let listed = list_prefix(client, dir, Read::Values).await?;
+    let revision = listed.revision;
     let stream = client
         .clone()
         .watch(

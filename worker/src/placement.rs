@@ -330,7 +330,7 @@ async fn mirror_once(
     apply: &impl Fn(Change<'_>),
 ) -> Result<(), etcd_client::Error> {
     let (listed, mut watch) = list_then_watch(client, dir).await?;
-    apply(Change::Reset(listed.kvs()));
+    apply(Change::Reset(&listed.kvs));
     while let Some(resp) = watch.next(token).await? {
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };

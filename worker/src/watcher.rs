@@ -92,9 +92,9 @@ async fn sync_and_watch(
     token: &CancellationToken,
 ) -> Result<(), etcd_client::Error> {
     let (listed, mut watch) = list_then_watch(client, &keys.jobs_dir()).await?;
-    let revision = listed.header().map(|h| h.revision()).unwrap_or_default();
+    let revision = listed.revision;
     let jobs: Vec<Job> = listed
-        .kvs()
+        .kvs
         .iter()
         .filter_map(|kv| decode(keys, kv.key(), kv.value()))
         .filter(|job| placement::matches(job.target.as_ref(), labels))
@@ -208,7 +208,7 @@ async fn sync_and_watch_requests(
 ) -> Result<(), etcd_client::Error> {
     let (listed, mut watch) = list_then_watch(client, &keys.run_dir()).await?;
     let requests: Vec<(RunRequest, i64)> = listed
-        .kvs()
+        .kvs
         .iter()
         .filter_map(|kv| Some((decode_request(keys, kv)?, kv.mod_revision())))
         .collect();

@@ -13,6 +13,7 @@ use crate::Error;
 use crate::api::logs::StatusDto;
 use crate::api::{ApiError, ApiTags, AppState};
 use crate::election::MasterInfo;
+use rcron_shared::listing::{Read, list_prefix};
 
 /// REST operations on the cluster.
 pub struct ClusterApi {
@@ -228,14 +229,10 @@ impl ClusterApi {
 
     async fn pending(&self) -> Result<Vec<Warning>, Error> {
         let keys = self.state.store.keys();
-        let resp = self
-            .state
-            .store
-            .client()
-            .get(keys.warn_dir(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        Ok(resp
-            .kvs()
+        let listing =
+            list_prefix(&self.state.store.client(), &keys.warn_dir(), Read::Values).await?;
+        Ok(listing
+            .kvs
             .iter()
             .filter_map(|kv| serde_json::from_slice::<Warning>(kv.value()).ok())
             .collect())

@@ -295,7 +295,7 @@ fn decode_all(docs: Vec<Document>) -> Vec<LogRecord> {
 }
 
 /// Whether a failed insert only hit records that are already there.
-fn only_duplicates(e: &mongodb::error::Error) -> bool {
+pub fn only_duplicates(e: &mongodb::error::Error) -> bool {
     match e.kind.as_ref() {
         mongodb::error::ErrorKind::InsertMany(ime) => {
             ime.write_concern_error.is_none()
