@@ -12,5 +12,5 @@ cd "$(dirname "$0")/.."
 ensure_system_packages
 ensure_mongo_wire
 ensure_bench_tools
-cargo build --release --locked -p rcron-bench
+cargo build --release --locked -p rcron-bench -p rcron-master
 deploy/test-env.sh target/release/rcron-bench --cluster --api --peer-python "$BENCH_PYTHON" "$@"

@@ -9,8 +9,10 @@
 //!    `RCRON_TEST_ETCD`/`RCRON_TEST_MONGO`, as `deploy/test-env.sh` sets):
 //!    the raw etcd transaction rate and the end-to-end run rate of two
 //!    workers ([`cluster`]).
-//! 4. With `--api` (same services): latency of job saves, the job list and
-//!    log queries with concurrent clients against a real master ([`api`]).
+//! 4. With `--api` (same services): latency of job saves, job pages and
+//!    log pages with concurrent clients against a real master started as
+//!    its own process, the store's own time for the same log queries, and
+//!    the master's memory with every job cached ([`api`]).
 //! 5. With `--placement` (same services): etcd transactions and proposals
 //!    per run, runs per worker and start lag at 2, 8 and 32 in-process
 //!    workers, with ranking off (before) and on (after) ([`placement`]).
@@ -71,15 +73,34 @@ struct Args {
     /// Also measure the HTTP API (job save, job list, log query).
     #[arg(long)]
     api: bool,
-    /// Jobs saved and then listed by the API benchmark.
-    #[arg(long, default_value_t = 10_000)]
+    /// Jobs saved through the API and then paged by the API benchmark.
+    #[arg(long, default_value_t = 100_000)]
     api_jobs: usize,
     /// Run records loaded for the API benchmark's log queries.
     #[arg(long, default_value_t = 1_000_000)]
     api_logs: usize,
+    /// Distinct cron expressions among the API benchmark's jobs (at most
+    /// 8,640; each parsed one costs ~5 KiB of the master's memory per cache).
+    #[arg(long, default_value_t = 8640)]
+    api_exprs: usize,
     /// Concurrent HTTP clients of the API benchmark.
     #[arg(long, default_value_t = 8)]
     api_clients: usize,
+    /// The `rcron-master` binary the API benchmark starts (default: the
+    /// one beside this binary; `cargo build --release -p rcron-master`).
+    #[arg(long)]
+    api_master: Option<std::path::PathBuf>,
+    /// Log pages followed by `nextCursor` before the deep page is timed.
+    #[arg(long, default_value_t = 250)]
+    api_deep_pages: usize,
+    /// Seconds a walk through log pages (following `nextCursor`) may take;
+    /// the deep page is where it stopped.
+    #[arg(long, default_value_t = 600)]
+    api_walk_budget_secs: u64,
+    /// Seconds the run-record load may take; the log pages are then read
+    /// at the count reached.
+    #[arg(long, default_value_t = 2400)]
+    api_load_budget_secs: u64,
     /// Also measure placement: etcd work per run and runs per worker, with
     /// ranking off (`rank_delay_ms = 0`, before) and on (the default).
     #[arg(long)]
@@ -170,6 +191,143 @@ fn writes_per(w: &requests::Writes, unit: u64) -> String {
         per(w.registrations),
         per(w.other)
     )
+}
+
+/// The API section of the report.
+fn write_api(report: &mut impl Write, f: &api::ApiFigures, clients: usize) -> anyhow::Result<()> {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    writeln!(
+        report,
+        "\n## HTTP API, {clients} concurrent clients against one master (its own process)\n"
+    )?;
+    writeln!(
+        report,
+        "{} jobs ({} distinct expressions) saved through the API; {} of {} run records loaded ({:.0}/s, {:.0} s; {} on the hot job).\n",
+        f.jobs,
+        f.exprs,
+        f.logs_loaded,
+        f.logs_wanted,
+        f.log_inserts_per_sec,
+        f.log_load_secs,
+        f.hot_records
+    )?;
+    writeln!(
+        report,
+        "| request | requests | errors (503) | p50 ms | p99 ms | max ms | req/s | CPU ms/req master / etcd / store |\n|---|---:|---:|---:|---:|---:|---:|---|"
+    )?;
+    for r in &f.rows {
+        writeln!(
+            report,
+            "| {} | {} | {} ({}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} / {:.2} / {:.2} |",
+            r.what,
+            r.requests,
+            r.errors,
+            r.unavailable,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.per_sec,
+            r.cpu_ms[0],
+            r.cpu_ms[1],
+            r.cpu_ms[2]
+        )?;
+    }
+    for r in f.rows.iter().filter(|r| r.first_error.is_some()) {
+        writeln!(
+            report,
+            "\nFirst failure of {}: `{}`",
+            r.what,
+            r.first_error.as_deref().unwrap_or_default()
+        )?;
+    }
+    writeln!(
+        report,
+        "\nThe same log queries sent to the store by its own driver client (waiting as long as the store takes; the master's gives up after 3 s and answers 503), with {clients} clients and with one; p50 ms (failed requests); the store is let finish what earlier rows left it before each row:\n"
+    )?;
+    writeln!(
+        report,
+        "| query | rcron, {clients} clients | store, {clients} clients: find + count | rcron, 1 client | store, 1 client: find + count | find alone | count alone | rcron's share, 1 client (p50 difference) | master CPU ms/request, 1 client | find with `startTime ≤ cursor` added |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    let cell = |r: &api::ApiRow| {
+        if r.errors > 0 {
+            format!("{:.0} ({} of {} failed)", r.p50_ms, r.errors, r.requests)
+        } else {
+            format!("{:.1}", r.p50_ms)
+        }
+    };
+    let opt = |r: &Option<api::ApiRow>| r.as_ref().map_or("—".into(), cell);
+    for c in &f.store {
+        writeln!(
+            report,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} |",
+            c.what,
+            cell(&c.api),
+            cell(&c.store),
+            cell(&c.api_alone),
+            cell(&c.store_alone),
+            opt(&c.find_alone),
+            opt(&c.count_alone),
+            c.api_alone.p50_ms - c.store_alone.p50_ms,
+            c.api_alone.cpu_ms[0],
+            opt(&c.bounded_alone)
+        )?;
+    }
+    let m = &f.memory;
+    writeln!(
+        report,
+        "\nMaster RSS (`/proc/<pid>/status` of the `rcron-master` process, MiB): {:.0} with no job; {:.0} after {} jobs were saved through it ({} audit records stored {:.1} s after the last save, {:.0} then); {:.0} after its cached pages; {:.0} (peak {:.0}) after its `consistent=true` pages. Restarted with the jobs in etcd: {}. A master started on an empty prefix, the jobs then copied in straight through etcd (its cache filled by its watch in {:.1} s): {:.0} before, {:.0} (peak {:.0}) with every job cached, {:.0} (peak {:.0}) after the log pages.",
+        mib(m.empty_kib),
+        mib(m.saved_kib),
+        f.jobs,
+        m.audit_stored,
+        m.audit_drain_secs,
+        mib(m.audited_kib),
+        mib(m.paged_kib),
+        mib(m.consistent_kib),
+        mib(m.consistent_peak_kib),
+        match m.listed_secs {
+            Some(secs) => format!(
+                "every job listed {secs:.2} s after spawn, {:.0} (peak {:.0})",
+                mib(m.listed_kib),
+                mib(m.listed_peak_kib)
+            ),
+            None => "it never listed them (see the wrong answers below)".into(),
+        },
+        m.watch_fill_secs,
+        mib(m.watch_empty_kib),
+        mib(m.watched_kib),
+        mib(m.watched_peak_kib),
+        mib(m.end_kib),
+        mib(m.end_peak_kib)
+    )?;
+    writeln!(
+        report,
+        "\nIdle with every job loaded (no request, {} s): the master used {:.1}% of a core, etcd {:.1}%, the store {:.1}% (taken off the log rows' CPU per request).",
+        f.idle_secs, m.idle_cpu[0], m.idle_cpu[1], m.idle_cpu[2]
+    )?;
+    writeln!(report, "\nWalks (one client, every page checked):\n")?;
+    for w in &f.walks {
+        writeln!(
+            report,
+            "- {}: {} pages in {:.1} s ({:.1} ms a page)",
+            w.what,
+            w.pages,
+            w.secs,
+            w.secs * 1000.0 / w.pages.max(1) as f64
+        )?;
+    }
+    if f.findings.is_empty() {
+        writeln!(
+            report,
+            "\nEvery page checked was right (order, ties, filters, totals, cursors, no output)."
+        )?;
+    } else {
+        writeln!(report, "\nWrong answers:\n")?;
+        for finding in &f.findings {
+            writeln!(report, "- {finding}")?;
+        }
+    }
+    Ok(())
 }
 
 fn ms(f: &str) -> f64 {
@@ -302,26 +460,34 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if let Some(services) = services.as_ref().filter(|_| args.api) {
-        let f = rt.block_on(api::api(
-            services,
-            args.api_jobs,
-            args.api_logs,
-            args.api_clients,
-            args.seconds,
-        ))?;
-        println!("run records bulk-loaded at {:.0}/s", f.log_inserts_per_sec);
+        let opts = api::ApiOptions {
+            jobs: args.api_jobs,
+            exprs: args.api_exprs,
+            logs: args.api_logs,
+            clients: args.api_clients,
+            secs: args.seconds,
+            master_bin: args
+                .api_master
+                .clone()
+                .unwrap_or_else(api::default_master_bin),
+            deep_pages: args.api_deep_pages,
+            walk_budget: std::time::Duration::from_secs(args.api_walk_budget_secs),
+            load_budget: std::time::Duration::from_secs(args.api_load_budget_secs),
+            log_dir: args
+                .report
+                .parent()
+                .map_or_else(|| ".".into(), std::path::Path::to_path_buf),
+        };
+        let f = rt.block_on(api::api(services, &opts))?;
         println!(
-            "{:>44} {:>7} {:>8} {:>6} {:>9} {:>9} {:>9} {:>8}",
-            "request", "clients", "requests", "errors", "p50 ms", "p99 ms", "max ms", "req/s"
+            "run records bulk-loaded: {} of {} in {:.0} s, {:.0}/s",
+            f.logs_loaded, f.logs_wanted, f.log_load_secs, f.log_inserts_per_sec
         );
         for r in &f.rows {
-            println!(
-                "{:>44} {:>7} {:>8} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>8.1}",
-                r.what, r.clients, r.requests, r.errors, r.p50_ms, r.p99_ms, r.max_ms, r.per_sec
-            );
-            if let Some(e) = &r.first_error {
-                println!("    first error: {e}");
-            }
+            println!("{}", api::describe(r));
+        }
+        for finding in &f.findings {
+            println!("WRONG: {finding}");
         }
         api_figures = Some(f);
     }
@@ -588,34 +754,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if let Some(f) = &api_figures {
-        writeln!(
-            report,
-            "\n## HTTP API, concurrent clients against one master\n"
-        )?;
-        writeln!(
-            report,
-            "| request | clients | requests | errors | p50 ms | p99 ms | max ms | req/s (ok) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
-        )?;
-        for r in &f.rows {
-            writeln!(
-                report,
-                "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                r.what, r.clients, r.requests, r.errors, r.p50_ms, r.p99_ms, r.max_ms, r.per_sec
-            )?;
-        }
-        for r in f.rows.iter().filter(|r| r.first_error.is_some()) {
-            writeln!(
-                report,
-                "\nFirst failure of {}: `{}`",
-                r.what,
-                r.first_error.as_deref().unwrap_or_default()
-            )?;
-        }
-        writeln!(
-            report,
-            "\nRun records bulk-loaded into the log store at {:.0}/s.",
-            f.log_inserts_per_sec
-        )?;
+        write_api(&mut report, f, args.api_clients)?;
     }
     if !placement_rows.is_empty() {
         writeln!(

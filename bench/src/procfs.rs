@@ -34,7 +34,13 @@ pub(crate) fn cpu_secs(pid: &str, whose: Cpu) -> f64 {
 /// A `/proc/self/status` memory field (`VmRSS:`, `VmHWM:`) in KiB; 0 when
 /// unreadable.
 pub(crate) fn self_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib("self", field)
+}
+
+/// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in KiB; 0 when
+/// unreadable.
+pub(crate) fn status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
