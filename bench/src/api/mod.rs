@@ -455,7 +455,10 @@ pub(crate) async fn api(s: &Services, opts: &ApiOptions) -> anyhow::Result<ApiFi
         m.watch_fill_secs,
     );
 
-    log_phase(&ctx, opts, &database, &s.mongo, &mut f).await?;
+    // `--api-logs 0`: the job side only.
+    if opts.logs > 0 {
+        log_phase(&ctx, opts, &database, &s.mongo, &mut f).await?;
+    }
     let m = &mut f.memory;
     (m.end_kib, m.end_peak_kib) = master.memory();
 
