@@ -88,9 +88,12 @@ pub(crate) fn run(report: &std::path::Path) -> anyhow::Result<()> {
         ));
     }
     md.push_str(&format!(
-        "\nMeasured {} on {} cores.\n",
+        "\nMeasured {} on {} cores, {} build. `lines` counts the lines printed after \
+         each stream opened (the few before arrive at once and are not timed); `lost` \
+         counts lines never received.\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        std::thread::available_parallelism().map_or(1, usize::from)
+        std::thread::available_parallelism().map_or(1, usize::from),
+        if cfg!(debug_assertions) { "a debug" } else { "a release" }
     ));
     if let Some(dir) = report.parent() {
         std::fs::create_dir_all(dir)?;
