@@ -93,7 +93,11 @@ pub(crate) fn run(report: &std::path::Path) -> anyhow::Result<()> {
          counts lines never received.\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         std::thread::available_parallelism().map_or(1, usize::from),
-        if cfg!(debug_assertions) { "a debug" } else { "a release" }
+        if cfg!(debug_assertions) {
+            "a debug"
+        } else {
+            "a release"
+        }
     ));
     if let Some(dir) = report.parent() {
         std::fs::create_dir_all(dir)?;

@@ -372,8 +372,31 @@ async fn output_streams_through_the_master_while_the_run_prints() {
     ));
     assert!(stored.next(Duration::from_secs(5)).await.is_none());
 
+    // The job's stream, with no run going: its newest recorded run.
+    let mut by_job = Stream::open(
+        &s.http,
+        &format!("{}/api/v1/jobs/ticker/output/stream", s.base),
+    )
+    .await;
+    match by_job.next(Duration::from_secs(5)).await {
+        Some(LiveEvent::Run(start)) => {
+            assert_eq!(start.run_id, run_id);
+            assert!(!start.running);
+        }
+        other => panic!("expected the run event, got {other:?}"),
+    }
+    let resp = s
+        .http
+        .put(format!("{}/api/v1/jobs/never-ran", s.base))
+        .json(&json!({"name": "never-ran", "command": "true", "cronExpr": "0 0 1 1 *"}))
+        .send()
+        .await
+        .expect("PUT job");
+    assert!(resp.status().is_success());
+
     // Unknown runs and jobs are 404, malformed ids 400, as JSON.
     for (path, status) in [
+        ("/api/v1/jobs/never-ran/output/stream".to_string(), 404),
         (
             format!("/api/v1/runs/{}/output/stream", uuid::Uuid::now_v7()),
             404,

@@ -214,3 +214,61 @@ impl Follow {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(secret: Option<&str>, open: bool) -> OutputAccess {
+        OutputAccess {
+            runs: Arc::new(LiveRuns::new(64)),
+            secret: secret.map(|s| ClusterSecret::new(s.as_bytes()).expect("secret")),
+            open,
+        }
+    }
+
+    fn request(auth: Option<String>) -> Request {
+        let mut req = Request::builder().uri_str("/runs/r1/output");
+        if let Some(auth) = auth {
+            req = req.header(header::AUTHORIZATION, auth);
+        }
+        req.finish()
+    }
+
+    fn status(refused: Option<Response>) -> Option<u16> {
+        refused.map(|r| r.status().as_u16())
+    }
+
+    #[test]
+    fn without_a_secret_output_is_served_on_loopback_only() {
+        assert_eq!(
+            status(refusal(&request(None), &access(None, true), "r1")),
+            None
+        );
+        assert_eq!(
+            status(refusal(&request(None), &access(None, false), "r1")),
+            Some(403)
+        );
+    }
+
+    #[test]
+    fn with_a_secret_only_a_grant_for_the_run_is_let_through() {
+        let secret = "0123456789abcdef-secret";
+        let a = access(Some(secret), false);
+        let grant = ClusterSecret::new(secret.as_bytes().to_vec())
+            .expect("secret")
+            .grant("r1", chrono::Utc::now().timestamp());
+        let with = |auth: &str| status(refusal(&request(Some(auth.to_string())), &a, "r1"));
+        assert_eq!(with(&format!("Bearer {grant}")), None);
+        assert_eq!(status(refusal(&request(None), &a, "r1")), Some(401));
+        assert_eq!(with(&format!("Bearer {secret}")), Some(401));
+        assert_eq!(
+            status(refusal(&request(Some(format!("Bearer {grant}"))), &a, "r2")),
+            Some(401),
+            "another run"
+        );
+        // Even on loopback, a configured secret is required.
+        let local = access(Some(secret), true);
+        assert_eq!(status(refusal(&request(None), &local, "r1")), Some(401));
+    }
+}
