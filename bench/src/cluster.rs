@@ -258,7 +258,7 @@ impl Workers {
                     worker_id: id.clone(),
                     max_concurrency: 4096,
                     spill_dir: spill.join(format!("w{}", w + 1)),
-                    metrics_listen: String::new(),
+                    http_listen: String::new(),
                     log_batch_size: 500,
                     ..WorkerConfig::default()
                 };

@@ -20,12 +20,16 @@
 //!    latency and etcd work per request and per chained run at 1, 3 and 5
 //!    in-process workers ([`requests`]).
 //!
+//! 7. With `--live` (same services), alone: how soon a printed line
+//!    reaches a reader of the master's output stream ([`live`]).
+//!
 //! It prints the figures and writes a Markdown report. Figures are
 //! measured, never asserted: machines are noisy.
 
 mod api;
 mod cluster;
 mod lag;
+mod live;
 mod placement;
 mod procfs;
 mod requests;
@@ -136,6 +140,10 @@ struct Args {
     /// Internal: measure one job count in this process and print one line.
     #[arg(long, hide = true)]
     single: Option<usize>,
+    /// Only measure live output latency (print -> the master's SSE) with 1
+    /// and 8 streams; report in target/bench-live-report.md.
+    #[arg(long)]
+    live: bool,
 }
 
 type Row = Vec<String>;
@@ -336,6 +344,9 @@ fn ms(f: &str) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.live {
+        return live::run(std::path::Path::new("target/bench-live-report.md"));
+    }
     if let Some(n) = args.single {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -4,7 +4,8 @@
 //! [`client`] speaks the API with typed documents (the shared `Job`,
 //! `LogRecord` and `WorkerInfo`, and the API's own in `client::types`);
 //! one module per command group turns arguments into calls and answers
-//! into text: [`jobs`], [`logs`], [`workers`] (and `run kill`), [`cluster`]
+//! into text: [`jobs`], [`logs`] (and [`live`]: `logs --follow JOB`),
+//! [`workers`] (and `run kill`), [`cluster`]
 //! (and `audit`), [`cron`] (`preview`), [`apply`] (`apply`, `export`),
 //! [`keys`] (no server). [`output`] prints tables for people or, with
 //! `-o json`, the API's own document; errors are the API's messages, with
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod cron;
 pub mod jobs;
 pub mod keys;
+pub mod live;
 pub mod logs;
 pub mod output;
 pub mod workers;

@@ -1,5 +1,6 @@
 //! `rcronctl logs`: run records, newest first, or with `--follow` the
-//! runs logged from now on, as they come.
+//! runs logged from now on, as they come; `--follow JOB` prints the
+//! output of the job's runs as they print ([`crate::live`]).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -31,7 +32,9 @@ pub struct LogsArgs {
     #[arg(long, default_value_t = 20)]
     limit: u64,
     /// Print the runs logged from now on, oldest first, as they come (one
-    /// JSON record a line with `-o json`), until interrupted.
+    /// JSON record a line with `-o json`), until interrupted. With a JOB:
+    /// the output of its runs as they print, a header per run and a last
+    /// line saying how it ended (one JSON event a line with `-o json`).
     #[arg(short, long)]
     follow: bool,
 }
@@ -90,6 +93,14 @@ pub async fn run(client: &Client, out: Printer, args: LogsArgs) -> anyhow::Resul
         limit: args.limit,
     };
     if args.follow {
+        if let Some(job) = args.job.as_deref() {
+            if args.status.is_some() {
+                anyhow::bail!(
+                    "--status does not go with --follow JOB, which prints the output of every run of the job as it prints"
+                );
+            }
+            return crate::live::follow(client, out, job).await;
+        }
         return follow(client, out, query).await;
     }
     let answer = client.logs(&query).await?;

@@ -192,6 +192,7 @@ async fn rcronctl_targets_jobs_at_labelled_workers() {
         clock_offset_ms: None,
         clock_skewed: false,
         misfire_grace_secs: 5,
+        http_addr: None,
     };
     kit::etcd_client()
         .await
@@ -452,6 +453,7 @@ async fn rcronctl_saves_tick_policies_and_lists_verdicts() {
         clock_offset_ms: Some(3013),
         clock_skewed: true,
         misfire_grace_secs: 5,
+        http_addr: None,
     };
     etcd.put(
         keys.worker(&skewed.id),

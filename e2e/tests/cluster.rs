@@ -41,7 +41,7 @@ impl Cluster {
             kill_grace_secs: 1,
             drain_secs: 2,
             spill_dir: std::env::temp_dir().join(format!("rcron-e2e-{port}")),
-            metrics_listen: String::new(),
+            http_listen: String::new(),
             ..WorkerConfig::default()
         };
         worker.etcd = master.etcd.clone();

@@ -39,6 +39,9 @@ pub struct MasterConfig {
     pub api_keys_file: Option<PathBuf>,
     /// Allow an open API on a non-loopback address.
     pub insecure: bool,
+    /// File holding the secret masters and workers share (at least 16
+    /// bytes): it signs the master's requests for runs' live output.
+    pub cluster_secret_file: Option<PathBuf>,
     /// Origins (`scheme://host[:port]`) besides the master's own whose web
     /// pages may change things (`RCRON_ALLOWED_ORIGINS`); the `public_url`'s
     /// origin is always allowed.
@@ -182,6 +185,7 @@ impl Default for MasterConfig {
             api_keys_file: None,
             api_read_token: None,
             insecure: false,
+            cluster_secret_file: None,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             etcd: EtcdConfig::default(),
@@ -236,6 +240,9 @@ pub struct MasterArgs {
     /// `[[key]] name, role, sha256`; re-read on SIGHUP.
     #[arg(long, env = "RCRON_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+    /// File holding the cluster secret shared with the workers (live output).
+    #[arg(long, env = "RCRON_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Serve an open API (no token) on a non-loopback address anyway.
     #[arg(long, env = "RCRON_INSECURE")]
     pub insecure: bool,
@@ -309,6 +316,11 @@ impl MasterArgs {
             cfg.api_read_token = Some(t);
         }
         cfg.insecure |= self.insecure;
+        if self.cluster_secret_file.is_some() {
+            cfg.cluster_secret_file = self.cluster_secret_file;
+        }
+        // Read once here so a missing or short secret stops the start.
+        rcron_shared::run_token::ClusterSecret::load(cfg.cluster_secret_file.as_deref())?;
         if self.api_keys_file.is_some() {
             cfg.api_keys_file = self.api_keys_file;
         }

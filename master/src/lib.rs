@@ -5,6 +5,8 @@
 //!   `/cron/jobs/` and `/cron/killer/`); [`job_cache`]: every job in
 //!   memory, fed by a watch, for the API's reads.
 //! - [`registry`]: the worker registry in etcd.
+//! - [`live`]: runs' output as they print, relayed from their workers
+//!   (found in the registry) for `/api/v1/…/output/stream`.
 //! - [`api`]: the legacy routes, the REST API with OpenAPI and Swagger UI,
 //!   and health probes; handlers call [`store`], [`registry`] and the run
 //!   log (`rcron_shared::runlog`) and map their errors to status codes in
@@ -30,6 +32,7 @@ pub mod config;
 pub mod election;
 mod error;
 pub mod job_cache;
+pub mod live;
 pub mod placement;
 pub mod registry;
 pub mod requests;
@@ -80,7 +83,15 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
     let jobs = job_cache::JobCache::new(config.timezone);
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(jobs.clone().run(client.clone(), keys.clone(), stop.clone()));
+    let secret =
+        rcron_shared::run_token::ClusterSecret::load(config.cluster_secret_file.as_deref())?;
+    let live = live::LiveOutput::new(secret).map_err(|e| {
+        Error::Invalid(rcron_shared::Error::Config(format!(
+            "cannot set up the HTTP client for workers: {e}"
+        )))
+    })?;
     Ok(Arc::new(AppState {
+        live: Arc::new(live),
         jobs,
         stop,
         audit,

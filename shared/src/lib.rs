@@ -22,6 +22,9 @@
 //! - [`watch`]: list-then-watch of an etcd prefix, for every mirror of etcd.
 //! - [`lease`]: keeping an etcd lease alive and publishing until when it
 //!   certainly lives (the worker's session, the masters' election).
+//! - [`live`]: live output of running runs on the wire (worker frames,
+//!   the master's Server-Sent Events); [`run_token`]: the signed grant a
+//!   master shows a worker to read one run's output.
 //! - [`metrics`]: Prometheus text for counters and histograms.
 //! - [`telemetry`]: tracing setup.
 //! - `openapi` (feature `openapi`, used by the master): how the job's
@@ -43,6 +46,7 @@ mod job_shape;
 pub mod keys;
 pub mod lease;
 pub mod listing;
+pub mod live;
 pub mod metrics;
 pub mod name;
 #[cfg(feature = "openapi")]
@@ -50,6 +54,7 @@ mod openapi;
 pub mod placement;
 pub mod records;
 pub mod request;
+pub mod run_token;
 pub mod runlog;
 pub mod secret;
 pub mod telemetry;

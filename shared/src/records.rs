@@ -239,6 +239,11 @@ pub struct WorkerInfo {
     /// leader settles untaken ticks only after every worker's grace).
     #[serde(default)]
     pub misfire_grace_secs: u64,
+    /// `host:port` of its HTTP listener (`advertise_addr`), where masters
+    /// read the live output of its runs; absent when the listener is off
+    /// (and in records of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
 }
 
 /// A run executing on a worker, as listed in its registration.

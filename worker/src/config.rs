@@ -47,8 +47,21 @@ pub struct WorkerConfig {
     pub spill_dir: PathBuf,
     /// TTL (seconds) of the worker's etcd session lease (registration and locks).
     pub lease_ttl_secs: i64,
-    /// Address of the worker's `/metrics`, `/healthz` and `/readyz`; empty = off.
-    pub metrics_listen: String,
+    /// Address of the worker's HTTP listener: `/metrics`, `/healthz`,
+    /// `/readyz` and the live output of its runs (read by masters); empty
+    /// = off. Masters on other hosts need a reachable address here
+    /// (`0.0.0.0:8071`) and a `cluster_secret_file`. Formerly
+    /// `metrics_listen`, still accepted.
+    #[serde(alias = "metrics_listen")]
+    pub http_listen: String,
+    /// `host:port` masters reach the HTTP listener at, published in the
+    /// registration; empty = the listener's address, or for a wildcard
+    /// one (`0.0.0.0`, `::`) this host's address towards etcd, with its port.
+    pub advertise_addr: String,
+    /// File holding the secret masters and workers share (at least 16
+    /// bytes): masters sign each live output request with it. Without it
+    /// the worker serves live output only on a loopback listener.
+    pub cluster_secret_file: Option<PathBuf>,
     /// Shifts the worker's clock (milliseconds; tests of clock skew only).
     pub clock_offset_ms: i64,
     /// Format of the worker's own log lines.
@@ -86,7 +99,9 @@ impl Default for WorkerConfig {
             log_buffer_records: 10_000,
             spill_dir: PathBuf::new(),
             lease_ttl_secs: 10,
-            metrics_listen: "127.0.0.1:8071".to_string(),
+            http_listen: "127.0.0.1:8071".to_string(),
+            advertise_addr: String::new(),
+            cluster_secret_file: None,
             clock_offset_ms: 0,
             log_format: LogFormat::Text,
             labels: rcron_shared::Labels::new(),
@@ -108,6 +123,22 @@ impl WorkerConfig {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "worker".to_string());
         format!("{host}-{}", std::process::id())
+    }
+
+    /// Where masters reach the HTTP listener (`host:port`), if it is on:
+    /// `advertise_addr`, else the listener's address, with `local_ip` in
+    /// place of a wildcard one.
+    pub fn http_addr(&self, local_ip: std::net::IpAddr) -> Option<String> {
+        let listen: std::net::SocketAddr = self.http_listen.parse().ok()?;
+        if !self.advertise_addr.is_empty() {
+            return Some(self.advertise_addr.clone());
+        }
+        let ip = if listen.ip().is_unspecified() {
+            local_ip
+        } else {
+            listen.ip()
+        };
+        Some(std::net::SocketAddr::new(ip, listen.port()).to_string())
     }
 
     /// The configured spill directory, or the default one.
@@ -157,9 +188,20 @@ pub struct WorkerArgs {
     /// Directory for undelivered records and warnings.
     #[arg(long, env = "RCRON_SPILL_DIR")]
     pub spill_dir: Option<PathBuf>,
-    /// Address of /metrics, /healthz and /readyz (empty = off).
-    #[arg(long, env = "RCRON_METRICS_LISTEN")]
+    /// Address of the HTTP listener: /metrics, /healthz, /readyz and
+    /// live output (empty = off).
+    #[arg(long, env = "RCRON_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// The former name of --http-listen.
+    #[arg(long, env = "RCRON_METRICS_LISTEN", hide = true)]
     pub metrics_listen: Option<String>,
+    /// host:port masters reach the HTTP listener at (default: derived from
+    /// --http-listen).
+    #[arg(long, env = "RCRON_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// File holding the cluster secret shared with the masters (live output).
+    #[arg(long, env = "RCRON_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Milliseconds added to the clock (tests of clock skew).
     #[arg(
         long,
@@ -200,15 +242,26 @@ impl WorkerArgs {
         config::set(&mut cfg.timezone, self.timezone);
         config::set(&mut cfg.spill_dir, self.spill_dir);
         config::set(&mut cfg.clock_offset_ms, self.clock_offset_ms);
-        config::set(&mut cfg.metrics_listen, self.metrics_listen);
-        if !cfg.metrics_listen.is_empty()
-            && cfg.metrics_listen.parse::<std::net::SocketAddr>().is_err()
-        {
+        config::set(&mut cfg.http_listen, self.metrics_listen);
+        config::set(&mut cfg.http_listen, self.http_listen);
+        if !cfg.http_listen.is_empty() && cfg.http_listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(Error::Config(format!(
-                "metrics_listen {:?} is not an address like 127.0.0.1:8071",
-                cfg.metrics_listen
+                "http_listen {:?} is not an address like 127.0.0.1:8071",
+                cfg.http_listen
             )));
         }
+        config::set(&mut cfg.advertise_addr, self.advertise_addr);
+        if !cfg.advertise_addr.is_empty() && !is_host_port(&cfg.advertise_addr) {
+            return Err(Error::Config(format!(
+                "advertise_addr {:?} is not host:port (like 10.0.0.5:8071)",
+                cfg.advertise_addr
+            )));
+        }
+        if self.cluster_secret_file.is_some() {
+            cfg.cluster_secret_file = self.cluster_secret_file;
+        }
+        // Read once here so a missing or short secret stops the start.
+        rcron_shared::run_token::ClusterSecret::load(cfg.cluster_secret_file.as_deref())?;
         config::set(&mut cfg.log_format, self.log_format);
         if let Some(labels) = self.labels {
             cfg.labels = rcron_shared::placement::parse_labels(&labels)
@@ -236,6 +289,13 @@ impl WorkerArgs {
         }
         Ok(cfg)
     }
+}
+
+/// `host:port` with a host and a numeric port.
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -287,6 +347,49 @@ mod tests {
         let cfg: WorkerConfig = config::load_toml(Some(&path)).expect("example parses");
         assert_eq!(cfg.max_concurrency, WorkerConfig::default().max_concurrency);
         assert_eq!(cfg.lease_ttl_secs, 10);
+    }
+
+    #[test]
+    fn the_http_listener_keeps_its_old_name_and_advertises_a_reachable_address() {
+        let old_name = WorkerArgs::try_parse_from(["rcron-worker", "--metrics-listen", ""])
+            .expect("parses")
+            .load()
+            .expect("loads");
+        assert_eq!(old_name.http_listen, "", "the former flag still works");
+        let path = std::env::temp_dir().join(format!("rcron-w-{}.toml", uuid::Uuid::now_v7()));
+        std::fs::write(&path, "metrics_listen = \"0.0.0.0:9100\"\n").expect("write");
+        let cfg: WorkerConfig = config::load_toml(Some(&path)).expect("the former key parses");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(cfg.http_listen, "0.0.0.0:9100");
+        let here: std::net::IpAddr = "10.1.2.3".parse().expect("ip");
+        assert_eq!(cfg.http_addr(here).as_deref(), Some("10.1.2.3:9100"));
+        assert_eq!(
+            WorkerConfig::default().http_addr(here).as_deref(),
+            Some("127.0.0.1:8071")
+        );
+        let advertised = WorkerConfig {
+            advertise_addr: "w1.example:9100".into(),
+            ..cfg
+        };
+        assert_eq!(
+            advertised.http_addr(here).as_deref(),
+            Some("w1.example:9100")
+        );
+        let off = WorkerConfig {
+            http_listen: String::new(),
+            ..advertised
+        };
+        assert_eq!(off.http_addr(here), None, "no listener, nothing to publish");
+        let bad = WorkerArgs::try_parse_from(["rcron-worker", "--advertise-addr", "http://x"])
+            .expect("parses");
+        assert!(bad.load().is_err());
+        let missing =
+            WorkerArgs::try_parse_from(["rcron-worker", "--cluster-secret-file", "/nonexistent"])
+                .expect("parses");
+        assert!(
+            missing.load().is_err(),
+            "a secret that cannot be read stops the start"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::kill_switch::KillSwitch;
+use crate::live::LiveRun;
 use crate::run_setup::{Account, RunSetup};
 use crate::run_stop::{RunStop, RunStopReason};
 use nix::sys::signal::{Signal, killpg};
@@ -129,6 +130,10 @@ impl Outcome {
 /// A stopped or timed-out run's group gets SIGTERM, then SIGKILL after the
 /// grace; its output is read until the group is gone and its pipes close
 /// (what a cleanup trap prints is kept), and its end is that moment.
+///
+/// Everything read is also appended to `live`, as it is read, for
+/// readers of the run's live output.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     settings: &ExecSettings,
     clock: &dyn Clock,
@@ -137,6 +142,7 @@ pub async fn execute(
     timeout: Option<Duration>,
     stops: Stops<'_>,
     on_spawn: &(dyn Fn(u32, DateTime<Utc>) + Sync),
+    live: Option<&LiveRun>,
 ) -> Outcome {
     let start = clock.now();
     // Files and the user database may be slow (a network mount, LDAP).
@@ -188,8 +194,11 @@ pub async fn execute(
         // Waits for the leader and reads both pipes to their end; it keeps
         // being polled after a stop, so nothing the group prints is lost.
         let run = async {
-            let (status, (), ()) =
-                tokio::join!(child.wait(), pump(stdout, &capture), pump(stderr, &capture));
+            let (status, (), ()) = tokio::join!(
+                child.wait(),
+                pump(stdout, &capture, live),
+                pump(stderr, &capture, live)
+            );
             status
         };
         tokio::pin!(run);
@@ -404,13 +413,18 @@ fn exit_outcome(exit: std::process::ExitStatus) -> (RunStatus, Option<i32>, Stri
     }
 }
 
-async fn pump<R: AsyncRead + Unpin>(reader: Option<R>, capture: &Capture) {
+async fn pump<R: AsyncRead + Unpin>(reader: Option<R>, capture: &Capture, live: Option<&LiveRun>) {
     let Some(mut reader) = reader else { return };
     let mut buf = [0u8; 8192];
     loop {
         match reader.read(&mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => capture.push(&buf[..n]),
+            Ok(n) => {
+                capture.push(&buf[..n]);
+                if let Some(live) = live {
+                    live.push(&buf[..n]);
+                }
+            }
         }
     }
 }
@@ -500,6 +514,7 @@ mod tests {
                 shutdown: &CancellationToken::new(),
             },
             &|_, _| {},
+            None,
         )
         .await
     }
@@ -544,6 +559,7 @@ mod tests {
             None,
             stops,
             &|_, _| {},
+            None,
         )
         .await;
         assert_eq!(o.status, RunStatus::Success, "{}", o.err);
@@ -563,6 +579,7 @@ mod tests {
             None,
             stops,
             &|_, _| spawned.store(true, std::sync::atomic::Ordering::Relaxed),
+            None,
         )
         .await;
         assert_eq!(o.status, RunStatus::Failed);
@@ -576,6 +593,61 @@ mod tests {
         );
         assert!(!spawned.load(std::sync::atomic::Ordering::Relaxed) && !marker.exists());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn live_readers_get_the_output_while_the_command_runs() {
+        let runs = crate::live::LiveRuns::new(1024);
+        let live = runs.start("r1", "j");
+        let reader = live.clone();
+        let watching = tokio::spawn(async move {
+            let mut changes = reader.subscribe();
+            let mut at = 0;
+            let mut seen = Vec::new();
+            while !String::from_utf8_lossy(&seen).contains("first") {
+                changes.changed().await.expect("the run is alive");
+                while let crate::live::Piece::Bytes(b) = reader.read(&mut at) {
+                    seen.extend(b);
+                }
+            }
+            (
+                std::time::Instant::now(),
+                String::from_utf8_lossy(&seen).into_owned(),
+            )
+        });
+        let o = execute(
+            &settings(1024),
+            &SystemClock::default(),
+            "echo first; sleep 1; echo oops >&2; sleep 0.2; echo second",
+            &RunSetup::default(),
+            None,
+            Stops {
+                job_kill: &KillSwitch::new(),
+                run: &RunStop::new(),
+                shutdown: &CancellationToken::new(),
+            },
+            &|_, _| {},
+            Some(&live),
+        )
+        .await;
+        let ended = std::time::Instant::now();
+        let (seen_at, seen) = watching.await.expect("reader");
+        assert!(seen.starts_with("first\n"), "{seen:?}");
+        assert!(
+            ended.duration_since(seen_at) > Duration::from_millis(500),
+            "the first line was read before the command ended"
+        );
+        assert_eq!(o.output, "first\noops\nsecond\n");
+        let mut at = 0;
+        let mut all = Vec::new();
+        while let crate::live::Piece::Bytes(b) = live.read(&mut at) {
+            all.extend(b);
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&all),
+            o.output,
+            "the same bytes, in the same order"
+        );
     }
 
     #[tokio::test]
@@ -602,6 +674,7 @@ mod tests {
                 shutdown: &CancellationToken::new(),
             },
             &|_, _| {},
+            None,
         )
         .await;
         assert_eq!(o.status, RunStatus::Failed);
@@ -622,6 +695,7 @@ mod tests {
                 shutdown: &CancellationToken::new(),
             },
             &|_, _| {},
+            None,
         )
         .await;
         assert!(o.truncated);
@@ -702,6 +776,7 @@ mod tests {
                 shutdown: &CancellationToken::new(),
             },
             &|_, _| {},
+            None,
         )
         .await;
         assert_eq!(o.status, RunStatus::Killed);
@@ -730,6 +805,7 @@ mod tests {
                 shutdown: &CancellationToken::new(),
             },
             &|_, _| {},
+            None,
         )
         .await;
         let took = started.elapsed();

@@ -29,7 +29,10 @@
 //!   delivered, so neither an outage nor a worker killed mid-run loses
 //!   what a restart cannot recover; [`outbox::recovery`] takes over what a
 //!   dead worker left (and logs the run it left behind as `interrupted`).
-//! - [`metrics`] counts what all of them do and serves `/metrics`.
+//! - [`live`] keeps each running run's output (bounded) for readers as
+//!   [`executor`] reads it; [`http`] serves it to masters
+//!   (`/runs/{runId}/output`, signed grants) beside [`metrics`].
+//! - [`metrics`] counts what all of them do (`/metrics` on [`http`]).
 //!
 //! [`run`] wires them and shuts them down in order: stop firing and mark
 //! the registration draining, let runs finish for `drain_secs` (then kill
@@ -43,7 +46,9 @@ pub mod clock_guard;
 pub mod config;
 mod error;
 pub mod executor;
+pub mod http;
 pub mod kill_switch;
+pub mod live;
 pub mod lock;
 pub mod lock_keeper;
 pub mod log_sink;
@@ -80,6 +85,7 @@ use crate::active::ActiveRuns;
 use crate::clock::{Clock, SystemClock};
 use crate::clock_guard::ClockGuard;
 use crate::executor::ExecSettings;
+use crate::live::LiveRuns;
 use crate::lock::{HeldLocks, Locker};
 use crate::log_sink::SinkSettings;
 use crate::metrics::WorkerMetrics;
@@ -138,15 +144,22 @@ pub async fn run_with_clock(
     let finishes = recovered.finishes;
 
     let (lease_tx, lease_rx) = watch::channel(None);
-    // Like the session, the metrics server stays up until the very end.
-    let metrics_token = CancellationToken::new();
-    let metrics_server = match config.metrics_listen.parse::<std::net::SocketAddr>() {
-        Ok(addr) => Some(tokio::spawn(metrics::serve(
+    let live = Arc::new(LiveRuns::new(config.max_output_bytes));
+    let secret =
+        rcron_shared::run_token::ClusterSecret::load(config.cluster_secret_file.as_deref())?;
+    // Like the session, the HTTP listener stays up until the very end.
+    let http_token = CancellationToken::new();
+    let http_server = match config.http_listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => Some(tokio::spawn(http::serve(
             addr,
-            metrics.clone(),
-            spill_dir.clone(),
-            lease_rx.clone(),
-            metrics_token.clone(),
+            http::HttpState {
+                metrics: metrics.clone(),
+                spill_dir: spill_dir.clone(),
+                lease: lease_rx.clone(),
+                live: live.clone(),
+                secret,
+            },
+            http_token.clone(),
         ))),
         Err(_) => None,
     };
@@ -161,20 +174,21 @@ pub async fn run_with_clock(
         metrics.clone(),
     ));
     let clock: Arc<dyn Clock> = guard.clone();
+    let local_ip = register::local_ip(
+        config
+            .etcd
+            .endpoints
+            .first()
+            .map(String::as_str)
+            .unwrap_or("127.0.0.1:2379"),
+    );
     let info = WorkerInfo {
         id: worker_id.clone(),
         hostname: hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        ip: register::local_ip(
-            config
-                .etcd
-                .endpoints
-                .first()
-                .map(String::as_str)
-                .unwrap_or("127.0.0.1:2379"),
-        )
-        .to_string(),
+        ip: local_ip.to_string(),
+        http_addr: config.http_addr(local_ip),
         pid: std::process::id(),
         version: rcron_shared::VERSION.to_string(),
         start_time: chrono::Utc::now().timestamp_millis(),
@@ -278,6 +292,7 @@ pub async fn run_with_clock(
             clock_guard: guard,
             timezone: config.timezone,
             schedules: Default::default(),
+            live,
             placement: Placement {
                 me: worker_id.clone(),
                 rank_delay: Duration::from_millis(config.rank_delay_ms),
@@ -323,8 +338,8 @@ pub async fn run_with_clock(
         outbox.close();
     }
     let _ = session.await;
-    metrics_token.cancel();
-    if let Some(server) = metrics_server {
+    http_token.cancel();
+    if let Some(server) = http_server {
         let _ = server.await;
     }
     tracing::info!(

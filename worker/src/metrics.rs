@@ -1,17 +1,18 @@
-//! What a worker counts, and the small HTTP server that exposes it:
-//! `/metrics` (Prometheus text), `/healthz`, `/readyz` (etcd session live).
+//! What a worker counts, and the routes of its HTTP listener ([`http`])
+//! that expose it: `/metrics` (Prometheus text), `/healthz`, `/readyz`
+//! (etcd session live).
+//!
+//! [`http`]: crate::http
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
+use poem::{IntoResponse, Response, handler};
 use rcron_shared::RunStatus;
 use rcron_shared::metrics::{Histogram, LATENCY_BUCKETS, counter, gauge, labelled_counter};
-use tokio_util::sync::CancellationToken;
 
 use crate::register::SessionLease;
 
@@ -245,11 +246,12 @@ impl WorkerMetrics {
     }
 }
 
+/// What the metrics routes read.
 #[derive(Clone)]
-struct Shared {
-    metrics: Arc<WorkerMetrics>,
-    spill_dir: PathBuf,
-    lease: SessionLease,
+pub(crate) struct Shared {
+    pub(crate) metrics: Arc<WorkerMetrics>,
+    pub(crate) spill_dir: PathBuf,
+    pub(crate) lease: SessionLease,
 }
 
 fn dir_size(dir: &PathBuf) -> u64 {
@@ -265,19 +267,19 @@ fn dir_size(dir: &PathBuf) -> u64 {
 }
 
 #[handler]
-fn metrics_text(Data(s): Data<&Shared>) -> Response {
+pub(crate) fn metrics_text(Data(s): Data<&Shared>) -> Response {
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(s.metrics.render(dir_size(&s.spill_dir)))
 }
 
 #[handler]
-fn health() -> &'static str {
+pub(crate) fn health() -> &'static str {
     "ok"
 }
 
 #[handler]
-fn ready(Data(s): Data<&Shared>) -> Response {
+pub(crate) fn ready(Data(s): Data<&Shared>) -> Response {
     if s.metrics.clock_skewed.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -293,37 +295,5 @@ fn ready(Data(s): Data<&Shared>) -> Response {
             "not ready: no etcd session",
         )
             .into_response()
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `token` is
-/// cancelled. A port that cannot be bound is logged, not fatal: the worker
-/// keeps running jobs.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<WorkerMetrics>,
-    spill_dir: PathBuf,
-    lease: SessionLease,
-    token: CancellationToken,
-) {
-    let app = Route::new()
-        .at("/metrics", get(metrics_text))
-        .at("/healthz", get(health))
-        .at("/readyz", get(ready))
-        .data(Shared {
-            metrics: metrics.clone(),
-            spill_dir,
-            lease,
-        });
-    tracing::info!(listen = %addr, "worker metrics serving");
-    if let Err(e) = poem::Server::new(poem::listener::TcpListener::bind(addr))
-        .run_with_graceful_shutdown(
-            app,
-            token.cancelled_owned(),
-            Some(std::time::Duration::from_secs(1)),
-        )
-        .await
-    {
-        tracing::error!(listen = %addr, error = %e, "cannot serve worker metrics");
     }
 }

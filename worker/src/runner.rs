@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rcron_shared::backoff::Backoff;
+use rcron_shared::live::RunEnd;
 use rcron_shared::placement::{self, TargetMode};
 use rcron_shared::verdict;
 use rcron_shared::{Concurrency, JobName, LogRecord, RunOrigin, RunRef, RunStatus};
@@ -20,6 +21,7 @@ use crate::active::ActiveRuns;
 use crate::chain::Chains;
 use crate::clock::Clock;
 use crate::executor::{self, ExecSettings, Outcome, StopReason, Stops};
+use crate::live::{LiveRun, LiveRuns};
 use crate::lock::{LockOutcome, Locker, LostRequest, Settle};
 use crate::log_sink::LogSender;
 use crate::metrics::WorkerMetrics;
@@ -97,6 +99,8 @@ pub struct RunContext {
     pub schedules: Mutex<rcron_shared::ScheduleCache>,
     /// Deletes the requests runs were claimed from and requests chained jobs.
     pub chains: Chains,
+    /// The output of runs executing here, for live readers.
+    pub live: Arc<LiveRuns>,
 }
 
 /// A tick waiting for a slot, with where it reports.
@@ -848,13 +852,27 @@ impl RunContext {
             },
             stop.clone(),
         );
+        let live = self.live.start(&run_id, job.name.as_str());
         let span = tracing::info_span!("run", job = %job.name, run_id = %run_id);
-        self.attempts(run, &run_id, &stop).instrument(span).await;
+        let end = self
+            .attempts(run, &run_id, &stop, &live)
+            .instrument(span)
+            .await;
+        if let Some(end) = end {
+            self.live.end(&run_id, end);
+        }
         guard.release().await;
         self.active.remove(&run_id);
     }
 
-    async fn attempts(self: &Arc<Self>, run: &Run, run_id: &str, stop: &RunStop) {
+    /// Runs the attempts of `run`; returns how the last one ended.
+    async fn attempts(
+        self: &Arc<Self>,
+        run: &Run,
+        run_id: &str,
+        stop: &RunStop,
+        live: &LiveRun,
+    ) -> Option<RunEnd> {
         let job = &run.tick.job;
         let timeout = (job.timeout_secs > 0).then(|| Duration::from_secs(job.timeout_secs));
         let total = job.retries + 1;
@@ -874,6 +892,9 @@ impl RunContext {
                 }
             };
             let setup = self.setup(run, run_id, attempt);
+            if attempt > 1 {
+                live.attempt(attempt);
+            }
             let outcome = executor::execute(
                 &self.exec,
                 self.clock.as_ref(),
@@ -882,6 +903,7 @@ impl RunContext {
                 timeout,
                 stops,
                 &on_spawn,
+                Some(live),
             )
             .await;
             tracing::info!(job = %job.name, run_id, attempt, status = outcome.status.as_str(),
@@ -893,6 +915,7 @@ impl RunContext {
             }
             let retryable = matches!(outcome.status, RunStatus::Failed | RunStatus::Timeout);
             let record = self.record(run, run_id, attempt, &outcome);
+            let end = RunEnd::of_record(&record);
             // Sent first: the record (in the outbox once sent) stands for
             // the tick when the command could not start; if it started,
             // the request was closed already.
@@ -911,7 +934,7 @@ impl RunContext {
             // now); a failure after its last retry.
             if !lock_lost {
                 if !retryable {
-                    return;
+                    return Some(end);
                 }
                 if attempt < total {
                     let jitter =
@@ -933,8 +956,9 @@ impl RunContext {
             if let Some(warning) = warning {
                 self.warns.send(warning).await;
             }
-            return;
+            return Some(end);
         }
+        None
     }
 
     /// The key of the request `tick` claims: None for a job on every

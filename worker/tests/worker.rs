@@ -579,7 +579,7 @@ async fn metrics_show_runs_and_a_firing_lag_histogram_that_moves() {
     let env = Env::new();
     let mut cfg = env.config("metered");
     let port = kit::free_port();
-    cfg.metrics_listen = format!("127.0.0.1:{port}");
+    cfg.http_listen = format!("127.0.0.1:{port}");
     let w = InProcess::start(cfg);
     let http = kit::http_client();
     let base = format!("http://127.0.0.1:{port}");

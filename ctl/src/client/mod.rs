@@ -9,6 +9,7 @@
 //! JSON document it is, so that the master, not this client, judges it and
 //! every refusal is the API's own message.
 
+pub mod stream;
 pub mod types;
 
 use std::time::Duration;
@@ -91,6 +92,7 @@ pub struct Answer<T> {
 }
 
 /// A connection to one master.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: Url,

@@ -1,6 +1,7 @@
 //! The HTTP surface of a master: the legacy routes of the original
 //! ([`legacy`]), the REST API under `/api/v1` with its OpenAPI document and
-//! Swagger UI ([`jobs`], [`cron`]), and health probes ([`health`]).
+//! Swagger UI ([`jobs`], [`cron`], [`logs`], [`output`]: runs' output as
+//! Server-Sent Events), and health probes ([`health`]).
 //!
 //! Every route goes through [`origin`] (writes from pages of other
 //! origins get 403; an open API answers only loopback hosts) and
@@ -20,6 +21,7 @@ pub mod jobs;
 mod legacy;
 pub mod logs;
 mod origin;
+pub mod output;
 mod payload;
 mod ui;
 
@@ -74,6 +76,8 @@ pub struct AppState {
     pub audit: crate::audit::Audit,
     /// The audit writer, awaited at shutdown.
     pub audit_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Reads running runs' output from their workers.
+    pub live: Arc<crate::live::LiveOutput>,
 }
 
 impl Drop for AppState {
@@ -94,6 +98,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
             cluster::ClusterApi::new(state.clone()),
             cron::CronApi::new(state.clone()),
             audit::AuditApi::new(state.clone()),
+            output::OutputApi::new(state.clone()),
         ),
         "rcron",
         rcron_shared::VERSION,

@@ -60,7 +60,7 @@ impl Env {
         cfg.drain_secs = 5;
         cfg.log_flush_interval_ms = 100;
         // Several workers share this host: only tests that read metrics serve them.
-        cfg.metrics_listen = String::new();
+        cfg.http_listen = String::new();
         cfg
     }
 
