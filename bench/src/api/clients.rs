@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{ApiRow, describe};
 use super::store::quiesce;
+use super::{ApiRow, describe};
 use crate::procfs::{Cpu, cpu_secs};
 
 /// An answer other than 2xx.

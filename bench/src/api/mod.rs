@@ -235,6 +235,7 @@ async fn register_worker(s: &Services, prefix: &str) -> anyhow::Result<()> {
         clock_offset_ms: Some(0),
         clock_skewed: false,
         misfire_grace_secs: 5,
+        http_addr: None,
     };
     cluster::connect(&s.etcd)
         .await?

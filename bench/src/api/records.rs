@@ -46,7 +46,7 @@ impl Records {
     }
 
     pub(super) fn is_hot(i: usize) -> bool {
-        Self::owner(i) % 10 == 0
+        Self::owner(i).is_multiple_of(10)
     }
 
     pub(super) fn job(i: usize) -> String {

@@ -129,7 +129,10 @@ impl Store {
         }
         let s = self.clone();
         self.timed(
-            format!("store, {} client(s): find with startTime <= cursor, {what}", self.clients),
+            format!(
+                "store, {} client(s): find with startTime <= cursor, {what}",
+                self.clients
+            ),
             move |c, i| {
                 let (s, filter) = (s.clone(), query(c, i).bounded_filter());
                 async move {
