@@ -14,6 +14,7 @@ pub mod audit;
 mod auth;
 pub mod cluster;
 pub mod cron;
+pub mod dashboard;
 mod explain;
 mod health;
 pub mod jobs;
@@ -21,6 +22,7 @@ mod legacy;
 pub mod logs;
 mod origin;
 mod payload;
+pub mod stats;
 mod ui;
 
 use std::sync::Arc;
@@ -64,6 +66,12 @@ pub struct AppState {
     pub leader: Arc<LeaderState>,
     /// Alert counters.
     pub alert_stats: Arc<AlertStats>,
+    /// The kinds of alert sink configured (`email`, `slack`, `webhook`).
+    pub alert_sinks: Vec<String>,
+    /// The dashboard, computed at most once per 2 s.
+    pub dashboard: crate::console::Memo<dashboard::Dashboard>,
+    /// Each job's last run, read moments ago.
+    pub last_runs: crate::console::LastRuns,
     /// Time to answer API requests.
     pub api_latency: rcron_shared::metrics::Histogram,
     /// API tokens (none = open API).
@@ -92,6 +100,8 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
             jobs::JobsApi::new(state.clone()),
             logs::LogsApi::new(state.clone()),
             cluster::ClusterApi::new(state.clone()),
+            dashboard::DashboardApi::new(state.clone()),
+            stats::StatsApi::new(state.clone()),
             cron::CronApi::new(state.clone()),
             audit::AuditApi::new(state.clone()),
         ),
@@ -210,7 +220,7 @@ pub enum ApiTags {
     Logs,
     /// Workers registered in the cluster.
     Workers,
-    /// Masters, leader, health, pending alerts.
+    /// Masters, leader, health, pending alerts, the dashboard.
     Cluster,
     /// Cron expression tools.
     Cron,
