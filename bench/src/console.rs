@@ -209,13 +209,8 @@ async fn store_times(log: &MongoRunLog, now: i64) -> anyhow::Result<(f64, f64)> 
         from: now - day_ms,
         to: i64::MAX,
     };
-    let failing = log.jobs_with(Tally::Failed, day).await?;
-    for job in &failing {
-        log.latest_runs(job, 1).await?;
-    }
-    for job in failing.iter().take(50) {
-        log.count_in(Some(job), Tally::Failed, day).await?;
-    }
+    log.recent(Tally::Failed, day, 5_000).await?;
+    log.newest_by_job(Tally::Succeeded, day).await?;
     Ok((stats, timed(t)))
 }
 
@@ -305,9 +300,11 @@ pub(crate) fn main(report: &std::path::Path) -> anyhow::Result<()> {
             let (lat, errors) =
                 hammer(&http, &base, clients, |_, _| "/api/v1/dashboard".into()).await?;
             rows.push(row("GET /dashboard (2 s cache)", clients, lat, errors));
+            println!("console: dashboard with {clients} client(s) measured");
             let lat = fresh(&state, clients).await?;
             let errors = FRESH / clients * clients - lat.len();
             rows.push(row("dashboard computed afresh (no cache, no HTTP)", clients, lat, errors));
+            println!("console: fresh dashboards with {clients} client(s) measured");
             let (lat, errors) = hammer(&http, &base, clients, |c, i| {
                 format!("/api/v1/jobs/console-{:03}/stats", (c * 37 + i * 13) % JOBS)
             })

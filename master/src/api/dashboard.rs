@@ -5,21 +5,21 @@
 //!
 //! Computed at most once per 2 s per master ([`crate::console::Memo`]):
 //! any number of open tabs cost the run log one set of queries per 2 s —
-//! six `$bucket` aggregations over the time index, a `$group` of the
-//! jobs that failed in the last 24 h, then one newest-first find and one
-//! count per such job (bounded, see [`FAILING_SCAN`]). The rest comes from
-//! etcd (registry, election, warnings) and the job cache.
+//! six `$bucket` aggregations over the time index, and two reads for the
+//! failing jobs (see [`failing`]). On nx-27017 every operation costs a
+//! sweep of its TTL index (~0.1 s at 100,000 records), so the count of
+//! operations, not their size, sets the time. The rest comes from etcd
+//! (registry, election, warnings) and the job cache.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
+use rcron_shared::WorkerInfo;
 use rcron_shared::runlog::{RunLogError, Span, Tally};
-use rcron_shared::{RunStatus, WorkerInfo};
 
 use crate::api::cluster::{self, AlertCounters};
 use crate::api::stats::LastRun;
@@ -32,9 +32,8 @@ pub const MAX_NEXT: usize = 100;
 pub const NEXT_WITHIN: chrono::Duration = chrono::Duration::minutes(15);
 /// Failing jobs shown, at most.
 pub const MAX_FAILING: usize = 50;
-/// Jobs with a failure in the last 24 h whose last run is looked at, at
-/// most (by name): each costs one indexed find per 2 s.
-pub const FAILING_SCAN: usize = 500;
+/// Failures of the last 24 h read for `failing`, newest first, at most.
+pub const FAILURE_SCAN: u64 = 5_000;
 const MINUTE_MS: i64 = 60_000;
 const QUARTER_MS: i64 = 900_000;
 const DAY_MS: i64 = 86_400_000;
@@ -363,42 +362,45 @@ async fn series(state: &AppState, bounds: &[i64]) -> Result<Vec<Bucket>, RunLogE
         .collect())
 }
 
+/// Jobs whose last run failed. Such a job failed in the last 24 h and
+/// its newest failure there is newer than its newest success: its last run
+/// is that failure (a run either succeeds or fails). Two reads, whatever
+/// the number of jobs: the newest failures of the last 24 h (at most
+/// [`FAILURE_SCAN`]; counts per job come from them, or from a count per
+/// shown job when the scan is full) and each job's newest success.
 async fn failing(state: &AppState, now_ms: i64) -> Result<Vec<FailingJob>, RunLogError> {
     let logs = &*state.logs;
     let day = Span {
         from: now_ms - DAY_MS,
         to: i64::MAX,
     };
-    let mut names = logs.jobs_with(Tally::Failed, day).await?;
-    names.truncate(FAILING_SCAN);
-    let last = state.last_runs.of(logs, &names).await?;
-    let mut failing: Vec<(String, LastRun)> = last
+    let (failures, successes) = tokio::try_join!(
+        logs.recent(Tally::Failed, day, FAILURE_SCAN),
+        logs.newest_by_job(Tally::Succeeded, day),
+    )?;
+    let full = failures.len() as u64 >= FAILURE_SCAN;
+    let mut by_job: HashMap<&str, (&rcron_shared::LogRecord, u64)> = HashMap::new();
+    for f in &failures {
+        // Newest first: the first of a job is its newest failure.
+        by_job.entry(f.job_name.as_str()).or_insert((f, 0)).1 += 1;
+    }
+    let mut failing: Vec<FailingJob> = by_job
         .into_iter()
-        .filter_map(|(job, run)| {
-            let run = run?;
-            (run.status != RunStatus::Success).then(|| (job, LastRun::from(&run)))
+        .filter(|(job, (last, _))| successes.get(*job).is_none_or(|s| *s < last.start_time))
+        .map(|(job, (last, n))| FailingJob {
+            job: job.to_string(),
+            last_run: LastRun::from(last),
+            failures_today: n,
         })
         .collect();
-    failing.sort_by(|a, b| (b.1.start_time, &a.0).cmp(&(a.1.start_time, &b.0)));
+    failing.sort_by(|a, b| (b.last_run.start_time, &a.job).cmp(&(a.last_run.start_time, &b.job)));
     failing.truncate(MAX_FAILING);
-    let counted: Vec<(String, LastRun, Result<u64, RunLogError>)> = futures::stream::iter(failing)
-        .map(|(job, run)| async move {
-            let n = logs.count_in(Some(&job), Tally::Failed, day).await;
-            (job, run, n)
-        })
-        .buffered(8)
-        .collect()
-        .await;
-    counted
-        .into_iter()
-        .map(|(job, last_run, n)| {
-            Ok(FailingJob {
-                job,
-                last_run,
-                failures_today: n?,
-            })
-        })
-        .collect()
+    if full {
+        for f in &mut failing {
+            f.failures_today = logs.count_in(Some(&f.job), Tally::Failed, day).await?;
+        }
+    }
+    Ok(failing)
 }
 
 fn running(workers: &[WorkerInfo], now_ms: i64) -> Vec<RunningRun> {

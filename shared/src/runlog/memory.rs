@@ -188,15 +188,42 @@ impl RunLogReader for MemoryRunLog {
         Ok(runs.iter().take(limit as usize).map(RunTime::of).collect())
     }
 
-    async fn jobs_with(&self, tally: Tally, span: Span) -> Result<Vec<String>, RunLogError> {
+    async fn recent(
+        &self,
+        tally: Tally,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<LogRecord>, RunLogError> {
         self.reachable()?;
-        let jobs: std::collections::BTreeSet<String> = self
+        let mut found: Vec<LogRecord> = self
             .map()
             .values()
             .filter(|r| tally.matches(r.status) && span.contains(r.start_time))
-            .map(|r| r.job_name.clone())
+            .cloned()
+            .map(|mut r| {
+                r.output.clear();
+                r
+            })
             .collect();
-        Ok(jobs.into_iter().collect())
+        found.sort_by(|a, b| LogCursor::key(b).cmp(&LogCursor::key(a)));
+        found.truncate(limit.min(COUNT_CAP) as usize);
+        Ok(found)
+    }
+
+    async fn newest_by_job(
+        &self,
+        tally: Tally,
+        span: Span,
+    ) -> Result<std::collections::HashMap<String, i64>, RunLogError> {
+        self.reachable()?;
+        let mut newest = std::collections::HashMap::new();
+        for r in self.map().values() {
+            if tally.matches(r.status) && span.contains(r.start_time) {
+                let t = newest.entry(r.job_name.clone()).or_insert(r.start_time);
+                *t = (*t).max(r.start_time);
+            }
+        }
+        Ok(newest)
     }
 }
 

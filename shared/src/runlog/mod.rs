@@ -334,9 +334,22 @@ pub trait RunLogReader: Send + Sync {
         limit: u64,
     ) -> Result<Vec<RunTime>, RunLogError>;
 
-    /// The names of the jobs with a record of `tally` started in `span`,
-    /// sorted.
-    async fn jobs_with(&self, tally: Tally, span: Span) -> Result<Vec<String>, RunLogError>;
+    /// The records of `tally` (of every job) started in `span`, newest
+    /// first, at most `limit` (1 to [`COUNT_CAP`]), without output.
+    async fn recent(
+        &self,
+        tally: Tally,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<LogRecord>, RunLogError>;
+
+    /// For each job with a record of `tally` started in `span`: the start
+    /// of its newest one.
+    async fn newest_by_job(
+        &self,
+        tally: Tally,
+        span: Span,
+    ) -> Result<std::collections::HashMap<String, i64>, RunLogError>;
 }
 
 /// A store that is read and written (the master reads it and writes the

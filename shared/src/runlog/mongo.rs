@@ -336,12 +336,36 @@ impl RunLogReader for MongoRunLog {
             .collect())
     }
 
-    async fn jobs_with(&self, tally: Tally, span: Span) -> Result<Vec<String>, RunLogError> {
+    async fn recent(
+        &self,
+        tally: Tally,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<LogRecord>, RunLogError> {
+        let docs = self
+            .coll
+            .find(tally_filter(None, tally, span))
+            .sort(page_order())
+            .limit(limit.clamp(1, COUNT_CAP) as i64)
+            .projection(doc! {"output": 0})
+            .await
+            .map_err(classify)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(classify)?;
+        Ok(decode_all(docs))
+    }
+
+    async fn newest_by_job(
+        &self,
+        tally: Tally,
+        span: Span,
+    ) -> Result<std::collections::HashMap<String, i64>, RunLogError> {
         // A `$group` on the field, not `distinct`: nx-27017's `distinct`
         // drops the whole filter when it holds an `$in`.
         let pipeline = [
             doc! {"$match": tally_filter(None, tally, span)},
-            doc! {"$group": {"_id": "$jobName"}},
+            doc! {"$group": {"_id": "$jobName", "newest": {"$max": "$startTime"}}},
         ];
         let docs = self
             .coll
@@ -351,15 +375,13 @@ impl RunLogReader for MongoRunLog {
             .try_collect::<Vec<Document>>()
             .await
             .map_err(classify)?;
-        let mut names: Vec<String> = docs
+        Ok(docs
             .into_iter()
-            .filter_map(|d| match d.get("_id") {
-                Some(Bson::String(s)) => Some(s.clone()),
+            .filter_map(|d| match (d.get("_id"), number(&d, "newest")) {
+                (Some(Bson::String(job)), Some(t)) => Some((job.clone(), t)),
                 _ => None,
             })
-            .collect();
-        names.sort();
-        Ok(names)
+            .collect())
     }
 }
 
@@ -374,7 +396,8 @@ pub enum Read<'a> {
     LatestRuns(&'a str),
     /// The records a histogram, count or job list of `tally` reads
     /// ([`RunLogReader::histogram`], [`RunLogReader::count_in`],
-    /// [`RunLogReader::jobs_with`]: all filter alike).
+    /// [`RunLogReader::recent`], [`RunLogReader::newest_by_job`]: all
+    /// filter alike).
     Tally {
         /// Of one job, or of all.
         job: Option<&'a str>,
