@@ -28,6 +28,7 @@
 
 mod api;
 mod cluster;
+mod console;
 mod lag;
 mod live;
 mod placement;
@@ -137,6 +138,10 @@ struct Args {
     /// Jobs per chain (`chain-0 → chain-1 → …`, `onSuccess`).
     #[arg(long, default_value_t = 10)]
     requests_chain_jobs: usize,
+    /// Only measure the operator console (dashboard, job stats) at
+    /// 100,000 run records; report beside `--report` (`bench-console.md`).
+    #[arg(long)]
+    console: bool,
     /// Internal: measure one job count in this process and print one line.
     #[arg(long, hide = true)]
     single: Option<usize>,
@@ -346,6 +351,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.live {
         return live::run(std::path::Path::new("target/bench-live-report.md"));
+    }
+    if args.console {
+        return console::main(&args.report.with_file_name("bench-console.md"));
     }
     if let Some(n) = args.single {
         let rt = tokio::runtime::Builder::new_multi_thread()

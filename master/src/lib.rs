@@ -7,6 +7,8 @@
 //! - [`registry`]: the worker registry in etcd.
 //! - [`live`]: runs' output as they print, relayed from their workers
 //!   (found in the registry) for `/api/v1/…/output/stream`.
+//! - [`console`]: what the web admin's dashboard and job list read over
+//!   and over, computed at most once per moment per master.
 //! - [`api`]: the legacy routes, the REST API with OpenAPI and Swagger UI,
 //!   and health probes; handlers call [`store`], [`registry`] and the run
 //!   log (`rcron_shared::runlog`) and map their errors to status codes in
@@ -29,6 +31,7 @@ pub mod api;
 pub mod audit;
 pub mod beacon;
 pub mod config;
+pub mod console;
 pub mod election;
 mod error;
 pub mod job_cache;
@@ -105,6 +108,9 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
         master_id: config.master_id(),
         leader: Arc::new(LeaderState::default()),
         alert_stats: Arc::new(AlertStats::default()),
+        alert_sinks: sink_names(config),
+        dashboard: console::Memo::new(console::DASHBOARD_EVERY),
+        last_runs: console::LastRuns::default(),
         api_latency: rcron_shared::metrics::Histogram::new(rcron_shared::metrics::LATENCY_BUCKETS),
         tokens: tokens.clone(),
         origin: Arc::new(
@@ -117,6 +123,21 @@ pub async fn state(config: &MasterConfig) -> Result<Arc<AppState>, Error> {
             .map_err(|e| Error::Invalid(rcron_shared::Error::Config(e)))?,
         ),
     }))
+}
+
+/// The kinds of alert sink the configuration names, as the cluster status
+/// and the dashboard show them (each kind once).
+pub fn sink_names(config: &MasterConfig) -> Vec<String> {
+    let a = &config.alerts;
+    [
+        ("email", !a.smtp.host.is_empty()),
+        ("slack", a.slack_webhook_url.is_some()),
+        ("webhook", !a.webhook_urls.is_empty()),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| name.to_string())
+    .collect()
 }
 
 /// The alert sinks the configuration names.

@@ -188,8 +188,20 @@ async fn backlog_left_while_no_master_runs_is_delivered_by_every_sink_once_a_mas
     assert_eq!(status["leader"], status["thisMaster"]);
     assert_eq!(status["pendingAlerts"], 0);
     assert_eq!(status["alerts"]["sent"], 15);
+    assert_eq!(
+        status["alerts"]["sinks"],
+        json!(["email", "slack", "webhook"])
+    );
     assert_eq!(status["etcd"]["healthy"], true);
     assert_eq!(status["mongo"]["healthy"], true);
+    // The dashboard's health says the same.
+    let dashboard = get_json(&format!("{}/api/v1/dashboard", master.base))
+        .await
+        .expect("dashboard");
+    let health = &dashboard["health"];
+    assert_eq!(health["leader"], status["thisMaster"], "{dashboard}");
+    assert_eq!(health["alerts"], status["alerts"], "{dashboard}");
+    assert_eq!(health["pendingAlerts"], 0);
     master.stop().await;
 }
 

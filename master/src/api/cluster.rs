@@ -71,9 +71,12 @@ impl<T> From<Result<T, Error>> for Health {
     }
 }
 
-/// Alert counters of this master (since it started).
-#[derive(Debug, Object)]
+/// Alert sinks and counters of this master (counters since it started).
+#[derive(Debug, Clone, Object)]
 pub struct AlertCounters {
+    /// The kinds of sink configured (`email`, `slack`, `webhook`); empty
+    /// when none is: warnings then stay pending.
+    pub sinks: Vec<String>,
     /// Deliveries accepted by a sink.
     pub sent: u64,
     /// Delivery attempts that failed (and were retried).
@@ -101,7 +104,7 @@ pub struct ClusterStatus {
     pub workers: u64,
     /// Warnings waiting for delivery.
     pub pending_alerts: u64,
-    /// This master's alert counters.
+    /// This master's alert sinks and counters.
     pub alerts: AlertCounters,
     /// How often this master gained or lost leadership.
     pub leader_changes: u64,
@@ -195,11 +198,43 @@ mod tests {
     }
 }
 
+/// This master's alert sinks and counters.
+pub fn alert_counters(state: &AppState) -> AlertCounters {
+    let stats = &state.alert_stats;
+    AlertCounters {
+        sinks: state.alert_sinks.clone(),
+        sent: stats.sent.load(Ordering::Relaxed),
+        failed: stats.failed.load(Ordering::Relaxed),
+        suppressed: stats.suppressed.load(Ordering::Relaxed),
+    }
+}
+
+/// How many warnings wait for delivery (a count of keys, not a read).
+pub async fn pending_count(state: &AppState) -> Result<u64, Error> {
+    let resp = state
+        .store
+        .client()
+        .get(
+            state.store.keys().warn_dir(),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await?;
+    Ok(resp.count().max(0) as u64)
+}
+
+/// Every master in the election, the leader first.
+pub async fn masters(state: &AppState) -> Result<Vec<MasterView>, Error> {
+    ClusterApi::masters_of(state).await
+}
+
 impl ClusterApi {
     async fn masters(&self) -> Result<Vec<MasterView>, Error> {
-        let keys = self.state.store.keys();
-        let resp = self
-            .state
+        Self::masters_of(&self.state).await
+    }
+
+    async fn masters_of(state: &AppState) -> Result<Vec<MasterView>, Error> {
+        let keys = state.store.keys();
+        let resp = state
             .store
             .client()
             .get(
@@ -275,7 +310,6 @@ impl ClusterApi {
             tracing::error!(mismatch, "processes of the cluster use different zones");
         }
         let workers = workers.len() as u64;
-        let stats = &self.state.alert_stats;
         Json(ClusterStatus {
             this_master: self.state.master_id.clone(),
             leader: masters.iter().find(|m| m.leader).map(|m| m.id.clone()),
@@ -284,11 +318,7 @@ impl ClusterApi {
             mongo,
             workers,
             pending_alerts: pending,
-            alerts: AlertCounters {
-                sent: stats.sent.load(Ordering::Relaxed),
-                failed: stats.failed.load(Ordering::Relaxed),
-                suppressed: stats.suppressed.load(Ordering::Relaxed),
-            },
+            alerts: alert_counters(&self.state),
             leader_changes: self.state.leader.changes(),
             timezone: own_zone,
             zone_mismatch,

@@ -45,6 +45,10 @@ pub struct JobView {
     /// True when it is enabled and no live worker may run it: its ticks
     /// run nowhere (the leader also alerts after a grace period).
     pub unschedulable: bool,
+    /// Its newest run (verdicts aside), with `lastRun=true`; absent when
+    /// it never ran (or without `lastRun`).
+    #[oai(skip_serializing_if_is_none)]
+    pub last_run: Option<crate::api::stats::LastRun>,
 }
 
 /// A page of jobs.
@@ -58,6 +62,10 @@ pub struct JobList {
     /// Pass as `cursor` for the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
+    /// Why the jobs carry no `lastRun` although it was asked for
+    /// (MongoDB unreachable); absent otherwise.
+    #[oai(skip_serializing_if_is_none)]
+    pub last_run_error: Option<String>,
 }
 
 /// Most jobs on one page of `GET /jobs`.
@@ -204,6 +212,7 @@ impl JobsApi {
                 next_fire_time: None,
                 matching_workers: None,
                 unschedulable: false,
+                last_run: None,
             })
     }
 
@@ -232,9 +241,24 @@ impl JobsApi {
                     next_fire_time,
                     matching_workers: matching.map(|n| n as u32),
                     unschedulable: !job.disabled && matching == Some(0),
+                    last_run: None,
                 }
             })
             .collect()
+    }
+
+    /// Sets each view's last run, read through the per-master cache.
+    async fn add_last_runs(&self, views: &mut [JobView]) -> Result<(), Error> {
+        let names: Vec<String> = views.iter().map(|v| v.job.name.to_string()).collect();
+        let mut last = self.state.last_runs.of(&*self.state.logs, &names).await?;
+        for view in views {
+            view.last_run = last
+                .remove(view.job.name.as_str())
+                .flatten()
+                .as_ref()
+                .map(crate::api::stats::LastRun::from);
+        }
+        Ok(())
     }
 
     /// The job cache, once it has applied every job write this master
@@ -332,6 +356,10 @@ impl JobsApi {
         /// Read etcd's current revision rather than this master's copy.
         #[oai(default)]
         consistent: Query<bool>,
+        /// Add each job's newest run (`lastRun`): one indexed read per job
+        /// of the page (each kept 2 s by this master).
+        #[oai(name = "lastRun", default)]
+        last_run: Query<bool>,
     ) -> Result<Json<JobList>, ApiError> {
         let chains_to = chains_to
             .0
@@ -366,10 +394,19 @@ impl JobsApi {
                 page_of(&self.state.jobs.index(jobs), &query)
             }
         };
+        let mut jobs = self.views(&page.jobs).await;
+        let mut last_run_error = None;
+        if last_run.0
+            && let Err(e) = self.add_last_runs(&mut jobs).await
+        {
+            // The jobs are still worth showing.
+            last_run_error = Some(e.to_string());
+        }
         Ok(Json(JobList {
-            jobs: self.views(&page.jobs).await,
+            jobs,
             total: page.total,
             next_cursor: page.next,
+            last_run_error,
         }))
     }
 
@@ -403,6 +440,10 @@ impl JobsApi {
         /// Read etcd's current revision rather than this master's copy.
         #[oai(default)]
         consistent: Query<bool>,
+        /// Add the job's newest run (`lastRun`); 503 while MongoDB is
+        /// unreachable.
+        #[oai(name = "lastRun", default)]
+        last_run: Query<bool>,
     ) -> Result<Json<JobView>, ApiError> {
         let name = JobName::new(name.0).map_err(Error::from)?;
         let cached = match self.cache(consistent.0).await {
@@ -413,8 +454,13 @@ impl JobsApi {
             }),
         };
         let cached = cached.ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let view = self.views(std::slice::from_ref(&cached)).await.pop();
-        view.map(Json)
+        let mut views = self.views(std::slice::from_ref(&cached)).await;
+        if last_run.0 {
+            self.add_last_runs(&mut views).await?;
+        }
+        views
+            .pop()
+            .map(Json)
             .ok_or_else(|| Error::NotFound(name.to_string()).into())
     }
 

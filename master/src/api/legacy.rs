@@ -352,6 +352,9 @@ pub(crate) async fn log(req: &Request, Data(state): Data<&Arc<AppState>>, body: 
                 // Any string, as the original: a filter matches or not.
                 job: Some(form.get("name").to_string()),
                 status: None,
+                worker: None,
+                from: None,
+                to: None,
                 runs_only: true,
                 skip,
                 before: None,

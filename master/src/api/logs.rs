@@ -188,6 +188,9 @@ pub struct RunDto {
 struct PageParams {
     job: Option<String>,
     status: Option<StatusDto>,
+    worker: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
     skip: u64,
     before: Option<String>,
     limit: u64,
@@ -291,12 +294,23 @@ impl LogsApi {
             .map(LogCursor::parse)
             .transpose()
             .map_err(|e| Error::BadRequest(e.to_string()))?;
+        if let (Some(from), Some(to)) = (p.from, p.to)
+            && from > to
+        {
+            return Err(Error::BadRequest(format!(
+                "`from` ({from}) must not be after `to` ({to})"
+            ))
+            .into());
+        }
         let page = self
             .state
             .logs
             .query(&LogQuery {
                 job: p.job,
                 status: p.status.map(RunStatus::from),
+                worker: p.worker,
+                from: p.from,
+                to: p.to,
                 runs_only: false,
                 skip: p.skip,
                 before,
@@ -335,14 +349,24 @@ fn default_limit() -> u64 {
 impl LogsApi {
     /// List runs of every job
     ///
-    /// Newest first; filter by job and status; 503 while MongoDB is unreachable.
+    /// Newest first; filter by job, status, worker and start time
+    /// (`from` ≤ startTime < `to`; 400 when `from` is after `to`); 503
+    /// while MongoDB is unreachable.
     #[oai(path = "/logs", method = "get", operation_id = "listLogs")]
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         /// Only this job's runs (an exact name).
         job: Query<Option<String>>,
         /// Only runs that ended this way.
         status: Query<Option<StatusDto>>,
+        /// Only runs of this worker (its exact id).
+        #[oai(validator(max_length = 256))]
+        worker: Query<Option<String>>,
+        /// Only runs that started at or after this time (ms since the epoch).
+        from: Query<Option<i64>>,
+        /// Only runs that started before this time (ms since the epoch).
+        to: Query<Option<i64>>,
         /// The previous page's `nextCursor`: the page after it.
         #[oai(validator(max_length = 128))]
         before: Query<Option<String>>,
@@ -363,6 +387,9 @@ impl LogsApi {
         self.page(PageParams {
             job: job.0,
             status: status.0,
+            worker: worker.0,
+            from: from.0,
+            to: to.0,
             skip: skip.0,
             before: before.0,
             limit: limit.0,
@@ -373,17 +400,26 @@ impl LogsApi {
 
     /// List runs of a job
     ///
-    /// Newest first; the job need not exist any more.
+    /// Newest first; filter by status, worker and start time as
+    /// `GET /logs`; the job need not exist any more.
     #[oai(
         path = "/jobs/:name/logs",
         method = "get",
         operation_id = "listJobLogs"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn job_logs(
         &self,
         name: Path<String>,
         /// Only runs that ended this way.
         status: Query<Option<StatusDto>>,
+        /// Only runs of this worker (its exact id).
+        #[oai(validator(max_length = 256))]
+        worker: Query<Option<String>>,
+        /// Only runs that started at or after this time (ms since the epoch).
+        from: Query<Option<i64>>,
+        /// Only runs that started before this time (ms since the epoch).
+        to: Query<Option<i64>>,
         /// The previous page's `nextCursor`: the page after it.
         #[oai(validator(max_length = 128))]
         before: Query<Option<String>>,
@@ -404,6 +440,9 @@ impl LogsApi {
         self.page(PageParams {
             job: Some(name.to_string()),
             status: status.0,
+            worker: worker.0,
+            from: from.0,
+            to: to.0,
             skip: skip.0,
             before: before.0,
             limit: limit.0,

@@ -15,6 +15,7 @@ pub mod audit;
 mod auth;
 pub mod cluster;
 pub mod cron;
+pub mod dashboard;
 mod explain;
 mod health;
 pub mod jobs;
@@ -23,6 +24,7 @@ pub mod logs;
 mod origin;
 pub mod output;
 mod payload;
+pub mod stats;
 mod ui;
 
 use std::sync::Arc;
@@ -66,6 +68,12 @@ pub struct AppState {
     pub leader: Arc<LeaderState>,
     /// Alert counters.
     pub alert_stats: Arc<AlertStats>,
+    /// The kinds of alert sink configured (`email`, `slack`, `webhook`).
+    pub alert_sinks: Vec<String>,
+    /// The dashboard, computed at most once per 2 s.
+    pub dashboard: crate::console::Memo<dashboard::Dashboard>,
+    /// Each job's last run, read moments ago.
+    pub last_runs: crate::console::LastRuns,
     /// Time to answer API requests.
     pub api_latency: rcron_shared::metrics::Histogram,
     /// API tokens (none = open API).
@@ -96,6 +104,8 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
             jobs::JobsApi::new(state.clone()),
             logs::LogsApi::new(state.clone()),
             cluster::ClusterApi::new(state.clone()),
+            dashboard::DashboardApi::new(state.clone()),
+            stats::StatsApi::new(state.clone()),
             cron::CronApi::new(state.clone()),
             audit::AuditApi::new(state.clone()),
             output::OutputApi::new(state.clone()),
@@ -215,7 +225,7 @@ pub enum ApiTags {
     Logs,
     /// Workers registered in the cluster.
     Workers,
-    /// Masters, leader, health, pending alerts.
+    /// Masters, leader, health, pending alerts, the dashboard.
     Cluster,
     /// Cron expression tools.
     Cron,

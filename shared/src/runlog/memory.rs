@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use super::{LogCursor, LogPage, LogQuery, RunLogError, RunLogReader, RunLogWriter};
+use super::{
+    COUNT_CAP, LogCursor, LogPage, LogQuery, MAX_PAGE, RunLogError, RunLogReader, RunLogWriter,
+    RunTime, Span, Tally, check_boundaries,
+};
 use crate::LogRecord;
 
 /// Records by id, in memory.
@@ -115,6 +118,112 @@ impl RunLogReader for MemoryRunLog {
 
     async fn ping(&self) -> Result<(), RunLogError> {
         self.reachable()
+    }
+
+    async fn latest_runs(&self, job: &str, limit: u64) -> Result<Vec<LogRecord>, RunLogError> {
+        let page = self
+            .query(&LogQuery {
+                job: Some(job.to_string()),
+                runs_only: true,
+                limit: limit.clamp(1, MAX_PAGE),
+                ..LogQuery::default()
+            })
+            .await?;
+        Ok(page.records)
+    }
+
+    async fn histogram(
+        &self,
+        job: Option<&str>,
+        tally: Tally,
+        boundaries: &[i64],
+    ) -> Result<Vec<u64>, RunLogError> {
+        check_boundaries(boundaries)?;
+        self.reachable()?;
+        let mut counts = vec![0; boundaries.len() - 1];
+        for r in self.map().values() {
+            if job.is_some_and(|j| r.job_name != j) || !tally.matches(r.status) {
+                continue;
+            }
+            // The bucket whose lower boundary is the last one at or before it.
+            let i = boundaries.partition_point(|b| *b <= r.start_time);
+            if i > 0 && i < boundaries.len() {
+                counts[i - 1] += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn count_in(
+        &self,
+        job: Option<&str>,
+        tally: Tally,
+        span: Span,
+    ) -> Result<u64, RunLogError> {
+        self.reachable()?;
+        let n = self
+            .map()
+            .values()
+            .filter(|r| job.is_none_or(|j| r.job_name == j))
+            .filter(|r| tally.matches(r.status) && span.contains(r.start_time))
+            .count() as u64;
+        Ok(n.min(COUNT_CAP))
+    }
+
+    async fn run_times(
+        &self,
+        job: &str,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<RunTime>, RunLogError> {
+        self.reachable()?;
+        let mut runs: Vec<LogRecord> = self
+            .map()
+            .values()
+            .filter(|r| r.job_name == job && !r.status.is_verdict())
+            .filter(|r| span.contains(r.start_time))
+            .cloned()
+            .collect();
+        runs.sort_by(|a, b| LogCursor::key(b).cmp(&LogCursor::key(a)));
+        Ok(runs.iter().take(limit as usize).map(RunTime::of).collect())
+    }
+
+    async fn recent(
+        &self,
+        tally: Tally,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<LogRecord>, RunLogError> {
+        self.reachable()?;
+        let mut found: Vec<LogRecord> = self
+            .map()
+            .values()
+            .filter(|r| tally.matches(r.status) && span.contains(r.start_time))
+            .cloned()
+            .map(|mut r| {
+                r.output.clear();
+                r
+            })
+            .collect();
+        found.sort_by(|a, b| LogCursor::key(b).cmp(&LogCursor::key(a)));
+        found.truncate(limit.min(COUNT_CAP) as usize);
+        Ok(found)
+    }
+
+    async fn newest_by_job(
+        &self,
+        tally: Tally,
+        span: Span,
+    ) -> Result<std::collections::HashMap<String, i64>, RunLogError> {
+        self.reachable()?;
+        let mut newest = std::collections::HashMap::new();
+        for r in self.map().values() {
+            if tally.matches(r.status) && span.contains(r.start_time) {
+                let t = newest.entry(r.job_name.clone()).or_insert(r.start_time);
+                *t = (*t).max(r.start_time);
+            }
+        }
+        Ok(newest)
     }
 }
 

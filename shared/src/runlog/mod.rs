@@ -41,6 +41,12 @@ pub struct LogQuery {
     pub job: Option<String>,
     /// Only records with this status.
     pub status: Option<RunStatus>,
+    /// Only records of this worker (its exact id).
+    pub worker: Option<String>,
+    /// Only records that started at or after this time (ms).
+    pub from: Option<i64>,
+    /// Only records that started before this time (ms).
+    pub to: Option<i64>,
     /// Only records of runs: no verdicts (`skipped`, `missed`: ticks that
     /// ran no command), as the original's log held.
     pub runs_only: bool,
@@ -133,6 +139,13 @@ impl LogQuery {
                 self.limit
             )));
         }
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from > to
+        {
+            return Err(RunLogError::BadQuery(format!(
+                "`from` ({from}) must not be after `to` ({to})"
+            )));
+        }
         Ok(())
     }
 
@@ -140,7 +153,102 @@ impl LogQuery {
     pub fn matches(&self, record: &LogRecord) -> bool {
         self.job.as_deref().is_none_or(|j| record.job_name == j)
             && self.status.is_none_or(|s| record.status == s)
+            && self.worker.as_deref().is_none_or(|w| record.worker == w)
+            && self.from.is_none_or(|t| record.start_time >= t)
+            && self.to.is_none_or(|t| record.start_time < t)
             && !(self.runs_only && record.status.is_verdict())
+    }
+}
+
+/// Which records a count, histogram or scan takes in, by outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// Records of runs: a command ran (every status but `skipped` and
+    /// `missed`; the original's documents, which have none, too).
+    Runs,
+    /// Runs that succeeded.
+    Succeeded,
+    /// Runs that did not succeed: `failed`, `timeout`, `killed`,
+    /// `interrupted`.
+    Failed,
+    /// Ticks skipped on purpose (no command ran).
+    Skipped,
+    /// Ticks missed (no command ran).
+    Missed,
+}
+
+impl Tally {
+    /// The statuses of a failed run.
+    pub const FAILED: [RunStatus; 4] = [
+        RunStatus::Failed,
+        RunStatus::Timeout,
+        RunStatus::Killed,
+        RunStatus::Interrupted,
+    ];
+
+    /// Whether a record of `status` is counted.
+    pub fn matches(self, status: RunStatus) -> bool {
+        match self {
+            Self::Runs => !status.is_verdict(),
+            Self::Succeeded => status == RunStatus::Success,
+            Self::Failed => Self::FAILED.contains(&status),
+            Self::Skipped => status == RunStatus::Skipped,
+            Self::Missed => status == RunStatus::Missed,
+        }
+    }
+}
+
+/// Start times from `from` (inclusive) to `to` (exclusive), in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// First millisecond in.
+    pub from: i64,
+    /// First millisecond out.
+    pub to: i64,
+}
+
+impl Span {
+    /// Whether `t` is in.
+    pub fn contains(self, t: i64) -> bool {
+        self.from <= t && t < self.to
+    }
+}
+
+/// Most buckets one histogram may have (a day of minutes).
+pub const MAX_BUCKETS: usize = 1440;
+
+/// Checks histogram boundaries: 2 to [`MAX_BUCKETS`] + 1, strictly rising.
+pub fn check_boundaries(boundaries: &[i64]) -> Result<(), RunLogError> {
+    if boundaries.len() < 2 || boundaries.len() > MAX_BUCKETS + 1 {
+        return Err(RunLogError::BadQuery(format!(
+            "a histogram has 1 to {MAX_BUCKETS} buckets, got {}",
+            boundaries.len().saturating_sub(1)
+        )));
+    }
+    if boundaries.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(RunLogError::BadQuery(
+            "histogram boundaries must rise strictly".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// When a run started and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunTime {
+    /// Its start (ms).
+    pub start_time: i64,
+    /// `endTime - startTime`, never negative (ms).
+    pub duration_ms: i64,
+}
+
+impl RunTime {
+    /// The start and duration of `record`.
+    pub fn of(record: &LogRecord) -> Self {
+        Self {
+            start_time: record.start_time,
+            duration_ms: (record.end_time - record.start_time).max(0),
+        }
     }
 }
 
@@ -193,6 +301,55 @@ pub trait RunLogReader: Send + Sync {
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), RunLogError>;
+
+    /// The newest runs of `job` (no verdicts), newest first, at most
+    /// `limit` (1 to [`MAX_PAGE`]), without output; nothing is counted.
+    async fn latest_runs(&self, job: &str, limit: u64) -> Result<Vec<LogRecord>, RunLogError>;
+
+    /// How many records of `tally` (of `job`, or of every job) started in
+    /// each span `[boundaries[i], boundaries[i + 1])`: one count per span
+    /// (see [`check_boundaries`]).
+    async fn histogram(
+        &self,
+        job: Option<&str>,
+        tally: Tally,
+        boundaries: &[i64],
+    ) -> Result<Vec<u64>, RunLogError>;
+
+    /// How many records of `tally` (of `job`, or of every job) started in
+    /// `span`, counted up to [`COUNT_CAP`].
+    async fn count_in(
+        &self,
+        job: Option<&str>,
+        tally: Tally,
+        span: Span,
+    ) -> Result<u64, RunLogError>;
+
+    /// Start and duration of the runs of `job` started in `span`, newest
+    /// first, at most `limit`.
+    async fn run_times(
+        &self,
+        job: &str,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<RunTime>, RunLogError>;
+
+    /// The records of `tally` (of every job) started in `span`, newest
+    /// first, at most `limit` (1 to [`COUNT_CAP`]), without output.
+    async fn recent(
+        &self,
+        tally: Tally,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<LogRecord>, RunLogError>;
+
+    /// For each job with a record of `tally` started in `span`: the start
+    /// of its newest one.
+    async fn newest_by_job(
+        &self,
+        tally: Tally,
+        span: Span,
+    ) -> Result<std::collections::HashMap<String, i64>, RunLogError>;
 }
 
 /// A store that is read and written (the master reads it and writes the

@@ -11,7 +11,10 @@ use mongodb::options::{ClientOptions, IndexOptions, InsertManyOptions};
 use mongodb::{Collection, Database, IndexModel};
 use serde::Deserialize;
 
-use super::{LogPage, LogQuery, RunLogError, RunLogReader, RunLogWriter};
+use super::{
+    COUNT_CAP, LogPage, LogQuery, MAX_PAGE, RunLogError, RunLogReader, RunLogWriter, RunTime, Span,
+    Tally, check_boundaries,
+};
 use crate::config::MongoConfig;
 use crate::{LogRecord, RunStatus};
 
@@ -91,6 +94,14 @@ impl MongoRunLog {
             // indexes (nx-27017, the embedded default, finds a job's
             // records through this one and sorts them itself).
             IndexModel::builder().keys(doc! {"jobName": 1}).build(),
+            // The log list filtered by worker (`?worker=`): without it a
+            // worker's page walks the whole time index, skipping every
+            // other worker's records. The single-field one is what
+            // nx-27017 uses (as `{jobName: 1}` above).
+            IndexModel::builder()
+                .keys(doc! {"worker": 1, "startTime": -1, "runId": -1, "attempt": -1})
+                .build(),
+            IndexModel::builder().keys(doc! {"worker": 1}).build(),
             IndexModel::builder()
                 .keys(doc! {"expireAt": 1})
                 .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
@@ -225,6 +236,183 @@ impl RunLogReader for MongoRunLog {
             .map_err(classify)?;
         Ok(())
     }
+
+    async fn latest_runs(&self, job: &str, limit: u64) -> Result<Vec<LogRecord>, RunLogError> {
+        let docs = self
+            .coll
+            .find(latest_filter(job))
+            .sort(page_order())
+            .limit(limit.clamp(1, MAX_PAGE) as i64)
+            .projection(doc! {"output": 0})
+            .await
+            .map_err(classify)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(classify)?;
+        Ok(decode_all(docs))
+    }
+
+    async fn histogram(
+        &self,
+        job: Option<&str>,
+        tally: Tally,
+        boundaries: &[i64],
+    ) -> Result<Vec<u64>, RunLogError> {
+        check_boundaries(boundaries)?;
+        let span = Span {
+            from: boundaries[0],
+            to: boundaries[boundaries.len() - 1],
+        };
+        // `$bucket` (MongoDB 3.4+), which nx-27017 runs in SQL over the
+        // index range of the `$match`; its `$group` on a computed key does
+        // not work there. Empty buckets are left out of the answer.
+        let pipeline = [
+            doc! {"$match": tally_filter(job, tally, span)},
+            doc! {"$bucket": {"groupBy": "$startTime", "boundaries": boundaries.to_vec(),
+            "default": "later", "output": {"n": {"$sum": 1}}}},
+        ];
+        let docs = self
+            .coll
+            .aggregate(pipeline)
+            .await
+            .map_err(classify)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(classify)?;
+        let mut counts = vec![0; boundaries.len() - 1];
+        for d in docs {
+            let (Some(lower), Some(n)) = (number(&d, "_id"), number(&d, "n")) else {
+                continue;
+            };
+            if let Ok(i) = boundaries.binary_search(&lower)
+                && i < counts.len()
+            {
+                counts[i] = n.max(0) as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn count_in(
+        &self,
+        job: Option<&str>,
+        tally: Tally,
+        span: Span,
+    ) -> Result<u64, RunLogError> {
+        let n = self
+            .count(&tally_filter(job, tally, span))
+            .await
+            .map_err(classify)?;
+        Ok(n.min(COUNT_CAP))
+    }
+
+    async fn run_times(
+        &self,
+        job: &str,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<RunTime>, RunLogError> {
+        let docs = self
+            .coll
+            .find(tally_filter(Some(job), Tally::Runs, span))
+            .sort(page_order())
+            .limit(limit.min(i64::MAX as u64) as i64)
+            .projection(doc! {"_id": 0, "startTime": 1, "endTime": 1})
+            .await
+            .map_err(classify)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(classify)?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| {
+                let start_time = number(d, "startTime")?;
+                let end_time = number(d, "endTime").unwrap_or(start_time);
+                Some(RunTime {
+                    start_time,
+                    duration_ms: (end_time - start_time).max(0),
+                })
+            })
+            .collect())
+    }
+
+    async fn recent(
+        &self,
+        tally: Tally,
+        span: Span,
+        limit: u64,
+    ) -> Result<Vec<LogRecord>, RunLogError> {
+        let docs = self
+            .coll
+            .find(tally_filter(None, tally, span))
+            .sort(page_order())
+            .limit(limit.clamp(1, COUNT_CAP) as i64)
+            .projection(doc! {"output": 0})
+            .await
+            .map_err(classify)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(classify)?;
+        Ok(decode_all(docs))
+    }
+
+    async fn newest_by_job(
+        &self,
+        tally: Tally,
+        span: Span,
+    ) -> Result<std::collections::HashMap<String, i64>, RunLogError> {
+        // A `$group` on the field, not `distinct`: nx-27017's `distinct`
+        // drops the whole filter when it holds an `$in`.
+        let pipeline = [
+            doc! {"$match": tally_filter(None, tally, span)},
+            doc! {"$group": {"_id": "$jobName", "newest": {"$max": "$startTime"}}},
+        ];
+        let docs = self
+            .coll
+            .aggregate(pipeline)
+            .await
+            .map_err(classify)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(classify)?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|d| match (d.get("_id"), number(&d, "newest")) {
+                (Some(Bson::String(job)), Some(t)) => Some((job.clone(), t)),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// A read of the run log, for [`MongoRunLog::explain_read`].
+#[derive(Debug, Clone, Copy)]
+pub enum Read<'a> {
+    /// A page of [`RunLogReader::query`].
+    Page(&'a LogQuery),
+    /// The attempts of one run ([`RunLogReader::run`]).
+    Run(&'a str),
+    /// A job's newest runs ([`RunLogReader::latest_runs`]).
+    LatestRuns(&'a str),
+    /// The records a histogram, count or job list of `tally` reads
+    /// ([`RunLogReader::histogram`], [`RunLogReader::count_in`],
+    /// [`RunLogReader::recent`], [`RunLogReader::newest_by_job`]: all
+    /// filter alike).
+    Tally {
+        /// Of one job, or of all.
+        job: Option<&'a str>,
+        /// Which records.
+        tally: Tally,
+        /// When they started.
+        span: Span,
+    },
+    /// A job's run times ([`RunLogReader::run_times`]).
+    RunTimes {
+        /// The job.
+        job: &'a str,
+        /// When they started.
+        span: Span,
+    },
 }
 
 impl MongoRunLog {
@@ -236,20 +424,82 @@ impl MongoRunLog {
         query: &LogQuery,
         run_id: Option<&str>,
     ) -> Result<Document, RunLogError> {
-        let (filter, sort) = match run_id {
-            Some(id) => (doc! {"runId": id}, doc! {"attempt": 1}),
-            None => (filters(query).0, page_order()),
+        match run_id {
+            Some(id) => self.explain_read(Read::Run(id)).await,
+            None => self.explain_read(Read::Page(query)).await,
+        }
+    }
+
+    /// The store's query plan of `read`, as a `find` of its filter in its
+    /// order: aggregations, counts and `distinct` begin with the same
+    /// filter (their `$match`), and nx-27017 explains only `find`.
+    pub async fn explain_read(&self, read: Read<'_>) -> Result<Document, RunLogError> {
+        let (filter, sort, limit) = match read {
+            Read::Page(query) => (filters(query).0, page_order(), query.limit as i64 + 1),
+            Read::Run(id) => (doc! {"runId": id}, doc! {"attempt": 1}, 100),
+            Read::LatestRuns(job) => (latest_filter(job), page_order(), MAX_PAGE as i64),
+            Read::Tally { job, tally, span } => (
+                tally_filter(job, tally, span),
+                page_order(),
+                COUNT_CAP as i64,
+            ),
+            Read::RunTimes { job, span } => (
+                tally_filter(Some(job), Tally::Runs, span),
+                page_order(),
+                COUNT_CAP as i64,
+            ),
         };
         self.coll
             .client()
             .database(self.coll.namespace().db.as_str())
             .run_command(doc! {
                 "explain": {"find": self.coll.name(), "filter": filter, "sort": sort,
-                    "limit": query.limit as i64 + 1, "projection": {"output": 0}},
+                    "limit": limit, "projection": {"output": 0}},
                 "verbosity": "queryPlanner",
             })
             .await
             .map_err(classify)
+    }
+}
+
+/// A job's runs: every record but the verdicts.
+fn latest_filter(job: &str) -> Document {
+    doc! {"jobName": job, "status": runs_only()}
+}
+
+/// `$nin` also matches the original's documents, which have no status.
+fn runs_only() -> Document {
+    doc! {"$nin": [RunStatus::Skipped.as_str(), RunStatus::Missed.as_str()]}
+}
+
+/// Records of `tally` (of `job`) started in `span`.
+fn tally_filter(job: Option<&str>, tally: Tally, span: Span) -> Document {
+    let mut filter = Document::new();
+    if let Some(job) = job {
+        filter.insert("jobName", job);
+    }
+    filter.insert("startTime", doc! {"$gte": span.from, "$lt": span.to});
+    let status = match tally {
+        Tally::Runs => Bson::Document(runs_only()),
+        Tally::Succeeded => Bson::from(RunStatus::Success.as_str()),
+        Tally::Failed => {
+            let failed: Vec<&str> = Tally::FAILED.iter().map(|s| s.as_str()).collect();
+            Bson::Document(doc! {"$in": failed})
+        }
+        Tally::Skipped => Bson::from(RunStatus::Skipped.as_str()),
+        Tally::Missed => Bson::from(RunStatus::Missed.as_str()),
+    };
+    filter.insert("status", status);
+    filter
+}
+
+/// An integer field however the server typed it.
+fn number(doc: &Document, key: &str) -> Option<i64> {
+    match doc.get(key)? {
+        Bson::Int64(n) => Some(*n),
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Double(n) => Some(*n as i64),
+        _ => None,
     }
 }
 
@@ -264,19 +514,33 @@ fn filters(query: &LogQuery) -> (Document, Document) {
     if let Some(job) = &query.job {
         filter.insert("jobName", job.as_str());
     }
+    if let Some(worker) = &query.worker {
+        filter.insert("worker", worker.as_str());
+    }
     if let Some(status) = query.status {
         filter.insert("status", status.as_str());
     }
     if query.runs_only && query.status.is_none() {
-        // `$nin` also matches the original's documents, which have no status.
-        filter.insert(
-            "status",
-            doc! {"$nin": [RunStatus::Skipped.as_str(), RunStatus::Missed.as_str()]},
-        );
+        filter.insert("status", runs_only());
     }
-    let count_filter = filter.clone();
+    let mut range = Document::new();
+    if let Some(from) = query.from {
+        range.insert("$gte", from);
+    }
+    if let Some(to) = query.to {
+        range.insert("$lt", to);
+    }
+    let mut count_filter = filter.clone();
+    if !range.is_empty() {
+        count_filter.insert("startTime", range.clone());
+    }
+    // The cursor narrows the same range: one `startTime` condition, which
+    // every store serves from the index in page order.
     if let Some(c) = &query.before {
-        filter.insert("startTime", doc! {"$lte": c.start_time});
+        range.insert("$lte", c.start_time);
+    }
+    if !range.is_empty() {
+        filter.insert("startTime", range);
     }
     (filter, count_filter)
 }
