@@ -247,6 +247,9 @@ impl OutputApi {
             .query(&LogQuery {
                 job: Some(name.to_string()),
                 status: None,
+                worker: None,
+                from: None,
+                to: None,
                 runs_only: true,
                 skip: 0,
                 before: None,
