@@ -3,7 +3,8 @@
 # the etcd and MongoDB-wire server of deploy/test-env.sh, then
 # `node --test ui/tests/` with Debian's chromium. Screenshots go to
 # target/ui-artifacts/.
-#   deploy/test-env.sh ui/run-e2e.sh
+#   deploy/test-env.sh ui/run-e2e.sh [tests/FILE.test.mjs ...]
+# (files relative to ui/; all of tests/ by default).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -41,7 +42,8 @@ wait_port 127.0.0.1 "$port" 30 rcron-master
 export RCRON_UI_URL="http://127.0.0.1:$port" RCRON_UI_ARTIFACTS="$root/target/ui-artifacts"
 # One file at a time, in name order: the tests share the master, and some
 # need its job list to themselves (an empty list, a count of 130 jobs).
-if ! (cd "$here" && node --test --test-concurrency=1 tests/); then
+log "screenshots: $RCRON_UI_ARTIFACTS/"
+if ! (cd "$here" && node --test --test-concurrency=1 "${@:-tests/}"); then
   log "master log:"; tail -20 "$work/master.log" >&2
   log "worker log:"; tail -20 "$work/worker.log" >&2
   exit 1
