@@ -1,8 +1,10 @@
 // Live output of a run: the master's Server-Sent Events
 // (GET /api/v1/runs/{runId}/output/stream), read with fetch() and a stream
 // reader rather than EventSource, which cannot send the API token. Events:
-// `output` (a chunk of text), `end` ({status, reason?}), `error` ({message}).
-// A run that has ended streams its stored output, then `end`.
+// `run` (which run: {runId, job, worker, startTime, running}), `output` (a
+// chunk of text), then `end` ({status, reason?, exitCode?}) or `error`
+// ({message}: its worker died or cannot be reached). A run that has ended
+// streams its stored output, then `end`.
 import { ApiError, authHeaders, askToken, el, statusBadge, unserved } from './lib.js';
 
 // Reads the event stream at `path` until it ends or `signal` aborts,
@@ -47,10 +49,11 @@ export async function readEvents(path, signal, onEvent) {
 // where the run stands in `state`. start() replaces the run shown; stop()
 // closes the stream (the page left).
 export class LiveOutput {
-  constructor(pre, state, { onEnd } = {}) {
+  constructor(pre, state, { onEnd, onRun } = {}) {
     this.pre = pre;
     this.state = state;
     this.onEnd = onEnd;
+    this.onRun = onRun;
     this.runId = null;
     this.abort = null;
   }
@@ -75,7 +78,10 @@ export class LiveOutput {
   }
 
   event(name, data) {
-    if (name === 'output') {
+    if (name === 'run') {
+      // Which run follows: {runId, job, worker, startTime, running}.
+      try { this.onRun?.(JSON.parse(data)); } catch { /* details are optional */ }
+    } else if (name === 'output') {
       // Follows the end of the output, unless the reader scrolled up.
       const atEnd = this.pre.scrollTop + this.pre.clientHeight >= this.pre.scrollHeight - 4;
       this.pre.append(document.createTextNode(data));
@@ -86,7 +92,8 @@ export class LiveOutput {
       try { end = JSON.parse(data); } catch { /* an end without details */ }
       this.ended = true;
       this.pre.dataset.state = 'ended';
-      this.state.replaceChildren('ended: ', statusBadge(end.status || 'unknown'), end.reason ? ` — ${end.reason}` : '');
+      this.state.replaceChildren('ended: ', statusBadge(end.status || 'unknown'),
+        end.exitCode !== undefined && end.exitCode !== null ? ` (exit ${end.exitCode})` : '', end.reason ? ` — ${end.reason}` : '');
       this.state.dataset.status = end.status || '';
       this.onEnd?.(end);
     } else if (name === 'error') {

@@ -9,6 +9,8 @@ let runId = '';
 let job = '';
 let ended = false;
 const live = new LiveOutput(document.getElementById('live-text'), document.getElementById('live-state'), {
+  // The stream names the run's job (an address without `job`).
+  onRun: (start) => { if (!job && start.job) setJob(start.job); },
   onEnd: (end) => {
     ended = true;
     $('#live-kill').disabled = true;
@@ -40,12 +42,14 @@ export async function loadRun() {
   if (ended) return;
   $('#live-kill').disabled = !r;
   $('#live-meta').replaceChildren(`Run ${runId}`, ...(r ? [` on ${r.hostname || r.worker}, started `, zonedTime(r.startTime), '.'] : ['.']));
-  if (r && !job) {
-    job = r.job;
-    $('#live-job').textContent = job;
-    $('#live-job').href = jobHref(job);
-    $('#live-record').href = logsHref(job, runId);
-  }
+  if (r && !job) setJob(r.job);
+}
+
+function setJob(name) {
+  job = name;
+  $('#live-job').textContent = job;
+  $('#live-job').href = jobHref(job);
+  $('#live-record').href = logsHref(job, runId);
 }
 
 export async function killThisRun() {
