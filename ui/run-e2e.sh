@@ -35,7 +35,12 @@ MASTER_PID=$!
 # The worker carries labels, so the tests can place jobs on it (and on
 # labels it lacks); jobs without a target run on it as before.
 export RCRON_UI_WORKER_LABELS="role=ui-e2e,zone=e2e-1"
-RCRON_WORKER_LABELS="$RCRON_UI_WORKER_LABELS" RCRON_SPILL_DIR="$work/spill" RCRON_METRICS_LISTEN="" RCRON_DRAIN_SECS=1 "$target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
+# Its HTTP listener serves the live output of its runs to the master (on
+# loopback no cluster secret is needed); METRICS_LISTEN is the older name.
+wport=$(free_port)
+RCRON_WORKER_LABELS="$RCRON_UI_WORKER_LABELS" RCRON_SPILL_DIR="$work/spill" \
+  RCRON_HTTP_LISTEN="127.0.0.1:$wport" RCRON_METRICS_LISTEN="127.0.0.1:$wport" RCRON_DRAIN_SECS=1 \
+  "$target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
 WORKER_PID=$!
 wait_port 127.0.0.1 "$port" 30 rcron-master
 

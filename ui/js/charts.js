@@ -26,13 +26,17 @@ export const colors = () => ({
 // Options every chart shares, in the current theme's colours.
 function baseOptions(extra = {}) {
   const c = colors();
-  const axis = (more = {}) => ({ ticks: { color: c.text, maxRotation: 0, autoSkip: true, autoSkipPadding: 8 }, grid: { color: c.grid }, border: { color: c.grid }, ...more });
+  // An axis in the theme's colours; what a chart sets of its ticks and
+  // title is merged into them, not put in their place.
+  const axis = ({ ticks, title, ...more }) => ({
+    grid: { color: c.grid },
+    border: { color: c.grid },
+    ...more,
+    ticks: { color: c.text, maxRotation: 0, autoSkip: true, autoSkipPadding: 8, ...ticks },
+    ...(title ? { title: { display: true, color: c.text, ...title } } : {}),
+  });
   const scales = {};
-  for (const [id, more] of Object.entries(extra.scales || { x: {}, y: {} })) {
-    scales[id] = axis(more);
-    if (more.ticks) scales[id].ticks = { ...scales[id].ticks, ...more.ticks };
-    if (more.title) scales[id].title = { display: true, color: c.text, ...more.title };
-  }
+  for (const [id, more] of Object.entries(extra.scales || { x: {}, y: {} })) scales[id] = axis(more);
   return {
     animation: false,
     responsive: true,

@@ -70,7 +70,7 @@ function bucketChart(canvas, series, tz, day) {
     data: {
       labels: buckets.map((b) => fmtClock(b.t, tz, day)),
       datasets: [
-        { label: 'runs', data: buckets.map((b) => Math.max(0, (b.runs || 0) - (b.failed || 0))), backgroundColor: c.ok, stack: 's' },
+        { label: 'succeeded', data: buckets.map((b) => Math.max(0, (b.runs || 0) - (b.failed || 0))), backgroundColor: c.ok, stack: 's' },
         { label: 'failed', data: buckets.map((b) => b.failed || 0), backgroundColor: c.bad, stack: 's' },
         { label: 'missed', data: buckets.map((b) => b.missed || 0), backgroundColor: c.warn, stack: 's' },
       ],

@@ -71,12 +71,18 @@ export async function loadJob() {
   renderStats();
 }
 
-// The job's next 5 fire times, in its zone, from the server's preview.
+// The job's next 5 fire times, in its zone, from the server's preview:
+// asked again only when the schedule changes or the first one has passed.
+let nextCache = { key: '', next: [] };
 async function nextRuns(j) {
   if (j.disabled) return [];
+  const key = `${j.name}\n${j.cronExpr}\n${j.timezone || ''}`;
+  if (nextCache.key === key && nextCache.next.length && Date.parse(nextCache.next[0]) > Date.now()) return nextCache.next;
   const body = { cronExpr: j.cronExpr, count: 5 };
   if (j.timezone) body.timezone = j.timezone;
-  return (await api('POST', '/cron/preview', body)).next;
+  const { next } = await api('POST', '/cron/preview', body);
+  nextCache = { key, next };
+  return next;
 }
 
 // One job: its definition and its chain.
@@ -189,9 +195,8 @@ export function renderStats() {
   }));
   const days = (stats.daily || []).slice(-daysShown());
   const labels = days.map((d) => d.day.slice(5));
-  // A rate in [0, 1] as a percentage (a server sending percentages is read as such).
-  const pct = days.map((d) => (d.successRate === null || d.successRate === undefined ? null
-    : +(d.successRate <= 1 ? d.successRate * 100 : d.successRate).toFixed(1)));
+  // `successRate` is succeeded / runs, in [0, 1]; null on a day without runs.
+  const pct = days.map((d) => (d.successRate === null || d.successRate === undefined ? null : +(d.successRate * 100).toFixed(1)));
   const totals = days.reduce((a, d) => ({ runs: a.runs + d.runs, ok: a.ok + d.succeeded }), { runs: 0, ok: 0 });
   $('#job-rate-summary').textContent = totals.runs ? `(${Math.round((100 * totals.ok) / totals.runs)}% of ${fmtCount(totals.runs)} runs in ${days.length} days)` : `(no run in ${days.length} days)`;
   draw($('#chart-rate'), (c) => ({
