@@ -3,7 +3,7 @@
 // status, worker and a time range (`from`/`to`, ms, entered in the zone
 // times are shown in); a run's output in a panel below.
 import {
-  $, api, el, fmtTime, fmtDuration, fmtCount, isVerdict, statusBadge, logsHref, parseWallTime,
+  $, api, el, fmtTime, fmtDuration, fmtCount, isVerdict, statusBadge, logsHref, parseWallTime, zoneLabel,
 } from './lib.js';
 
 // Runs on a page of the logs.
@@ -108,7 +108,7 @@ export function showOutput(l, key) {
   selectedRun = key;
   for (const r of document.querySelectorAll('#logs-table tbody tr')) r.classList.toggle('table-active', r.dataset.run === key);
   $('#log-output').classList.remove('d-none');
-  $('#log-output-title').textContent = `${l.jobName} · ${fmtTime(l.startTime)} · ${l.status}${l.err ? ` · ${l.err}` : ''}`;
+  $('#log-output-title').textContent = `${l.jobName} · ${fmtTime(l.startTime)} (${zoneLabel()}) · ${l.status}${l.err ? ` · ${l.err}` : ''}`;
   // Pages of the log list carry no output: it is read per run.
   $('#log-output-text').textContent = isVerdict(l.status)
     ? `No command ran for the tick of ${fmtTime(l.planTime)}: ${l.reason || l.err || l.status}.`

@@ -158,19 +158,26 @@ test('the dashboard shows a failing and a running job, charts runs per minute, a
 test('a run\'s output streams to the browser while it runs', { timeout: 120_000 }, async () => {
   const job = 'ui-tick';
   await remove([job]);
-  await call('POST', '/jobs', { name: job, command: 'for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 1; done', cronExpr: '@yearly', concurrency: 'allow' });
+  // Each line carries when it was printed (ms), to measure when it shows.
+  await call('POST', '/jobs', { name: job, command: 'for i in 1 2 3 4 5 6 7 8; do echo tick-$i $(date +%s%3N); sleep 1; done', cronExpr: '@yearly', concurrency: 'allow' });
   const { browser, page, consoleErrors, foreign, failed, shot } = await openAdmin({ viewport: { width: 1366, height: 768 } });
   const text = (sel) => page.evaluate((s) => document.querySelector(s).textContent, sel);
 
   try {
     // From the dashboard's running list to the run's page.
     await page.goto(`${base}/#/dashboard`);
+    // When each piece of output reaches the page (a figure, not asserted).
+    await page.evaluate(() => {
+      const pre = document.querySelector('#live-text');
+      window.arrivals = [];
+      new MutationObserver(() => window.arrivals.push([Date.now(), pre.textContent])).observe(pre, { childList: true, characterData: true, subtree: true });
+    });
     await call('POST', `/jobs/${job}/run`, {});
     const link = page.locator(`#dash-running tr[data-job="${job}"] a.live-link`);
     await link.waitFor({ timeout: 20_000 });
     await link.click();
     await page.waitForSelector('#page-run:not(.d-none)');
-    await page.waitForFunction(() => /tick-1\n/.test(document.querySelector('#live-text').textContent), null, { timeout: 10_000 });
+    await page.waitForFunction(() => /tick-1 \d+\n/.test(document.querySelector('#live-text').textContent), null, { timeout: 10_000 });
     // Seen before the end: the last lines are not printed yet, no record
     // of the run is stored, and the run is still offered for Kill.
     const early = await text('#live-text');
@@ -179,15 +186,23 @@ test('a run\'s output streams to the browser while it runs', { timeout: 120_000 
     await page.screenshot({ path: `${shots}/run-live.png` });
     // Its end: every line, then its status.
     await page.waitForSelector('#live-state[data-status="success"]', { timeout: 20_000 });
-    assert.match(await text('#live-text'), /tick-1\ntick-2\n[\s\S]*tick-8\n/);
+    assert.match(await text('#live-text'), /^tick-1 \d+\ntick-2 \d+\n[\s\S]*tick-8 \d+\n$/);
     assert.equal(await page.isDisabled('#live-kill'), true, 'an ended run offers no Kill');
+    // Printed → shown, per line seen arriving; the lines of the first
+    // arrival may have been printed before the stream opened: left out.
+    const seen = new Map();
+    (await page.evaluate(() => window.arrivals)).forEach(([at, all], i) => {
+      for (const m of all.matchAll(/tick-(\d) (\d+)\n/g)) if (!seen.has(m[1])) seen.set(m[1], i ? at - Number(m[2]) : null);
+    });
+    const lat = [...seen.values()].filter((v) => v !== null).sort((a, b) => a - b);
+    console.log(`live output, printed to shown in the browser: ${lat.length} lines, p50 ${lat[Math.floor(lat.length / 2)]} ms, max ${lat.at(-1)} ms`);
 
     // The job's page shows its running run's output live too.
     await page.goto(`${base}/#/job?name=${job}`);
     await page.waitForFunction((n) => document.querySelector('#job-title').textContent === n, job);
     await call('POST', `/jobs/${job}/run`, {});
     await page.waitForSelector('#job-live-card:not(.d-none)', { timeout: 20_000 });
-    await page.waitForFunction(() => /tick-1\n/.test(document.querySelector('#job-live-text').textContent), null, { timeout: 15_000 });
+    await page.waitForFunction(() => /tick-1 \d+\n/.test(document.querySelector('#job-live-text').textContent), null, { timeout: 15_000 });
     assert.doesNotMatch(await text('#job-live-text'), /tick-8/);
     assert.equal(await page.isDisabled('#job-kill'), false, 'a running job offers Kill');
     await page.waitForFunction(() => /tick-8/.test(document.querySelector('#job-live-text').textContent), null, { timeout: 20_000 });
@@ -227,6 +242,11 @@ test('the logs filter by job, status, worker and time; a job page charts its las
     await page.fill('#log-job', job);
     await page.dispatchEvent('#log-job', 'change');
     await page.waitForFunction((n) => location.hash === `#/logs?job=${n}`, job);
+    // A filter changed: the read it makes, with `key` set to `value`.
+    const filtered = (sel, key, value) => Promise.all([
+      page.waitForResponse((r) => path(r) === '/api/v1/logs' && new URL(r.url()).searchParams.get(key) === value),
+      page.dispatchEvent(sel, 'change'),
+    ]);
     const rows = () => page.locator('#logs-table tbody tr').evaluateAll((rs) => rs.map((r) => ({ status: r.dataset.status, worker: r.dataset.worker })));
     const summary = (pattern) => page.waitForFunction((s) => new RegExp(s).test(document.querySelector('#log-summary').textContent), pattern.source);
     await summary(new RegExp(`^1–${N} of ${N},`));
@@ -238,31 +258,32 @@ test('the logs filter by job, status, worker and time; a job page charts its las
     // Worker: the one that ran them, then one that ran none.
     const worker = workers[0].id;
     await page.fill('#log-worker', worker);
-    await page.dispatchEvent('#log-worker', 'change');
+    await filtered('#log-worker', 'worker', worker);
     await summary(new RegExp(`^1–${N} of ${N},`));
     assert.equal(logReads.at(-1).get('worker'), worker);
     assert.ok((await rows()).every((r) => r.worker === worker));
     await page.fill('#log-worker', 'no-such-worker');
-    await page.dispatchEvent('#log-worker', 'change');
+    await filtered('#log-worker', 'worker', 'no-such-worker');
     await summary(/^no runs$/);
     await page.fill('#log-worker', '');
-    await page.dispatchEvent('#log-worker', 'change');
+    await filtered('#log-worker', 'worker', null);
     // Time range, entered in the cluster's zone: from an hour ago, then
     // from an hour ahead.
     const wall = (ms) => new Intl.DateTimeFormat('sv-SE', { timeZone: cluster.timezone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' })
       .format(new Date(ms)).replace(' ', 'T');
     const hourAgo = Math.floor((Date.now() - 3_600_000) / 1000) * 1000;
     await page.fill('#log-from', wall(hourAgo));
-    await page.dispatchEvent('#log-from', 'change');
+    await filtered('#log-from', 'from', String(hourAgo));
     await summary(new RegExp(`^1–${N} of ${N},`));
     assert.equal(logReads.at(-1).get('from'), String(hourAgo), 'the wall time read in the cluster zone');
     const ahead = hourAgo + 2 * 3_600_000;
     await page.fill('#log-from', wall(ahead));
-    await page.dispatchEvent('#log-from', 'change');
+    await filtered('#log-from', 'from', String(ahead));
     await summary(/^no runs$/);
     await page.fill('#log-from', '');
+    await filtered('#log-from', 'from', null);
     await page.fill('#log-to', wall(hourAgo));
-    await page.dispatchEvent('#log-to', 'change');
+    await filtered('#log-to', 'to', String(hourAgo));
     await summary(/^no runs$/);
     assert.equal(logReads.at(-1).get('to'), String(hourAgo));
     await page.click('#log-clear');
