@@ -159,7 +159,7 @@ test('a run\'s output streams to the browser while it runs', { timeout: 120_000 
   const job = 'ui-tick';
   await remove([job]);
   // Each line carries when it was printed (ms), to measure when it shows.
-  await call('POST', '/jobs', { name: job, command: 'for i in 1 2 3 4 5 6 7 8; do echo tick-$i $(date +%s%3N); sleep 1; done', cronExpr: '@yearly', concurrency: 'allow' });
+  await call('POST', '/jobs', { name: job, command: 'for i in $(seq 1 15); do echo tick-$i $(date +%s%3N); sleep 1; done', cronExpr: '@yearly', concurrency: 'allow' });
   const { browser, page, consoleErrors, foreign, failed, shot } = await openAdmin({ viewport: { width: 1366, height: 768 } });
   const text = (sel) => page.evaluate((s) => document.querySelector(s).textContent, sel);
 
@@ -181,18 +181,18 @@ test('a run\'s output streams to the browser while it runs', { timeout: 120_000 
     // Seen before the end: the last lines are not printed yet, no record
     // of the run is stored, and the run is still offered for Kill.
     const early = await text('#live-text');
-    assert.doesNotMatch(early, /tick-8/, `shown before the run ended: ${early}`);
+    assert.doesNotMatch(early, /tick-15/, `shown before the run ended: ${early}`);
     assert.equal((await call('GET', `/logs?job=${job}&limit=1`)).logs.length, 0, 'the run has not ended yet');
     await page.screenshot({ path: `${shots}/run-live.png` });
     // Its end: every line, then its status.
-    await page.waitForSelector('#live-state[data-status="success"]', { timeout: 20_000 });
-    assert.match(await text('#live-text'), /^tick-1 \d+\ntick-2 \d+\n[\s\S]*tick-8 \d+\n$/);
+    await page.waitForSelector('#live-state[data-status="success"]', { timeout: 30_000 });
+    assert.match(await text('#live-text'), /^tick-1 \d+\ntick-2 \d+\n[\s\S]*tick-15 \d+\n$/);
     assert.equal(await page.isDisabled('#live-kill'), true, 'an ended run offers no Kill');
     // Printed → shown, per line seen arriving; the lines of the first
     // arrival may have been printed before the stream opened: left out.
     const seen = new Map();
     (await page.evaluate(() => window.arrivals)).forEach(([at, all], i) => {
-      for (const m of all.matchAll(/tick-(\d) (\d+)\n/g)) if (!seen.has(m[1])) seen.set(m[1], i ? at - Number(m[2]) : null);
+      for (const m of all.matchAll(/tick-(\d+) (\d+)\n/g)) if (!seen.has(m[1])) seen.set(m[1], i ? at - Number(m[2]) : null);
     });
     const lat = [...seen.values()].filter((v) => v !== null).sort((a, b) => a - b);
     console.log(`live output, printed to shown in the browser: ${lat.length} lines, p50 ${lat[Math.floor(lat.length / 2)]} ms, max ${lat.at(-1)} ms`);
@@ -203,9 +203,9 @@ test('a run\'s output streams to the browser while it runs', { timeout: 120_000 
     await call('POST', `/jobs/${job}/run`, {});
     await page.waitForSelector('#job-live-card:not(.d-none)', { timeout: 20_000 });
     await page.waitForFunction(() => /tick-1 \d+\n/.test(document.querySelector('#job-live-text').textContent), null, { timeout: 15_000 });
-    assert.doesNotMatch(await text('#job-live-text'), /tick-8/);
+    assert.doesNotMatch(await text('#job-live-text'), /tick-15/);
     assert.equal(await page.isDisabled('#job-kill'), false, 'a running job offers Kill');
-    await page.waitForFunction(() => /tick-8/.test(document.querySelector('#job-live-text').textContent), null, { timeout: 20_000 });
+    await page.waitForFunction(() => /tick-15 /.test(document.querySelector('#job-live-text').textContent), null, { timeout: 30_000 });
   } catch (e) {
     await shot('failure-console-live').catch(() => {});
     throw e;
