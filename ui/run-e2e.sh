@@ -3,7 +3,8 @@
 # the etcd and MongoDB-wire server of deploy/test-env.sh, then
 # `node --test ui/tests/` with Debian's chromium. Screenshots go to
 # target/ui-artifacts/.
-#   deploy/test-env.sh ui/run-e2e.sh
+#   deploy/test-env.sh ui/run-e2e.sh [tests/FILE.test.mjs ...]
+# (files relative to ui/; all of tests/ by default).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -34,14 +35,20 @@ MASTER_PID=$!
 # The worker carries labels, so the tests can place jobs on it (and on
 # labels it lacks); jobs without a target run on it as before.
 export RCRON_UI_WORKER_LABELS="role=ui-e2e,zone=e2e-1"
-RCRON_WORKER_LABELS="$RCRON_UI_WORKER_LABELS" RCRON_SPILL_DIR="$work/spill" RCRON_METRICS_LISTEN="" RCRON_DRAIN_SECS=1 "$target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
+# Its HTTP listener serves the live output of its runs to the master (on
+# loopback no cluster secret is needed); METRICS_LISTEN is the older name.
+wport=$(free_port)
+RCRON_WORKER_LABELS="$RCRON_UI_WORKER_LABELS" RCRON_SPILL_DIR="$work/spill" \
+  RCRON_HTTP_LISTEN="127.0.0.1:$wport" RCRON_METRICS_LISTEN="127.0.0.1:$wport" RCRON_DRAIN_SECS=1 \
+  "$target/debug/rcron-worker" >"$work/worker.log" 2>&1 &
 WORKER_PID=$!
 wait_port 127.0.0.1 "$port" 30 rcron-master
 
 export RCRON_UI_URL="http://127.0.0.1:$port" RCRON_UI_ARTIFACTS="$root/target/ui-artifacts"
 # One file at a time, in name order: the tests share the master, and some
 # need its job list to themselves (an empty list, a count of 130 jobs).
-if ! (cd "$here" && node --test --test-concurrency=1 tests/); then
+log "screenshots: $RCRON_UI_ARTIFACTS/"
+if ! (cd "$here" && node --test --test-concurrency=1 "${@:-tests/}"); then
   log "master log:"; tail -20 "$work/master.log" >&2
   log "worker log:"; tail -20 "$work/worker.log" >&2
   exit 1

@@ -13,20 +13,22 @@ mkdirSync(artifacts, { recursive: true });
 
 // A headless chromium on the admin, recording what went wrong: console
 // errors, requests that failed (4xx/5xx) and requests to other origins.
-// Confirmation dialogs are accepted.
-export async function openAdmin() {
+// Confirmation dialogs are accepted, unless `onDialog` handles them; a
+// `viewport` and a `theme` ('light', 'dark') may be asked for.
+export async function openAdmin({ onDialog, viewport = { width: 1400, height: 900 }, theme } = {}) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const page = await browser.newPage({ viewport });
+  if (theme) await page.addInitScript((t) => localStorage.setItem('rcron-theme', t), theme);
   const consoleErrors = [];
   const foreign = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   page.on('request', (r) => { if (!r.url().startsWith(base) && !r.url().startsWith('data:')) foreign.push(r.url()); });
-  page.on('dialog', (d) => d.accept());
+  page.on('dialog', onDialog || ((d) => d.accept()));
   const failed = [];
   page.on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`); });
   const shot = (name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
