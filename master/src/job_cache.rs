@@ -21,6 +21,9 @@ use etcd_client::{Client, EventType};
 use rcron_shared::backoff::Backoff;
 use rcron_shared::watch::list_then_watch;
 use rcron_shared::{Job, JobName, Keys, Schedule, ScheduleCache};
+
+use crate::Error;
+use crate::store::JobStore;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +31,11 @@ use tokio_util::sync::CancellationToken;
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// A watch etcd has not answered for this long is out of step.
 const STALE_AFTER: Duration = Duration::from_millis(1500);
+
+/// How long the leader's loops wait for the cache to reach the revision
+/// they read at (a progress answer comes every [`PROGRESS_EVERY`]) before
+/// they read every job from etcd instead.
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(2);
 
 /// A job as cached: the job and its parsed schedule (None when it does not
 /// parse, which a stored job written by hand may not).
@@ -126,6 +134,18 @@ impl JobCache {
         tokio::time::timeout(within, rx.wait_for(|r| *r > 0 && *r >= revision))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Every job as of etcd revision `revision` or later (0: any revision
+    /// the cache is in step with): from the cache once it has applied it,
+    /// else read from etcd. The leader's loops (settlement, placement, run
+    /// requests) look at every job every 2 s; at 100,000 jobs a read from
+    /// etcd is 26 MB each time, which kept etcd busy on a whole core.
+    pub async fn jobs_at(&self, revision: i64, store: &JobStore) -> Result<Vec<Arc<Job>>, Error> {
+        if self.caught_up(revision, CATCH_UP_WITHIN).await {
+            return Ok(self.read().jobs.values().map(|c| c.job.clone()).collect());
+        }
+        Ok(store.list().await?.into_iter().map(Arc::new).collect())
     }
 
     /// The named job; None when it does not exist.

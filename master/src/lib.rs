@@ -198,12 +198,14 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         client: state.store.client(),
         keys: keys.clone(),
         jobs: state.store.clone(),
+        cache: state.jobs.clone(),
         workers: state.workers.clone(),
     });
     let sweeper = Arc::new(RequestSweeper {
         client: state.store.client(),
         keys: keys.clone(),
         jobs: state.store.clone(),
+        cache: state.jobs.clone(),
         workers: state.workers.clone(),
         master_id: state.master_id.clone(),
     });
@@ -211,6 +213,7 @@ pub async fn run(config: MasterConfig, shutdown: CancellationToken) -> Result<()
         client: state.store.client(),
         keys: keys.clone(),
         jobs: state.store.clone(),
+        cache: state.jobs.clone(),
         workers: state.workers.clone(),
         logs: state.logs.clone(),
         timezone: config.timezone,

@@ -20,6 +20,7 @@ use rcron_shared::{Job, JobName, Keys, RunStatus, Warning, WarningKind, WorkerIn
 
 use crate::Error;
 use crate::election::Leadership;
+use crate::job_cache::JobCache;
 use crate::registry::WorkerRegistry;
 use crate::store::JobStore;
 
@@ -61,8 +62,10 @@ pub struct PlacementWatch {
     pub client: Client,
     /// Key layout.
     pub keys: Keys,
-    /// Jobs.
+    /// Jobs in etcd.
     pub jobs: JobStore,
+    /// The same jobs in memory (read instead of etcd once in step).
+    pub cache: Arc<JobCache>,
     /// The worker registry.
     pub workers: WorkerRegistry,
 }
@@ -89,14 +92,16 @@ impl PlacementWatch {
         leadership: &Leadership,
         since: &mut HashMap<JobName, i64>,
     ) -> Result<(), Error> {
-        let jobs = self.jobs.list().await?;
+        // Whatever revision the cache is in step with: an unschedulable
+        // job is reported after a grace of seconds anyway.
+        let jobs = self.cache.jobs_at(0, &self.jobs).await?;
         let workers = self.workers.list().await?;
         let reported = self.reported().await?;
         let now = chrono::Utc::now().timestamp_millis();
         let stuck: HashMap<&JobName, &Job> = jobs
             .iter()
             .filter(|j| is_unschedulable(j, &workers))
-            .map(|j| (&j.name, j))
+            .map(|j| (&j.name, &**j))
             .collect();
         since.retain(|name, _| stuck.contains_key(name));
         for (name, job) in &stuck {
@@ -109,7 +114,7 @@ impl PlacementWatch {
             }
         }
         self.check_clocks(leadership, &workers).await?;
-        let by_name: HashMap<&JobName, &Job> = jobs.iter().map(|j| (&j.name, j)).collect();
+        let by_name: HashMap<&JobName, &Job> = jobs.iter().map(|j| (&j.name, &**j)).collect();
         for name in reported.iter().filter(|n| !stuck.contains_key(n)) {
             if !leadership.is_valid() {
                 break;

@@ -14,6 +14,7 @@
 //! are deleted every [`MARKER_SWEEP_EVERY`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
@@ -24,6 +25,7 @@ use rcron_shared::{
 
 use crate::Error;
 use crate::election::Leadership;
+use crate::job_cache::JobCache;
 use crate::registry::WorkerRegistry;
 use crate::store::JobStore;
 use rcron_shared::listing::{Read, list_prefix};
@@ -43,8 +45,10 @@ pub struct RequestSweeper {
     pub client: Client,
     /// Key layout.
     pub keys: Keys,
-    /// Jobs.
+    /// Jobs in etcd.
     pub jobs: JobStore,
+    /// The same jobs in memory (read instead of etcd once in step).
+    pub cache: Arc<JobCache>,
     /// The worker registry.
     pub workers: WorkerRegistry,
     /// This master's id (the `worker` of the records it writes).
@@ -80,9 +84,11 @@ impl RequestSweeper {
         if listing.kvs.is_empty() {
             return Ok(());
         }
-        let jobs: HashMap<JobName, Job> = self
-            .jobs
-            .list()
+        // The jobs as of the requests' read or later: a request for a job
+        // created just before it is not taken for one of a deleted job.
+        let jobs: HashMap<JobName, Arc<Job>> = self
+            .cache
+            .jobs_at(listing.revision, &self.jobs)
             .await?
             .into_iter()
             .map(|j| (j.name.clone(), j))
@@ -126,7 +132,7 @@ impl RequestSweeper {
                 }
                 (None, Some(job)) => why_not_started(job, &request, &workers, busy.contains(&name)),
             };
-            let record = skipped_record(&request, job, verdict, &self.master_id, now);
+            let record = skipped_record(&request, job.map(|j| &**j), verdict, &self.master_id, now);
             self.delete_if_unchanged(leadership, kv.key(), kv.mod_revision(), Some(record))
                 .await?;
         }

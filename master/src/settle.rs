@@ -27,6 +27,7 @@ use rcron_shared::{
 
 use crate::Error;
 use crate::election::Leadership;
+use crate::job_cache::JobCache;
 use crate::registry::WorkerRegistry;
 use crate::store::JobStore;
 use rcron_shared::listing::{Read, list_prefix};
@@ -51,8 +52,10 @@ pub struct Settler {
     pub client: Client,
     /// Key layout.
     pub keys: Keys,
-    /// Jobs.
+    /// Jobs in etcd.
     pub jobs: JobStore,
+    /// The same jobs in memory (read instead of etcd once in step).
+    pub cache: Arc<JobCache>,
     /// The worker registry.
     pub workers: WorkerRegistry,
     /// The run log, where verdicts go.
@@ -89,8 +92,10 @@ impl Settler {
         took_over: i64,
         schedules: &mut ScheduleCache,
     ) -> Result<(), Error> {
-        let jobs = self.jobs.list().await?;
-        let fired = self.fired().await?;
+        let (fired, revision) = self.fired().await?;
+        // The jobs as of the markers' read or later: what a fresh read of
+        // etcd would give, without reading every job again.
+        let jobs = self.cache.jobs_at(revision, &self.jobs).await?;
         let workers = self.workers.list().await?;
         let now = chrono::Utc::now().timestamp_millis();
         let grace = workers
@@ -207,16 +212,18 @@ impl Settler {
 
     /// Every one-per-tick job's fired marker: its raw value and plan time
     /// (None for `-`).
-    async fn fired(&self) -> Result<HashMap<JobName, (Vec<u8>, Option<i64>)>, Error> {
+    /// Also the revision they were read at.
+    async fn fired(&self) -> Result<(HashMap<JobName, (Vec<u8>, Option<i64>)>, i64), Error> {
         let listing = list_prefix(&self.client, &self.keys.fired_dir(), Read::Values).await?;
-        Ok(listing
+        let markers = listing
             .kvs
             .iter()
             .filter_map(|kv| {
                 let job = self.keys.parse_fired(kv.key())?;
                 Some((job, (kv.value().to_vec(), decode_plan(kv.value()))))
             })
-            .collect())
+            .collect();
+        Ok((markers, listing.revision))
     }
 
     /// Writes stored verdicts to the run log, then deletes them (only if
