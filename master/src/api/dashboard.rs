@@ -142,7 +142,8 @@ pub struct WorkerLoad {
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct DashboardHealth {
-    /// The leading master's id; null when none leads (or etcd is down).
+    /// The leading master's id; absent when none leads (or etcd is down).
+    #[oai(skip_serializing_if_is_none)]
     pub leader: Option<String>,
     /// etcd answers.
     pub etcd: bool,

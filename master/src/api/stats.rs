@@ -98,11 +98,14 @@ pub struct DayStats {
     pub skipped: u64,
     /// Ticks missed.
     pub missed: u64,
-    /// `succeeded / runs`; null without runs.
+    /// `succeeded / runs`; absent without runs.
+    #[oai(skip_serializing_if_is_none)]
     pub success_rate: Option<f64>,
-    /// Median duration of the day's runs (ms); null without runs.
+    /// Median duration of the day's runs (ms); absent without runs.
+    #[oai(skip_serializing_if_is_none)]
     pub p50_ms: Option<i64>,
-    /// 95th percentile of their durations (ms); null without runs.
+    /// 95th percentile of their durations (ms); absent without runs.
+    #[oai(skip_serializing_if_is_none)]
     pub p95_ms: Option<i64>,
     /// How many runs the percentiles are of: all of the day's, or its
     /// newest ones (at least 1,000) when it had more than a stats request
