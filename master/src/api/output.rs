@@ -32,6 +32,26 @@ use crate::live::{OpenError, Relay, find_run, newest_run_of, stored_events};
 /// log: its record is on its way (the worker flushes records in batches).
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
+/// How long to wait for the record of a run no worker lists: a run that
+/// has just ended is off its worker's registration before its record is in
+/// the run log, so a run id minted (UUIDv7) in the last ten minutes gets
+/// [`RECORD_WAIT`]; any other id is answered at once.
+fn in_flight_wait(run_id: &str) -> Duration {
+    let minted_ms = uuid::Uuid::parse_str(run_id)
+        .ok()
+        .filter(|id| id.get_version_num() == 7)
+        .and_then(|id| id.get_timestamp())
+        .map(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+        });
+    let now = chrono::Utc::now().timestamp_millis();
+    match minted_ms {
+        Some(ms) if (now - 600_000..=now + 60_000).contains(&ms) => RECORD_WAIT,
+        _ => Duration::ZERO,
+    }
+}
+
 /// Streams of runs' output.
 pub struct OutputApi {
     state: Arc<AppState>,
@@ -212,7 +232,7 @@ impl OutputApi {
         };
         match find_run(workers, &run_id) {
             Some((worker, run)) => self.follow(worker, run).await,
-            None => self.stored(&run_id, Duration::ZERO).await,
+            None => self.stored(&run_id, in_flight_wait(&run_id)).await,
         }
     }
 
