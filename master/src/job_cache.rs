@@ -37,6 +37,10 @@ const STALE_AFTER: Duration = Duration::from_millis(1500);
 /// they read every job from etcd instead.
 const CATCH_UP_WITHIN: Duration = Duration::from_secs(2);
 
+/// How long an API read waits for the cache to apply this master's own
+/// writes before it reads etcd instead.
+const OWN_WRITES_WITHIN: Duration = Duration::from_secs(1);
+
 /// A job as cached: the job and its parsed schedule (None when it does not
 /// parse, which a stored job written by hand may not).
 #[derive(Clone)]
@@ -134,6 +138,22 @@ impl JobCache {
         tokio::time::timeout(within, rx.wait_for(|r| *r > 0 && *r >= revision))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits (at most 1 s) until the cache is in step and has applied every
+    /// job write made through `store` (this master's API): a job saved here
+    /// is then seen by the next read of the cache. False: read etcd.
+    pub async fn has_own_writes(&self, store: &JobStore) -> bool {
+        self.caught_up(store.written(), OWN_WRITES_WITHIN).await
+    }
+
+    /// The named job as this master last wrote it or later: from the cache
+    /// once it has this master's own writes, else from etcd.
+    pub async fn job(&self, name: &JobName, store: &JobStore) -> Result<Option<Arc<Job>>, Error> {
+        if self.has_own_writes(store).await {
+            return Ok(self.get(name).map(|c| c.job));
+        }
+        Ok(store.get(name).await?.map(Arc::new))
     }
 
     /// Every job as of etcd revision `revision` or later (0: any revision

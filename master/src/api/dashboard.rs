@@ -300,19 +300,11 @@ type EtcdPart = (
     Result<Vec<Cached>, crate::Error>,
 );
 
-/// How long the dashboard waits for the job cache to apply this
-/// master's writes before it reads etcd.
-const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(1);
-
 async fn from_etcd(state: &AppState) -> EtcdPart {
     let jobs = async {
         // The cache once it has applied this master's own writes (a job
         // just saved here is among the next runs), else etcd.
-        if state
-            .jobs
-            .caught_up(state.store.written(), CACHE_CATCH_UP)
-            .await
-        {
+        if state.jobs.has_own_writes(&state.store).await {
             Ok::<Vec<Cached>, crate::Error>(state.jobs.all())
         } else {
             let listed = state.store.list().await?;

@@ -79,7 +79,7 @@ pub(crate) async fn metrics(Data(state): Data<&Arc<AppState>>) -> Response {
     gauge(&mut out, "rcron_jobs", "Jobs stored in etcd.", jobs);
     // From the job cache while it is in step: a scrape does not read
     // every job from etcd.
-    let jobs = if state.jobs.revision().is_some() {
+    let jobs = if state.jobs.has_own_writes(&state.store).await {
         Ok(state.jobs.all().into_iter().map(|c| c.job).collect())
     } else {
         state.store.list().await.map(|jobs| {

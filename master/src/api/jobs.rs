@@ -72,7 +72,6 @@ pub struct JobList {
 pub const MAX_JOB_PAGE: u64 = 1000;
 /// How long a read waits for the job cache to apply this master's last
 /// write before it reads etcd instead.
-const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn default_job_limit() -> u64 {
     100
@@ -270,7 +269,7 @@ impl JobsApi {
             return None;
         }
         cache
-            .caught_up(self.state.store.written(), CACHE_CATCH_UP)
+            .has_own_writes(&self.state.store)
             .await
             .then_some(cache)
     }

@@ -280,10 +280,13 @@ impl OutputApi {
         match newest {
             Ok(page) => match page.records.first() {
                 Some(record) => self.stored(&record.run_id, Duration::ZERO).await,
-                None if self.state.jobs.get(&name).is_some() => StreamResponse::NotFound(body(
-                    format!("job {name:?} has no run going and none recorded"),
-                )),
-                None => Error::NotFound(name.to_string()).into(),
+                None => match self.state.jobs.job(&name, &self.state.store).await {
+                    Ok(Some(_)) => StreamResponse::NotFound(body(format!(
+                        "job {name:?} has no run going and none recorded"
+                    ))),
+                    Ok(None) => Error::NotFound(name.to_string()).into(),
+                    Err(e) => e.into(),
+                },
             },
             Err(e) => Error::from(e).into(),
         }

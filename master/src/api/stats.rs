@@ -165,11 +165,15 @@ impl StatsApi {
     /// cannot say).
     async fn zone_of(&self, name: &JobName) -> Tz {
         let cluster = self.state.timezone;
-        let job = if self.state.jobs.revision().is_some() {
-            self.state.jobs.get(name).map(|c| (*c.job).clone())
-        } else {
-            self.state.store.get(name).await.ok().flatten()
-        };
+        // A job saved through this master a moment ago is read with its
+        // zone, not the cluster's.
+        let job = self
+            .state
+            .jobs
+            .job(name, &self.state.store)
+            .await
+            .ok()
+            .flatten();
         job.map_or(cluster, |j| j.zone(cluster))
     }
 }
