@@ -70,8 +70,6 @@ pub struct JobList {
 
 /// Most jobs on one page of `GET /jobs`.
 pub const MAX_JOB_PAGE: u64 = 1000;
-/// How long a read waits for the job cache to apply this master's last
-/// write before it reads etcd instead.
 
 fn default_job_limit() -> u64 {
     100
