@@ -215,15 +215,12 @@ impl RunLogReader for MongoRunLog {
     }
 
     async fn run(&self, run_id: &str) -> Result<Vec<LogRecord>, RunLogError> {
-        let docs = self
-            .coll
-            .find(doc! {"runId": run_id})
-            .sort(doc! {"attempt": 1})
-            .await
-            .map_err(classify)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(classify)?;
+        let docs = collect(
+            self.coll
+                .find(doc! {"runId": run_id})
+                .sort(doc! {"attempt": 1}),
+        )
+        .await?;
         Ok(decode_all(docs))
     }
 
@@ -239,16 +236,12 @@ impl RunLogReader for MongoRunLog {
 
     async fn latest_runs(&self, job: &str, limit: u64) -> Result<Vec<LogRecord>, RunLogError> {
         let docs = self
-            .coll
-            .find(latest_filter(job))
-            .sort(page_order())
-            .limit(limit.clamp(1, MAX_PAGE) as i64)
-            .projection(doc! {"output": 0})
-            .await
-            .map_err(classify)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(classify)?;
+            .newest(
+                latest_filter(job),
+                limit.clamp(1, MAX_PAGE),
+                doc! {"output": 0},
+            )
+            .await?;
         Ok(decode_all(docs))
     }
 
@@ -271,14 +264,7 @@ impl RunLogReader for MongoRunLog {
             doc! {"$bucket": {"groupBy": "$startTime", "boundaries": boundaries.to_vec(),
             "default": "later", "output": {"n": {"$sum": 1}}}},
         ];
-        let docs = self
-            .coll
-            .aggregate(pipeline)
-            .await
-            .map_err(classify)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(classify)?;
+        let docs = collect(self.coll.aggregate(pipeline)).await?;
         let mut counts = vec![0; boundaries.len() - 1];
         for d in docs {
             let (Some(lower), Some(n)) = (number(&d, "_id"), number(&d, "n")) else {
@@ -313,16 +299,12 @@ impl RunLogReader for MongoRunLog {
         limit: u64,
     ) -> Result<Vec<RunTime>, RunLogError> {
         let docs = self
-            .coll
-            .find(tally_filter(Some(job), Tally::Runs, span))
-            .sort(page_order())
-            .limit(limit.min(i64::MAX as u64) as i64)
-            .projection(doc! {"_id": 0, "startTime": 1, "endTime": 1})
-            .await
-            .map_err(classify)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(classify)?;
+            .newest(
+                tally_filter(Some(job), Tally::Runs, span),
+                limit,
+                doc! {"_id": 0, "startTime": 1, "endTime": 1},
+            )
+            .await?;
         Ok(docs
             .iter()
             .filter_map(|d| {
@@ -343,16 +325,12 @@ impl RunLogReader for MongoRunLog {
         limit: u64,
     ) -> Result<Vec<LogRecord>, RunLogError> {
         let docs = self
-            .coll
-            .find(tally_filter(None, tally, span))
-            .sort(page_order())
-            .limit(limit.clamp(1, COUNT_CAP) as i64)
-            .projection(doc! {"output": 0})
-            .await
-            .map_err(classify)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(classify)?;
+            .newest(
+                tally_filter(None, tally, span),
+                limit.clamp(1, COUNT_CAP),
+                doc! {"output": 0},
+            )
+            .await?;
         Ok(decode_all(docs))
     }
 
@@ -367,14 +345,7 @@ impl RunLogReader for MongoRunLog {
             doc! {"$match": tally_filter(None, tally, span)},
             doc! {"$group": {"_id": "$jobName", "newest": {"$max": "$startTime"}}},
         ];
-        let docs = self
-            .coll
-            .aggregate(pipeline)
-            .await
-            .map_err(classify)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(classify)?;
+        let docs = collect(self.coll.aggregate(pipeline)).await?;
         Ok(docs
             .into_iter()
             .filter_map(|d| match (d.get("_id"), number(&d, "newest")) {
@@ -543,6 +514,39 @@ fn filters(query: &LogQuery) -> (Document, Document) {
         filter.insert("startTime", range);
     }
     (filter, count_filter)
+}
+
+impl MongoRunLog {
+    /// The newest `limit` documents that match `filter`, with `projection`.
+    async fn newest(
+        &self,
+        filter: Document,
+        limit: u64,
+        projection: Document,
+    ) -> Result<Vec<Document>, RunLogError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        collect(
+            self.coll
+                .find(filter)
+                .sort(page_order())
+                .limit(limit)
+                .projection(projection),
+        )
+        .await
+    }
+}
+
+/// Every document a find or an aggregation answers, its failures
+/// classified.
+async fn collect<R>(read: R) -> Result<Vec<Document>, RunLogError>
+where
+    R: std::future::IntoFuture<Output = mongodb::error::Result<mongodb::Cursor<Document>>>,
+{
+    read.await
+        .map_err(classify)?
+        .try_collect::<Vec<Document>>()
+        .await
+        .map_err(classify)
 }
 
 /// The records of `docs`; documents that do not read as one are skipped.
