@@ -676,3 +676,66 @@ async fn every_console_read_is_served_by_an_index() {
         );
     }
 }
+
+/// A run id as a worker mints it now (UUIDv7).
+fn fresh_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[tokio::test]
+async fn a_stream_asked_for_a_run_just_begun_waits_for_its_worker_or_its_record() {
+    let h = Arc::new(harness().await);
+    let now = now_ms();
+
+    // Ended before its record reached the run log: the record arrives 1 s
+    // after the request, and the stream serves its output.
+    let ended = fresh_run_id();
+    let mut rec = record("quick", &ended, now, 5, "success", "w1");
+    rec.insert("output", "hello from the record\n");
+    let writer = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            h.insert(vec![rec]).await;
+        })
+    };
+    let (status, body) = h.get(&format!("/api/v1/runs/{ended}/output/stream")).await;
+    writer.await.expect("writer");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = body.as_str().expect("an event stream");
+    assert!(text.contains("hello from the record"), "{text}");
+    assert!(text.contains("event: end"), "{text}");
+
+    // Just started, not yet in its worker's registration: the master
+    // finds it there once it appears (this worker serves no live output,
+    // which the answer names, rather than "no such run").
+    let started = fresh_run_id();
+    let worker = json!({"id": "w-late", "hostname": "host-b", "ip": "10.0.0.2", "pid": 1,
+        "version": "0.1.0", "startTime": now - 60_000, "capacity": 2, "running": ["slow"],
+        "runs": [{"job": "slow", "runId": started, "planTime": now, "startTime": now}]});
+    let registrar = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            h.put_etcd("workers/w-late", worker.to_string()).await;
+        })
+    };
+    let (status, body) = h
+        .get(&format!("/api/v1/runs/{started}/output/stream"))
+        .await;
+    registrar.await.expect("registrar");
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|m| m.contains("w-late")),
+        "{body}"
+    );
+
+    // An id no worker mints now (not a recent UUIDv7): 404 at once.
+    let started_at = std::time::Instant::now();
+    let (status, body) = h.get("/api/v1/runs/no-such-run/output/stream").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        started_at.elapsed() < Duration::from_secs(4),
+        "answered at once, not after the 5 s wait"
+    );
+}

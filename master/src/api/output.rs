@@ -32,10 +32,11 @@ use crate::live::{OpenError, Relay, find_run, newest_run_of, stored_events};
 /// log: its record is on its way (the worker flushes records in batches).
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
-/// How long to wait for the record of a run no worker lists: a run that
-/// has just ended is off its worker's registration before its record is in
-/// the run log, so a run id minted (UUIDv7) in the last ten minutes gets
-/// [`RECORD_WAIT`]; any other id is answered at once.
+/// How long to look for a run no worker lists and the run log does not
+/// hold: a run that has just started is not yet in its worker's
+/// registration, and one that has just ended is off it before its record
+/// is in the run log, so a run id minted (UUIDv7) in the last ten minutes
+/// gets [`RECORD_WAIT`]; any other id is answered at once.
 fn in_flight_wait(run_id: &str) -> Duration {
     let minted_ms = uuid::Uuid::parse_str(run_id)
         .ok()
@@ -50,6 +51,16 @@ fn in_flight_wait(run_id: &str) -> Duration {
         Some(ms) if (now - 600_000..=now + 60_000).contains(&ms) => RECORD_WAIT,
         _ => Duration::ZERO,
     }
+}
+
+/// How often a run that is not found yet is looked for again.
+const LOOK_AGAIN: Duration = Duration::from_millis(200);
+
+/// The answer for a run found neither on a worker nor in the run log.
+fn not_found(run_id: &str) -> StreamResponse {
+    StreamResponse::NotFound(body(format!(
+        "run {run_id:?} is not running on any live worker and has no record in the run log"
+    )))
 }
 
 /// Streams of runs' output.
@@ -176,19 +187,23 @@ impl OutputApi {
     async fn stored(&self, run_id: &str, wait: Duration) -> StreamResponse {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let attempts = match self.state.logs.run(run_id).await {
-                Ok(attempts) => attempts,
-                Err(e) => return Error::from(e).into(),
-            };
-            if !attempts.is_empty() {
-                return stream(Source::Known(stored_events(&attempts).into()));
+            if let Some(found) = self.record_of(run_id).await {
+                return found;
             }
             if tokio::time::Instant::now() >= deadline {
-                return StreamResponse::NotFound(body(format!(
-                    "run {run_id:?} is not running on any live worker and has no record in the run log"
-                )));
+                return not_found(run_id);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(LOOK_AGAIN).await;
+        }
+    }
+
+    /// The stored output of `run_id` (or the run log's failure); None
+    /// while it has no record.
+    async fn record_of(&self, run_id: &str) -> Option<StreamResponse> {
+        match self.state.logs.run(run_id).await {
+            Ok(attempts) if attempts.is_empty() => None,
+            Ok(attempts) => Some(stream(Source::Known(stored_events(&attempts).into()))),
+            Err(e) => Some(Error::from(e).into()),
         }
     }
 
@@ -230,9 +245,26 @@ impl OutputApi {
             Ok(w) => w,
             Err(refused) => return refused,
         };
-        match find_run(workers, &run_id) {
-            Some((worker, run)) => self.follow(worker, run).await,
-            None => self.stored(&run_id, in_flight_wait(&run_id)).await,
+        // A run id minted a moment ago may be on neither yet: its worker
+        // registers a run a few hundred ms after it starts, and writes
+        // its record after it ends. Both are looked at again until then.
+        let deadline = tokio::time::Instant::now() + in_flight_wait(&run_id);
+        let mut workers = workers;
+        loop {
+            if let Some((worker, run)) = find_run(workers, &run_id) {
+                return self.follow(worker, run).await;
+            }
+            if let Some(found) = self.record_of(&run_id).await {
+                return found;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return not_found(&run_id);
+            }
+            tokio::time::sleep(LOOK_AGAIN).await;
+            workers = match self.workers().await {
+                Ok(w) => w,
+                Err(refused) => return refused,
+            };
         }
     }
 
