@@ -95,8 +95,8 @@ function applyTheme(theme) {
   document.documentElement.dataset.bsTheme = theme;
   retheme();
 }
-const savedTheme = localStorage.getItem('rcron-theme');
-applyTheme(savedTheme || (matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light'));
+// theme.js has set it before the first paint.
+applyTheme(document.documentElement.dataset.bsTheme === 'dark' ? 'dark' : 'light');
 
 // ---- wiring -----------------------------------------------------------------
 

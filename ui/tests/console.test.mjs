@@ -368,3 +368,19 @@ test('every page fits 800 px without sideways scrolling, and is photographed', {
   assert.deepEqual(failed, [], 'no request failed');
   assert.deepEqual(foreign, [], 'nothing loaded from outside the master');
 });
+
+test('a saved dark theme is applied before the admin\'s scripts run (no light flash)', { timeout: 60_000 }, async () => {
+  const { browser, page } = await openAdmin({ theme: 'dark' });
+  try {
+    // Without its module scripts the page shows what the first paint
+    // would: the theme must already be set by then.
+    await page.route(/\/ui\/(app|js\/.*)\.js$/, (route) => route.abort());
+    await page.goto(`${base}/`);
+    assert.equal(await page.getAttribute('html', 'data-bs-theme'), 'dark');
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const [r, g, b] = background.match(/\d+/g).map(Number);
+    assert.ok(r + g + b < 200, `a dark page background, got ${background}`);
+  } finally {
+    await browser.close();
+  }
+});

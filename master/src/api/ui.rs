@@ -9,6 +9,11 @@ use poem::{IntoResponse, Response, handler};
 /// (path under `/ui/`, content type, bytes)
 const FILES: &[(&str, &str, &[u8])] = &[
     (
+        "theme.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../ui/theme.js"),
+    ),
+    (
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../ui/app.js"),
