@@ -6,7 +6,7 @@
 // every refresh; the statistics every 30 s and when a run ends.
 import {
   $, api, el, notAvailable, fmtTime, fmtIso, fmtDuration, fmtCount, jobHref, logsHref, runHref,
-  runningRuns, killJob, zonedTime, zoneLabel, refreshNow, runningBadge,
+  runningRuns, killJob, zonedTime, zoneLabel, refreshNow, runningBadge, fmtClock,
 } from './lib.js';
 import { draw, statusColor } from './charts.js';
 import { LiveOutput } from './live.js';
@@ -136,9 +136,14 @@ function renderLive() {
   const r = running[0];
   if (!r) return;
   $('#job-live-card').classList.remove('d-none');
+  // Runs going at once (a `mode: all` job, `allow` overlap): this card
+  // follows the first; each other one is a link to its own live page.
+  const others = running.slice(1);
+  const links = others.flatMap((o, i) => [...(i ? [', '] : []),
+    el('a', { href: runHref(o.runId, detailName), class: 'other-run' }, `since ${fmtClock(o.startTime)} on ${o.hostname || o.worker}`)]);
   $('#job-live-run').replaceChildren(el('a', { href: runHref(r.runId, detailName) }, `run ${r.runId}`),
     ` on ${r.hostname || r.worker}, since `, zonedTime(r.startTime),
-    running.length > 1 ? ` (and ${running.length - 1} more: see Workers)` : '');
+    ...(others.length ? [` (${others.length} more running: `, ...links, ')'] : []));
   live.start(r.runId);
 }
 

@@ -206,6 +206,19 @@ test('a run\'s output streams to the browser while it runs', { timeout: 120_000 
     assert.doesNotMatch(await text('#job-live-text'), /tick-15/);
     assert.equal(await page.isDisabled('#job-kill'), false, 'a running job offers Kill');
     await page.waitForFunction(() => /tick-15 /.test(document.querySelector('#job-live-text').textContent), null, { timeout: 30_000 });
+
+    // Two runs at once: the card follows one and links the other's page.
+    await Promise.all([call('POST', `/jobs/${job}/run`, {}), call('POST', `/jobs/${job}/run`, {})]);
+    const other = page.locator('#job-live-run a.other-run');
+    await other.waitFor({ timeout: 20_000 });
+    assert.match(await page.textContent('#job-live-run'), /\(1 more running: since \d\d:\d\d on \S+\)/);
+    const followed = new URL(await page.getAttribute('#job-live-run a:not(.other-run)', 'href'), base).hash;
+    const href = await other.getAttribute('href');
+    assert.notEqual(href, followed, 'the link is to the other run');
+    await other.click();
+    await page.waitForSelector('#page-run:not(.d-none)');
+    assert.equal(new URL(page.url()).hash, href);
+    await page.waitForFunction(() => /tick-1 \d+\n/.test(document.querySelector('#live-text').textContent), null, { timeout: 15_000 });
   } catch (e) {
     await shot('failure-console-live').catch(() => {});
     throw e;
