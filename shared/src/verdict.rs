@@ -84,7 +84,7 @@ pub fn record(
     by: &str,
     now_ms: i64,
 ) -> LogRecord {
-    record_of(
+    let mut record = record_of(
         job.name.as_str(),
         &job.command,
         plan_ms,
@@ -92,7 +92,39 @@ pub fn record(
         reason,
         by,
         now_ms,
-    )
+    );
+    // A job on every worker has a tick per worker, each with its verdict.
+    if crate::placement::mode(job.target.as_ref()) == crate::TargetMode::All {
+        record.run_id = verdict_run_id(job.name.as_str(), plan_ms, status, by);
+    }
+    record
+}
+
+/// The run id of verdict `status` on tick `plan_ms` of `job_name` (of
+/// worker `scope`'s tick for a job on every worker, else ""): the same
+/// whoever computes it and however often, so the run log's `_id` stores
+/// one record when a verdict is recorded twice — by a worker that died
+/// after sending it and before noting it sent, which records it again at
+/// its next start. (A UUIDv8 of a SHA-256 of those fields.)
+pub fn verdict_run_id(job_name: &str, plan_ms: i64, status: RunStatus, scope: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in [
+        b"rcron-verdict".as_slice(),
+        job_name.as_bytes(),
+        &plan_ms.to_be_bytes(),
+        status.as_str().as_bytes(),
+        scope.as_bytes(),
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// [`record`] for a job known by name and command only.
@@ -114,7 +146,7 @@ pub fn record_of(
         schedule_time: now_ms,
         start_time: now_ms,
         end_time: now_ms,
-        run_id: uuid::Uuid::now_v7().to_string(),
+        run_id: verdict_run_id(job_name, plan_ms, status, ""),
         worker: by.to_string(),
         exit_code: None,
         status,
@@ -191,6 +223,45 @@ mod tests {
             recs.iter().map(|r| r.plan_time).collect::<Vec<_>>(),
             vec![t0 + 3000]
         );
+    }
+
+    #[test]
+    fn a_verdict_recorded_twice_has_one_id_and_each_tick_its_own() {
+        let (job, _) = every_second();
+        let t0 = 1_700_000_000_000;
+        let missed = |plan, by: &str| record(&job, plan, RunStatus::Missed, "r".into(), by, t0);
+        // Again later, by another node, with another reason: the same id.
+        let again = record(
+            &job,
+            t0,
+            RunStatus::Missed,
+            "other".into(),
+            "leader",
+            t0 + 9000,
+        );
+        assert_eq!(missed(t0, "w1").document_id(), again.document_id());
+        assert_ne!(missed(t0, "w1").run_id, missed(t0 + 1000, "w1").run_id);
+        let skipped = record(&job, t0, RunStatus::Skipped, "r".into(), "w1", t0);
+        assert_ne!(
+            missed(t0, "w1").run_id,
+            skipped.run_id,
+            "two verdicts stay two records"
+        );
+        let other = Job::from_json(br#"{"name":"k","command":"true","cronExpr":"* * * * * * *"}"#)
+            .expect("job");
+        assert_ne!(
+            missed(t0, "w1").run_id,
+            record(&other, t0, RunStatus::Missed, "r".into(), "w1", t0).run_id
+        );
+        assert!(crate::keys::is_run_id(&missed(t0, "w1").run_id));
+        // A job on every worker: each worker's tick has its own verdict.
+        let all = Job::from_json(
+            br#"{"name":"j","command":"true","cronExpr":"* * * * * * *","target":{"mode":"all"}}"#,
+        )
+        .expect("job");
+        let on = |by: &str| record(&all, t0, RunStatus::Skipped, "r".into(), by, t0).run_id;
+        assert_ne!(on("w1"), on("w2"));
+        assert_eq!(on("w1"), on("w1"));
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! What a dead worker's outbox says about run requests and chains is done
 //! by the next start on its host, once, against real etcd and MongoDB-wire:
-//! a run's end (its request deleted, its chain requested) and a claim whose
-//! run never started (handed back, then run).
+//! a run's end (its request deleted, its chain requested), a claim whose
+//! run never started (handed back, then run), and a verdict it sent but
+//! did not note as settled (recorded again, stored once).
 
 mod common;
 
 use std::time::Duration;
 
 use common::{Env, InProcess, string};
-use rcron_shared::{Job, JobName, RunParams, RunRequest};
+use rcron_shared::{Job, JobName, RunParams, RunRequest, RunStatus, verdict};
 use rcron_testkit as kit;
-use rcron_worker::outbox::{Finish, Outbox, Take, TakenRequest};
+use rcron_worker::outbox::{Finish, Outbox, Take, TakenRequest, TakenVerdict};
 
 fn name(s: &str) -> JobName {
     JobName::new(s).expect("valid name")
@@ -136,5 +137,68 @@ async fn a_claim_whose_run_never_started_is_handed_back_and_then_runs_once() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.logs("adhoc").await.len(), 1, "once");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_its_dead_worker_sent_but_did_not_note_settled_is_stored_once() {
+    let env = Env::new();
+    let doc = r#"{"name":"slow","command":"sleep 5","cronExpr":"@yearly","disabled":true}"#;
+    env.put_job(doc).await;
+    let job = Job::from_json(doc.as_bytes()).expect("job");
+    let now = chrono::Utc::now().timestamp_millis();
+    let plan = (now - 60_000) / 1000 * 1000;
+    let tag = "settled-0190a1b2c3d4";
+    let fired = format!("{}fired/slow", env.prefix);
+    let mut etcd = env.etcd().await;
+    // An earlier run took the job's last tick.
+    let from_revision = etcd
+        .put(
+            fired.clone(),
+            verdict::encode_fired(plan - 5_000, "run-1"),
+            None,
+        )
+        .await
+        .expect("put the marker")
+        .header()
+        .expect("a header")
+        .revision();
+    // The dead worker's settlement moved the job's marker to the tick,
+    // its verdict's record went into its outbox, and it died before
+    // noting the settlement done.
+    etcd.put(fired.clone(), verdict::encode_fired(plan, tag), None)
+        .await
+        .expect("move the marker");
+    let reason = "overlap: the previous run was still going";
+    let sent = verdict::record(&job, plan, RunStatus::Skipped, reason.into(), "dead", now);
+    let cfg = env.config("next");
+    dead_outbox(&cfg.spill_dir, |o| {
+        o.take(Take {
+            run_id: tag.into(),
+            job: job.clone(),
+            plan_ms: plan,
+            fired_key: fired.clone(),
+            from_revision,
+            verdict: Some(TakenVerdict {
+                status: RunStatus::Skipped,
+                reason: reason.into(),
+            }),
+            request: None,
+        });
+        o.finished(&sent);
+    })
+    .await;
+    // The next start delivers the record and, finding that the dead
+    // worker's settlement moved the marker, records the verdict again.
+    let worker = InProcess::start(cfg);
+    kit::eventually(Duration::from_secs(15), "the verdict's record", || async {
+        (!env.verdicts("slow").await.is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let logs = env.verdicts("slow").await;
+    assert_eq!(logs.len(), 1, "one record for the tick: {logs:?}");
+    assert_eq!(string(&logs[0], "status"), "skipped");
+    assert_eq!(string(&logs[0], "runId"), sent.run_id);
     worker.stop().await;
 }

@@ -622,6 +622,8 @@ pub struct Ticks {
     pub missed_verdicts: usize,
     /// Records beyond the first for one (job, planTime).
     pub duplicates: usize,
+    /// The first ticks with more than one record: what each record says.
+    pub doubled: Vec<String>,
     /// (job, planTime) with no record.
     pub missed: Vec<(String, i64)>,
     /// Records with each status.
@@ -631,12 +633,18 @@ pub struct Ticks {
 impl Ticks {
     /// Every whole second in `[from_ms, to_ms)` of each of `jobs`.
     pub fn count(docs: &[Document], jobs: &[String], from_ms: i64, to_ms: i64) -> Self {
-        let mut seen: BTreeMap<(String, i64), usize> = BTreeMap::new();
+        let mut seen: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
         let mut ticks = Self::default();
         for d in docs {
             let job = d.get_str("jobName").unwrap_or_default().to_string();
             let plan = plan_time(d);
-            *seen.entry((job, plan)).or_default() += 1;
+            seen.entry((job, plan)).or_default().push(format!(
+                "{} ({}) by {}, runId {}",
+                d.get_str("status").unwrap_or("?"),
+                d.get_str("reason").unwrap_or(""),
+                d.get_str("worker").unwrap_or("?"),
+                d.get_str("runId").unwrap_or("?"),
+            ));
             let status = d.get_str("status").unwrap_or_default().to_string();
             *ticks.statuses.entry(status).or_default() += 1;
         }
@@ -657,9 +665,14 @@ impl Ticks {
             for plan in (first..to_ms).step_by(1000) {
                 ticks.expected += 1;
                 match seen.get(&(job.clone(), plan)) {
-                    Some(&n) => {
+                    Some(records) => {
                         ticks.ran += 1;
-                        ticks.duplicates += n - 1;
+                        ticks.duplicates += records.len() - 1;
+                        if records.len() > 1 && ticks.doubled.len() < 3 {
+                            ticks
+                                .doubled
+                                .push(format!("{job} at {plan}: {}", records.join("; ")));
+                        }
                     }
                     None => ticks.missed.push((job.clone(), plan)),
                 }
@@ -683,7 +696,14 @@ impl Ticks {
                 Some((job, plan)) => format!(" (first: {job} at {plan})"),
                 None => String::new(),
             }
-        )
+        ) + &match self.doubled.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; {} records beyond one a tick, e.g. {}",
+                self.duplicates,
+                self.doubled.join(" | ")
+            ),
+        }
     }
 }
 
