@@ -8,10 +8,12 @@
 //! webhooks), and only when all have accepted it is the key deleted — in a
 //! transaction on its mod revision, retried even after leadership ends (an
 //! etcd failover can end it between delivery and delete; the master then
-//! skips the warning if it leads again). Nothing reported is lost across
-//! leader changes; a duplicate can only come from a crash, or a *new*
-//! leader listing the warning, between delivery and delete, and carries
-//! the same idempotency key (the run id).
+//! skips the warning if it leads again). A master whose leadership ends
+//! waits up to 5 s for those deletions before it gives up its lease, so
+//! the next leader does not find them. Nothing reported is lost across
+//! leader changes; a duplicate can only come from a crash between delivery
+//! and delete, or etcd unreachable past that wait and the lease's TTL, and
+//! carries the same idempotency key (the run id).
 //!
 //! Storm control: at most one alert per job per window; the warnings in
 //! between are deleted undelivered and counted, and the next alert says how
@@ -78,6 +80,12 @@ pub struct Alerting {
 
 /// How long a delivered warning's deletion is retried (etcd unreachable).
 const DELETE_DELIVERED_FOR: Duration = Duration::from_secs(120);
+/// Longest wait between two tries of such a deletion: once etcd answers
+/// again it lands within this.
+const DELETE_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long a master that stops leading waits for the deletions of the
+/// warnings it delivered before it gives up its lease.
+const HAND_OVER_WITHIN: Duration = Duration::from_secs(5);
 
 /// Storm-control memory of one job.
 struct JobWindow {
@@ -174,6 +182,30 @@ impl Alerting {
         // Leadership is over: stop every delivery at once.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        self.hand_over().await;
+    }
+
+    /// Waits (at most [`HAND_OVER_WITHIN`]) until the warnings this
+    /// master delivered are deleted. Its lease is revoked only after this
+    /// returns, so the next leader, which can win only then, does not list
+    /// and send them again (seen when an etcd leader change ended
+    /// leadership between an alert and its deletion).
+    async fn hand_over(&self) {
+        let until = Instant::now() + HAND_OVER_WITHIN;
+        loop {
+            let pending = self.undeleted.lock().map(|set| set.len()).unwrap_or(0);
+            if pending == 0 {
+                return;
+            }
+            if Instant::now() >= until {
+                tracing::warn!(
+                    pending,
+                    "leadership handed over with delivered warnings not yet deleted; the next leader may send them again"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn list(&self) -> Result<(Vec<Pending>, i64), etcd_client::Error> {
@@ -333,7 +365,7 @@ impl Alerting {
             )])
             .and_then([TxnOp::delete(key.clone(), None)]);
         let give_up = Instant::now() + DELETE_DELIVERED_FOR;
-        let mut backoff = Backoff::etcd();
+        let mut backoff = Backoff::new(Duration::from_millis(100), DELETE_RETRY_MAX);
         loop {
             match self.client.clone().txn(txn.clone()).await {
                 Ok(_) => break,
