@@ -208,6 +208,11 @@ test('a run\'s output streams to the browser while it runs', { timeout: 120_000 
     await page.waitForFunction(() => /tick-15 /.test(document.querySelector('#job-live-text').textContent), null, { timeout: 30_000 });
 
     // Two runs at once: the card follows one and links the other's page.
+    // (Once the run above is off its worker's registration.)
+    await eventually('the previous run off the registry', async () => {
+      const { workers } = await call('GET', '/workers');
+      return workers.every((w) => (w.runs || []).every((r) => r.job !== job));
+    });
     await Promise.all([call('POST', `/jobs/${job}/run`, {}), call('POST', `/jobs/${job}/run`, {})]);
     const other = page.locator('#job-live-run a.other-run');
     await other.waitFor({ timeout: 20_000 });
