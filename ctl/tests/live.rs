@@ -3,57 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::Master;
+use common::{Follower, Master};
 use rcron_testkit as kit;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-/// `rcronctl --server base args…` running, its stdout lines on a channel.
-struct Follower {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Follower {
-    fn start(base: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rcronctl"))
-            .arg("--server")
-            .arg(base)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run rcronctl");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// The next line, waiting at most `within`.
-    fn next_line(&self, within: Duration) -> String {
-        self.lines
-            .recv_timeout(within)
-            .expect("a line from rcronctl logs --follow JOB")
-    }
-
-    fn stop(mut self) {
-        // Ours to kill: the child this test started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Whether `job` has a run listed by a live worker.
 async fn is_running(http: &reqwest::Client, base: &str, job: &str) -> bool {

@@ -5,12 +5,9 @@
 mod common;
 
 use rcron_shared::runlog::RunLogWriter;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Master, ctl, run_record};
+use common::{Follower, Master, ctl, run_record};
 use rcron_shared::{RunParams, Trigger, TriggeredBy};
 use rcron_testkit as kit;
 
@@ -78,48 +75,6 @@ async fn logs_are_newest_first_and_json_is_the_apis_page() {
     .await
     .expect("rcronctl checks");
     master.stop().await;
-}
-
-/// `rcronctl --server base args…` running, its stdout lines on a channel.
-struct Follower {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Follower {
-    fn start(base: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rcronctl"))
-            .arg("--server")
-            .arg(base)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run rcronctl");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    fn next_line(&self, within: Duration) -> String {
-        self.lines
-            .recv_timeout(within)
-            .expect("a line from rcronctl logs --follow")
-    }
-
-    fn stop(mut self) -> Vec<String> {
-        // Ours to kill: the child this test started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.lines.try_iter().collect()
-    }
 }
 
 /// Where each column starts in `header` (columns are two spaces apart;

@@ -3,7 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use rcron_master::MasterConfig;
@@ -160,4 +162,48 @@ pub fn temp_dir(what: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// `rcronctl --server base args…` running, its stdout lines on a channel.
+pub struct Follower {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Follower {
+    pub fn start(base: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rcronctl"))
+            .arg("--server")
+            .arg(base)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run rcronctl");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line, waiting at most `within`.
+    pub fn next_line(&self, within: Duration) -> String {
+        self.lines
+            .recv_timeout(within)
+            .expect("a line from rcronctl within the wait")
+    }
+
+    /// Kills it; the lines it printed that were not read.
+    pub fn stop(mut self) -> Vec<String> {
+        // Ours to kill: the child this test started.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.lines.try_iter().collect()
+    }
 }
