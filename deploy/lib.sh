@@ -25,10 +25,11 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# etcd, protoc (for etcd-client's build), python venv support, and openssl
-# (certificates for the etcd TLS test).
+# etcd, protoc (for etcd-client's build), make (for jemalloc's, the
+# master's allocator), python venv support, and openssl (certificates for
+# the etcd TLS test).
 ensure_system_packages() {
-  apt_install etcd-server etcd-client protobuf-compiler libprotobuf-dev python3-venv curl openssl
+  apt_install etcd-server etcd-client protobuf-compiler libprotobuf-dev make python3-venv curl openssl
 }
 
 ensure_mongo_wire() {

@@ -5,7 +5,7 @@
 #   deploy/local-cluster.sh              # 1 etcd, 1 master, 1 worker
 #   deploy/local-cluster.sh --nodes 3    # 3-member etcd, 3 masters, 3 workers
 #
-# Installs what is missing (apt: etcd, protoc; pip: nx-27017 in a venv
+# Installs what is missing (apt: etcd, protoc, make; pip: nx-27017 in a venv
 # under ~/.cache/rcron), builds the release binaries, and keeps its data in
 # $RCRON_CLUSTER_DIR (default ~/.local/share/rcron/local-cluster[-N]), so
 # jobs and logs survive a restart. Ports: etcd from RCRON_ETCD_PORT (2379),

@@ -4,7 +4,7 @@
 #
 #   deploy/test-env.sh cargo test --workspace
 #
-# Installs what is missing first (apt: etcd, protoc; pip: nx-27017 in a
+# Installs what is missing first (apt: etcd, protoc, make; pip: nx-27017 in a
 # venv under ~/.cache/rcron). The command sees:
 #   RCRON_TEST_ETCD       127.0.0.1:<port> of the shared etcd
 #   RCRON_TEST_MONGO      mongodb://127.0.0.1:<port> of the shared server
